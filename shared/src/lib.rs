@@ -1,0 +1,33 @@
+//! The contract between Rampart's two tiers.
+//!
+//! The edge (a Cloudflare Worker compiled to wasm32) and the origin (an axum server) both link this
+//! crate, so they compute byte-identical cache keys and identical caching decisions from the same
+//! request. Everything here is pure: no I/O, no clocks (the current time is passed in as Unix
+//! seconds), no async runtime, so it builds for `wasm32-unknown-unknown` and natively alike.
+//!
+//! | module | what it decides |
+//! | --- | --- |
+//! | [`key`] | the canonical cache key of a request, plus its negotiated variant |
+//! | [`policy`] | which route rule applies, and whether the request bypasses caches |
+//! | [`cache_control`] | `Cache-Control` / `CDN-Cache-Control` parsing and emission (RFC 9111, 5861, 9213) |
+//! | [`freshness`] | freshness lifetime, current age and storability in a shared cache (RFC 9111) |
+//! | [`validators`] | entity tags and conditional requests (RFC 9110 §8.8, §13) |
+//! | [`cache_status`] | the `Cache-Status` response header (RFC 9211) |
+//! | [`negotiate`] | image format from `Accept`, content coding from `Accept-Encoding` |
+//! | [`security`] | the security response headers |
+//! | [`image`] | `/cdn-cgi/image/<options>/<source>` URLs |
+//! | [`rate_limit`] | the rate-limit tiers |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cache_control;
+pub mod cache_status;
+pub mod duration;
+pub mod freshness;
+pub mod image;
+pub mod key;
+pub mod negotiate;
+pub mod policy;
+pub mod rate_limit;
+pub mod security;
+pub mod validators;

@@ -1,0 +1,6 @@
+//! The reusable origin core: layers any axum application can wrap itself in.
+
+pub mod errors;
+pub mod metrics;
+pub mod policy_headers;
+pub mod shutdown;

@@ -1,0 +1,66 @@
+//! Applies the shared route policy to every response: `Cache-Control`, `Cache-Tag` and the
+//! security headers, exactly as the edge expects them.
+//!
+//! A handler that sets its own `Cache-Control` keeps it (it knows better, e.g. `no-store` on an
+//! error); everything else is decided by [`shared::policy::Policy::decide`] from the same inputs
+//! the edge uses, so both tiers agree on what is cacheable and under which tags.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use shared::key::CacheKey;
+use shared::policy::{Policy, RequestFacts};
+
+/// The response header carrying purge tags to the edge (Cloudflare's name).
+pub const CACHE_TAG: &str = "cache-tag";
+
+/// Middleware: decides the request's policy and stamps the response headers.
+pub async fn apply(State(policy): State<Arc<Policy>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = header_str(headers, header::HOST).unwrap_or("localhost");
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let path = CacheKey::new(request.method().as_str(), host, target, policy.keys())
+        .map_or_else(|_| request.uri().path().to_owned(), |key| key.path().to_owned());
+    let facts = RequestFacts {
+        method: request.method().as_str(),
+        path: &path,
+        has_authorization: headers.contains_key(header::AUTHORIZATION),
+        cookie: header_str(headers, header::COOKIE),
+    };
+    let decision = policy.decide(&facts);
+    let cache_control = decision.cache_control().to_string();
+    let tags = decision.tags.join(",");
+    let cacheable = decision.is_cacheable();
+    let overrides = decision.policy().map(|p| p.security_headers.clone()).unwrap_or_default();
+
+    let mut response = next.run(request).await;
+    let out = response.headers_mut();
+    if !out.contains_key(header::CACHE_CONTROL) {
+        insert(out, header::CACHE_CONTROL, &cache_control);
+    }
+    if cacheable && !tags.is_empty() {
+        insert(out, HeaderName::from_static(CACHE_TAG), &tags);
+    }
+    for (name, value) in shared::security::headers(&overrides) {
+        if let Ok(name) = HeaderName::try_from(name) {
+            insert(out, name, &value);
+        }
+    }
+    for name in shared::security::REMOVED {
+        out.remove(*name);
+    }
+    response
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}

@@ -1,0 +1,14 @@
+//! Rampart's origin: an axum server that the edge forwards cache misses to.
+//!
+//! Two halves, kept apart:
+//! - [`core`] is reusable by any axum application: the shared caching policy applied to every
+//!   response, Prometheus metrics, configuration and graceful shutdown. It never names the
+//!   application's resources.
+//! - [`app`] is the application served out of the box (the task tracker).
+//!
+//! [`server::run`] assembles both and serves until a shutdown signal; tests call it on port 0.
+
+pub mod app;
+pub mod config;
+pub mod core;
+pub mod server;

@@ -1,1 +1,36 @@
-//! x
+//! Rampart's edge: a Cloudflare Worker in front of the origin.
+//!
+//! Every request is decided by the shared policy (the same crate the origin links), keyed by the
+//! shared canonical cache key, answered from the Workers Cache API when a fresh copy is stored,
+//! and otherwise forwarded to `ORIGIN_URL`. Responses leave with the shared security headers and
+//! a `Cache-Status` (RFC 9211) member named `rampart-edge`.
+//!
+//! | module | role |
+//! | --- | --- |
+//! | [`config`] | `[vars]` and secrets |
+//! | [`flow`] | the request flow: decide, look up, forward, store |
+//! | [`forward`] | the request to the origin |
+//! | [`store`] | stored entries and their logical freshness |
+//! | [`respond`] | response headers and error bodies |
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod flow;
+pub mod forward;
+pub mod respond;
+pub mod store;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+/// The Worker's entry point: hands off to [`flow::handle`], turning any internal failure into a
+/// 502 with a JSON body rather than Cloudflare's generic error page.
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
+    match flow::handle(request, &env, &ctx).await {
+        Ok(response) => Ok(response),
+        Err(error) => {
+            worker::console_error!("rampart-edge: {error}");
+            respond::error(502, "EDGE_ERROR", "the edge could not complete the request")
+        }
+    }
+}

@@ -1,1 +1,213 @@
-//! x
+//! Harness for Rampart's end-to-end tests: the real origin on a free port and the real edge
+//! running in workerd through `wrangler dev`, each torn down when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How `TempDir::new("edge-state")` names an edge's directory; the owning test's pid follows.
+const STATE_PREFIX: &str = "rampart-edge-state-";
+
+/// How long `wrangler dev` may take to answer (it builds the Worker first when the build is stale).
+const EDGE_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// An origin server running in this process.
+#[derive(Debug)]
+pub struct Origin {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Origin {
+    /// Starts the origin on a free loopback port.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(origin::server::run(listener, async move {
+            let _ = stopped.await;
+        }));
+        Self { url, stop: Some(stop) }
+    }
+
+    /// How many requests the origin has answered for `route` (a route template), read from its
+    /// own `/metrics`.
+    pub async fn requests_served(&self, route: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("origin metrics reachable")
+            .text()
+            .await
+            .expect("metrics body");
+        let needle = format!("route=\"{route}\"");
+        text.lines()
+            .filter(|line| line.starts_with("http_requests_total{") && line.contains(&needle))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The edge Worker running in workerd (`wrangler dev`), in its own process group.
+#[derive(Debug)]
+pub struct Edge {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    child: Child,
+    _state: TempDir,
+}
+
+impl Edge {
+    /// Starts `wrangler dev` against `origin_url` with a fresh cache, and waits until a request
+    /// passes through it to the origin.
+    pub async fn start(origin_url: &str) -> Self {
+        let root = repo_root();
+        let wrangler = root.join("node_modules/.bin/wrangler");
+        assert!(
+            wrangler.exists(),
+            "{} is missing: run scripts/test.sh (it installs the npm packages)",
+            wrangler.display()
+        );
+        reap_orphans();
+        let port = free_port();
+        let state = TempDir::new("edge-state");
+        let log = std::fs::File::create(state.path.join("wrangler.log")).expect("log file");
+        let mut command = Command::new(&wrangler);
+        command
+            .current_dir(&root)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .args(["--var", &format!("ORIGIN_URL:{origin_url}")])
+            .args(["--persist-to", &state.path.to_string_lossy()])
+            .args(["--show-interactive-dev-session=false", "--log-level", "warn"])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().expect("start wrangler dev");
+        let edge = Self { url: format!("http://127.0.0.1:{port}"), child, _state: state };
+        edge.wait_ready().await;
+        edge
+    }
+
+    async fn wait_ready(&self) {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        while started.elapsed() < EDGE_START_TIMEOUT {
+            if let Ok(response) = client.get(format!("{}/health", self.url)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let log = std::fs::read_to_string(self._state.path.join("wrangler.log")).unwrap_or_default();
+        panic!("wrangler dev did not become ready within {EDGE_START_TIMEOUT:?}; its log:\n{log}");
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        // Stop wrangler and the workerd processes it spawned: the whole process group. wrangler
+        // ignores SIGTERM but shuts down on SIGINT; SIGKILL if it lingers.
+        signal_group(self.child.id(), "INT");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal_group(self.child.id(), "KILL");
+        let _ = self.child.wait();
+    }
+}
+
+fn signal_group(pgid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), "--".to_owned(), format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Kills `wrangler dev` groups left behind by test processes that died without running `Drop`
+/// (their state directory names the test's pid).
+fn reap_orphans() {
+    let Ok(output) = Command::new("ps").args(["-eo", "pgid=,args="]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((_, rest)) = line.split_once(STATE_PREFIX) else {
+            continue;
+        };
+        let owner = rest.split('-').next().unwrap_or_default();
+        let pgid = line.split_whitespace().next().and_then(|p| p.parse::<u32>().ok());
+        if let (Ok(owner), Some(pgid)) = (owner.parse::<u32>(), pgid) {
+            if !Path::new(&format!("/proc/{owner}")).exists() {
+                signal_group(pgid, "KILL");
+            }
+        }
+    }
+}
+
+/// A directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates a fresh directory under the system temp dir.
+    pub fn new(prefix: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!("rampart-{prefix}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+/// The `Cache-Status` header of a response, or `""`.
+pub fn cache_status(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -1,0 +1,37 @@
+//! The Worker's configuration: `[vars]` from `wrangler.toml` and secrets.
+
+use worker::{Env, Url};
+
+/// `ORIGIN_URL`: where cache misses go (scheme, host and optional port).
+pub const VAR_ORIGIN_URL: &str = "ORIGIN_URL";
+/// `ORIGIN_AUTH_TOKEN`: a secret sent to the origin so it can refuse traffic that bypassed the edge.
+pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
+/// The header carrying the origin auth token.
+pub const ORIGIN_AUTH_HEADER: &str = "x-rampart-origin-auth";
+
+/// The edge's settings for one request.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// The origin's base URL.
+    pub origin_url: Url,
+    /// The shared secret for the origin, when configured.
+    pub origin_auth_token: Option<String>,
+}
+
+impl EdgeConfig {
+    /// Reads the configuration; a missing or invalid `ORIGIN_URL` is an error naming it.
+    pub fn from_env(env: &Env) -> worker::Result<Self> {
+        let origin = env
+            .var(VAR_ORIGIN_URL)
+            .map_err(|_| worker::Error::RustError(format!("{VAR_ORIGIN_URL} is not set")))?
+            .to_string();
+        let origin_url = Url::parse(&origin)
+            .map_err(|e| worker::Error::RustError(format!("{VAR_ORIGIN_URL}={origin:?}: {e}")))?;
+        let origin_auth_token = env
+            .secret(SECRET_ORIGIN_AUTH_TOKEN)
+            .ok()
+            .map(|secret| secret.to_string())
+            .filter(|token| !token.is_empty());
+        Ok(Self { origin_url, origin_auth_token })
+    }
+}

@@ -1,0 +1,159 @@
+//! The request flow: decide, look up, forward, store, respond.
+
+use std::sync::OnceLock;
+
+use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
+use shared::freshness::FreshnessState;
+use shared::key::CacheKey;
+use shared::policy::{BypassReason, Policy, RequestFacts};
+use shared::security::SecurityOverrides;
+use shared::validators::{Conditions, EntityTag};
+use worker::{Cache, Context, Env, Request, Response, Result};
+
+use crate::config::EdgeConfig;
+use crate::{forward, respond, store};
+
+/// Responses up to this size are buffered, stored before answering, and answered from the same
+/// bytes; larger ones are streamed to the client while a copy is stored in the background.
+const INLINE_STORE_LIMIT: usize = 4 << 20;
+
+/// The policy, parsed once per isolate.
+static POLICY: OnceLock<Policy> = OnceLock::new();
+
+/// Handles one request.
+pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Response> {
+    let config = EdgeConfig::from_env(env)?;
+    let url = request.url()?;
+    let host = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => return respond::error(400, "BAD_REQUEST", "the request has no host"),
+    };
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let method = request.method().to_string();
+    let policy = POLICY.get_or_init(Policy::default);
+    let Ok(key) = CacheKey::new(&method, &host, &target, policy.keys()) else {
+        return respond::error(400, "BAD_REQUEST", "the request target cannot be cached or forwarded");
+    };
+    let cookie = request.headers().get("cookie")?;
+    let decision = policy.decide(&RequestFacts {
+        method: &method,
+        path: key.path(),
+        has_authorization: request.headers().has("authorization")?,
+        cookie: cookie.as_deref(),
+    });
+    let security = decision.policy().map(|p| p.security_headers.clone()).unwrap_or_default();
+
+    if let Some(reason) = decision.bypass {
+        let forward_reason = match reason {
+            BypassReason::Method => ForwardReason::Method,
+            _ => ForwardReason::Bypass,
+        };
+        let status = CacheStatus::forward(EDGE, forward_reason).with_detail(reason.as_str());
+        return pass(&request, &target, &config, &status, &security).await;
+    }
+    cached(&request, &key, &config, ctx, &security).await
+}
+
+/// Forwards a request that caches must not handle.
+async fn pass(
+    request: &Request,
+    target: &str,
+    config: &EdgeConfig,
+    status: &CacheStatus,
+    security: &SecurityOverrides,
+) -> Result<Response> {
+    match forward::to_origin(request, target, config).await {
+        Ok(response) => respond::finish(respond::rebuild(response)?, status, security),
+        Err(error) => origin_unreachable(&error, status, security),
+    }
+}
+
+/// The cacheable path: fresh hit, or forward and store.
+async fn cached(
+    request: &Request,
+    key: &CacheKey,
+    config: &EdgeConfig,
+    ctx: &Context,
+    security: &SecurityOverrides,
+) -> Result<Response> {
+    let cache = Cache::default();
+    let cache_url = key.cache_url();
+    let reason = match store::lookup(&cache, &cache_url).await? {
+        Some(stored) => match stored.state {
+            FreshnessState::Fresh { remaining } => return serve_hit(request, stored, remaining, security),
+            FreshnessState::Stale { .. } => ForwardReason::Stale,
+        },
+        None => ForwardReason::UriMiss,
+    };
+    let request_time = store::now();
+    let response = match forward::to_origin(request, &key.target(), config).await {
+        Ok(response) => response,
+        Err(error) => return origin_unreachable(&error, &CacheStatus::forward(EDGE, reason), security),
+    };
+    let response_time = store::now();
+    let owned = store::OwnedFacts::of(&response)?;
+    let method = request.method().to_string();
+    let has_authorization = request.headers().has("authorization")?;
+    let status = CacheStatus::forward(EDGE, reason).with_fwd_status(response.status_code());
+    let Ok(retention) = store::admit(&method, has_authorization, &owned.facts(), response_time) else {
+        return respond::finish(respond::rebuild(response)?, &status, security);
+    };
+    let length = response.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok());
+    let times = (request_time, response_time);
+    let mut response = respond::rebuild(response)?;
+    if length.is_some_and(|length| length <= INLINE_STORE_LIMIT) {
+        let code = response.status_code();
+        let body = response.bytes().await?;
+        store::put(&cache, &cache_url, code, response.headers(), body.clone(), retention, times).await?;
+        let answer = Response::from_bytes(body)?.with_status(code).with_headers(response.headers().clone());
+        return respond::finish(answer, &status.stored(true), security);
+    }
+    let mut copy = response.cloned()?;
+    let headers = copy.headers().clone();
+    let code = copy.status_code();
+    ctx.wait_until(async move {
+        if let Ok(body) = copy.bytes().await {
+            if let Err(error) = store::put(&Cache::default(), &cache_url, code, &headers, body, retention, times).await {
+                worker::console_error!("rampart-edge: cache put failed: {error}");
+            }
+        }
+    });
+    respond::finish(response, &status.stored(true), security)
+}
+
+/// Answers from a fresh stored copy, with `304 Not Modified` when the client's validators match.
+fn serve_hit(request: &Request, stored: store::Stored, remaining: u32, security: &SecurityOverrides) -> Result<Response> {
+    let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
+    let mut response = stored.response;
+    response.headers_mut().set("age", &stored.age.to_string())?;
+    let headers = request.headers();
+    let (if_none_match, if_modified_since) = (headers.get("if-none-match")?, headers.get("if-modified-since")?);
+    let conditions = Conditions {
+        if_none_match: if_none_match.as_deref(),
+        if_modified_since: if_modified_since.as_deref(),
+    };
+    let etag = response.headers().get("etag")?.as_deref().and_then(EntityTag::parse);
+    let last_modified = response.headers().get("last-modified")?;
+    if conditions.not_modified(etag.as_ref(), last_modified.as_deref()) {
+        let not_modified = Response::empty()?.with_status(304).with_headers(response.headers().clone());
+        for name in ["content-length", "content-type", "content-encoding"] {
+            not_modified.headers().delete(name)?;
+        }
+        return respond::finish(not_modified, &status, security);
+    }
+    if request.method() == worker::Method::Head {
+        let head = Response::empty()?.with_status(response.status_code()).with_headers(response.headers().clone());
+        return respond::finish(head, &status, security);
+    }
+    respond::finish(response, &status, security)
+}
+
+fn origin_unreachable(error: &worker::Error, status: &CacheStatus, security: &SecurityOverrides) -> Result<Response> {
+    worker::console_error!("rampart-edge: origin fetch failed: {error}");
+    let response = respond::error(502, "ORIGIN_UNREACHABLE", "the origin could not be reached")?;
+    respond::finish(response, &status.clone().with_detail("origin-unreachable"), security)
+}

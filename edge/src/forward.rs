@@ -1,0 +1,76 @@
+//! The request to the origin.
+//!
+//! Hop-by-hop headers are dropped; the origin learns the client address (`CF-Connecting-IP`,
+//! `X-Forwarded-For`), the public host (`X-Forwarded-Host`), a request id and the trace context,
+//! plus the shared secret proving the request came through the edge. Redirects are passed to the
+//! client, never followed.
+
+use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
+
+use crate::config::{EdgeConfig, ORIGIN_AUTH_HEADER};
+
+/// RFC 9110 §7.6.1 connection-specific fields, plus headers the edge sets itself.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    ORIGIN_AUTH_HEADER,
+];
+
+/// Sends `request` to the origin at `target` (path and query).
+pub async fn to_origin(request: &Request, target: &str, config: &EdgeConfig) -> Result<Response> {
+    let url = config.origin_url.join(target)?;
+    let headers = forwarded_headers(request, config)?;
+    let method = request.method();
+    let mut init = RequestInit::new();
+    init.with_method(method.clone()).with_headers(headers).with_redirect(RequestRedirect::Manual);
+    if !matches!(method, Method::Get | Method::Head) {
+        init.with_body(request.inner().body().map(Into::into));
+    }
+    Fetch::Request(Request::new_with_init(url.as_str(), &init)?).send().await
+}
+
+fn forwarded_headers(request: &Request, config: &EdgeConfig) -> Result<Headers> {
+    let incoming = request.headers();
+    let headers = Headers::new();
+    for (name, value) in incoming.entries() {
+        if !NOT_FORWARDED.contains(&name.as_str()) {
+            headers.append(&name, &value)?;
+        }
+    }
+    let url = request.url()?;
+    let host = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    };
+    headers.set("x-forwarded-host", &host)?;
+    headers.set("x-forwarded-proto", url.scheme())?;
+    // On Cloudflare, CF-Connecting-IP is set by the network and cannot be spoofed by clients.
+    if let Some(client) = incoming.get("cf-connecting-ip")? {
+        let chain = match incoming.get("x-forwarded-for")? {
+            Some(previous) => format!("{previous}, {client}"),
+            None => client.clone(),
+        };
+        headers.set("x-forwarded-for", &chain)?;
+    }
+    if incoming.get("x-request-id")?.is_none() {
+        headers.set("x-request-id", &request_id())?;
+    }
+    if let Some(token) = &config.origin_auth_token {
+        headers.set(ORIGIN_AUTH_HEADER, token)?;
+    }
+    Ok(headers)
+}
+
+/// A random 128-bit request id in hex.
+fn request_id() -> String {
+    (0..4)
+        .map(|_| format!("{:08x}", (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32))
+        .collect()
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the Worker into edge/build/ (worker/shim.mjs + index_bg.wasm). wrangler runs this as its
+# [build] command; it works offline (Debian's wasm32 std) and online (rustup's target) alike, and
+# returns at once when the build is newer than every source it depends on.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+output="$ROOT/edge/build/index_bg.wasm"
+if [ -f "$output" ] && [ -z "$(find "$ROOT/edge/src" "$ROOT/edge/Cargo.toml" "$ROOT/shared/src" \
+     "$ROOT/shared/policy.toml" "$ROOT/shared/Cargo.toml" "$ROOT/Cargo.lock" -newer "$output" -print -quit)" ]; then
+  exit 0
+fi
+ensure_edge_tools
+wasm_env
+log "building the edge Worker (wasm32, $WASM_ROUTE route)"
+cd "$ROOT/edge"
+worker-build --release

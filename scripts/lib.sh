@@ -1,0 +1,132 @@
+# Shared set-up steps for scripts/*.sh. Each `ensure_*` installs what is missing and does nothing
+# when it is already there, so every script is safe to re-run.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORKER_BUILD_VERSION=0.8.7
+CARGO_FUZZ_VERSION=0.13.2
+CARGO_DENY_VERSION=0.20.2
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+APT_UPDATED=
+apt_install() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} by hand"
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_node() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "Node.js >= 20 is required for wrangler 4 (found $(node --version))"
+}
+
+ensure_npm_packages() {
+  ensure_node
+  if [ ! -x "$ROOT/node_modules/.bin/wrangler" ] || [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] \
+     || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    log "installing npm packages (wrangler, binaryen)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+cargo_tool() { # cargo_tool <crate> <version> <binary>
+  local crate=$1 version=$2 binary=$3
+  if ! "$binary" --version 2>/dev/null | grep -q -- "$version"; then
+    log "cargo install $crate@$version (a few minutes, once)"
+    cargo install --locked --quiet "$crate@$version"
+  fi
+}
+
+# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock exactly.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_edge_tools() {
+  ensure_npm_packages
+  [ -f "$ROOT/Cargo.lock" ] || (cd "$ROOT" && cargo generate-lockfile)
+  cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build
+  cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
+  ensure_wasm_target
+}
+
+# Prefer an installed rustup wasm32 target; otherwise build std for wasm32 with Debian's rustc.
+# (`rustup target add` hangs without internet, so it is never attempted here.)
+ensure_wasm_target() {
+  if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    WASM_ROUTE=rustup
+  else
+    apt_install rustc-web rust-web-src lld-22
+    WASM_ROUTE=debian
+  fi
+}
+
+# Environment for building wasm32: worker-build's tool overrides and, on the Debian route, the
+# std build flags. Builds go to target/wasm so they never mix with native builds.
+wasm_env() {
+  export CARGO_TARGET_DIR="$ROOT/target/wasm"
+  export WASM_BINDGEN_BIN WASM_OPT_BIN ESBUILD_BIN
+  WASM_BINDGEN_BIN=$(command -v wasm-bindgen)
+  WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
+  ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+  if [ "${WASM_ROUTE:-}" = debian ]; then
+    export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+  fi
+}
+
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then return 0; fi
+  apt_install redis-server
+  log "starting Redis on 127.0.0.1:6379"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/rampart.log
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 ping 2>/dev/null | grep -q PONG && return 0; sleep 0.1; done
+  die "Redis did not start (see /var/log/redis/rampart.log)"
+}
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then ensure_postgres_db; return 0; fi
+  apt_install postgresql
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting PostgreSQL $version on 127.0.0.1:5432"
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -q "rampart: trust loopback" "$hba"; then
+    as_root sed -i '1i # rampart: trust loopback (test machines only)\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 100); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+  pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL did not start"
+  ensure_postgres_db
+}
+
+ensure_postgres_db() {
+  if ! psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='test'" 2>/dev/null | grep -q 1; then
+    as_root su postgres -c "createdb test" 2>/dev/null || psql -h 127.0.0.1 -U postgres -c "create database test" >/dev/null
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}

@@ -32,6 +32,9 @@ impl EdgeConfig {
             .ok()
             .map(|secret| secret.to_string())
             .filter(|token| !token.is_empty());
-        Ok(Self { origin_url, origin_auth_token })
+        Ok(Self {
+            origin_url,
+            origin_auth_token,
+        })
     }
 }

@@ -36,7 +36,11 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
     let method = request.method().to_string();
     let policy = POLICY.get_or_init(Policy::default);
     let Ok(key) = CacheKey::new(&method, &host, &target, policy.keys()) else {
-        return respond::error(400, "BAD_REQUEST", "the request target cannot be cached or forwarded");
+        return respond::error(
+            400,
+            "BAD_REQUEST",
+            "the request target cannot be cached or forwarded",
+        );
     };
     let cookie = request.headers().get("cookie")?;
     let decision = policy.decide(&RequestFacts {
@@ -45,7 +49,10 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         has_authorization: request.headers().has("authorization")?,
         cookie: cookie.as_deref(),
     });
-    let security = decision.policy().map(|p| p.security_headers.clone()).unwrap_or_default();
+    let security = decision
+        .policy()
+        .map(|p| p.security_headers.clone())
+        .unwrap_or_default();
 
     if let Some(reason) = decision.bypass {
         let forward_reason = match reason {
@@ -84,7 +91,9 @@ async fn cached(
     let cache_url = key.cache_url();
     let reason = match store::lookup(&cache, &cache_url).await? {
         Some(stored) => match stored.state {
-            FreshnessState::Fresh { remaining } => return serve_hit(request, stored, remaining, security),
+            FreshnessState::Fresh { remaining } => {
+                return serve_hit(request, stored, remaining, security)
+            }
             FreshnessState::Stale { .. } => ForwardReason::Stale,
         },
         None => ForwardReason::UriMiss,
@@ -92,24 +101,41 @@ async fn cached(
     let request_time = store::now();
     let response = match forward::to_origin(request, &key.target(), config).await {
         Ok(response) => response,
-        Err(error) => return origin_unreachable(&error, &CacheStatus::forward(EDGE, reason), security),
+        Err(error) => {
+            return origin_unreachable(&error, &CacheStatus::forward(EDGE, reason), security)
+        }
     };
     let response_time = store::now();
     let owned = store::OwnedFacts::of(&response)?;
     let method = request.method().to_string();
     let has_authorization = request.headers().has("authorization")?;
     let status = CacheStatus::forward(EDGE, reason).with_fwd_status(response.status_code());
-    let Ok(retention) = store::admit(&method, has_authorization, &owned.facts(), response_time) else {
+    let Ok(retention) = store::admit(&method, has_authorization, &owned.facts(), response_time)
+    else {
         return respond::finish(respond::rebuild(response)?, &status, security);
     };
-    let length = response.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok());
+    let length = response
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.parse::<usize>().ok());
     let times = (request_time, response_time);
     let mut response = respond::rebuild(response)?;
     if length.is_some_and(|length| length <= INLINE_STORE_LIMIT) {
         let code = response.status_code();
         let body = response.bytes().await?;
-        store::put(&cache, &cache_url, code, response.headers(), body.clone(), retention, times).await?;
-        let answer = Response::from_bytes(body)?.with_status(code).with_headers(response.headers().clone());
+        store::put(
+            &cache,
+            &cache_url,
+            code,
+            response.headers(),
+            body.clone(),
+            retention,
+            times,
+        )
+        .await?;
+        let answer = Response::from_bytes(body)?
+            .with_status(code)
+            .with_headers(response.headers().clone());
         return respond::finish(answer, &status.stored(true), security);
     }
     let mut copy = response.cloned()?;
@@ -117,7 +143,17 @@ async fn cached(
     let code = copy.status_code();
     ctx.wait_until(async move {
         if let Ok(body) = copy.bytes().await {
-            if let Err(error) = store::put(&Cache::default(), &cache_url, code, &headers, body, retention, times).await {
+            if let Err(error) = store::put(
+                &Cache::default(),
+                &cache_url,
+                code,
+                &headers,
+                body,
+                retention,
+                times,
+            )
+            .await
+            {
                 worker::console_error!("rampart-edge: cache put failed: {error}");
             }
         }
@@ -126,34 +162,58 @@ async fn cached(
 }
 
 /// Answers from a fresh stored copy, with `304 Not Modified` when the client's validators match.
-fn serve_hit(request: &Request, stored: store::Stored, remaining: u32, security: &SecurityOverrides) -> Result<Response> {
+fn serve_hit(
+    request: &Request,
+    stored: store::Stored,
+    remaining: u32,
+    security: &SecurityOverrides,
+) -> Result<Response> {
     let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
     let mut response = stored.response;
     response.headers_mut().set("age", &stored.age.to_string())?;
     let headers = request.headers();
-    let (if_none_match, if_modified_since) = (headers.get("if-none-match")?, headers.get("if-modified-since")?);
+    let (if_none_match, if_modified_since) = (
+        headers.get("if-none-match")?,
+        headers.get("if-modified-since")?,
+    );
     let conditions = Conditions {
         if_none_match: if_none_match.as_deref(),
         if_modified_since: if_modified_since.as_deref(),
     };
-    let etag = response.headers().get("etag")?.as_deref().and_then(EntityTag::parse);
+    let etag = response
+        .headers()
+        .get("etag")?
+        .as_deref()
+        .and_then(EntityTag::parse);
     let last_modified = response.headers().get("last-modified")?;
     if conditions.not_modified(etag.as_ref(), last_modified.as_deref()) {
-        let not_modified = Response::empty()?.with_status(304).with_headers(response.headers().clone());
+        let not_modified = Response::empty()?
+            .with_status(304)
+            .with_headers(response.headers().clone());
         for name in ["content-length", "content-type", "content-encoding"] {
             not_modified.headers().delete(name)?;
         }
         return respond::finish(not_modified, &status, security);
     }
     if request.method() == worker::Method::Head {
-        let head = Response::empty()?.with_status(response.status_code()).with_headers(response.headers().clone());
+        let head = Response::empty()?
+            .with_status(response.status_code())
+            .with_headers(response.headers().clone());
         return respond::finish(head, &status, security);
     }
     respond::finish(response, &status, security)
 }
 
-fn origin_unreachable(error: &worker::Error, status: &CacheStatus, security: &SecurityOverrides) -> Result<Response> {
+fn origin_unreachable(
+    error: &worker::Error,
+    status: &CacheStatus,
+    security: &SecurityOverrides,
+) -> Result<Response> {
     worker::console_error!("rampart-edge: origin fetch failed: {error}");
     let response = respond::error(502, "ORIGIN_UNREACHABLE", "the origin could not be reached")?;
-    respond::finish(response, &status.clone().with_detail("origin-unreachable"), security)
+    respond::finish(
+        response,
+        &status.clone().with_detail("origin-unreachable"),
+        security,
+    )
 }

@@ -28,11 +28,15 @@ pub async fn to_origin(request: &Request, target: &str, config: &EdgeConfig) -> 
     let headers = forwarded_headers(request, config)?;
     let method = request.method();
     let mut init = RequestInit::new();
-    init.with_method(method.clone()).with_headers(headers).with_redirect(RequestRedirect::Manual);
+    init.with_method(method.clone())
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
     if !matches!(method, Method::Get | Method::Head) {
         init.with_body(request.inner().body().map(Into::into));
     }
-    Fetch::Request(Request::new_with_init(url.as_str(), &init)?).send().await
+    Fetch::Request(Request::new_with_init(url.as_str(), &init)?)
+        .send()
+        .await
 }
 
 fn forwarded_headers(request: &Request, config: &EdgeConfig) -> Result<Headers> {
@@ -71,6 +75,11 @@ fn forwarded_headers(request: &Request, config: &EdgeConfig) -> Result<Headers> 
 /// A random 128-bit request id in hex.
 fn request_id() -> String {
     (0..4)
-        .map(|_| format!("{:08x}", (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32))
+        .map(|_| {
+            format!(
+                "{:08x}",
+                (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32
+            )
+        })
         .collect()
 }

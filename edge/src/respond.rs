@@ -15,13 +15,19 @@ pub fn rebuild(response: Response) -> Result<Response> {
     }
     let status = response.status_code();
     let (_, body) = response.into_parts();
-    Ok(Response::from_body(body)?.with_status(status).with_headers(headers))
+    Ok(Response::from_body(body)?
+        .with_status(status)
+        .with_headers(headers))
 }
 
 /// Stamps the outgoing headers: `Cache-Status` appended after the origin's own members (RFC 9211
 /// lists caches from the origin outwards, so the edge's member comes last), security headers,
 /// and implementation details removed.
-pub fn finish(mut response: Response, status: &CacheStatus, security: &SecurityOverrides) -> Result<Response> {
+pub fn finish(
+    mut response: Response,
+    status: &CacheStatus,
+    security: &SecurityOverrides,
+) -> Result<Response> {
     let headers = response.headers_mut();
     let members = match headers.get("cache-status")? {
         Some(upstream) if !upstream.is_empty() => format!("{upstream}, {status}"),
@@ -39,7 +45,8 @@ pub fn finish(mut response: Response, status: &CacheStatus, security: &SecurityO
 
 /// A JSON error in the origin's error model, never cached.
 pub fn error(status: u16, code: &str, message: &str) -> Result<Response> {
-    let body = serde_json::json!({ "error": message, "code": code, "statusCode": status, "metadata": {} });
+    let body =
+        serde_json::json!({ "error": message, "code": code, "statusCode": status, "metadata": {} });
     let mut response = Response::from_json(&body)?.with_status(status);
     response.headers_mut().set("cache-control", "no-store")?;
     Ok(response)

@@ -11,14 +11,21 @@
 //! | `x-rampart-cdn-cache-control` | the origin's `CDN-Cache-Control` |
 //! | `x-rampart-request-time` / `x-rampart-response-time` | Unix seconds, for RFC 9111 §4.2.3 age |
 
-use shared::freshness::{current_age, storability, Freshness, FreshnessState, NotStorable, ResponseFacts};
+use shared::freshness::{
+    current_age, storability, Freshness, FreshnessState, NotStorable, ResponseFacts,
+};
 use worker::{Cache, Headers, Response, Result};
 
 const ORIGINAL_CACHE_CONTROL: &str = "x-rampart-cache-control";
 const ORIGINAL_CDN_CACHE_CONTROL: &str = "x-rampart-cdn-cache-control";
 const REQUEST_TIME: &str = "x-rampart-request-time";
 const RESPONSE_TIME: &str = "x-rampart-response-time";
-const INTERNAL: &[&str] = &[ORIGINAL_CACHE_CONTROL, ORIGINAL_CDN_CACHE_CONTROL, REQUEST_TIME, RESPONSE_TIME];
+const INTERNAL: &[&str] = &[
+    ORIGINAL_CACHE_CONTROL,
+    ORIGINAL_CDN_CACHE_CONTROL,
+    REQUEST_TIME,
+    RESPONSE_TIME,
+];
 
 /// The current time in Unix seconds.
 pub fn now() -> u64 {
@@ -90,7 +97,9 @@ pub async fn lookup(cache: &Cache, cache_url: &str) -> Result<Option<Stored>> {
     };
     let mut response = crate::respond::rebuild(found)?;
     let headers = response.headers_mut();
-    let time = |name: &str| -> Result<u64> { Ok(headers.get(name)?.and_then(|v| v.parse().ok()).unwrap_or(0)) };
+    let time = |name: &str| -> Result<u64> {
+        Ok(headers.get(name)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    };
     let (request_time, response_time) = (time(REQUEST_TIME)?, time(RESPONSE_TIME)?);
     match headers.get(ORIGINAL_CACHE_CONTROL)? {
         Some(original) => headers.set("cache-control", &original)?,
@@ -106,11 +115,20 @@ pub async fn lookup(cache: &Cache, cache_url: &str) -> Result<Option<Stored>> {
     let facts = owned.facts();
     let age = current_age(&facts, request_time, response_time, now());
     let state = Freshness::of(&facts, response_time).state(age);
-    Ok(Some(Stored { response, age, state }))
+    Ok(Some(Stored {
+        response,
+        age,
+        state,
+    }))
 }
 
 /// Whether and for how long a fetched response may be stored (its retention in seconds).
-pub fn admit(method: &str, has_authorization: bool, facts: &ResponseFacts<'_>, response_time: u64) -> std::result::Result<u32, NotStorable> {
+pub fn admit(
+    method: &str,
+    has_authorization: bool,
+    facts: &ResponseFacts<'_>,
+    response_time: u64,
+) -> std::result::Result<u32, NotStorable> {
     storability(method, has_authorization, facts)?;
     let retention = Freshness::of(facts, response_time).retention();
     if retention == 0 {
@@ -141,6 +159,8 @@ pub async fn put(
     headers.set("cache-control", &format!("public, max-age={retention}"))?;
     headers.set(REQUEST_TIME, &times.0.to_string())?;
     headers.set(RESPONSE_TIME, &times.1.to_string())?;
-    let stored = Response::from_bytes(body)?.with_status(status).with_headers(headers);
+    let stored = Response::from_bytes(body)?
+        .with_status(status)
+        .with_headers(headers);
     cache.put(cache_url, stored).await
 }

@@ -48,11 +48,13 @@ impl Config {
     /// Reads the configuration from `source` (tests pass a map).
     pub fn from_source(source: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let addr_text = source(ENV_ADDR).unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-        let addr = addr_text.parse().map_err(|e: std::net::AddrParseError| ConfigError {
-            variable: ENV_ADDR,
-            value: addr_text.clone(),
-            reason: e.to_string(),
-        })?;
+        let addr = addr_text
+            .parse()
+            .map_err(|e: std::net::AddrParseError| ConfigError {
+                variable: ENV_ADDR,
+                value: addr_text.clone(),
+                reason: e.to_string(),
+            })?;
         let log_format = match source(ENV_LOG_FORMAT).as_deref() {
             None | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -79,7 +81,8 @@ mod tests {
         let bad = Config::from_source(|name| (name == ENV_ADDR).then(|| "nope".to_owned()));
         let message = bad.expect_err("invalid address").to_string();
         assert!(message.starts_with("ORIGIN_ADDR=\"nope\""), "{message}");
-        let bad_log = Config::from_source(|name| (name == ENV_LOG_FORMAT).then(|| "xml".to_owned()));
+        let bad_log =
+            Config::from_source(|name| (name == ENV_LOG_FORMAT).then(|| "xml".to_owned()));
         assert!(bad_log.is_err());
     }
 }

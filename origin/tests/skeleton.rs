@@ -19,13 +19,19 @@ async fn start() -> Running {
     let task = tokio::spawn(origin::server::run(listener, async move {
         let _ = stopped.await;
     }));
-    Running { base, stop: Some(stop), task }
+    Running {
+        base,
+        stop: Some(stop),
+        task,
+    }
 }
 
 #[tokio::test]
 async fn health_is_json_and_never_cached() {
     let origin = start().await;
-    let response = reqwest::get(format!("{}/health", origin.base)).await.expect("reachable");
+    let response = reqwest::get(format!("{}/health", origin.base))
+        .await
+        .expect("reachable");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: serde_json::Value = response.json().await.expect("json");
@@ -37,7 +43,9 @@ async fn health_is_json_and_never_cached() {
 #[tokio::test]
 async fn pages_and_assets_carry_the_shared_policy() {
     let origin = start().await;
-    let home = reqwest::get(format!("{}/", origin.base)).await.expect("reachable");
+    let home = reqwest::get(format!("{}/", origin.base))
+        .await
+        .expect("reachable");
     assert_eq!(home.status(), 200);
     let headers = home.headers().clone();
     assert_eq!(
@@ -46,15 +54,33 @@ async fn pages_and_assets_carry_the_shared_policy() {
     );
     assert_eq!(headers["cache-tag"], "html,tasks");
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert!(headers["content-security-policy"].to_str().expect("ascii").contains("frame-ancestors 'none'"));
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .contains("frame-ancestors 'none'"));
     let html = home.text().await.expect("body");
-    let css = html.split("href=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("stylesheet link");
-    assert!(css.starts_with("/assets/rampart.") && css.ends_with(".css"), "{css}");
+    let css = html
+        .split("href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("stylesheet link");
+    assert!(
+        css.starts_with("/assets/rampart.") && css.ends_with(".css"),
+        "{css}"
+    );
 
-    let asset = reqwest::get(format!("{}{css}", origin.base)).await.expect("reachable");
+    let asset = reqwest::get(format!("{}{css}", origin.base))
+        .await
+        .expect("reachable");
     assert_eq!(asset.status(), 200);
-    assert_eq!(asset.headers()["cache-control"], "public, max-age=31536000, s-maxage=31536000, immutable");
-    assert_eq!(asset.headers()["cross-origin-resource-policy"], "cross-origin");
+    assert_eq!(
+        asset.headers()["cache-control"],
+        "public, max-age=31536000, s-maxage=31536000, immutable"
+    );
+    assert_eq!(
+        asset.headers()["cross-origin-resource-policy"],
+        "cross-origin"
+    );
     assert!(asset.headers().contains_key("etag"));
 }
 
@@ -75,13 +101,17 @@ async fn personal_requests_are_private() {
 #[tokio::test]
 async fn unknown_routes_get_a_json_404() {
     let origin = start().await;
-    let response = reqwest::get(format!("{}/nope/x", origin.base)).await.expect("reachable");
+    let response = reqwest::get(format!("{}/nope/x", origin.base))
+        .await
+        .expect("reachable");
     assert_eq!(response.status(), 404);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["code"], "NOT_FOUND");
     assert_eq!(body["statusCode"], 404);
-    let missing_asset = reqwest::get(format!("{}/assets/nope.css", origin.base)).await.expect("reachable");
+    let missing_asset = reqwest::get(format!("{}/assets/nope.css", origin.base))
+        .await
+        .expect("reachable");
     assert_eq!(missing_asset.status(), 404);
 }
 
@@ -89,23 +119,48 @@ async fn unknown_routes_get_a_json_404() {
 async fn metrics_count_requests_by_route_template() {
     let origin = start().await;
     for _ in 0..3 {
-        reqwest::get(format!("{}/health", origin.base)).await.expect("reachable");
+        reqwest::get(format!("{}/health", origin.base))
+            .await
+            .expect("reachable");
     }
-    reqwest::get(format!("{}/assets/a-b-c.css", origin.base)).await.expect("reachable");
-    let text = reqwest::get(format!("{}/metrics", origin.base)).await.expect("reachable").text().await.expect("body");
-    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 3"), "{text}");
-    assert!(text.contains("route=\"/assets/{file}\",status=\"404\"} 1"), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    reqwest::get(format!("{}/assets/a-b-c.css", origin.base))
+        .await
+        .expect("reachable");
+    let text = reqwest::get(format!("{}/metrics", origin.base))
+        .await
+        .expect("reachable")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.contains("http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("route=\"/assets/{file}\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_drains_and_stops() {
     let mut origin = start().await;
-    reqwest::get(format!("{}/health", origin.base)).await.expect("reachable");
+    reqwest::get(format!("{}/health", origin.base))
+        .await
+        .expect("reachable");
     if let Some(stop) = origin.stop.take() {
         stop.send(()).expect("server still running");
     }
     let result = tokio::time::timeout(Duration::from_secs(10), &mut origin.task).await;
-    assert!(matches!(result, Ok(Ok(Ok(())))), "server did not stop cleanly: {result:?}");
-    assert!(reqwest::get(format!("{}/health", origin.base)).await.is_err());
+    assert!(
+        matches!(result, Ok(Ok(Ok(())))),
+        "server did not stop cleanly: {result:?}"
+    );
+    assert!(reqwest::get(format!("{}/health", origin.base))
+        .await
+        .is_err());
 }

@@ -33,7 +33,11 @@ fn keys(c: &mut Criterion) {
     group.bench_function("naive_format", |b| {
         b.iter(|| {
             for target in TARGETS {
-                black_box(format!("https://{}{}", black_box("example.com"), black_box(target)));
+                black_box(format!(
+                    "https://{}{}",
+                    black_box("example.com"),
+                    black_box(target)
+                ));
             }
         })
     });
@@ -42,13 +46,30 @@ fn keys(c: &mut Criterion) {
 
 fn policy_lookup(c: &mut Criterion) {
     let policy = Policy::default();
-    let paths: Vec<String> = TARGETS.iter().map(|t| t.split('?').next().unwrap_or("/").to_owned()).collect();
-    let prefixes = ["/health", "/metrics", "/assets/", "/cdn-cgi/image/", "/images/", "/api/", "/tasks/", "/"];
+    let paths: Vec<String> = TARGETS
+        .iter()
+        .map(|t| t.split('?').next().unwrap_or("/").to_owned())
+        .collect();
+    let prefixes = [
+        "/health",
+        "/metrics",
+        "/assets/",
+        "/cdn-cgi/image/",
+        "/images/",
+        "/api/",
+        "/tasks/",
+        "/",
+    ];
     let mut group = c.benchmark_group("policy");
     group.bench_function("decide", |b| {
         b.iter(|| {
             for path in &paths {
-                let facts = RequestFacts { method: "GET", path, has_authorization: false, cookie: Some("theme=dark") };
+                let facts = RequestFacts {
+                    method: "GET",
+                    path,
+                    has_authorization: false,
+                    cookie: Some("theme=dark"),
+                };
                 black_box(policy.decide(black_box(&facts)).is_cacheable());
             }
         })
@@ -56,7 +77,11 @@ fn policy_lookup(c: &mut Criterion) {
     group.bench_function("naive_prefix_scan", |b| {
         b.iter(|| {
             for path in &paths {
-                black_box(prefixes.iter().position(|p| black_box(path.as_str()).starts_with(p)));
+                black_box(
+                    prefixes
+                        .iter()
+                        .position(|p| black_box(path.as_str()).starts_with(p)),
+                );
             }
         })
     });

@@ -153,7 +153,12 @@ impl CacheControl {
 fn takes_seconds(name: &str) -> bool {
     matches!(
         name,
-        "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" | "min-fresh" | "max-stale"
+        "max-age"
+            | "s-maxage"
+            | "stale-while-revalidate"
+            | "stale-if-error"
+            | "min-fresh"
+            | "max-stale"
     )
 }
 
@@ -195,7 +200,11 @@ pub fn parse_delta_seconds(text: &str) -> Option<u32> {
     if digits.len() > 10 {
         return Some(DELTA_SECONDS_MAX);
     }
-    let value: u64 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let value: u64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     Some(value.min(u64::from(DELTA_SECONDS_MAX)) as u32)
 }
 
@@ -600,7 +609,10 @@ mod tests {
         // §5.2.2.4 / §5.2.2.7: the qualified form lists field names in a quoted string, which
         // may contain commas.
         let cc = CacheControl::parse("private=\"Set-Cookie, X-Secret\", no-cache=\"Foo\"");
-        assert_eq!(cc.private, Some(vec!["set-cookie".into(), "x-secret".into()]));
+        assert_eq!(
+            cc.private,
+            Some(vec!["set-cookie".into(), "x-secret".into()])
+        );
         assert_eq!(cc.no_cache, Some(vec!["foo".into()]));
         let unqualified_wins = CacheControl::parse("private=\"a\", private");
         assert_eq!(unqualified_wins.private, Some(vec![]));
@@ -636,7 +648,10 @@ mod tests {
         assert_eq!(cc.max_age, Some(5));
         assert_eq!(
             cc.extensions,
-            vec![("community".into(), Some("UCI".into())), ("foo".into(), None)]
+            vec![
+                ("community".into(), Some("UCI".into())),
+                ("foo".into(), None)
+            ]
         );
     }
 
@@ -652,7 +667,9 @@ mod tests {
     fn stale_windows_keep_the_smaller_duplicate() {
         let cc = CacheControl::parse("stale-while-revalidate=60, stale-while-revalidate=30");
         assert_eq!(cc.stale_while_revalidate, Some(30));
-        assert!(CacheControl::parse("stale-if-error=x").stale_if_error.is_none());
+        assert!(CacheControl::parse("stale-if-error=x")
+            .stale_if_error
+            .is_none());
     }
 
     #[test]

@@ -198,14 +198,24 @@ impl fmt::Display for CacheStatus {
             f.write_str("; collapsed")?;
         }
         if let Some(key) = &self.key {
-            write!(f, "; key=\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))?;
+            write!(
+                f,
+                "; key=\"{}\"",
+                key.replace('\\', "\\\\").replace('"', "\\\"")
+            )?;
         }
         if let Some(detail) = &self.detail {
-            let token = detail.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+            let token = detail
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
             if token && detail.starts_with(|c: char| c.is_ascii_alphabetic()) {
                 write!(f, "; detail={detail}")?;
             } else {
-                write!(f, "; detail=\"{}\"", detail.replace('\\', "\\\\").replace('"', "\\\""))?;
+                write!(
+                    f,
+                    "; detail=\"{}\"",
+                    detail.replace('\\', "\\\\").replace('"', "\\\"")
+                )?;
             }
         }
         Ok(())
@@ -218,9 +228,14 @@ mod tests {
 
     #[test]
     fn emits_rfc9211_members() {
-        assert_eq!(CacheStatus::hit(EDGE).with_ttl(42).to_string(), "rampart-edge; hit; ttl=42");
         assert_eq!(
-            CacheStatus::forward(EDGE, ForwardReason::UriMiss).stored(true).to_string(),
+            CacheStatus::hit(EDGE).with_ttl(42).to_string(),
+            "rampart-edge; hit; ttl=42"
+        );
+        assert_eq!(
+            CacheStatus::forward(EDGE, ForwardReason::UriMiss)
+                .stored(true)
+                .to_string(),
             "rampart-edge; fwd=uri-miss; stored"
         );
         assert_eq!(
@@ -235,7 +250,9 @@ mod tests {
     #[test]
     fn parses_the_rfc_examples() {
         // RFC 9211 §3 examples.
-        let list = CacheStatus::parse_list("OriginCache; hit; ttl=1100, \"CDN Company Here\"; hit; ttl=545");
+        let list = CacheStatus::parse_list(
+            "OriginCache; hit; ttl=1100, \"CDN Company Here\"; hit; ttl=545",
+        );
         assert_eq!(list.len(), 2);
         assert!(list[0].hit && list[1].hit);
         assert_eq!(list[0].ttl, Some(1100));
@@ -243,7 +260,9 @@ mod tests {
         let fwd = CacheStatus::parse_list("ExampleCache; fwd=stale; fwd-status=304");
         assert_eq!(fwd[0].fwd, Some(ForwardReason::Stale));
         assert_eq!(fwd[0].fwd_status, Some(304));
-        let round = CacheStatus::forward(EDGE, ForwardReason::Miss).stored(true).collapsed(true);
+        let round = CacheStatus::forward(EDGE, ForwardReason::Miss)
+            .stored(true)
+            .collapsed(true);
         assert_eq!(CacheStatus::parse_list(&round.to_string()), vec![round]);
     }
 }

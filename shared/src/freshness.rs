@@ -40,7 +40,10 @@ impl ResponseFacts<'_> {
     /// The directives a CDN cache obeys: a valid, non-empty `CDN-Cache-Control` replaces
     /// `Cache-Control` and `Expires` (RFC 9213 §2.2); the flag says whether it did.
     pub fn directives(&self) -> (CacheControl, bool) {
-        match self.cdn_cache_control.and_then(CacheControl::parse_targeted) {
+        match self
+            .cdn_cache_control
+            .and_then(CacheControl::parse_targeted)
+        {
             Some(targeted) => (targeted, true),
             None => (
                 CacheControl::parse(self.cache_control.unwrap_or_default()),
@@ -242,8 +245,9 @@ fn lifetime(
     if !targeted {
         if let Some(expires) = response.expires {
             // §5.3: an invalid Expires (e.g. "0") means already expired.
-            return parse_http_date(expires)
-                .map_or(0, |expires| expires.saturating_sub(date).min(u64::from(u32::MAX)) as u32);
+            return parse_http_date(expires).map_or(0, |expires| {
+                expires.saturating_sub(date).min(u64::from(u32::MAX)) as u32
+            });
         }
     }
     let last_modified = response.last_modified.and_then(parse_http_date);
@@ -300,17 +304,38 @@ mod tests {
     fn storability_follows_rfc9111_section_3() {
         assert_eq!(storability("GET", false, &ok("max-age=60")), Ok(()));
         assert_eq!(storability("HEAD", false, &ok("max-age=60")), Ok(()));
-        assert_eq!(storability("POST", false, &ok("max-age=60")), Err(NotStorable::Method));
-        assert_eq!(storability("GET", false, &ok("no-store")), Err(NotStorable::NoStore));
-        assert_eq!(storability("GET", false, &ok("private, max-age=9")), Err(NotStorable::Private));
+        assert_eq!(
+            storability("POST", false, &ok("max-age=60")),
+            Err(NotStorable::Method)
+        );
+        assert_eq!(
+            storability("GET", false, &ok("no-store")),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            storability("GET", false, &ok("private, max-age=9")),
+            Err(NotStorable::Private)
+        );
         assert_eq!(
             storability("GET", false, &ok("private=\"x\", max-age=9")),
             Err(NotStorable::Private)
         );
-        let partial = ResponseFacts { status: 206, ..ok("max-age=60") };
-        assert_eq!(storability("GET", false, &partial), Err(NotStorable::Status));
-        let informational = ResponseFacts { status: 103, ..ok("max-age=60") };
-        assert_eq!(storability("GET", false, &informational), Err(NotStorable::Status));
+        let partial = ResponseFacts {
+            status: 206,
+            ..ok("max-age=60")
+        };
+        assert_eq!(
+            storability("GET", false, &partial),
+            Err(NotStorable::Status)
+        );
+        let informational = ResponseFacts {
+            status: 103,
+            ..ok("max-age=60")
+        };
+        assert_eq!(
+            storability("GET", false, &informational),
+            Err(NotStorable::Status)
+        );
     }
 
     #[test]
@@ -320,21 +345,43 @@ mod tests {
             storability("GET", true, &ok("max-age=60")),
             Err(NotStorable::Authorization)
         );
-        for allowed in ["public, max-age=60", "s-maxage=60", "must-revalidate, max-age=5"] {
+        for allowed in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "must-revalidate, max-age=5",
+        ] {
             assert_eq!(storability("GET", true, &ok(allowed)), Ok(()), "{allowed}");
         }
     }
 
     #[test]
     fn cookies_vary_star_and_missing_freshness_are_not_stored() {
-        let cookie = ResponseFacts { has_set_cookie: true, ..ok("max-age=60") };
-        assert_eq!(storability("GET", false, &cookie), Err(NotStorable::SetCookie));
-        let vary = ResponseFacts { vary: Some("Accept, *"), ..ok("max-age=60") };
+        let cookie = ResponseFacts {
+            has_set_cookie: true,
+            ..ok("max-age=60")
+        };
+        assert_eq!(
+            storability("GET", false, &cookie),
+            Err(NotStorable::SetCookie)
+        );
+        let vary = ResponseFacts {
+            vary: Some("Accept, *"),
+            ..ok("max-age=60")
+        };
         assert_eq!(storability("GET", false, &vary), Err(NotStorable::VaryStar));
-        let created = ResponseFacts { status: 201, ..ResponseFacts::default() };
-        assert_eq!(storability("GET", false, &created), Err(NotStorable::NoFreshness));
+        let created = ResponseFacts {
+            status: 201,
+            ..ResponseFacts::default()
+        };
+        assert_eq!(
+            storability("GET", false, &created),
+            Err(NotStorable::NoFreshness)
+        );
         // 404 is heuristically cacheable.
-        let missing = ResponseFacts { status: 404, ..ResponseFacts::default() };
+        let missing = ResponseFacts {
+            status: 404,
+            ..ResponseFacts::default()
+        };
         assert_eq!(storability("GET", false, &missing), Ok(()));
     }
 
@@ -357,17 +404,26 @@ mod tests {
     #[test]
     fn lifetime_precedence() {
         // §4.2.1: s-maxage, then max-age, then Expires - Date, then heuristic.
-        assert_eq!(Freshness::of(&ok("max-age=60, s-maxage=300"), NOW).lifetime, 300);
+        assert_eq!(
+            Freshness::of(&ok("max-age=60, s-maxage=300"), NOW).lifetime,
+            300
+        );
         assert_eq!(Freshness::of(&ok("max-age=60"), NOW).lifetime, 60);
         let date = format_http_date(NOW);
         let expires = format_http_date(NOW + 120);
         let by_expires = ResponseFacts {
             date: Some(&date),
             expires: Some(&expires),
-            ..ResponseFacts { status: 200, ..ResponseFacts::default() }
+            ..ResponseFacts {
+                status: 200,
+                ..ResponseFacts::default()
+            }
         };
         assert_eq!(Freshness::of(&by_expires, NOW).lifetime, 120);
-        let bad_expires = ResponseFacts { expires: Some("0"), ..by_expires };
+        let bad_expires = ResponseFacts {
+            expires: Some("0"),
+            ..by_expires
+        };
         assert_eq!(Freshness::of(&bad_expires, NOW).lifetime, 0);
         let modified = format_http_date(NOW - 1000);
         let heuristic = ResponseFacts {
@@ -377,21 +433,35 @@ mod tests {
             ..ResponseFacts::default()
         };
         assert_eq!(Freshness::of(&heuristic, NOW).lifetime, 100);
-        assert_eq!(Freshness::of(&ok("max-age=60, max-age=90"), NOW).lifetime, 0);
+        assert_eq!(
+            Freshness::of(&ok("max-age=60, max-age=90"), NOW).lifetime,
+            0
+        );
         assert_eq!(Freshness::of(&ok("no-cache, max-age=60"), NOW).lifetime, 0);
     }
 
     #[test]
     fn stale_windows_and_their_prohibitions() {
-        let f = Freshness::of(&ok("max-age=60, stale-while-revalidate=30, stale-if-error=300"), NOW);
+        let f = Freshness::of(
+            &ok("max-age=60, stale-while-revalidate=30, stale-if-error=300"),
+            NOW,
+        );
         assert_eq!(f.state(10), FreshnessState::Fresh { remaining: 50 });
         assert_eq!(
             f.state(70),
-            FreshnessState::Stale { stale_for: 10, serve_while_revalidating: true, serve_if_error: true }
+            FreshnessState::Stale {
+                stale_for: 10,
+                serve_while_revalidating: true,
+                serve_if_error: true
+            }
         );
         assert_eq!(
             f.state(100),
-            FreshnessState::Stale { stale_for: 40, serve_while_revalidating: false, serve_if_error: true }
+            FreshnessState::Stale {
+                stale_for: 40,
+                serve_while_revalidating: false,
+                serve_if_error: true
+            }
         );
         assert_eq!(f.retention(), 360);
         let strict = Freshness::of(&ok("max-age=60, must-revalidate, stale-if-error=300"), NOW);
@@ -403,20 +473,39 @@ mod tests {
     #[test]
     fn current_age_follows_section_4_2_3() {
         let date = format_http_date(NOW - 10);
-        let facts = ResponseFacts { date: Some(&date), age: Some("5"), ..ok("max-age=60") };
+        let facts = ResponseFacts {
+            date: Some(&date),
+            age: Some("5"),
+            ..ok("max-age=60")
+        };
         // apparent_age = 10; corrected_age_value = 5 + 2 = 7; initial = 10; resident = 30.
         assert_eq!(current_age(&facts, NOW - 2, NOW, NOW + 30), 40);
         let clock_skew = format_http_date(NOW + 100);
-        let ahead = ResponseFacts { date: Some(&clock_skew), ..ok("max-age=60") };
+        let ahead = ResponseFacts {
+            date: Some(&clock_skew),
+            ..ok("max-age=60")
+        };
         assert_eq!(current_age(&ahead, NOW, NOW, NOW), 0);
     }
 
     #[test]
     fn http_dates_round_trip() {
-        assert_eq!(format_http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777));
-        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(784_111_777));
+        assert_eq!(
+            format_http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Sun Nov  6 08:49:37 1994"),
+            Some(784_111_777)
+        );
         assert_eq!(parse_http_date("yesterday"), None);
     }
 }

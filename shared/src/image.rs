@@ -93,7 +93,9 @@ impl SourceFormat {
             [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
             [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
-            [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f' | b's', ..] => Some(Self::Avif),
+            [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f' | b's', ..] => {
+                Some(Self::Avif)
+            }
             _ => None,
         }
     }
@@ -246,7 +248,9 @@ impl ImageOptionError {
     /// A stable error code for JSON error bodies.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::NotImageUrl | Self::MissingSource | Self::InvalidSource(_) => "IMAGE_SOURCE_INVALID",
+            Self::NotImageUrl | Self::MissingSource | Self::InvalidSource(_) => {
+                "IMAGE_SOURCE_INVALID"
+            }
             Self::UnknownOption(_) | Self::Malformed(_) => "IMAGE_OPTION_INVALID",
             Self::InvalidValue { .. } | Self::OutOfRange { .. } => "IMAGE_OPTION_OUT_OF_RANGE",
         }
@@ -257,8 +261,12 @@ impl ImageRequest {
     /// Parses `/cdn-cgi/image/<options>/<source-path>` (the query string, if any, belongs to the
     /// source).
     pub fn parse(path: &str) -> Result<Self, ImageOptionError> {
-        let rest = path.strip_prefix(PREFIX).ok_or(ImageOptionError::NotImageUrl)?;
-        let (options, source) = rest.split_once('/').ok_or(ImageOptionError::MissingSource)?;
+        let rest = path
+            .strip_prefix(PREFIX)
+            .ok_or(ImageOptionError::NotImageUrl)?;
+        let (options, source) = rest
+            .split_once('/')
+            .ok_or(ImageOptionError::MissingSource)?;
         let mut request = Self {
             width: None,
             height: None,
@@ -285,17 +293,26 @@ impl ImageRequest {
     }
 
     fn set(&mut self, name: &'static str, value: &str) -> Result<(), ImageOptionError> {
-        let invalid = || ImageOptionError::InvalidValue { option: name, value: value.to_owned() };
+        let invalid = || ImageOptionError::InvalidValue {
+            option: name,
+            value: value.to_owned(),
+        };
         match name {
             "width" => self.width = Some(bounded(name, value, 1, MAX_DIMENSION)?),
             "height" => self.height = Some(bounded(name, value, 1, MAX_DIMENSION)?),
             "quality" => self.quality = bounded(name, value, 1, 100)? as u8,
             "dpr" => self.dpr_tenths = parse_dpr(value)?,
             "fit" => {
-                self.fit = [Fit::ScaleDown, Fit::Contain, Fit::Cover, Fit::Crop, Fit::Pad]
-                    .into_iter()
-                    .find(|fit| fit.as_str() == value)
-                    .ok_or_else(invalid)?;
+                self.fit = [
+                    Fit::ScaleDown,
+                    Fit::Contain,
+                    Fit::Cover,
+                    Fit::Crop,
+                    Fit::Pad,
+                ]
+                .into_iter()
+                .find(|fit| fit.as_str() == value)
+                .ok_or_else(invalid)?;
             }
             "format" => {
                 self.format = match value {
@@ -354,7 +371,11 @@ impl fmt::Display for ImageRequest {
     /// The canonical URL of this transformation.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let options = self.canonical_options();
-        let options = if options.is_empty() { "format=auto" } else { &options };
+        let options = if options.is_empty() {
+            "format=auto"
+        } else {
+            &options
+        };
         write!(f, "{PREFIX}{options}{}", self.source)
     }
 }
@@ -378,9 +399,17 @@ fn canonical_name(name: &str) -> Result<&'static str, ImageOptionError> {
 }
 
 fn bounded(option: &'static str, value: &str, min: u32, max: u32) -> Result<u32, ImageOptionError> {
-    let out_of_range = || ImageOptionError::OutOfRange { option, value: value.to_owned(), min, max };
+    let out_of_range = || ImageOptionError::OutOfRange {
+        option,
+        value: value.to_owned(),
+        min,
+        max,
+    };
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ImageOptionError::InvalidValue { option, value: value.to_owned() });
+        return Err(ImageOptionError::InvalidValue {
+            option,
+            value: value.to_owned(),
+        });
     }
     let number: u64 = value.parse().map_err(|_| out_of_range())?;
     u32::try_from(number)
@@ -391,15 +420,24 @@ fn bounded(option: &'static str, value: &str, min: u32, max: u32) -> Result<u32,
 
 /// `dpr` as tenths, 1.0–4.0, at most one decimal.
 fn parse_dpr(value: &str) -> Result<u8, ImageOptionError> {
-    let invalid = || ImageOptionError::InvalidValue { option: "dpr", value: value.to_owned() };
+    let invalid = || ImageOptionError::InvalidValue {
+        option: "dpr",
+        value: value.to_owned(),
+    };
     let (whole, tenth) = value.split_once('.').unwrap_or((value, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(whole) || !digits(tenth) || tenth.len() > 1 || whole.len() > 2 {
         return Err(invalid());
     }
-    let tenths = whole.parse::<u32>().map_err(|_| invalid())? * 10 + tenth.parse::<u32>().map_err(|_| invalid())?;
+    let tenths = whole.parse::<u32>().map_err(|_| invalid())? * 10
+        + tenth.parse::<u32>().map_err(|_| invalid())?;
     if !(10..=40).contains(&tenths) {
-        return Err(ImageOptionError::OutOfRange { option: "dpr", value: value.to_owned(), min: 1, max: 4 });
+        return Err(ImageOptionError::OutOfRange {
+            option: "dpr",
+            value: value.to_owned(),
+            min: 1,
+            max: 4,
+        });
     }
     Ok(tenths as u8)
 }
@@ -411,7 +449,9 @@ fn validate_source(source: &str) -> Result<String, ImageOptionError> {
         return Err(ImageOptionError::MissingSource);
     }
     let absolute = source.contains("://") || source.starts_with('/') || source.contains('\\');
-    let escapes = path.split('/').any(|segment| matches!(segment, "." | ".." | "%2e%2e" | "%2E%2E"));
+    let escapes = path
+        .split('/')
+        .any(|segment| matches!(segment, "." | ".." | "%2e%2e" | "%2E%2E"));
     let loops = format!("/{path}").starts_with("/cdn-cgi/");
     if absolute || escapes || loops {
         return Err(invalid());
@@ -425,14 +465,18 @@ mod tests {
 
     #[test]
     fn parses_cloudflare_urls() {
-        let request = ImageRequest::parse("/cdn-cgi/image/width=800,quality=75,format=avif,fit=cover/images/a.jpg")
-            .expect("valid");
+        let request = ImageRequest::parse(
+            "/cdn-cgi/image/width=800,quality=75,format=avif,fit=cover/images/a.jpg",
+        )
+        .expect("valid");
         assert_eq!(request.width, Some(800));
         assert_eq!(request.quality, 75);
         assert_eq!(request.format, FormatChoice::Fixed(ImageFormat::Avif));
         assert_eq!(request.fit, Fit::Cover);
         assert_eq!(request.source, "/images/a.jpg");
-        let aliases = ImageRequest::parse("/cdn-cgi/image/w=800,q=75,f=avif,fit=cover/images/a.jpg").expect("valid");
+        let aliases =
+            ImageRequest::parse("/cdn-cgi/image/w=800,q=75,f=avif,fit=cover/images/a.jpg")
+                .expect("valid");
         assert_eq!(aliases, request);
     }
 
@@ -443,7 +487,8 @@ mod tests {
         assert_eq!(plain.format, FormatChoice::Auto);
         assert_eq!(plain.canonical_options(), "");
         assert_eq!(plain.to_string(), "/cdn-cgi/image/format=auto/images/a.jpg");
-        let a = ImageRequest::parse("/cdn-cgi/image/dpr=2,width=400,quality=85/x.png").expect("valid");
+        let a =
+            ImageRequest::parse("/cdn-cgi/image/dpr=2,width=400,quality=85/x.png").expect("valid");
         let b = ImageRequest::parse("/cdn-cgi/image/width=800/x.png").expect("valid");
         assert_eq!(a.canonical_options(), b.canonical_options());
         assert_eq!(a.canonical_options(), "width=800");
@@ -452,18 +497,57 @@ mod tests {
     #[test]
     fn bounds_are_enforced() {
         let err = |url: &str| ImageRequest::parse(url).expect_err("must be refused");
-        assert!(matches!(err("/cdn-cgi/image/width=4097/a.jpg"), ImageOptionError::OutOfRange { option: "width", .. }));
-        assert!(matches!(err("/cdn-cgi/image/width=0/a.jpg"), ImageOptionError::OutOfRange { .. }));
-        assert!(matches!(err("/cdn-cgi/image/width=99999999999999/a.jpg"), ImageOptionError::OutOfRange { .. }));
-        assert!(matches!(err("/cdn-cgi/image/width=-5/a.jpg"), ImageOptionError::InvalidValue { .. }));
-        assert!(matches!(err("/cdn-cgi/image/quality=101/a.jpg"), ImageOptionError::OutOfRange { .. }));
-        assert!(matches!(err("/cdn-cgi/image/quality=0/a.jpg"), ImageOptionError::OutOfRange { .. }));
-        assert!(matches!(err("/cdn-cgi/image/dpr=5/a.jpg"), ImageOptionError::OutOfRange { .. }));
-        assert!(matches!(err("/cdn-cgi/image/dpr=1.25/a.jpg"), ImageOptionError::InvalidValue { .. }));
-        assert!(matches!(err("/cdn-cgi/image/format=gif/a.jpg"), ImageOptionError::InvalidValue { .. }));
-        assert!(matches!(err("/cdn-cgi/image/blur=5/a.jpg"), ImageOptionError::UnknownOption(_)));
-        assert!(matches!(err("/cdn-cgi/image/width=5,w=6/a.jpg"), ImageOptionError::Malformed(_)));
-        assert!(matches!(err("/cdn-cgi/image/width/a.jpg"), ImageOptionError::Malformed(_)));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=4097/a.jpg"),
+            ImageOptionError::OutOfRange {
+                option: "width",
+                ..
+            }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=0/a.jpg"),
+            ImageOptionError::OutOfRange { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=99999999999999/a.jpg"),
+            ImageOptionError::OutOfRange { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=-5/a.jpg"),
+            ImageOptionError::InvalidValue { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/quality=101/a.jpg"),
+            ImageOptionError::OutOfRange { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/quality=0/a.jpg"),
+            ImageOptionError::OutOfRange { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/dpr=5/a.jpg"),
+            ImageOptionError::OutOfRange { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/dpr=1.25/a.jpg"),
+            ImageOptionError::InvalidValue { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/format=gif/a.jpg"),
+            ImageOptionError::InvalidValue { .. }
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/blur=5/a.jpg"),
+            ImageOptionError::UnknownOption(_)
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=5,w=6/a.jpg"),
+            ImageOptionError::Malformed(_)
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width/a.jpg"),
+            ImageOptionError::Malformed(_)
+        ));
         // dpr cannot push a side past the maximum.
         let big = ImageRequest::parse("/cdn-cgi/image/width=4000,dpr=2/a.jpg").expect("valid");
         assert_eq!(big.device_width(), Some(MAX_DIMENSION));
@@ -472,22 +556,52 @@ mod tests {
     #[test]
     fn sources_stay_on_site() {
         let err = |url: &str| ImageRequest::parse(url).expect_err("must be refused");
-        assert_eq!(err("/cdn-cgi/image/width=5"), ImageOptionError::MissingSource);
-        assert_eq!(err("/cdn-cgi/image/width=5/"), ImageOptionError::MissingSource);
-        assert!(matches!(err("/cdn-cgi/image/width=5/https://evil.com/a.jpg"), ImageOptionError::InvalidSource(_)));
-        assert!(matches!(err("/cdn-cgi/image/width=5//evil.com/a.jpg"), ImageOptionError::InvalidSource(_)));
-        assert!(matches!(err("/cdn-cgi/image/width=5/images/../admin"), ImageOptionError::InvalidSource(_)));
-        assert!(matches!(err("/cdn-cgi/image/width=5/cdn-cgi/image/w=1/a.jpg"), ImageOptionError::InvalidSource(_)));
+        assert_eq!(
+            err("/cdn-cgi/image/width=5"),
+            ImageOptionError::MissingSource
+        );
+        assert_eq!(
+            err("/cdn-cgi/image/width=5/"),
+            ImageOptionError::MissingSource
+        );
+        assert!(matches!(
+            err("/cdn-cgi/image/width=5/https://evil.com/a.jpg"),
+            ImageOptionError::InvalidSource(_)
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=5//evil.com/a.jpg"),
+            ImageOptionError::InvalidSource(_)
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=5/images/../admin"),
+            ImageOptionError::InvalidSource(_)
+        ));
+        assert!(matches!(
+            err("/cdn-cgi/image/width=5/cdn-cgi/image/w=1/a.jpg"),
+            ImageOptionError::InvalidSource(_)
+        ));
         assert_eq!(err("/images/a.jpg"), ImageOptionError::NotImageUrl);
     }
 
     #[test]
     fn sniffs_magic_bytes() {
-        assert_eq!(SourceFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(SourceFormat::Jpeg));
-        assert_eq!(SourceFormat::sniff(b"\x89PNG\r\n\x1a\nrest"), Some(SourceFormat::Png));
+        assert_eq!(
+            SourceFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(SourceFormat::Jpeg)
+        );
+        assert_eq!(
+            SourceFormat::sniff(b"\x89PNG\r\n\x1a\nrest"),
+            Some(SourceFormat::Png)
+        );
         assert_eq!(SourceFormat::sniff(b"GIF89a..."), Some(SourceFormat::Gif));
-        assert_eq!(SourceFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(SourceFormat::Webp));
-        assert_eq!(SourceFormat::sniff(b"\0\0\0\x1cftypavif"), Some(SourceFormat::Avif));
+        assert_eq!(
+            SourceFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some(SourceFormat::Webp)
+        );
+        assert_eq!(
+            SourceFormat::sniff(b"\0\0\0\x1cftypavif"),
+            Some(SourceFormat::Avif)
+        );
         assert_eq!(SourceFormat::sniff(b"<svg>"), None);
         assert_eq!(SourceFormat::sniff(b""), None);
     }

@@ -50,13 +50,15 @@ impl Default for KeyConfig {
 impl KeyConfig {
     /// Whether the parameter `name` (already percent-normalized) is left out of keys.
     pub fn ignores(&self, name: &str) -> bool {
-        self.ignored_params.iter().any(|entry| match entry.strip_suffix('*') {
-            Some(prefix) => {
-                name.len() >= prefix.len()
-                    && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-            }
-            None => name.eq_ignore_ascii_case(entry),
-        })
+        self.ignored_params
+            .iter()
+            .any(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => {
+                    name.len() >= prefix.len()
+                        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+                }
+                None => name.eq_ignore_ascii_case(entry),
+            })
     }
 }
 
@@ -107,7 +109,11 @@ impl CacheKey {
         }
         let method = method.to_ascii_uppercase();
         Ok(Self {
-            method: if method == "HEAD" { "GET".into() } else { method },
+            method: if method == "HEAD" {
+                "GET".into()
+            } else {
+                method
+            },
             host,
             path: remove_dot_segments(&normalize_percent(path, is_path_char)),
             query: query.and_then(|query| canonical_query(query, config)),
@@ -261,7 +267,18 @@ fn is_path_char(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@'
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
                 | b'/'
         )
 }
@@ -287,7 +304,12 @@ pub fn normalize_percent(input: &str, allowed_raw: fn(u8) -> bool) -> String {
     while i < bytes.len() {
         let b = bytes[i];
         let escaped = (b == b'%')
-            .then(|| Some((hex_value(*bytes.get(i + 1)?)?, hex_value(*bytes.get(i + 2)?)?)))
+            .then(|| {
+                Some((
+                    hex_value(*bytes.get(i + 1)?)?,
+                    hex_value(*bytes.get(i + 2)?)?,
+                ))
+            })
             .flatten();
         match escaped {
             Some((high, low)) => {
@@ -357,7 +379,10 @@ mod tests {
         let vectors = [
             ("/", "GET https://example.com/"),
             ("/a?b=2&a=1", "GET https://example.com/a?a=1&b=2"),
-            ("/a?utm_source=x&fbclid=y&gclid=z&q=1", "GET https://example.com/a?q=1"),
+            (
+                "/a?utm_source=x&fbclid=y&gclid=z&q=1",
+                "GET https://example.com/a?q=1",
+            ),
             ("/a?UTM_Campaign=x", "GET https://example.com/a"),
             ("/a?", "GET https://example.com/a"),
             ("/a?&&", "GET https://example.com/a"),

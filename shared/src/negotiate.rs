@@ -93,7 +93,11 @@ fn media_quality(accept: &str, subtype: &str) -> Option<u16> {
 /// say so, and a bare `*/*` (curl, old clients) must not receive a format it may not decode.
 /// `source` (JPEG or PNG) is acceptable through wildcards. Among acceptable formats in `allowed`
 /// the highest weight wins, ties going to AVIF, then WebP, then the source format.
-pub fn image_format(accept: Option<&str>, source: ImageFormat, allowed: &[ImageFormat]) -> ImageFormat {
+pub fn image_format(
+    accept: Option<&str>,
+    source: ImageFormat,
+    allowed: &[ImageFormat],
+) -> ImageFormat {
     let accept = accept.unwrap_or("*/*");
     let mut best = (0u16, source);
     for format in [ImageFormat::Avif, ImageFormat::Webp, source] {
@@ -175,11 +179,20 @@ mod tests {
 
     #[test]
     fn q_values_and_refusals_are_honoured() {
-        assert_eq!(image_format(Some("image/avif;q=0.5, image/webp"), Jpeg, ALL), Webp);
+        assert_eq!(
+            image_format(Some("image/avif;q=0.5, image/webp"), Jpeg, ALL),
+            Webp
+        );
         assert_eq!(image_format(Some("image/avif;q=0, */*"), Jpeg, ALL), Jpeg);
-        assert_eq!(image_format(Some("image/avif, image/webp"), Jpeg, &[Webp]), Webp);
+        assert_eq!(
+            image_format(Some("image/avif, image/webp"), Jpeg, &[Webp]),
+            Webp
+        );
         // Specific beats wildcard (§12.5.1): jpeg refused explicitly, webp listed.
-        assert_eq!(image_format(Some("image/jpeg;q=0, image/*, image/webp;q=0.1"), Jpeg, ALL), Webp);
+        assert_eq!(
+            image_format(Some("image/jpeg;q=0, image/*, image/webp;q=0.1"), Jpeg, ALL),
+            Webp
+        );
         // Invalid q-value disables the member.
         assert_eq!(image_format(Some("image/avif;q=2, */*"), Jpeg, ALL), Jpeg);
     }
@@ -199,7 +212,10 @@ mod tests {
     #[test]
     fn accept_encoding_per_rfc9110() {
         use ContentEncoding::{Brotli, Gzip, Identity};
-        assert_eq!(content_encoding(Some("gzip, deflate, br, zstd")), Some(Brotli));
+        assert_eq!(
+            content_encoding(Some("gzip, deflate, br, zstd")),
+            Some(Brotli)
+        );
         assert_eq!(content_encoding(Some("gzip, br;q=0.5")), Some(Gzip));
         assert_eq!(content_encoding(Some("br;q=0, gzip;q=0")), Some(Identity));
         assert_eq!(content_encoding(Some("x-gzip")), Some(Gzip));
@@ -209,7 +225,10 @@ mod tests {
         assert_eq!(content_encoding(Some("deflate")), Some(Identity));
         assert_eq!(content_encoding(Some("identity;q=0, *;q=0")), None);
         assert_eq!(content_encoding(Some("*;q=0")), None);
-        assert_eq!(content_encoding(Some("gzip;q=0.2, identity;q=0.8")), Some(Identity));
+        assert_eq!(
+            content_encoding(Some("gzip;q=0.2, identity;q=0.8")),
+            Some(Identity)
+        );
         assert_eq!(content_encoding(Some("gzip, *;q=0")), Some(Gzip));
     }
 }

@@ -35,7 +35,12 @@ pub enum RateLimitTier {
 
 impl RateLimitTier {
     /// Every tier, for iteration in generators and metrics.
-    pub const ALL: [Self; 4] = [Self::Default, Self::Crawler, Self::Aggressive, Self::Unlimited];
+    pub const ALL: [Self; 4] = [
+        Self::Default,
+        Self::Crawler,
+        Self::Aggressive,
+        Self::Unlimited,
+    ];
 
     /// The tier's name, used in metric labels and configuration.
     pub fn as_str(self) -> &'static str {
@@ -50,9 +55,18 @@ impl RateLimitTier {
     /// The tier's budget, `None` when unlimited.
     pub fn limit(self) -> Option<RateLimit> {
         match self {
-            Self::Default => Some(RateLimit { max_requests: 100, window_seconds: 900 }),
-            Self::Crawler => Some(RateLimit { max_requests: 10, window_seconds: 900 }),
-            Self::Aggressive => Some(RateLimit { max_requests: 20, window_seconds: 60 }),
+            Self::Default => Some(RateLimit {
+                max_requests: 100,
+                window_seconds: 900,
+            }),
+            Self::Crawler => Some(RateLimit {
+                max_requests: 10,
+                window_seconds: 900,
+            }),
+            Self::Aggressive => Some(RateLimit {
+                max_requests: 20,
+                window_seconds: 60,
+            }),
             Self::Unlimited => None,
         }
     }
@@ -61,8 +75,17 @@ impl RateLimitTier {
 /// Whether a `User-Agent` belongs to a well-known crawler, which gets the crawler tier.
 pub fn is_crawler(user_agent: &str) -> bool {
     const MARKERS: &[&str] = &[
-        "bot", "crawler", "spider", "slurp", "facebookexternalhit", "bingpreview", "curl/", "wget/",
-        "python-requests", "go-http-client", "headlesschrome",
+        "bot",
+        "crawler",
+        "spider",
+        "slurp",
+        "facebookexternalhit",
+        "bingpreview",
+        "curl/",
+        "wget/",
+        "python-requests",
+        "go-http-client",
+        "headlesschrome",
     ];
     let lower = user_agent.to_ascii_lowercase();
     MARKERS.iter().any(|marker| lower.contains(marker))
@@ -74,11 +97,34 @@ mod tests {
 
     #[test]
     fn tiers_have_the_documented_budgets() {
-        assert_eq!(RateLimitTier::Default.limit(), Some(RateLimit { max_requests: 100, window_seconds: 900 }));
-        assert_eq!(RateLimitTier::Crawler.limit(), Some(RateLimit { max_requests: 10, window_seconds: 900 }));
-        assert_eq!(RateLimitTier::Aggressive.limit(), Some(RateLimit { max_requests: 20, window_seconds: 60 }));
+        assert_eq!(
+            RateLimitTier::Default.limit(),
+            Some(RateLimit {
+                max_requests: 100,
+                window_seconds: 900
+            })
+        );
+        assert_eq!(
+            RateLimitTier::Crawler.limit(),
+            Some(RateLimit {
+                max_requests: 10,
+                window_seconds: 900
+            })
+        );
+        assert_eq!(
+            RateLimitTier::Aggressive.limit(),
+            Some(RateLimit {
+                max_requests: 20,
+                window_seconds: 60
+            })
+        );
         assert_eq!(RateLimitTier::Unlimited.limit(), None);
-        assert_eq!(RateLimitTier::Aggressive.limit().map(|l| l.emission_interval_ms()), Some(3000));
+        assert_eq!(
+            RateLimitTier::Aggressive
+                .limit()
+                .map(|l| l.emission_interval_ms()),
+            Some(3000)
+        );
     }
 
     #[test]
@@ -86,13 +132,20 @@ mod tests {
         for tier in RateLimitTier::ALL {
             let json = serde_json::to_string(&tier).expect("serializable");
             assert_eq!(json, format!("\"{}\"", tier.as_str()));
-            assert_eq!(serde_json::from_str::<RateLimitTier>(&json).expect("parses"), tier);
+            assert_eq!(
+                serde_json::from_str::<RateLimitTier>(&json).expect("parses"),
+                tier
+            );
         }
     }
 
     #[test]
     fn crawler_detection() {
-        assert!(is_crawler("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"));
-        assert!(!is_crawler("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"));
+        assert!(is_crawler(
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        ));
+        assert!(!is_crawler(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+        ));
     }
 }

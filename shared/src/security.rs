@@ -29,7 +29,12 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// Response headers that reveal implementation details and are removed.
-pub const REMOVED: &[&str] = &["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"];
+pub const REMOVED: &[&str] = &[
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+];
 
 /// Per-route changes to the default set: a header name (any case) maps to a replacement value,
 /// or to `""` to drop the header.
@@ -78,7 +83,9 @@ mod tests {
         let set = headers(&SecurityOverrides::default());
         let get = |name: &str| set.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         assert!(get("strict-transport-security").is_some_and(|v| v.contains("max-age=63072000")));
-        assert!(get("content-security-policy").is_some_and(|v| v.contains("frame-ancestors 'none'")));
+        assert!(
+            get("content-security-policy").is_some_and(|v| v.contains("frame-ancestors 'none'"))
+        );
         assert_eq!(get("x-content-type-options"), Some("nosniff"));
         assert_eq!(get("cross-origin-opener-policy"), Some("same-origin"));
         assert_eq!(get("cross-origin-resource-policy"), Some("same-origin"));
@@ -89,7 +96,10 @@ mod tests {
     #[test]
     fn overrides_replace_and_remove() {
         let mut map = BTreeMap::new();
-        map.insert("Cross-Origin-Resource-Policy".to_owned(), "cross-origin".to_owned());
+        map.insert(
+            "Cross-Origin-Resource-Policy".to_owned(),
+            "cross-origin".to_owned(),
+        );
         map.insert("x-frame-options".to_owned(), String::new());
         let set = headers(&SecurityOverrides(map));
         assert!(set.contains(&("cross-origin-resource-policy".into(), "cross-origin".into())));

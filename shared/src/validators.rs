@@ -16,12 +16,18 @@ pub struct EntityTag {
 impl EntityTag {
     /// A strong tag.
     pub fn strong(tag: impl Into<String>) -> Self {
-        Self { weak: false, tag: tag.into() }
+        Self {
+            weak: false,
+            tag: tag.into(),
+        }
     }
 
     /// A weak tag.
     pub fn weak(tag: impl Into<String>) -> Self {
-        Self { weak: true, tag: tag.into() }
+        Self {
+            weak: true,
+            tag: tag.into(),
+        }
     }
 
     /// A strong tag derived from the bytes of a representation (64-bit FNV-1a, hex): stable
@@ -43,8 +49,13 @@ impl EntityTag {
             None => (false, text),
         };
         let tag = quoted.strip_prefix('"')?.strip_suffix('"')?;
-        let valid = tag.bytes().all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80);
-        valid.then(|| Self { weak, tag: tag.to_owned() })
+        let valid = tag
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80);
+        valid.then(|| Self {
+            weak,
+            tag: tag.to_owned(),
+        })
     }
 
     /// Strong comparison (§8.8.3.2): both strong and identical.
@@ -147,8 +158,14 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        assert_eq!(EntityTag::parse("\"xyzzy\""), Some(EntityTag::strong("xyzzy")));
-        assert_eq!(EntityTag::parse("W/\"xyzzy\""), Some(EntityTag::weak("xyzzy")));
+        assert_eq!(
+            EntityTag::parse("\"xyzzy\""),
+            Some(EntityTag::strong("xyzzy"))
+        );
+        assert_eq!(
+            EntityTag::parse("W/\"xyzzy\""),
+            Some(EntityTag::weak("xyzzy"))
+        );
         assert_eq!(EntityTag::parse("\"\""), Some(EntityTag::strong("")));
         assert_eq!(EntityTag::parse("xyzzy"), None);
         assert_eq!(EntityTag::parse("\"a b\""), None);
@@ -184,10 +201,16 @@ mod tests {
             ..Conditions::default()
         };
         assert!(!earlier.not_modified(Some(&etag), Some(modified)));
-        let invalid = Conditions { if_modified_since: Some("soon"), ..Conditions::default() };
+        let invalid = Conditions {
+            if_modified_since: Some("soon"),
+            ..Conditions::default()
+        };
         assert!(!invalid.not_modified(Some(&etag), Some(modified)));
         // If-None-Match takes precedence even when If-Modified-Since would match.
-        let both = Conditions { if_none_match: Some("\"2\""), ..later };
+        let both = Conditions {
+            if_none_match: Some("\"2\""),
+            ..later
+        };
         assert!(!both.not_modified(Some(&etag), Some(modified)));
     }
 }

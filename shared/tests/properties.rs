@@ -10,10 +10,14 @@ use shared::policy::{Policy, RequestFacts};
 
 /// Request targets mixing every character class the canonicalizer treats specially.
 fn target() -> impl Strategy<Value = String> {
-    let segment = prop::string::string_regex("([a-zA-Z0-9._~!$&'()*+,;=:@-]|%[0-9a-fA-F]{2}|%|\\.\\.|\\.| |\\||é){0,8}")
-        .expect("valid regex");
-    let param = prop::string::string_regex("(utm_[a-z]{1,4}|fbclid|gclid|[a-zA-Z%é ]{1,5})(=[a-zA-Z0-9%=+ ]{0,5})?")
-        .expect("valid regex");
+    let segment = prop::string::string_regex(
+        "([a-zA-Z0-9._~!$&'()*+,;=:@-]|%[0-9a-fA-F]{2}|%|\\.\\.|\\.| |\\||é){0,8}",
+    )
+    .expect("valid regex");
+    let param = prop::string::string_regex(
+        "(utm_[a-z]{1,4}|fbclid|gclid|[a-zA-Z%é ]{1,5})(=[a-zA-Z0-9%=+ ]{0,5})?",
+    )
+    .expect("valid regex");
     (
         prop::collection::vec(segment, 0..5),
         prop::option::of(prop::collection::vec(param, 0..5)),
@@ -34,34 +38,48 @@ fn cache_control() -> impl Strategy<Value = CacheControl> {
     let flags = prop::collection::vec(any::<bool>(), 9);
     let extensions = prop::collection::vec(("x-[a-z]{1,6}", prop::option::of("[ -~]{0,8}")), 0..3);
     (
-        (seconds.clone(), seconds.clone(), seconds.clone(), seconds.clone(), seconds.clone()),
+        (
+            seconds.clone(),
+            seconds.clone(),
+            seconds.clone(),
+            seconds.clone(),
+            seconds.clone(),
+        ),
         prop::option::of(prop::option::of(0u32..100_000)),
         (fields.clone(), fields),
         flags,
         extensions,
     )
-        .prop_map(|((max_age, s_maxage, swr, sie, min_fresh), max_stale, (no_cache, private), f, extensions)| {
-            CacheControl {
-                max_age,
-                s_maxage,
-                stale_while_revalidate: swr,
-                stale_if_error: sie,
-                min_fresh,
+        .prop_map(
+            |(
+                (max_age, s_maxage, swr, sie, min_fresh),
                 max_stale,
-                no_cache,
-                private,
-                no_store: f[0],
-                no_transform: f[1],
-                only_if_cached: f[2],
-                must_revalidate: f[3],
-                proxy_revalidate: f[4],
-                must_understand: f[5],
-                public: f[6],
-                immutable: f[7],
+                (no_cache, private),
+                f,
                 extensions,
-                invalid_freshness: false,
-            }
-        })
+            )| {
+                CacheControl {
+                    max_age,
+                    s_maxage,
+                    stale_while_revalidate: swr,
+                    stale_if_error: sie,
+                    min_fresh,
+                    max_stale,
+                    no_cache,
+                    private,
+                    no_store: f[0],
+                    no_transform: f[1],
+                    only_if_cached: f[2],
+                    must_revalidate: f[3],
+                    proxy_revalidate: f[4],
+                    must_understand: f[5],
+                    public: f[6],
+                    immutable: f[7],
+                    extensions,
+                    invalid_freshness: false,
+                }
+            },
+        )
 }
 
 proptest! {

@@ -16,7 +16,10 @@ const EDGE_START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// An origin server running in this process.
@@ -30,13 +33,18 @@ pub struct Origin {
 impl Origin {
     /// Starts the origin on a free loopback port.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(origin::server::run(listener, async move {
             let _ = stopped.await;
         }));
-        Self { url, stop: Some(stop) }
+        Self {
+            url,
+            stop: Some(stop),
+        }
     }
 
     /// How many requests the origin has answered for `route` (a route template), read from its
@@ -95,7 +103,11 @@ impl Edge {
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("ORIGIN_URL:{origin_url}")])
             .args(["--persist-to", &state.path.to_string_lossy()])
-            .args(["--show-interactive-dev-session=false", "--log-level", "warn"])
+            .args([
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "warn",
+            ])
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .stdin(Stdio::null())
@@ -104,7 +116,11 @@ impl Edge {
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("start wrangler dev");
-        let edge = Self { url: format!("http://127.0.0.1:{port}"), child, _state: state };
+        let edge = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _state: state,
+        };
         edge.wait_ready().await;
         edge
     }
@@ -120,7 +136,8 @@ impl Edge {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let log = std::fs::read_to_string(self._state.path.join("wrangler.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self._state.path.join("wrangler.log")).unwrap_or_default();
         panic!("wrangler dev did not become ready within {EDGE_START_TIMEOUT:?}; its log:\n{log}");
     }
 }
@@ -160,7 +177,10 @@ fn reap_orphans() {
             continue;
         };
         let owner = rest.split('-').next().unwrap_or_default();
-        let pgid = line.split_whitespace().next().and_then(|p| p.parse::<u32>().ok());
+        let pgid = line
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
         if let (Ok(owner), Some(pgid)) = (owner.parse::<u32>(), pgid) {
             if !Path::new(&format!("/proc/{owner}")).exists() {
                 signal_group(pgid, "KILL");
@@ -182,7 +202,8 @@ impl TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!("rampart-{prefix}-{}-{nanos}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("rampart-{prefix}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self { path }
     }

@@ -11,17 +11,35 @@ async fn edge_caches_through_workerd() {
 
     // 1. The same GET twice: a miss that is stored, then a hit; the origin is reached once.
     let before = origin.requests_served("/").await;
-    let first = client.get(format!("{}/", edge.url)).send().await.expect("edge reachable");
+    let first = client
+        .get(format!("{}/", edge.url))
+        .send()
+        .await
+        .expect("edge reachable");
     assert_eq!(first.status(), 200);
     let status = cache_status(&first);
-    assert!(status.contains("rampart-edge; fwd=uri-miss") && status.contains("stored"), "first: {status}");
+    assert!(
+        status.contains("rampart-edge; fwd=uri-miss") && status.contains("stored"),
+        "first: {status}"
+    );
     let first_body = first.text().await.expect("body");
-    let second = client.get(format!("{}/", edge.url)).send().await.expect("edge reachable");
+    let second = client
+        .get(format!("{}/", edge.url))
+        .send()
+        .await
+        .expect("edge reachable");
     let status = cache_status(&second);
-    assert!(status.starts_with("rampart-edge; hit; ttl="), "second: {status}");
+    assert!(
+        status.starts_with("rampart-edge; hit; ttl="),
+        "second: {status}"
+    );
     assert!(second.headers().contains_key("age"));
     assert_eq!(second.text().await.expect("body"), first_body);
-    assert_eq!(origin.requests_served("/").await - before, 1, "the origin must be reached exactly once");
+    assert_eq!(
+        origin.requests_served("/").await - before,
+        1,
+        "the origin must be reached exactly once"
+    );
 
     // 2. Tracking parameters and unkeyed headers land on the same entry: no extra origin trip,
     //    and a forged X-Forwarded-Host cannot poison or split the cache.
@@ -32,36 +50,80 @@ async fn edge_caches_through_workerd() {
         .send()
         .await
         .expect("edge reachable");
-    assert!(cache_status(&tracked).contains("hit"), "tracked: {}", cache_status(&tracked));
+    assert!(
+        cache_status(&tracked).contains("hit"),
+        "tracked: {}",
+        cache_status(&tracked)
+    );
     assert_eq!(tracked.text().await.expect("body"), first_body);
     assert_eq!(origin.requests_served("/").await - before, 1);
 
     // 3. A session cookie bypasses the cache and reaches the origin.
-    let personal = client.get(format!("{}/", edge.url)).header("cookie", "session=s1").send().await.expect("edge");
-    assert!(cache_status(&personal).contains("fwd=bypass"), "{}", cache_status(&personal));
+    let personal = client
+        .get(format!("{}/", edge.url))
+        .header("cookie", "session=s1")
+        .send()
+        .await
+        .expect("edge");
+    assert!(
+        cache_status(&personal).contains("fwd=bypass"),
+        "{}",
+        cache_status(&personal)
+    );
     assert_eq!(personal.headers()["cache-control"], "private, no-store");
     assert_eq!(origin.requests_served("/").await - before, 2);
 
     // 4. Bypass routes always go through; security headers are on every response.
     for _ in 0..2 {
-        let health = client.get(format!("{}/health", edge.url)).send().await.expect("edge");
+        let health = client
+            .get(format!("{}/health", edge.url))
+            .send()
+            .await
+            .expect("edge");
         assert!(cache_status(&health).contains("rampart-edge; fwd=bypass"));
         assert_eq!(health.headers()["x-content-type-options"], "nosniff");
-        assert!(health.headers()["strict-transport-security"].to_str().expect("ascii").contains("max-age="));
+        assert!(health.headers()["strict-transport-security"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age="));
         assert!(!health.headers().contains_key("server"));
     }
 
     // 5. A stored asset answers revalidation from the edge with 304.
-    let css = first_body.split("href=\"").nth(1).and_then(|s| s.split('"').next()).expect("stylesheet");
-    let asset = client.get(format!("{}{css}", edge.url)).send().await.expect("edge");
+    let css = first_body
+        .split("href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("stylesheet");
+    let asset = client
+        .get(format!("{}{css}", edge.url))
+        .send()
+        .await
+        .expect("edge");
     let etag = asset.headers()["etag"].to_str().expect("ascii").to_owned();
     let assets_before = origin.requests_served("/assets/{file}").await;
-    let revalidated = client.get(format!("{}{css}", edge.url)).header("if-none-match", &etag).send().await.expect("edge");
+    let revalidated = client
+        .get(format!("{}{css}", edge.url))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("edge");
     assert_eq!(revalidated.status(), 304);
     assert!(cache_status(&revalidated).contains("hit"));
-    assert_eq!(origin.requests_served("/assets/{file}").await, assets_before);
+    assert_eq!(
+        origin.requests_served("/assets/{file}").await,
+        assets_before
+    );
 
     // 6. A write is never cached and reaches the origin.
-    let write = client.post(format!("{}/", edge.url)).send().await.expect("edge");
-    assert!(cache_status(&write).contains("fwd=method"), "{}", cache_status(&write));
+    let write = client
+        .post(format!("{}/", edge.url))
+        .send()
+        .await
+        .expect("edge");
+    assert!(
+        cache_status(&write).contains("fwd=method"),
+        "{}",
+        cache_status(&write)
+    );
 }

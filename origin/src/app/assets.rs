@@ -31,7 +31,14 @@ impl Assets {
     pub fn build() -> Self {
         let etag = EntityTag::from_bytes(STYLESHEET.as_bytes());
         let name = format!("rampart.{}.css", &etag.tag[..12]);
-        Self { files: vec![Asset { name, content_type: "text/css; charset=utf-8", body: STYLESHEET, etag }] }
+        Self {
+            files: vec![Asset {
+                name,
+                content_type: "text/css; charset=utf-8",
+                body: STYLESHEET,
+                etag,
+            }],
+        }
     }
 
     /// The hashed URL path of the stylesheet.
@@ -44,7 +51,10 @@ impl Assets {
 pub async fn serve(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     match state.assets.files.iter().find(|asset| asset.name == file) {
         Some(asset) => (
-            [(header::CONTENT_TYPE, asset.content_type), (header::ETAG, &asset.etag.to_string())],
+            [
+                (header::CONTENT_TYPE, asset.content_type),
+                (header::ETAG, &asset.etag.to_string()),
+            ],
             asset.body,
         )
             .into_response(),

@@ -19,7 +19,9 @@ pub struct Health {
 
 /// Answers without touching any dependency.
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     Json(Health {
         status: "ok",
         timestamp: shared::freshness::format_http_date(now),

@@ -24,7 +24,10 @@ pub struct AppState {
 impl AppState {
     /// Fresh state, started now.
     pub fn new() -> Self {
-        Self { started: Instant::now(), assets: Arc::new(Assets::build()) }
+        Self {
+            started: Instant::now(),
+            assets: Arc::new(Assets::build()),
+        }
     }
 }
 

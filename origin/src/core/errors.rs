@@ -47,7 +47,11 @@ impl ApiError {
 
     /// 404 for a missing `what`.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("{what} not found"),
+        )
     }
 
     /// Attaches structured details (e.g. the invalid fields).
@@ -63,9 +67,10 @@ impl IntoResponse for ApiError {
         let status = self.status;
         let mut response = (status, Json(self)).into_response();
         // Errors are never cached by shared caches.
-        response
-            .headers_mut()
-            .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
         response
     }
 }

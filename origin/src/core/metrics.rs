@@ -53,7 +53,11 @@ impl Default for Metrics {
             "Time from request to response headers",
             durations.clone(),
         );
-        Self { registry: Arc::new(registry), requests, durations }
+        Self {
+            registry: Arc::new(registry),
+            requests,
+            durations,
+        }
     }
 }
 
@@ -92,9 +96,19 @@ pub async fn record(State(metrics): State<Metrics>, request: Request, next: Next
     let status = response.status().as_u16();
     metrics
         .durations
-        .get_or_create(&RouteLabels { method, route: route.clone() })
+        .get_or_create(&RouteLabels {
+            method,
+            route: route.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
-    metrics.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status,
+        })
+        .inc();
     response
 }
 
@@ -102,7 +116,10 @@ pub async fn record(State(metrics): State<Metrics>, request: Request, next: Next
 pub async fn endpoint(State(metrics): State<Metrics>) -> impl IntoResponse {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         metrics.render(),
     )
 }

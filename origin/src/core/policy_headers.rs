@@ -22,8 +22,10 @@ pub async fn apply(State(policy): State<Arc<Policy>>, request: Request, next: Ne
     let headers = request.headers();
     let host = header_str(headers, header::HOST).unwrap_or("localhost");
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let path = CacheKey::new(request.method().as_str(), host, target, policy.keys())
-        .map_or_else(|_| request.uri().path().to_owned(), |key| key.path().to_owned());
+    let path = CacheKey::new(request.method().as_str(), host, target, policy.keys()).map_or_else(
+        |_| request.uri().path().to_owned(),
+        |key| key.path().to_owned(),
+    );
     let facts = RequestFacts {
         method: request.method().as_str(),
         path: &path,
@@ -34,7 +36,10 @@ pub async fn apply(State(policy): State<Arc<Policy>>, request: Request, next: Ne
     let cache_control = decision.cache_control().to_string();
     let tags = decision.tags.join(",");
     let cacheable = decision.is_cacheable();
-    let overrides = decision.policy().map(|p| p.security_headers.clone()).unwrap_or_default();
+    let overrides = decision
+        .policy()
+        .map(|p| p.security_headers.clone())
+        .unwrap_or_default();
 
     let mut response = next.run(request).await;
     let out = response.headers_mut();

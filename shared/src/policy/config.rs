@@ -69,10 +69,16 @@ pub(super) struct PolicyFile {
 }
 
 fn default_session_cookies() -> Vec<String> {
-    ["session", "sid", "connect.sid", "__Host-session", "__Secure-session"]
-        .iter()
-        .map(|name| (*name).to_owned())
-        .collect()
+    [
+        "session",
+        "sid",
+        "connect.sid",
+        "__Host-session",
+        "__Secure-session",
+    ]
+    .iter()
+    .map(|name| (*name).to_owned())
+    .collect()
 }
 
 /// Why a policy was refused.
@@ -94,7 +100,11 @@ pub enum PolicyError {
 }
 
 fn invalid(rule: &str, field: &str, reason: impl Into<String>) -> PolicyError {
-    PolicyError::Invalid { rule: rule.to_owned(), field: field.to_owned(), reason: reason.into() }
+    PolicyError::Invalid {
+        rule: rule.to_owned(),
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 impl PolicyFile {
@@ -108,11 +118,24 @@ impl PolicyFile {
 
     pub(super) fn validate(self) -> Result<Policy, PolicyError> {
         const TOP: &str = "(top level)";
-        if self.keys.ignored_params.iter().any(|p| p.is_empty() || p == "*") {
-            return Err(invalid(TOP, "keys.ignored_params", "entries must be names or prefixes ending in '*'"));
+        if self
+            .keys
+            .ignored_params
+            .iter()
+            .any(|p| p.is_empty() || p == "*")
+        {
+            return Err(invalid(
+                TOP,
+                "keys.ignored_params",
+                "entries must be names or prefixes ending in '*'",
+            ));
         }
         if self.session_cookies.iter().any(String::is_empty) {
-            return Err(invalid(TOP, "session_cookies", "cookie names cannot be empty"));
+            return Err(invalid(
+                TOP,
+                "session_cookies",
+                "cookie names cannot be empty",
+            ));
         }
         if self.rules.is_empty() {
             return Err(invalid(TOP, "rules", "at least one rule is required"));
@@ -125,7 +148,11 @@ impl PolicyFile {
             }
             rules.push(rule);
         }
-        Ok(Policy { keys: self.keys, session_cookies: self.session_cookies, rules })
+        Ok(Policy {
+            keys: self.keys,
+            session_cookies: self.session_cookies,
+            rules,
+        })
     }
 }
 
@@ -144,14 +171,22 @@ fn parse_rule(index: usize, mut fields: Map<String, Value>) -> Result<Rule, Poli
         serde_json::from_value::<RoutePolicy>(Value::Object(single))
             .map_err(|e| invalid(&name, field, e.to_string()))?;
     }
-    let policy: RoutePolicy =
-        serde_json::from_value(Value::Object(fields)).map_err(|e| invalid(&name, "(rule)", e.to_string()))?;
+    let policy: RoutePolicy = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| invalid(&name, "(rule)", e.to_string()))?;
     let pattern = PathPattern::parse(&pattern).map_err(|e| invalid(&name, "pattern", e))?;
     validate_route(&name, &pattern, &policy)?;
-    Ok(Rule { name, pattern, policy })
+    Ok(Rule {
+        name,
+        pattern,
+        policy,
+    })
 }
 
-fn validate_route(rule: &str, pattern: &PathPattern, policy: &RoutePolicy) -> Result<(), PolicyError> {
+fn validate_route(
+    rule: &str,
+    pattern: &PathPattern,
+    policy: &RoutePolicy,
+) -> Result<(), PolicyError> {
     if policy.bypass {
         let cached = [
             ("edge_ttl", policy.edge_ttl),
@@ -160,21 +195,37 @@ fn validate_route(rule: &str, pattern: &PathPattern, policy: &RoutePolicy) -> Re
             ("stale_if_error", policy.stale_if_error),
         ];
         if let Some((field, _)) = cached.iter().find(|(_, value)| !value.is_zero()) {
-            return Err(invalid(rule, field, "a bypass rule cannot set cache lifetimes"));
+            return Err(invalid(
+                rule,
+                field,
+                "a bypass rule cannot set cache lifetimes",
+            ));
         }
         if policy.immutable {
-            return Err(invalid(rule, "immutable", "a bypass rule cannot be immutable"));
+            return Err(invalid(
+                rule,
+                "immutable",
+                "a bypass rule cannot be immutable",
+            ));
         }
     }
     if policy.immutable && (policy.edge_ttl.is_zero() || policy.browser_ttl.is_zero()) {
-        return Err(invalid(rule, "immutable", "immutable responses need edge_ttl and browser_ttl"));
+        return Err(invalid(
+            rule,
+            "immutable",
+            "immutable responses need edge_ttl and browser_ttl",
+        ));
     }
     for tag in &policy.tags {
         validate_tag(rule, pattern, tag)?;
     }
     let bad_headers = policy.security_headers.invalid_names();
     if !bad_headers.is_empty() {
-        return Err(invalid(rule, "security_headers", format!("invalid header names {bad_headers:?}")));
+        return Err(invalid(
+            rule,
+            "security_headers",
+            format!("invalid header names {bad_headers:?}"),
+        ));
     }
     Ok(())
 }
@@ -182,14 +233,20 @@ fn validate_route(rule: &str, pattern: &PathPattern, policy: &RoutePolicy) -> Re
 fn validate_tag(rule: &str, pattern: &PathPattern, tag: &str) -> Result<(), PolicyError> {
     let bad = |reason: String| invalid(rule, "tags", reason);
     if tag.is_empty() || tag.contains([',', ' ']) {
-        return Err(bad(format!("tag {tag:?} must be non-empty without commas or spaces")));
+        return Err(bad(format!(
+            "tag {tag:?} must be non-empty without commas or spaces"
+        )));
     }
     let mut rest = tag;
     while let Some(open) = rest.find('{') {
-        let close = rest[open..].find('}').ok_or_else(|| bad(format!("tag {tag:?} has an unclosed '{{'")))?;
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| bad(format!("tag {tag:?} has an unclosed '{{'")))?;
         let name = &rest[open + 1..open + close];
         if !pattern.capture_names().any(|captured| captured == name) {
-            return Err(bad(format!("placeholder {{{name}}} in {tag:?} is not captured by pattern {pattern}")));
+            return Err(bad(format!(
+                "placeholder {{{name}}} in {tag:?} is not captured by pattern {pattern}"
+            )));
         }
         rest = &rest[open + close + 1..];
     }

@@ -124,7 +124,10 @@ impl Decision<'_> {
                 no_store: true,
                 ..CacheControl::default()
             },
-            _ => CacheControl { no_store: true, ..CacheControl::default() },
+            _ => CacheControl {
+                no_store: true,
+                ..CacheControl::default()
+            },
         }
     }
 }
@@ -179,7 +182,10 @@ impl Policy {
             Some(BypassReason::Method)
         } else if request.has_authorization {
             Some(BypassReason::Authorization)
-        } else if request.cookie.is_some_and(|cookie| self.has_session_cookie(cookie)) {
+        } else if request
+            .cookie
+            .is_some_and(|cookie| self.has_session_cookie(cookie))
+        {
             Some(BypassReason::SessionCookie)
         } else if rule.is_none() {
             Some(BypassReason::NoRule)

@@ -32,7 +32,11 @@ impl PathPattern {
         let rest = source
             .strip_prefix('/')
             .ok_or_else(|| format!("{source:?} must start with '/'"))?;
-        let mut parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+        let mut parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
         let prefix = parts.last() == Some(&"*");
         if prefix {
             parts.pop();
@@ -52,7 +56,11 @@ impl PathPattern {
         if names.windows(2).any(|pair| pair[0] == pair[1]) {
             return Err(format!("{source:?} captures the same name twice"));
         }
-        Ok(Self { source: source.to_owned(), segments, prefix })
+        Ok(Self {
+            source: source.to_owned(),
+            segments,
+            prefix,
+        })
     }
 
     /// The names this pattern captures.
@@ -66,7 +74,11 @@ impl PathPattern {
     /// Matches a canonical path (no query), returning the captures.
     pub fn matches(&self, path: &str) -> Option<Captures<'_>> {
         let rest = path.strip_prefix('/')?;
-        let parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
         let fits = if self.prefix {
             parts.len() >= self.segments.len()
         } else {
@@ -79,7 +91,9 @@ impl PathPattern {
         for (segment, part) in self.segments.iter().zip(&parts) {
             match segment {
                 Segment::Literal(literal) if literal == part => {}
-                Segment::Capture(name) if !part.is_empty() => captures.push((name.as_str(), (*part).to_owned())),
+                Segment::Capture(name) if !part.is_empty() => {
+                    captures.push((name.as_str(), (*part).to_owned()))
+                }
                 Segment::Any if !part.is_empty() => {}
                 _ => return None,
             }
@@ -93,7 +107,8 @@ fn parse_segment(part: &str, source: &str) -> Result<Segment, String> {
         return Ok(Segment::Any);
     }
     if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-        let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         return if valid {
             Ok(Segment::Capture(name.to_owned()))
         } else {
@@ -101,9 +116,13 @@ fn parse_segment(part: &str, source: &str) -> Result<Segment, String> {
         };
     }
     if part.contains(['*', '{', '}', '?', '#']) {
-        return Err(format!("{source:?}: segment {part:?} mixes literal text with '*', '{{', '}}', '?' or '#'"));
+        return Err(format!(
+            "{source:?}: segment {part:?} mixes literal text with '*', '{{', '}}', '?' or '#'"
+        ));
     }
-    Ok(Segment::Literal(crate::key::normalize_percent(part, |b| b != b'%' && b.is_ascii_graphic())))
+    Ok(Segment::Literal(crate::key::normalize_percent(part, |b| {
+        b != b'%' && b.is_ascii_graphic()
+    })))
 }
 
 impl fmt::Display for PathPattern {
@@ -131,7 +150,10 @@ mod tests {
         assert!(pattern("/assets/*").matches("/assetsx/a").is_none());
         assert!(pattern("/health/*").matches("/health").is_some());
         let comments = pattern("/api/tasks/{id}/comments");
-        assert_eq!(comments.matches("/api/tasks/42/comments"), Some(vec![("id", "42".to_owned())]));
+        assert_eq!(
+            comments.matches("/api/tasks/42/comments"),
+            Some(vec![("id", "42".to_owned())])
+        );
         assert!(comments.matches("/api/tasks//comments").is_none());
         assert!(comments.matches("/api/tasks/42/comments/x").is_none());
         assert!(pattern("/api/*/x").matches("/api/anything/x").is_some());

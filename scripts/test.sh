@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs Rampart's whole test suite on a fresh Debian machine or a warm one: installs what is
+# missing (Debian packages, services, cargo tools, npm packages), builds the Worker for wasm32,
+# then runs every test, including the end-to-end tests through workerd, and builds the fuzz
+# targets. Safe to re-run.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_redis
+ensure_postgres
+ensure_edge_tools
+cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz
+
+log "building the edge Worker (wasm32)"
+bash scripts/build-edge.sh
+
+log "building the shared crate for wasm32-unknown-unknown"
+(wasm_env && cargo build --quiet -p rampart-shared --release --target wasm32-unknown-unknown)
+
+log "running the tests: shared, origin, end-to-end through workerd"
+cargo test --workspace --exclude rampart-edge --all-targets
+
+log "building the fuzz targets"
+(cd shared && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev >/dev/null)
+
+log "all tests passed"

@@ -6,6 +6,9 @@ use worker::{Env, Url};
 pub const VAR_ORIGIN_URL: &str = "ORIGIN_URL";
 /// `ORIGIN_AUTH_TOKEN`: a secret sent to the origin so it can refuse traffic that bypassed the edge.
 pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
+/// `EXPOSE_CACHE_KEY`: `"true"` adds the cache key to `Cache-Status` (`key="…"`), for debugging
+/// and for the tests that check the wasm32 key equals the native one.
+pub const VAR_EXPOSE_CACHE_KEY: &str = "EXPOSE_CACHE_KEY";
 /// The header carrying the origin auth token.
 pub const ORIGIN_AUTH_HEADER: &str = "x-rampart-origin-auth";
 
@@ -16,6 +19,8 @@ pub struct EdgeConfig {
     pub origin_url: Url,
     /// The shared secret for the origin, when configured.
     pub origin_auth_token: Option<String>,
+    /// Whether `Cache-Status` names the cache key.
+    pub expose_cache_key: bool,
 }
 
 impl EdgeConfig {
@@ -32,9 +37,13 @@ impl EdgeConfig {
             .ok()
             .map(|secret| secret.to_string())
             .filter(|token| !token.is_empty());
+        let expose_cache_key = env
+            .var(VAR_EXPOSE_CACHE_KEY)
+            .is_ok_and(|value| value.to_string() == "true");
         Ok(Self {
             origin_url,
             origin_auth_token,
+            expose_cache_key,
         })
     }
 }

@@ -89,10 +89,13 @@ async fn cached(
 ) -> Result<Response> {
     let cache = Cache::default();
     let cache_url = key.cache_url();
+    let shown_key = config.expose_cache_key.then(|| key.to_string());
     let reason = match store::lookup(&cache, &cache_url).await? {
         Some(stored) => match stored.state {
             FreshnessState::Fresh { remaining } => {
-                return serve_hit(request, stored, remaining, security)
+                let mut status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
+                status.key = shown_key;
+                return serve_hit(request, stored, status, security);
             }
             FreshnessState::Stale { .. } => ForwardReason::Stale,
         },
@@ -109,7 +112,8 @@ async fn cached(
     let owned = store::OwnedFacts::of(&response)?;
     let method = request.method().to_string();
     let has_authorization = request.headers().has("authorization")?;
-    let status = CacheStatus::forward(EDGE, reason).with_fwd_status(response.status_code());
+    let mut status = CacheStatus::forward(EDGE, reason).with_fwd_status(response.status_code());
+    status.key = shown_key;
     let Ok(retention) = store::admit(&method, has_authorization, &owned.facts(), response_time)
     else {
         return respond::finish(respond::rebuild(response)?, &status, security);
@@ -165,10 +169,9 @@ async fn cached(
 fn serve_hit(
     request: &Request,
     stored: store::Stored,
-    remaining: u32,
+    status: CacheStatus,
     security: &SecurityOverrides,
 ) -> Result<Response> {
-    let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
     let mut response = stored.response;
     response.headers_mut().set("age", &stored.age.to_string())?;
     let headers = request.headers();

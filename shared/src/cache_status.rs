@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::structured::{self, Item};
+
 /// The edge tier's cache name.
 pub const EDGE: &str = "rampart-edge";
 /// The origin tier's cache name.
@@ -146,33 +148,40 @@ impl CacheStatus {
         self
     }
 
-    /// Parses every member of a `Cache-Status` field value, skipping members that do not parse.
+    /// Parses a `Cache-Status` field value, an RFC 8941 List. A value that fails to parse is
+    /// ignored as a whole (empty result); unknown parameters are skipped.
     pub fn parse_list(value: &str) -> Vec<Self> {
-        value.split(',').filter_map(Self::parse_member).collect()
+        let Some(members) = structured::parse_list(value) else {
+            return Vec::new();
+        };
+        members
+            .into_iter()
+            .filter_map(|(item, parameters)| {
+                let cache = match item {
+                    Item::Token(name) | Item::String(name) => name,
+                    _ => return None,
+                };
+                let mut status = Self::new(&cache, false, None);
+                for (name, value) in parameters {
+                    status.apply(&name, value);
+                }
+                Some(status)
+            })
+            .collect()
     }
 
-    fn parse_member(member: &str) -> Option<Self> {
-        let mut parts = member.split(';').map(str::trim);
-        let cache = parts.next().filter(|name| !name.is_empty())?;
-        let mut status = Self::new(cache.trim_matches('"'), false, None);
-        for part in parts {
-            let (name, value) = match part.split_once('=') {
-                Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
-                None => (part, None),
-            };
-            match (name, value) {
-                ("hit", None) => status.hit = true,
-                ("fwd", Some(reason)) => status.fwd = ForwardReason::parse(reason),
-                ("fwd-status", Some(code)) => status.fwd_status = code.parse().ok(),
-                ("ttl", Some(ttl)) => status.ttl = ttl.parse().ok(),
-                ("stored", None) => status.stored = true,
-                ("collapsed", None) => status.collapsed = true,
-                ("key", Some(key)) => status.key = Some(key.to_owned()),
-                ("detail", Some(detail)) => status.detail = Some(detail.to_owned()),
-                _ => {}
-            }
+    fn apply(&mut self, name: &str, value: Item) {
+        match (name, value) {
+            ("hit", Item::Boolean(hit)) => self.hit = hit,
+            ("fwd", Item::Token(reason)) => self.fwd = ForwardReason::parse(&reason),
+            ("fwd-status", Item::Integer(code)) => self.fwd_status = u16::try_from(code).ok(),
+            ("ttl", Item::Integer(ttl)) => self.ttl = Some(ttl),
+            ("stored", Item::Boolean(stored)) => self.stored = stored,
+            ("collapsed", Item::Boolean(collapsed)) => self.collapsed = collapsed,
+            ("key", Item::String(key)) => self.key = Some(key),
+            ("detail", Item::String(detail) | Item::Token(detail)) => self.detail = Some(detail),
+            _ => {}
         }
-        Some(status)
     }
 }
 
@@ -198,11 +207,7 @@ impl fmt::Display for CacheStatus {
             f.write_str("; collapsed")?;
         }
         if let Some(key) = &self.key {
-            write!(
-                f,
-                "; key=\"{}\"",
-                key.replace('\\', "\\\\").replace('"', "\\\"")
-            )?;
+            write!(f, "; key={}", structured::quote(key))?;
         }
         if let Some(detail) = &self.detail {
             let token = detail
@@ -211,11 +216,7 @@ impl fmt::Display for CacheStatus {
             if token && detail.starts_with(|c: char| c.is_ascii_alphabetic()) {
                 write!(f, "; detail={detail}")?;
             } else {
-                write!(
-                    f,
-                    "; detail=\"{}\"",
-                    detail.replace('\\', "\\\\").replace('"', "\\\"")
-                )?;
+                write!(f, "; detail={}", structured::quote(detail))?;
             }
         }
         Ok(())
@@ -260,9 +261,11 @@ mod tests {
         let fwd = CacheStatus::parse_list("ExampleCache; fwd=stale; fwd-status=304");
         assert_eq!(fwd[0].fwd, Some(ForwardReason::Stale));
         assert_eq!(fwd[0].fwd_status, Some(304));
-        let round = CacheStatus::forward(EDGE, ForwardReason::Miss)
+        let mut round = CacheStatus::forward(EDGE, ForwardReason::Miss)
             .stored(true)
-            .collapsed(true);
+            .collapsed(true)
+            .with_detail("a \"b\"");
+        round.key = Some("GET https://a.com/x;y?a=1,2&b=\\".into());
         assert_eq!(CacheStatus::parse_list(&round.to_string()), vec![round]);
     }
 }

@@ -30,4 +30,5 @@ pub mod negotiate;
 pub mod policy;
 pub mod rate_limit;
 pub mod security;
+mod structured;
 pub mod validators;

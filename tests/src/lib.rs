@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -85,6 +86,11 @@ impl Edge {
     /// Starts `wrangler dev` against `origin_url` with a fresh cache, and waits until a request
     /// passes through it to the origin.
     pub async fn start(origin_url: &str) -> Self {
+        Self::start_with_vars(origin_url, &[]).await
+    }
+
+    /// Like [`Edge::start`], with extra `[vars]`.
+    pub async fn start_with_vars(origin_url: &str, vars: &[(&str, &str)]) -> Self {
         let root = repo_root();
         let wrangler = root.join("node_modules/.bin/wrangler");
         assert!(
@@ -92,6 +98,7 @@ impl Edge {
             "{} is missing: run scripts/test.sh (it installs the npm packages)",
             wrangler.display()
         );
+        ensure_worker_built(&root);
         reap_orphans();
         let port = free_port();
         let state = TempDir::new("edge-state");
@@ -102,6 +109,10 @@ impl Edge {
             .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("ORIGIN_URL:{origin_url}")])
+            .args(
+                vars.iter()
+                    .flat_map(|(name, value)| ["--var".to_owned(), format!("{name}:{value}")]),
+            )
             .args(["--persist-to", &state.path.to_string_lossy()])
             .args([
                 "--show-interactive-dev-session=false",
@@ -156,6 +167,31 @@ impl Drop for Edge {
         }
         signal_group(self.child.id(), "KILL");
         let _ = self.child.wait();
+    }
+}
+
+/// Builds the Worker once per test process, so that a compile error fails at once with the
+/// compiler's output instead of leaving `wrangler dev` waiting (its own build is then a no-op).
+fn ensure_worker_built(root: &Path) {
+    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILD.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(root.join("scripts/build-edge.sh"))
+            .current_dir(root)
+            .output()
+            .map_err(|e| format!("cannot run scripts/build-edge.sh: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    if let Err(log) = result {
+        panic!("the edge Worker does not build:\n{log}");
     }
 }
 

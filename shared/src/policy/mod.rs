@@ -160,8 +160,9 @@ impl Policy {
 
     /// The first rule matching `path`, with its rendered tags.
     pub fn route(&self, path: &str) -> Option<(&Rule, Vec<String>)> {
+        let parts = pattern::split_path(path)?;
         self.rules.iter().find_map(|rule| {
-            let captures = rule.pattern.matches(path)?;
+            let captures = rule.pattern.matches_segments(&parts)?;
             let tags = rule
                 .policy
                 .tags

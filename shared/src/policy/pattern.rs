@@ -73,12 +73,11 @@ impl PathPattern {
 
     /// Matches a canonical path (no query), returning the captures.
     pub fn matches(&self, path: &str) -> Option<Captures<'_>> {
-        let rest = path.strip_prefix('/')?;
-        let parts: Vec<&str> = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect()
-        };
+        self.matches_segments(&split_path(path)?)
+    }
+
+    /// Matches a path already split by [`split_path`], so a policy splits each request once.
+    pub fn matches_segments(&self, parts: &[&str]) -> Option<Captures<'_>> {
         let fits = if self.prefix {
             parts.len() >= self.segments.len()
         } else {
@@ -88,7 +87,7 @@ impl PathPattern {
             return None;
         }
         let mut captures = Vec::new();
-        for (segment, part) in self.segments.iter().zip(&parts) {
+        for (segment, part) in self.segments.iter().zip(parts) {
             match segment {
                 Segment::Literal(literal) if literal == part => {}
                 Segment::Capture(name) if !part.is_empty() => {
@@ -100,6 +99,17 @@ impl PathPattern {
         }
         Some(captures)
     }
+}
+
+/// The `/`-separated segments of an absolute path (`/` alone has none); `None` when the path
+/// does not start with `/`.
+pub fn split_path(path: &str) -> Option<Vec<&str>> {
+    let rest = path.strip_prefix('/')?;
+    Some(if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    })
 }
 
 fn parse_segment(part: &str, source: &str) -> Result<Segment, String> {

@@ -72,8 +72,10 @@ ensure_edge_tools() {
 
 # Prefer an installed rustup wasm32 target; otherwise build std for wasm32 with Debian's rustc.
 # (`rustup target add` hangs without internet, so it is never attempted here.)
+# RAMPART_WASM_ROUTE=debian forces the offline route.
 ensure_wasm_target() {
-  if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  if [ "${RAMPART_WASM_ROUTE:-}" != debian ] \
+     && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     WASM_ROUTE=rustup
   else
     apt_install rustc-web rust-web-src lld-22
@@ -82,7 +84,8 @@ ensure_wasm_target() {
 }
 
 # Environment for building wasm32: worker-build's tool overrides and, on the Debian route, the
-# std build flags. Builds go to target/wasm so they never mix with native builds.
+# std build flags. Builds go to target/wasm (target/wasm-debian on the Debian route, whose rustc
+# differs) so they never mix with native builds or with each other.
 wasm_env() {
   export CARGO_TARGET_DIR="$ROOT/target/wasm"
   export WASM_BINDGEN_BIN WASM_OPT_BIN ESBUILD_BIN
@@ -91,6 +94,7 @@ wasm_env() {
   ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
   if [ "${WASM_ROUTE:-}" = debian ]; then
     export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+    CARGO_TARGET_DIR="$ROOT/target/wasm-debian"
   fi
 }
 

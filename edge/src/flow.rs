@@ -114,8 +114,11 @@ async fn cached(
     let has_authorization = request.headers().has("authorization")?;
     let mut status = CacheStatus::forward(EDGE, reason).with_fwd_status(response.status_code());
     status.key = shown_key;
-    let Ok(retention) = store::admit(&method, has_authorization, &owned.facts(), response_time)
-    else {
+    // A HEAD response has no body: it shares the GET key, so it is never what gets stored.
+    let admitted = (method == "GET")
+        .then(|| store::admit(&method, has_authorization, &owned.facts(), response_time).ok())
+        .flatten();
+    let Some(retention) = admitted else {
         return respond::finish(respond::rebuild(response)?, &status, security);
     };
     let length = response
@@ -127,7 +130,7 @@ async fn cached(
     if length.is_some_and(|length| length <= INLINE_STORE_LIMIT) {
         let code = response.status_code();
         let body = response.bytes().await?;
-        store::put(
+        let stored = store::put(
             &cache,
             &cache_url,
             code,
@@ -136,11 +139,15 @@ async fn cached(
             retention,
             times,
         )
-        .await?;
+        .await;
+        if let Err(error) = &stored {
+            // A cache that cannot store must not fail the request: serve what the origin sent.
+            worker::console_error!("rampart-edge: cache put failed: {error}");
+        }
         let answer = Response::from_bytes(body)?
             .with_status(code)
             .with_headers(response.headers().clone());
-        return respond::finish(answer, &status.stored(true), security);
+        return respond::finish(answer, &status.stored(stored.is_ok()), security);
     }
     let mut copy = response.cloned()?;
     let headers = copy.headers().clone();

@@ -115,7 +115,31 @@ async fn edge_caches_through_workerd() {
         assets_before
     );
 
-    // 6. A write is never cached and reaches the origin.
+    // 6. A HEAD miss is forwarded but never stored (it has no body), so the next GET is a miss
+    //    that stores the full response.
+    let page = format!("{}/?view=head-first", edge.url);
+    let head = client.head(&page).send().await.expect("edge");
+    assert_eq!(head.status(), 200);
+    assert!(
+        !cache_status(&head).contains("stored"),
+        "{}",
+        cache_status(&head)
+    );
+    let get = client.get(&page).send().await.expect("edge");
+    assert!(
+        cache_status(&get).contains("fwd=uri-miss"),
+        "{}",
+        cache_status(&get)
+    );
+    assert_eq!(get.text().await.expect("body"), first_body);
+    let head_hit = client.head(&page).send().await.expect("edge");
+    assert!(
+        cache_status(&head_hit).contains("hit"),
+        "{}",
+        cache_status(&head_hit)
+    );
+
+    // 7. A write is never cached and reaches the origin.
     let write = client
         .post(format!("{}/", edge.url))
         .send()

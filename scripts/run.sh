@@ -13,7 +13,7 @@ EDGE_PORT=${EDGE_PORT:-8787}
 
 ensure_edge_tools
 log "building the origin (release)"
-cargo build --quiet --release -p rampart-origin
+cargo build --quiet --release -p origin
 bash scripts/build-edge.sh
 
 pids=()

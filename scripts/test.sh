@@ -16,10 +16,10 @@ log "building the edge Worker (wasm32)"
 bash scripts/build-edge.sh
 
 log "building the shared crate for wasm32-unknown-unknown"
-(wasm_env && cargo build --quiet -p rampart-shared --release --target wasm32-unknown-unknown)
+(wasm_env && cargo build --quiet -p shared --release --target wasm32-unknown-unknown)
 
 log "running the tests: shared, origin, end-to-end through workerd"
-cargo test --workspace --exclude rampart-edge --all-targets
+cargo test --workspace --exclude edge --all-targets
 
 log "building the fuzz targets"
 (cd shared && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev >/dev/null)

@@ -2,7 +2,7 @@
 //! same run: `format!` of the raw URL (what a cache without canonicalization would do) and a
 //! `starts_with` scan over the same prefixes.
 //!
-//! Run: `cargo bench -p rampart-shared --bench keys_and_policy`
+//! Run: `cargo bench -p shared --bench keys_and_policy`
 
 use std::hint::black_box;
 

@@ -1,0 +1,62 @@
+//! A cached value and its logical freshness.
+
+use bytes::Bytes;
+use tokio::time::{Duration, Instant};
+
+/// How long a value stays fresh, how long it may then be served stale while it is refreshed,
+/// and which tags invalidate it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// Freshness lifetime.
+    pub ttl: Duration,
+    /// After `ttl`, how long the stale value is served while one background load refreshes it.
+    pub stale_while_revalidate: Duration,
+    /// Tags for [`super::TieredCache::invalidate_tags`].
+    pub tags: Vec<String>,
+}
+
+/// One stored value.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The value.
+    pub value: Bytes,
+    /// When it was stored.
+    pub stored_at: Instant,
+    /// Its options.
+    pub options: CacheOptions,
+}
+
+/// Where an entry stands at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Fresh for `remaining` more.
+    Fresh {
+        /// Time left.
+        remaining: Duration,
+    },
+    /// Expired, inside the stale-while-revalidate window.
+    Stale,
+    /// Past both windows: must be loaded again.
+    Expired,
+}
+
+impl Entry {
+    /// The entry's state at `now`.
+    pub fn state(&self, now: Instant) -> State {
+        let age = now.saturating_duration_since(self.stored_at);
+        if age < self.options.ttl {
+            State::Fresh {
+                remaining: self.options.ttl - age,
+            }
+        } else if age < self.options.ttl + self.options.stale_while_revalidate {
+            State::Stale
+        } else {
+            State::Expired
+        }
+    }
+
+    /// How long the entry is worth keeping at all.
+    pub fn retention(&self) -> Duration {
+        self.options.ttl + self.options.stale_while_revalidate
+    }
+}

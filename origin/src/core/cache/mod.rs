@@ -1,0 +1,338 @@
+//! The origin's response cache: in-process, bounded by bytes, with stale-while-revalidate,
+//! single-flight loads and tag invalidation.
+//!
+//! [`TieredCache::get_with_refresh`] is the central call: a fresh value is served; a stale value
+//! inside its stale-while-revalidate window is served at once while exactly one background load
+//! refreshes it; an expired or missing value is loaded, and concurrent misses for one key share
+//! that load. Invalidation by tag or key drops entries at once, and a load that was running when
+//! an invalidation happened returns its value to its callers but does not store it, so an
+//! invalidation can never be undone by a load that read the old data.
+//!
+//! Admission and eviction are moka's (TinyLFU admission, LRU eviction, per-entry expiry).
+
+mod entry;
+mod flight;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use moka::Expiry;
+use serde::Serialize;
+use tokio::time::{Duration, Instant};
+
+pub use entry::{CacheOptions, Entry, State};
+use flight::Flights;
+
+/// Why a load failed; shared by every caller that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(Arc<str>);
+
+impl LoadError {
+    /// An error with this message.
+    pub fn from_message(message: impl Into<String>) -> Self {
+        Self(Arc::from(message.into()))
+    }
+}
+
+/// How a value was obtained, for `Cache-Status` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Fresh from the cache.
+    Hit {
+        /// Freshness left.
+        remaining: Duration,
+    },
+    /// Stale from the cache; a background refresh is running.
+    Stale,
+    /// Loaded; `collapsed` when this call waited for another caller's load.
+    Miss {
+        /// Joined a load already in flight.
+        collapsed: bool,
+    },
+}
+
+impl Outcome {
+    /// A stable name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit { .. } => "hit",
+            Self::Stale => "stale",
+            Self::Miss { collapsed: false } => "miss",
+            Self::Miss { collapsed: true } => "collapsed",
+        }
+    }
+}
+
+/// A value and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// The value.
+    pub value: Bytes,
+    /// Hit, stale or miss.
+    pub outcome: Outcome,
+}
+
+/// Counters for `/api/cache/stats` and metrics.
+#[derive(Debug, Default, Serialize)]
+pub struct CacheStats {
+    /// Fresh hits.
+    pub hits: u64,
+    /// Stale values served while refreshing.
+    pub stale_hits: u64,
+    /// Loads started.
+    pub misses: u64,
+    /// Calls that joined another caller's load.
+    pub collapsed: u64,
+    /// Background refreshes started.
+    pub refreshes: u64,
+    /// Loads that failed.
+    pub load_errors: u64,
+    /// Entries removed by invalidation.
+    pub invalidated: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes held now (keys and values).
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    stale_hits: AtomicU64,
+    misses: AtomicU64,
+    collapsed: AtomicU64,
+    refreshes: AtomicU64,
+    load_errors: AtomicU64,
+    invalidated: AtomicU64,
+}
+
+/// Entries expire physically when both windows have passed.
+struct RetentionExpiry;
+
+impl Expiry<String, Arc<Entry>> for RetentionExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        entry: &Arc<Entry>,
+        _now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        Some(entry.retention())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Arc<Entry>,
+        _now: std::time::Instant,
+        _remaining: Option<std::time::Duration>,
+    ) -> Option<std::time::Duration> {
+        Some(entry.retention())
+    }
+}
+
+type TagIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+
+/// The cache; cheap to clone (clones share one store).
+#[derive(Clone)]
+pub struct TieredCache {
+    store: Cache<String, Arc<Entry>>,
+    tags: TagIndex,
+    flights: Arc<Flights<Arc<Entry>>>,
+    /// Bumped by every invalidation; a load that saw another value does not store its result.
+    generation: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for TieredCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredCache")
+            .field("entries", &self.store.entry_count())
+            .finish()
+    }
+}
+
+impl TieredCache {
+    /// A cache holding at most `max_bytes` of keys and values.
+    pub fn new(max_bytes: u64) -> Self {
+        let tags: TagIndex = Arc::default();
+        let index = Arc::clone(&tags);
+        let store = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Arc<Entry>| {
+                u32::try_from(key.len() + entry.value.len()).unwrap_or(u32::MAX)
+            })
+            .expire_after(RetentionExpiry)
+            .eviction_listener(move |key: Arc<String>, entry: Arc<Entry>, cause| {
+                // A replaced entry's key stays indexed: the new value registered its own tags.
+                if cause == RemovalCause::Replaced {
+                    return;
+                }
+                let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+                for tag in &entry.options.tags {
+                    if let Some(keys) = index.get_mut(tag) {
+                        keys.remove(key.as_str());
+                        if keys.is_empty() {
+                            index.remove(tag);
+                        }
+                    }
+                }
+            })
+            .build();
+        Self {
+            store,
+            tags,
+            flights: Arc::default(),
+            generation: Arc::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Serves `key` from the cache, or loads it with `loader` (see the module documentation).
+    pub async fn get_with_refresh<F, Fut, E>(
+        &self,
+        key: &str,
+        options: CacheOptions,
+        loader: F,
+    ) -> Result<Cached, LoadError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        if let Some(entry) = self.store.get(key).await {
+            match entry.state(Instant::now()) {
+                State::Fresh { remaining } => {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Cached {
+                        value: entry.value.clone(),
+                        outcome: Outcome::Hit { remaining },
+                    });
+                }
+                State::Stale => {
+                    self.counters.stale_hits.fetch_add(1, Ordering::Relaxed);
+                    if !self.flights.is_running(key) {
+                        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                        // Not awaited: the load task runs on, and stores its result.
+                        let _ = self.start_load(key, options, loader);
+                    }
+                    return Ok(Cached {
+                        value: entry.value.clone(),
+                        outcome: Outcome::Stale,
+                    });
+                }
+                State::Expired => {}
+            }
+        }
+        let (flight, collapsed) = self.start_load(key, options, loader);
+        let counter = if collapsed {
+            &self.counters.collapsed
+        } else {
+            &self.counters.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let entry = flight.await?;
+        Ok(Cached {
+            value: entry.value.clone(),
+            outcome: Outcome::Miss { collapsed },
+        })
+    }
+
+    fn start_load<F, Fut, E>(
+        &self,
+        key: &str,
+        options: CacheOptions,
+        loader: F,
+    ) -> (flight::Flight<Arc<Entry>>, bool)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let cache = self.clone();
+        let owned_key = key.to_owned();
+        self.flights.join_or_start(key, async move {
+            let generation = cache.generation.load(Ordering::Acquire);
+            let value = loader().await.map_err(|e| {
+                cache.counters.load_errors.fetch_add(1, Ordering::Relaxed);
+                LoadError::from_message(e.to_string())
+            })?;
+            let entry = Arc::new(Entry {
+                value,
+                stored_at: Instant::now(),
+                options,
+            });
+            if cache.generation.load(Ordering::Acquire) == generation {
+                cache.insert(owned_key, Arc::clone(&entry)).await;
+            }
+            Ok(entry)
+        })
+    }
+
+    async fn insert(&self, key: String, entry: Arc<Entry>) {
+        {
+            let mut index = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+            for tag in &entry.options.tags {
+                index.entry(tag.clone()).or_default().insert(key.clone());
+            }
+        }
+        self.store.insert(key, entry).await;
+    }
+
+    /// Drops every entry carrying one of `tags`; returns how many were dropped.
+    pub async fn invalidate_tags(&self, tags: &[String]) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let keys: HashSet<String> = {
+            let mut index = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+            tags.iter()
+                .filter_map(|tag| index.remove(tag))
+                .flatten()
+                .collect()
+        };
+        self.remove_keys(keys.iter().map(String::as_str)).await
+    }
+
+    /// Drops the entries under `keys`; returns how many were dropped.
+    pub async fn invalidate_keys(&self, keys: &[String]) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.remove_keys(keys.iter().map(String::as_str)).await
+    }
+
+    async fn remove_keys(&self, keys: impl Iterator<Item = &str>) -> u64 {
+        let mut removed = 0;
+        for key in keys {
+            if self.store.remove(key).await.is_some() {
+                removed += 1;
+            }
+        }
+        self.counters
+            .invalidated
+            .fetch_add(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// A snapshot of the counters.
+    pub async fn stats(&self) -> CacheStats {
+        self.store.run_pending_tasks().await;
+        let c = &self.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            stale_hits: c.stale_hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            collapsed: c.collapsed.load(Ordering::Relaxed),
+            refreshes: c.refreshes.load(Ordering::Relaxed),
+            load_errors: c.load_errors.load(Ordering::Relaxed),
+            invalidated: c.invalidated.load(Ordering::Relaxed),
+            entries: self.store.entry_count(),
+            bytes: self.store.weighted_size(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,8 +10,10 @@
 //!
 //! Admission and eviction are moka's (TinyLFU admission, LRU eviction, per-entry expiry).
 
+mod codec;
 mod entry;
 mod flight;
+mod remote;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -27,6 +29,7 @@ use tokio::time::{Duration, Instant};
 
 pub use entry::{CacheOptions, Entry, State};
 use flight::Flights;
+pub use remote::{Invalidation, RedisTier};
 
 /// Why a load failed; shared by every caller that waited for it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -99,6 +102,10 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes held now (keys and values).
     pub bytes: u64,
+    /// Values found in Redis after an in-process miss.
+    pub redis_hits: u64,
+    /// Failed Redis calls (each served without the shared level).
+    pub redis_errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +117,7 @@ struct Counters {
     refreshes: AtomicU64,
     load_errors: AtomicU64,
     invalidated: AtomicU64,
+    redis_hits: AtomicU64,
 }
 
 /// Entries expire physically when both windows have passed.
@@ -147,6 +155,8 @@ pub struct TieredCache {
     /// Bumped by every invalidation; a load that saw another value does not store its result.
     generation: Arc<AtomicU64>,
     counters: Arc<Counters>,
+    /// The shared Redis level, when configured.
+    remote: Option<Arc<RedisTier>>,
 }
 
 impl std::fmt::Debug for TieredCache {
@@ -190,7 +200,41 @@ impl TieredCache {
             flights: Arc::default(),
             generation: Arc::default(),
             counters: Arc::default(),
+            remote: None,
         }
+    }
+
+    /// Adds the shared Redis level and starts listening for other instances' invalidations.
+    #[must_use]
+    pub fn with_redis(mut self, tier: RedisTier) -> Self {
+        let tier = Arc::new(tier);
+        let (apply_to, flush) = (self.clone(), self.store.clone());
+        tokio::spawn(Arc::clone(&tier).listen(
+            move |invalidation| {
+                let cache = apply_to.clone();
+                tokio::spawn(async move {
+                    cache
+                        .invalidate_local(&invalidation.tags, &invalidation.keys)
+                        .await
+                });
+            },
+            move || flush.invalidate_all(),
+        ));
+        self.remote = Some(tier);
+        self
+    }
+
+    /// The entry for `key` from the in-process level, else from Redis (copied in-process).
+    async fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.store.get(key).await {
+            return Some(entry);
+        }
+        let remote = self.remote.as_ref()?;
+        let bytes = remote.get(key).await?;
+        let entry = Arc::new(codec::decode(&bytes, (Instant::now(), codec::unix_ms()))?);
+        self.counters.redis_hits.fetch_add(1, Ordering::Relaxed);
+        self.insert_local(key.to_owned(), Arc::clone(&entry)).await;
+        Some(entry)
     }
 
     /// Serves `key` from the cache, or loads it with `loader` (see the module documentation).
@@ -205,7 +249,7 @@ impl TieredCache {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: std::fmt::Display,
     {
-        if let Some(entry) = self.store.get(key).await {
+        if let Some(entry) = self.lookup(key).await {
             match entry.state(Instant::now()) {
                 State::Fresh { remaining } => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -275,6 +319,16 @@ impl TieredCache {
     }
 
     async fn insert(&self, key: String, entry: Arc<Entry>) {
+        if let Some(remote) = &self.remote {
+            let bytes = codec::encode(&entry, (Instant::now(), codec::unix_ms()));
+            remote
+                .put(&key, bytes, entry.retention(), &entry.options.tags)
+                .await;
+        }
+        self.insert_local(key, entry).await;
+    }
+
+    async fn insert_local(&self, key: String, entry: Arc<Entry>) {
         {
             let mut index = self.tags.lock().unwrap_or_else(|p| p.into_inner());
             for tag in &entry.options.tags {
@@ -284,23 +338,37 @@ impl TieredCache {
         self.store.insert(key, entry).await;
     }
 
-    /// Drops every entry carrying one of `tags`; returns how many were dropped.
+    /// Drops every entry carrying one of `tags`, here, in Redis and in every other instance;
+    /// returns how many in-process entries were dropped.
     pub async fn invalidate_tags(&self, tags: &[String]) -> u64 {
+        self.invalidate(tags, &[]).await
+    }
+
+    /// Drops the entries under `keys` everywhere; returns how many in-process entries were dropped.
+    pub async fn invalidate_keys(&self, keys: &[String]) -> u64 {
+        self.invalidate(&[], keys).await
+    }
+
+    async fn invalidate(&self, tags: &[String], keys: &[String]) -> u64 {
+        let removed = self.invalidate_local(tags, keys).await;
+        if let Some(remote) = &self.remote {
+            remote.invalidate(tags, keys).await;
+        }
+        removed
+    }
+
+    /// Drops tagged entries and keys from the in-process level only.
+    async fn invalidate_local(&self, tags: &[String], keys: &[String]) -> u64 {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let keys: HashSet<String> = {
+        let mut doomed: HashSet<String> = {
             let mut index = self.tags.lock().unwrap_or_else(|p| p.into_inner());
             tags.iter()
                 .filter_map(|tag| index.remove(tag))
                 .flatten()
                 .collect()
         };
-        self.remove_keys(keys.iter().map(String::as_str)).await
-    }
-
-    /// Drops the entries under `keys`; returns how many were dropped.
-    pub async fn invalidate_keys(&self, keys: &[String]) -> u64 {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.remove_keys(keys.iter().map(String::as_str)).await
+        doomed.extend(keys.iter().cloned());
+        self.remove_keys(doomed.iter().map(String::as_str)).await
     }
 
     async fn remove_keys(&self, keys: impl Iterator<Item = &str>) -> u64 {
@@ -330,6 +398,8 @@ impl TieredCache {
             invalidated: c.invalidated.load(Ordering::Relaxed),
             entries: self.store.entry_count(),
             bytes: self.store.weighted_size(),
+            redis_hits: c.redis_hits.load(Ordering::Relaxed),
+            redis_errors: self.remote.as_ref().map_or(0, |remote| remote.errors()),
         }
     }
 }

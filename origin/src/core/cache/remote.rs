@@ -1,0 +1,215 @@
+//! The shared second level: Redis, failing open.
+//!
+//! Entries live under `<prefix><key>` with a physical expiry covering both windows; each tag is a
+//! Redis set of keys. Invalidations delete the tagged keys and are published on
+//! `<prefix>invalidate`, so every instance drops its in-process copies. Every call is bounded by
+//! a timeout; a failure is counted and treated as a miss, never as an error for the client.
+//! After a lost subscription the in-process level is flushed, since invalidations may have been
+//! missed meanwhile.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::time::Duration;
+
+/// An invalidation as published to the other instances.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Invalidation {
+    /// The publishing instance (it has already applied it).
+    pub from: String,
+    /// Tags to drop.
+    pub tags: Vec<String>,
+    /// Keys to drop.
+    pub keys: Vec<String>,
+}
+
+/// The Redis level.
+pub struct RedisTier {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    instance: String,
+    timeout: Duration,
+    errors: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTier {
+    /// A tier on `url` whose keys start with `prefix`; connects lazily and reconnects by itself.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let instance = format!("{:016x}", rand_id());
+        Ok(Self {
+            client,
+            conn,
+            prefix: prefix.to_owned(),
+            instance,
+            timeout,
+            errors: Arc::default(),
+        })
+    }
+
+    /// Failed Redis calls so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn tag(&self, tag: &str) -> String {
+        format!("{}tag:{tag}", self.prefix)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: &redis::Pipeline) -> Option<T> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut conn)).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                self.failed(&error.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("timed out");
+                None
+            }
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            error = why,
+            "redis call failed; serving without the shared cache"
+        );
+    }
+
+    /// The stored bytes of `key`, if any and reachable.
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(self.key(key));
+        self.run::<(Option<Vec<u8>>,)>(&pipe)
+            .await
+            .and_then(|(value,)| value)
+    }
+
+    /// Stores `bytes` under `key` for `retention`, indexed under `tags`.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, retention: Duration, tags: &[String]) {
+        let ms = retention.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(key))
+            .arg(bytes)
+            .arg("PX")
+            .arg(ms)
+            .ignore();
+        for tag in tags {
+            let set = self.tag(tag);
+            pipe.cmd("SADD").arg(&set).arg(key).ignore();
+            // A tag set lives as long as its longest-lived entry.
+            pipe.cmd("PEXPIRE").arg(&set).arg(ms).arg("NX").ignore();
+            pipe.cmd("PEXPIRE").arg(&set).arg(ms).arg("GT").ignore();
+        }
+        let _ = self.run::<()>(&pipe).await;
+    }
+
+    /// Deletes the tagged entries and `keys` everywhere and tells the other instances.
+    pub async fn invalidate(&self, tags: &[String], keys: &[String]) {
+        let mut lookup = redis::pipe();
+        for tag in tags {
+            lookup.cmd("SMEMBERS").arg(self.tag(tag));
+        }
+        let tagged: Vec<Vec<String>> = if tags.is_empty() {
+            Vec::new()
+        } else {
+            self.run(&lookup).await.unwrap_or_default()
+        };
+        let mut delete = redis::pipe();
+        for key in tagged.iter().flatten().chain(keys) {
+            delete.cmd("DEL").arg(self.key(key)).ignore();
+        }
+        for tag in tags {
+            delete.cmd("DEL").arg(self.tag(tag)).ignore();
+        }
+        let message = Invalidation {
+            from: self.instance.clone(),
+            tags: tags.to_vec(),
+            keys: keys.to_vec(),
+        };
+        let payload = serde_json::to_string(&message).unwrap_or_default();
+        delete
+            .cmd("PUBLISH")
+            .arg(self.channel())
+            .arg(payload)
+            .ignore();
+        let _ = self.run::<()>(&delete).await;
+    }
+
+    /// Listens for other instances' invalidations forever, resubscribing after failures.
+    /// `apply` drops local entries; `flush` drops them all after a lost subscription.
+    pub async fn listen(
+        self: Arc<Self>,
+        apply: impl Fn(Invalidation) + Send,
+        flush: impl Fn() + Send,
+    ) {
+        let mut subscribed_before = false;
+        loop {
+            match self.client.get_async_pubsub().await {
+                Ok(mut pubsub) => {
+                    if pubsub.subscribe(self.channel()).await.is_ok() {
+                        if subscribed_before {
+                            flush();
+                        }
+                        subscribed_before = true;
+                        let mut messages = pubsub.on_message();
+                        while let Some(message) = messages.next().await {
+                            let parsed = message
+                                .get_payload::<String>()
+                                .ok()
+                                .and_then(|text| serde_json::from_str::<Invalidation>(&text).ok());
+                            match parsed {
+                                Some(invalidation) if invalidation.from != self.instance => {
+                                    apply(invalidation)
+                                }
+                                Some(_) => {}
+                                None => tracing::warn!("ignoring a malformed invalidation message"),
+                            }
+                        }
+                    }
+                    self.failed("invalidation subscription lost");
+                }
+                Err(error) => self.failed(&error.to_string()),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// A process-unique id without a random-number dependency: time and address entropy.
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(super::codec::unix_ms());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}

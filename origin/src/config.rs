@@ -8,6 +8,24 @@ pub const ENV_ADDR: &str = "ORIGIN_ADDR";
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// `LOG_FORMAT`: `pretty` (default) or `json`.
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
+/// `REDIS_URL`: the shared cache level; unset runs on the in-process level alone.
+pub const ENV_REDIS_URL: &str = "REDIS_URL";
+/// `REDIS_KEY_PREFIX`: prefix of every Redis key and channel of this deployment.
+pub const ENV_REDIS_KEY_PREFIX: &str = "REDIS_KEY_PREFIX";
+/// The default Redis key prefix.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "rampart:";
+/// `REDIS_TIMEOUT_MS`: bound on every Redis call.
+pub const ENV_REDIS_TIMEOUT_MS: &str = "REDIS_TIMEOUT_MS";
+/// The default Redis call timeout.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 250;
+/// `CACHE_MAX_BYTES`: size of the in-process cache level.
+pub const ENV_CACHE_MAX_BYTES: &str = "CACHE_MAX_BYTES";
+/// The default in-process cache size (64 MiB).
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 << 20;
+/// `CACHE_MAX_BODY_BYTES`: larger responses are never cached.
+pub const ENV_CACHE_MAX_BODY_BYTES: &str = "CACHE_MAX_BODY_BYTES";
+/// The default largest cached body (4 MiB).
+pub const DEFAULT_CACHE_MAX_BODY_BYTES: u64 = 4 << 20;
 
 /// Bad configuration, naming the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +55,46 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Log line format.
     pub log_format: LogFormat,
+    /// The shared cache level, if any.
+    pub redis_url: Option<String>,
+    /// Prefix of Redis keys and channels.
+    pub redis_key_prefix: String,
+    /// Bound on every Redis call, in milliseconds.
+    pub redis_timeout_ms: u64,
+    /// In-process cache size in bytes.
+    pub cache_max_bytes: u64,
+    /// Largest cached response body in bytes.
+    pub cache_max_body_bytes: u64,
+}
+
+impl Default for Config {
+    /// The embedded defaults: no Redis, a 64 MiB in-process cache.
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Pretty,
+            redis_url: None,
+            redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            cache_max_body_bytes: DEFAULT_CACHE_MAX_BODY_BYTES,
+        }
+    }
+}
+
+fn number(
+    source: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match source(variable) {
+        None => Ok(default),
+        Some(text) => text.trim().parse().map_err(|_| ConfigError {
+            variable,
+            value: text.clone(),
+            reason: "expected a non-negative integer".into(),
+        }),
+    }
 }
 
 impl Config {
@@ -66,7 +124,20 @@ impl Config {
                 })
             }
         };
-        Ok(Self { addr, log_format })
+        Ok(Self {
+            addr,
+            log_format,
+            redis_url: source(ENV_REDIS_URL).filter(|url| !url.trim().is_empty()),
+            redis_key_prefix: source(ENV_REDIS_KEY_PREFIX)
+                .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_owned()),
+            redis_timeout_ms: number(&source, ENV_REDIS_TIMEOUT_MS, DEFAULT_REDIS_TIMEOUT_MS)?,
+            cache_max_bytes: number(&source, ENV_CACHE_MAX_BYTES, DEFAULT_CACHE_MAX_BYTES)?,
+            cache_max_body_bytes: number(
+                &source,
+                ENV_CACHE_MAX_BODY_BYTES,
+                DEFAULT_CACHE_MAX_BODY_BYTES,
+            )?,
+        })
     }
 }
 
@@ -84,5 +155,11 @@ mod tests {
         let bad_log =
             Config::from_source(|name| (name == ENV_LOG_FORMAT).then(|| "xml".to_owned()));
         assert!(bad_log.is_err());
+        let bad_size =
+            Config::from_source(|name| (name == ENV_CACHE_MAX_BYTES).then(|| "lots".to_owned()));
+        assert!(bad_size
+            .expect_err("not a number")
+            .to_string()
+            .starts_with("CACHE_MAX_BYTES="));
     }
 }

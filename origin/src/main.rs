@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
         .local_addr()
         .map_or_else(|_| config.addr.to_string(), |a| a.to_string());
     tracing::info!("origin listening on http://{addr}");
-    match origin::server::run(listener, origin::core::shutdown::signal()).await {
+    match origin::server::run(listener, config, origin::core::shutdown::signal()).await {
         Ok(()) => {
             tracing::info!("origin stopped");
             ExitCode::SUCCESS

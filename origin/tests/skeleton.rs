@@ -16,9 +16,13 @@ async fn start() -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("bound"));
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(origin::server::run(listener, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(origin::server::run(
+        listener,
+        origin::config::Config::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running {
         base,
         stop: Some(stop),

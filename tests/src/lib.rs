@@ -39,9 +39,13 @@ impl Origin {
             .expect("bind a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(origin::server::run(listener, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(origin::server::run(
+            listener,
+            origin::config::Config::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             url,
             stop: Some(stop),

@@ -4,4 +4,5 @@ pub mod cache;
 pub mod errors;
 pub mod metrics;
 pub mod policy_headers;
+pub mod response_cache;
 pub mod shutdown;

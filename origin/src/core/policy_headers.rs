@@ -6,6 +6,7 @@
 //! the edge uses, so both tiers agree on what is cacheable and under which tags.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
@@ -17,13 +18,32 @@ use shared::policy::{Policy, RequestFacts};
 /// The response header carrying purge tags to the edge (Cloudflare's name).
 pub const CACHE_TAG: &str = "cache-tag";
 
+/// What the policy says about caching a request, for the layers inside this one (the origin's
+/// response cache). Present only on cacheable requests.
+#[derive(Debug, Clone)]
+pub struct RouteCaching {
+    /// The shared canonical cache key.
+    pub key: String,
+    /// The route's shared-cache lifetime (`s-maxage`).
+    pub ttl: Duration,
+    /// The route's stale-while-revalidate window.
+    pub stale_while_revalidate: Duration,
+    /// The rendered cache tags.
+    pub tags: Vec<String>,
+}
+
 /// Middleware: decides the request's policy and stamps the response headers.
-pub async fn apply(State(policy): State<Arc<Policy>>, request: Request, next: Next) -> Response {
+pub async fn apply(
+    State(policy): State<Arc<Policy>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers();
     let host = header_str(headers, header::HOST).unwrap_or("localhost");
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let path = CacheKey::new(request.method().as_str(), host, target, policy.keys()).map_or_else(
-        |_| request.uri().path().to_owned(),
+    let key = CacheKey::new(request.method().as_str(), host, target, policy.keys()).ok();
+    let path = key.as_ref().map_or_else(
+        || request.uri().path().to_owned(),
         |key| key.path().to_owned(),
     );
     let facts = RequestFacts {
@@ -40,6 +60,18 @@ pub async fn apply(State(policy): State<Arc<Policy>>, request: Request, next: Ne
         .policy()
         .map(|p| p.security_headers.clone())
         .unwrap_or_default();
+    let caching = match (cacheable, decision.policy(), key) {
+        (true, Some(route), Some(key)) => Some(RouteCaching {
+            key: key.to_string(),
+            ttl: Duration::from_secs(route.edge_ttl.get().into()),
+            stale_while_revalidate: Duration::from_secs(route.stale_while_revalidate.get().into()),
+            tags: decision.tags.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(caching) = caching {
+        request.extensions_mut().insert(caching);
+    }
 
     let mut response = next.run(request).await;
     let out = response.headers_mut();

@@ -43,6 +43,22 @@ impl LoadError {
     }
 }
 
+/// What a loader produced: the value, and whether it may be stored. A value that must not be
+/// stored (e.g. a response marked `no-store`) still reaches every caller waiting for the load.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The value.
+    pub value: Bytes,
+    /// Whether to store it.
+    pub store: bool,
+}
+
+impl From<Bytes> for Loaded {
+    fn from(value: Bytes) -> Self {
+        Self { value, store: true }
+    }
+}
+
 /// How a value was obtained, for `Cache-Status` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -238,7 +254,7 @@ impl TieredCache {
     }
 
     /// Serves `key` from the cache, or loads it with `loader` (see the module documentation).
-    pub async fn get_with_refresh<F, Fut, E>(
+    pub async fn get_with_refresh<F, Fut, V, E>(
         &self,
         key: &str,
         options: CacheOptions,
@@ -246,7 +262,8 @@ impl TieredCache {
     ) -> Result<Cached, LoadError>
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        V: Into<Loaded>,
         E: std::fmt::Display,
     {
         if let Some(entry) = self.lookup(key).await {
@@ -287,7 +304,7 @@ impl TieredCache {
         })
     }
 
-    fn start_load<F, Fut, E>(
+    fn start_load<F, Fut, V, E>(
         &self,
         key: &str,
         options: CacheOptions,
@@ -295,23 +312,27 @@ impl TieredCache {
     ) -> (flight::Flight<Arc<Entry>>, bool)
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        V: Into<Loaded>,
         E: std::fmt::Display,
     {
         let cache = self.clone();
         let owned_key = key.to_owned();
         self.flights.join_or_start(key, async move {
             let generation = cache.generation.load(Ordering::Acquire);
-            let value = loader().await.map_err(|e| {
-                cache.counters.load_errors.fetch_add(1, Ordering::Relaxed);
-                LoadError::from_message(e.to_string())
-            })?;
+            let loaded: Loaded = loader()
+                .await
+                .map_err(|e| {
+                    cache.counters.load_errors.fetch_add(1, Ordering::Relaxed);
+                    LoadError::from_message(e.to_string())
+                })?
+                .into();
             let entry = Arc::new(Entry {
-                value,
+                value: loaded.value,
                 stored_at: Instant::now(),
                 options,
             });
-            if cache.generation.load(Ordering::Acquire) == generation {
+            if loaded.store && cache.generation.load(Ordering::Acquire) == generation {
                 cache.insert(owned_key, Arc::clone(&entry)).await;
             }
             Ok(entry)

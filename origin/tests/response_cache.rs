@@ -1,0 +1,127 @@
+//! The origin's response cache over real HTTP: hits skip the handler, revalidation gets 304,
+//! personal requests and errors are never cached, and instances share entries through Redis.
+
+use origin::config::Config;
+use tokio::net::TcpListener;
+
+async fn start(config: Config) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(origin::server::run(
+        listener,
+        config,
+        std::future::pending(),
+    ));
+    base
+}
+
+fn status(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn reads_are_cached_and_revalidated() {
+    let base = start(Config::default()).await;
+    let client = reqwest::Client::new();
+    let first = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(status(&first), "rampart-origin; fwd=miss; stored");
+    let etag = first.headers()["etag"].to_str().expect("ascii").to_owned();
+    let body = first.text().await.expect("body");
+
+    let second = client
+        .get(format!("{base}/?utm_source=x"))
+        .send()
+        .await
+        .expect("reachable");
+    assert!(
+        status(&second).starts_with("rampart-origin; hit; ttl="),
+        "{}",
+        status(&second)
+    );
+    assert!(second.headers().contains_key("age"));
+    assert_eq!(second.headers()["etag"], etag.as_str());
+    assert_eq!(
+        second.headers()["cache-control"],
+        "public, max-age=60, s-maxage=300, stale-while-revalidate=600, stale-if-error=86400"
+    );
+    assert_eq!(second.text().await.expect("body"), body);
+
+    let not_modified = client
+        .get(format!("{base}/"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(not_modified.status(), 304);
+    assert!(not_modified.text().await.expect("body").is_empty());
+}
+
+#[tokio::test]
+async fn personal_requests_and_errors_are_not_cached() {
+    let base = start(Config::default()).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let personal = client
+            .get(format!("{base}/"))
+            .header("cookie", "session=1")
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(
+            status(&personal),
+            "",
+            "personal requests never touch the cache"
+        );
+        let missing = client
+            .get(format!("{base}/nope"))
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(missing.status(), 404);
+        assert_eq!(
+            status(&missing),
+            "rampart-origin; fwd=miss",
+            "a 404 with no-store is never stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn instances_share_responses_through_redis() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let config = Config {
+        redis_url: Some(
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+        ),
+        redis_key_prefix: format!("rampart-test:origin:{}:{nanos}:", std::process::id()),
+        ..Config::default()
+    };
+    let (a, b) = (start(config.clone()).await, start(config).await);
+    // Behind a load balancer both instances see the same public host, hence the same keys.
+    let client = reqwest::Client::new();
+    let get = |base: String| {
+        client
+            .get(format!("{base}/"))
+            .header("host", "app.example")
+            .send()
+    };
+    let first = get(a).await.expect("reachable");
+    assert_eq!(status(&first), "rampart-origin; fwd=miss; stored");
+    let from_b = get(b).await.expect("reachable");
+    assert!(
+        status(&from_b).starts_with("rampart-origin; hit"),
+        "B serves A's entry: {}",
+        status(&from_b)
+    );
+}

@@ -8,6 +8,8 @@ pub const ENV_ADDR: &str = "ORIGIN_ADDR";
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// `LOG_FORMAT`: `pretty` (default) or `json`.
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
+/// `ADMIN_TOKEN`: bearer token for admin routes; unset disables them (403 `ADMIN_DISABLED`).
+pub const ENV_ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// `REDIS_URL`: the shared cache level; unset runs on the in-process level alone.
 pub const ENV_REDIS_URL: &str = "REDIS_URL";
 /// `REDIS_KEY_PREFIX`: prefix of every Redis key and channel of this deployment.
@@ -55,6 +57,8 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Log line format.
     pub log_format: LogFormat,
+    /// The admin bearer token, if admin routes are enabled.
+    pub admin_token: Option<String>,
     /// The shared cache level, if any.
     pub redis_url: Option<String>,
     /// Prefix of Redis keys and channels.
@@ -73,6 +77,7 @@ impl Default for Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_format: LogFormat::Pretty,
+            admin_token: None,
             redis_url: None,
             redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
             redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
@@ -127,6 +132,7 @@ impl Config {
         Ok(Self {
             addr,
             log_format,
+            admin_token: source(ENV_ADMIN_TOKEN).filter(|token| !token.is_empty()),
             redis_url: source(ENV_REDIS_URL).filter(|url| !url.trim().is_empty()),
             redis_key_prefix: source(ENV_REDIS_KEY_PREFIX)
                 .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_owned()),

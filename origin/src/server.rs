@@ -13,7 +13,7 @@ use crate::app::{self, AppState};
 use crate::config::Config;
 use crate::core::cache::{RedisTier, TieredCache};
 use crate::core::response_cache::{self, ResponseCache};
-use crate::core::{errors, metrics, policy_headers};
+use crate::core::{admin, errors, metrics, policy_headers};
 
 /// The whole origin as one router, outermost layer last (axum applies `.layer` bottom-up, so
 /// requests pass through them from the bottom of this function to the top).
@@ -22,8 +22,14 @@ pub fn router(
     policy: Arc<Policy>,
     metrics: metrics::Metrics,
     cache: ResponseCache,
+    admin_token: Option<Arc<str>>,
 ) -> Router {
+    let admin = admin::AdminState {
+        cache: cache.cache.clone(),
+        token: admin_token,
+    };
     app::router(state)
+        .merge(admin::router(admin))
         .route(
             "/metrics",
             get(metrics::endpoint).with_state(metrics.clone()),
@@ -71,6 +77,7 @@ pub async fn run(
         Arc::new(Policy::default()),
         metrics::Metrics::default(),
         response_cache(&config),
+        config.admin_token.as_deref().map(Arc::from),
     );
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

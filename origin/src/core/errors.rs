@@ -17,6 +17,10 @@ pub enum ErrorCode {
     NotFound,
     /// The method is not allowed on this resource.
     MethodNotAllowed,
+    /// Credentials are missing or wrong.
+    Unauthorized,
+    /// Admin routes are off: no `ADMIN_TOKEN` is configured.
+    AdminDisabled,
     /// Something failed inside the server.
     InternalError,
 }

@@ -1,5 +1,6 @@
 //! The reusable origin core: layers any axum application can wrap itself in.
 
+pub mod admin;
 pub mod cache;
 pub mod errors;
 pub mod metrics;

@@ -1,0 +1,151 @@
+//! Admin routes for operators: cache invalidation and cache statistics, behind
+//! `Authorization: Bearer $ADMIN_TOKEN`. With no token configured they answer 403
+//! `ADMIN_DISABLED`, so an unconfigured deployment never exposes them.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::cache::TieredCache;
+use super::errors::{ApiError, ErrorCode};
+
+/// Most tags or keys one invalidation request may name.
+pub const MAX_INVALIDATION_ITEMS: usize = 1000;
+
+/// What admin handlers share.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The cache they act on.
+    pub cache: TieredCache,
+    /// The bearer token; `None` disables the routes.
+    pub token: Option<Arc<str>>,
+}
+
+/// `POST /api/admin/cache/invalidate` and `GET /api/cache/stats`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/api/admin/cache/invalidate", post(invalidate))
+        .route("/api/cache/stats", get(stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.token else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AdminDisabled,
+            "admin routes are disabled: set ADMIN_TOKEN",
+        )
+        .into_response();
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "a valid admin bearer token is required",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// The invalidation request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Invalidate {
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    keys: Vec<String>,
+}
+
+async fn invalidate(
+    State(state): State<AdminState>,
+    body: Result<Json<Invalidate>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ValidationError,
+                rejection.body_text(),
+            )
+            .into_response()
+        }
+    };
+    let mut problems = Vec::new();
+    if request.tags.is_empty() && request.keys.is_empty() {
+        problems.push(json!({"field": "tags", "message": "name at least one tag or key"}));
+    }
+    for (field, items) in [("tags", &request.tags), ("keys", &request.keys)] {
+        if items.len() > MAX_INVALIDATION_ITEMS {
+            problems.push(json!({"field": field, "message": format!("at most {MAX_INVALIDATION_ITEMS} items")}));
+        }
+        if items.iter().any(|item| item.trim().is_empty()) {
+            problems.push(json!({"field": field, "message": "items cannot be empty"}));
+        }
+    }
+    if !problems.is_empty() {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationError,
+            "invalid invalidation request",
+        )
+        .with_metadata(json!({ "fields": problems }))
+        .into_response();
+    }
+    let mut invalidated = state.cache.invalidate_tags(&request.tags).await;
+    invalidated += state.cache.invalidate_keys(&request.keys).await;
+    Json(json!({ "invalidated": invalidated, "tags": request.tags, "keys": request.keys }))
+        .into_response()
+}
+
+async fn stats(State(state): State<AdminState>) -> Response {
+    let stats = state.cache.stats().await;
+    let served = stats.hits + stats.stale_hits;
+    let lookups = served + stats.misses + stats.collapsed;
+    let ratio = if lookups == 0 {
+        0.0
+    } else {
+        served as f64 / lookups as f64
+    };
+    Json(json!({
+        "hit_ratio": ratio,
+        "hits": stats.hits,
+        "stale_hits": stats.stale_hits,
+        "misses": stats.misses,
+        "collapsed": stats.collapsed,
+        "refreshes": stats.refreshes,
+        "load_errors": stats.load_errors,
+        "invalidated": stats.invalidated,
+        "levels": {
+            "memory": { "entries": stats.entries, "bytes": stats.bytes },
+            "redis": { "hits": stats.redis_hits, "errors": stats.redis_errors },
+        },
+    }))
+    .into_response()
+}

@@ -72,11 +72,12 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let cache = response_cache(&config);
     let router = router(
         AppState::new(),
         Arc::new(Policy::default()),
-        metrics::Metrics::default(),
-        response_cache(&config),
+        metrics::Metrics::new(Some(cache.cache.clone())),
+        cache,
         config.admin_token.as_deref().map(Arc::from),
     );
     axum::serve(listener, router)

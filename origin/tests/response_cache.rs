@@ -63,6 +63,27 @@ async fn reads_are_cached_and_revalidated() {
         .expect("reachable");
     assert_eq!(not_modified.status(), 304);
     assert!(not_modified.text().await.expect("body").is_empty());
+
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("reachable")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains("cache_hits_total{cache=\"memory\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cache_misses_total{cache=\"memory\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("cache=\"redis\""),
+        "no Redis level configured"
+    );
 }
 
 #[tokio::test]

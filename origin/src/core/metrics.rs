@@ -10,11 +10,17 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+
+use super::cache::{LevelCount, TieredCache};
 
 /// Labels of `http_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,9 +47,50 @@ pub struct Metrics {
     durations: DurationFamily,
 }
 
+/// A counter family read from [`LevelCount`]: name, help, and which count.
+type Series = (&'static str, &'static str, fn(&LevelCount) -> u64);
+
+/// Reports the cache's own per-level counters at scrape time.
+#[derive(Debug)]
+struct CacheCollector(TieredCache);
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let levels = self.0.level_counts();
+        let series: [Series; 2] = [
+            ("cache_hits", "Cache lookups answered, per level", |l| {
+                l.hits
+            }),
+            (
+                "cache_misses",
+                "Cache lookups not answered, per level",
+                |l| l.misses,
+            ),
+        ];
+        for (name, help, value) in series {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for level in &levels {
+                let labels = vec![("cache", level.level)];
+                ConstCounter::new(value(level)).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Metrics {
+    /// Metrics for one server, including `cache`'s counters when given.
+    pub fn new(cache: Option<TieredCache>) -> Self {
         let mut registry = Registry::default();
+        if let Some(cache) = cache {
+            registry.register_collector(Box::new(CacheCollector(cache)));
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
         let durations: DurationFamily =

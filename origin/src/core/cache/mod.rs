@@ -133,7 +133,21 @@ struct Counters {
     refreshes: AtomicU64,
     load_errors: AtomicU64,
     invalidated: AtomicU64,
+    memory_hits: AtomicU64,
+    memory_misses: AtomicU64,
     redis_hits: AtomicU64,
+    redis_misses: AtomicU64,
+}
+
+/// Lookups answered and missed by one cache level, for `cache_hits_total{cache}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelCount {
+    /// `memory` or `redis`.
+    pub level: &'static str,
+    /// Lookups this level answered.
+    pub hits: u64,
+    /// Lookups this level could not answer.
+    pub misses: u64,
 }
 
 /// Entries expire physically when both windows have passed.
@@ -243,11 +257,19 @@ impl TieredCache {
     /// The entry for `key` from the in-process level, else from Redis (copied in-process).
     async fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
         if let Some(entry) = self.store.get(key).await {
+            self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Some(entry);
         }
+        self.counters.memory_misses.fetch_add(1, Ordering::Relaxed);
         let remote = self.remote.as_ref()?;
-        let bytes = remote.get(key).await?;
-        let entry = Arc::new(codec::decode(&bytes, (Instant::now(), codec::unix_ms()))?);
+        let found = remote
+            .get(key)
+            .await
+            .and_then(|bytes| codec::decode(&bytes, (Instant::now(), codec::unix_ms())));
+        let Some(entry) = found.map(Arc::new) else {
+            self.counters.redis_misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         self.counters.redis_hits.fetch_add(1, Ordering::Relaxed);
         self.insert_local(key.to_owned(), Arc::clone(&entry)).await;
         Some(entry)
@@ -403,6 +425,24 @@ impl TieredCache {
             .invalidated
             .fetch_add(removed, Ordering::Relaxed);
         removed
+    }
+
+    /// Hits and misses per level (Redis only when configured), read without waiting.
+    pub fn level_counts(&self) -> Vec<LevelCount> {
+        let c = &self.counters;
+        let mut levels = vec![LevelCount {
+            level: "memory",
+            hits: c.memory_hits.load(Ordering::Relaxed),
+            misses: c.memory_misses.load(Ordering::Relaxed),
+        }];
+        if self.remote.is_some() {
+            levels.push(LevelCount {
+                level: "redis",
+                hits: c.redis_hits.load(Ordering::Relaxed),
+                misses: c.redis_misses.load(Ordering::Relaxed),
+            });
+        }
+        levels
     }
 
     /// A snapshot of the counters.

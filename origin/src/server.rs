@@ -15,37 +15,62 @@ use crate::core::cache::{RedisTier, TieredCache};
 use crate::core::response_cache::{self, ResponseCache};
 use crate::core::{admin, errors, metrics, policy_headers};
 
-/// The whole origin as one router, outermost layer last (axum applies `.layer` bottom-up, so
-/// requests pass through them from the bottom of this function to the top).
-pub fn router(
-    state: AppState,
-    policy: Arc<Policy>,
-    metrics: metrics::Metrics,
-    cache: ResponseCache,
-    admin_token: Option<Arc<str>>,
-) -> Router {
-    let admin = admin::AdminState {
-        cache: cache.cache.clone(),
-        token: admin_token,
-    };
-    app::router(state)
-        .merge(admin::router(admin))
-        .route(
-            "/metrics",
-            get(metrics::endpoint).with_state(metrics.clone()),
-        )
-        .fallback(errors::route_not_found)
-        // Cacheable reads answered from the two-level cache, skipping the handler.
-        .layer(middleware::from_fn_with_state(cache, response_cache::serve))
-        // Cache-Control, Cache-Tag and security headers from the shared policy.
-        .layer(middleware::from_fn_with_state(
-            policy,
-            policy_headers::apply,
-        ))
-        // Request count and latency per route template.
-        .layer(middleware::from_fn_with_state(metrics, metrics::record))
-        // One span per request, with method, path and status.
-        .layer(TraceLayer::new_for_http())
+/// The reusable origin core, ready to wrap any axum application.
+#[derive(Debug, Clone)]
+pub struct Core {
+    /// The shared route policy.
+    pub policy: Arc<Policy>,
+    /// The metrics registry.
+    pub metrics: metrics::Metrics,
+    /// The response cache.
+    pub cache: ResponseCache,
+    /// The admin bearer token; `None` disables admin routes.
+    pub admin_token: Option<Arc<str>>,
+}
+
+impl Core {
+    /// The core `config` describes, with the embedded policy.
+    pub fn from_config(config: &Config) -> Self {
+        let cache = response_cache(config);
+        Self {
+            policy: Arc::new(Policy::default()),
+            metrics: metrics::Metrics::new(Some(cache.cache.clone())),
+            cache,
+            admin_token: config.admin_token.as_deref().map(Arc::from),
+        }
+    }
+
+    /// `app` with the core's routes and layers. Layers are listed innermost first: a request
+    /// passes them from the bottom of this function to the top.
+    pub fn wrap(self, app: Router) -> Router {
+        let admin = admin::AdminState {
+            cache: self.cache.cache.clone(),
+            token: self.admin_token,
+        };
+        app.merge(admin::router(admin))
+            .route(
+                "/metrics",
+                get(metrics::endpoint).with_state(self.metrics.clone()),
+            )
+            .fallback(errors::route_not_found)
+            // Cacheable reads answered from the two-level cache, skipping the handler.
+            .layer(middleware::from_fn_with_state(
+                self.cache,
+                response_cache::serve,
+            ))
+            // Cache-Control, Cache-Tag and security headers from the shared policy.
+            .layer(middleware::from_fn_with_state(
+                self.policy,
+                policy_headers::apply,
+            ))
+            // Request count and latency per route template.
+            .layer(middleware::from_fn_with_state(
+                self.metrics,
+                metrics::record,
+            ))
+            // One span per request, with method, path and status.
+            .layer(TraceLayer::new_for_http())
+    }
 }
 
 /// The response cache `config` asks for: in-process, plus Redis when `REDIS_URL` is set.
@@ -72,14 +97,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let cache = response_cache(&config);
-    let router = router(
-        AppState::new(),
-        Arc::new(Policy::default()),
-        metrics::Metrics::new(Some(cache.cache.clone())),
-        cache,
-        config.admin_token.as_deref().map(Arc::from),
-    );
+    let router = Core::from_config(&config).wrap(app::router(AppState::new()));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -204,10 +204,21 @@ fn canonical_host(host: &str) -> Result<String, KeyError> {
     let lower = lower.trim_end_matches('.');
     let (name, port) = split_port(lower);
     let name = name.trim_end_matches('.');
-    let valid_name = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
-        });
+    // A colon is only allowed inside a bracketed IPv6 literal.
+    let valid_name = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    };
     let valid_port = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if !valid_name || !valid_port {
         return Err(KeyError::InvalidHost(host.to_owned()));
@@ -428,6 +439,10 @@ mod tests {
         assert!(CacheKey::new("GET", "evil.com/x", "/", &config).is_err());
         assert!(CacheKey::new("GET", "", "/", &config).is_err());
         assert!(CacheKey::new("GET", "a.com:x", "/", &config).is_err());
+        // Found by fuzzing: an unbracketed colon made a host that did not re-parse.
+        assert!(CacheKey::new("GET", "::80", "/", &config).is_err());
+        assert!(CacheKey::new("GET", "[::1", "/", &config).is_err());
+        assert!(CacheKey::new("GET", "[]", "/", &config).is_err());
     }
 
     #[test]

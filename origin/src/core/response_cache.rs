@@ -9,6 +9,7 @@
 //! `If-None-Match` gets `304`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body, HttpBody};
 use axum::extract::{Request, State};
@@ -128,7 +129,7 @@ pub async fn serve(State(state): State<ResponseCache>, request: Request, next: N
         head,
         stored_body,
         cached.outcome,
-        &caching,
+        cached.age,
         if_none_match.as_deref(),
         is_head,
     )
@@ -183,7 +184,7 @@ fn respond(
     stored: Head,
     body: Bytes,
     outcome: Outcome,
-    caching: &RouteCaching,
+    age: Duration,
     if_none_match: Option<&str>,
     is_head: bool,
 ) -> Response {
@@ -193,11 +194,6 @@ fn respond(
         Outcome::Miss { collapsed } => CacheStatus::forward(ORIGIN, ForwardReason::Miss)
             .stored(stored.status == 200)
             .collapsed(collapsed),
-    };
-    let age = match outcome {
-        Outcome::Hit { remaining } => caching.ttl.saturating_sub(remaining).as_secs(),
-        Outcome::Stale => caching.ttl.as_secs(),
-        Outcome::Miss { .. } => 0,
     };
     let mut headers = HeaderMap::new();
     for (name, value) in &stored.headers {
@@ -215,7 +211,7 @@ fn respond(
     if let Ok(value) = HeaderValue::from_str(&status.to_string()) {
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
-    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
     let code = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     if code == StatusCode::OK
         && if_none_match.is_some_and(|inm| if_none_match_matches(inm, etag.as_ref()))

@@ -95,6 +95,8 @@ pub struct Cached {
     pub value: Bytes,
     /// Hit, stale or miss.
     pub outcome: Outcome,
+    /// How long ago the value was loaded.
+    pub age: Duration,
 }
 
 /// Counters for `/api/cache/stats` and metrics.
@@ -295,6 +297,7 @@ impl TieredCache {
                     return Ok(Cached {
                         value: entry.value.clone(),
                         outcome: Outcome::Hit { remaining },
+                        age: entry.stored_at.elapsed(),
                     });
                 }
                 State::Stale => {
@@ -307,6 +310,7 @@ impl TieredCache {
                     return Ok(Cached {
                         value: entry.value.clone(),
                         outcome: Outcome::Stale,
+                        age: entry.stored_at.elapsed(),
                     });
                 }
                 State::Expired => {}
@@ -323,6 +327,7 @@ impl TieredCache {
         Ok(Cached {
             value: entry.value.clone(),
             outcome: Outcome::Miss { collapsed },
+            age: entry.stored_at.elapsed(),
         })
     }
 

@@ -69,6 +69,7 @@ async fn fresh_then_stale_with_one_refresh_then_expired() {
             remaining: Duration::from_secs(50)
         }
     );
+    assert_eq!(hit.age, Duration::from_secs(10));
 
     // Stale: served at once, many times, with exactly one background refresh.
     advance(Duration::from_secs(55)).await;

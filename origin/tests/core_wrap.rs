@@ -64,3 +64,26 @@ async fn five_hundred_concurrent_misses_run_the_handler_once() {
         .iter()
         .all(|s| s.contains("collapsed") || s.contains("hit") || s.ends_with("stored")));
 }
+
+#[tokio::test]
+async fn a_no_store_response_is_not_reported_as_stored() {
+    // `/api/stats` is cacheable by policy, but this handler forbids storing its answer.
+    let app = Router::new().route(
+        "/api/stats",
+        get(|| async { ([("cache-control", "no-store")], "{\"personal\": true}") }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    let router = Core::from_config(&Config::default()).wrap(app);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    for _ in 0..2 {
+        let response = reqwest::get(format!("{base}/api/stats"))
+            .await
+            .expect("reachable");
+        assert_eq!(
+            response.headers()["cache-status"],
+            "rampart-origin; fwd=miss"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+}

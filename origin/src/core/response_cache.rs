@@ -181,7 +181,7 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
 }
 
 fn respond(
-    stored: Head,
+    head: Head,
     body: Bytes,
     outcome: Outcome,
     age: Duration,
@@ -191,12 +191,12 @@ fn respond(
     let status = match outcome {
         Outcome::Hit { remaining } => CacheStatus::hit(ORIGIN).with_ttl(remaining.as_secs() as i64),
         Outcome::Stale => CacheStatus::forward(ORIGIN, ForwardReason::Stale),
-        Outcome::Miss { collapsed } => CacheStatus::forward(ORIGIN, ForwardReason::Miss)
-            .stored(stored.status == 200)
+        Outcome::Miss { collapsed, stored } => CacheStatus::forward(ORIGIN, ForwardReason::Miss)
+            .stored(stored)
             .collapsed(collapsed),
     };
     let mut headers = HeaderMap::new();
-    for (name, value) in &stored.headers {
+    for (name, value) in &head.headers {
         if let (Ok(name), Ok(value)) = (
             HeaderName::try_from(name.as_str()),
             HeaderValue::from_str(value),
@@ -212,7 +212,7 @@ fn respond(
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
-    let code = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let code = StatusCode::from_u16(head.status).unwrap_or(StatusCode::OK);
     if code == StatusCode::OK
         && if_none_match.is_some_and(|inm| if_none_match_matches(inm, etag.as_ref()))
     {

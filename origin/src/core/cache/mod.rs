@@ -59,6 +59,13 @@ impl From<Bytes> for Loaded {
     }
 }
 
+/// What a finished load hands to every caller that waited for it.
+#[derive(Debug, Clone)]
+struct Landed {
+    entry: Arc<Entry>,
+    stored: bool,
+}
+
 /// How a value was obtained, for `Cache-Status` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -73,6 +80,8 @@ pub enum Outcome {
     Miss {
         /// Joined a load already in flight.
         collapsed: bool,
+        /// The loaded value was stored (the loader allowed it and no invalidation intervened).
+        stored: bool,
     },
 }
 
@@ -82,8 +91,12 @@ impl Outcome {
         match self {
             Self::Hit { .. } => "hit",
             Self::Stale => "stale",
-            Self::Miss { collapsed: false } => "miss",
-            Self::Miss { collapsed: true } => "collapsed",
+            Self::Miss {
+                collapsed: false, ..
+            } => "miss",
+            Self::Miss {
+                collapsed: true, ..
+            } => "collapsed",
         }
     }
 }
@@ -183,7 +196,7 @@ type TagIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 pub struct TieredCache {
     store: Cache<String, Arc<Entry>>,
     tags: TagIndex,
-    flights: Arc<Flights<Arc<Entry>>>,
+    flights: Arc<Flights<Landed>>,
     /// Bumped by every invalidation; a load that saw another value does not store its result.
     generation: Arc<AtomicU64>,
     counters: Arc<Counters>,
@@ -323,10 +336,10 @@ impl TieredCache {
             &self.counters.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let entry = flight.await?;
+        let Landed { entry, stored } = flight.await?;
         Ok(Cached {
             value: entry.value.clone(),
-            outcome: Outcome::Miss { collapsed },
+            outcome: Outcome::Miss { collapsed, stored },
             age: entry.stored_at.elapsed(),
         })
     }
@@ -336,7 +349,7 @@ impl TieredCache {
         key: &str,
         options: CacheOptions,
         loader: F,
-    ) -> (flight::Flight<Arc<Entry>>, bool)
+    ) -> (flight::Flight<Landed>, bool)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -359,10 +372,11 @@ impl TieredCache {
                 stored_at: Instant::now(),
                 options,
             });
-            if loaded.store && cache.generation.load(Ordering::Acquire) == generation {
+            let stored = loaded.store && cache.generation.load(Ordering::Acquire) == generation;
+            if stored {
                 cache.insert(owned_key, Arc::clone(&entry)).await;
             }
-            Ok(entry)
+            Ok(Landed { entry, stored })
         })
     }
 

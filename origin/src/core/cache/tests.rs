@@ -55,7 +55,13 @@ async fn fresh_then_stale_with_one_refresh_then_expired() {
         .expect("loads");
     assert_eq!(
         (first.value.as_ref(), first.outcome),
-        (&b"v1"[..], Outcome::Miss { collapsed: false })
+        (
+            &b"v1"[..],
+            Outcome::Miss {
+                collapsed: false,
+                stored: true
+            }
+        )
     );
 
     advance(Duration::from_secs(10)).await;
@@ -130,8 +136,13 @@ async fn concurrent_misses_share_one_load() {
     let collapsed = results
         .iter()
         .filter(|r| {
-            r.as_ref()
-                .is_ok_and(|c| c.outcome == Outcome::Miss { collapsed: true })
+            r.as_ref().is_ok_and(|c| {
+                c.outcome
+                    == Outcome::Miss {
+                        collapsed: true,
+                        stored: true,
+                    }
+            })
         })
         .count();
     assert_eq!(collapsed, 49);

@@ -1,20 +1,11 @@
 //! Admin routes: off without ADMIN_TOKEN, bearer-protected with it, and an invalidation really
 //! empties the cache for the next request.
 
+mod common;
+
+use common::{cache_status, start};
 use origin::config::Config;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-
-async fn start(config: Config) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let base = format!("http://{}", listener.local_addr().expect("bound"));
-    tokio::spawn(origin::server::run(
-        listener,
-        config,
-        std::future::pending(),
-    ));
-    base
-}
 
 fn with_token() -> Config {
     Config {
@@ -81,13 +72,6 @@ async fn the_token_is_required_and_checked() {
 async fn invalidation_empties_the_cache() {
     let base = start(with_token()).await;
     let client = reqwest::Client::new();
-    let status = |r: &reqwest::Response| {
-        r.headers()
-            .get("cache-status")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
     client
         .get(format!("{base}/"))
         .send()
@@ -98,7 +82,7 @@ async fn invalidation_empties_the_cache() {
         .send()
         .await
         .expect("reachable");
-    assert!(status(&hit).contains("hit"));
+    assert!(cache_status(&hit).contains("hit"));
 
     let response = client
         .post(format!("{base}/api/admin/cache/invalidate"))
@@ -115,7 +99,7 @@ async fn invalidation_empties_the_cache() {
         .send()
         .await
         .expect("reachable");
-    assert_eq!(status(&after), "rampart-origin; fwd=miss; stored");
+    assert_eq!(cache_status(&after), "rampart-origin; fwd=miss; stored");
 
     let stats: Value = client
         .get(format!("{base}/api/cache/stats"))

@@ -1,15 +1,15 @@
 //! The origin core wraps any axum application: here a handler that counts its runs. 500
 //! concurrent requests for one cold key run it exactly once.
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use origin::config::Config;
-use origin::server::Core;
-use tokio::net::TcpListener;
+use common::serve_wrapped;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_misses_run_the_handler_once() {
@@ -27,10 +27,7 @@ async fn five_hundred_concurrent_misses_run_the_handler_once() {
             }
         }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let base = format!("http://{}", listener.local_addr().expect("bound"));
-    let router = Core::from_config(&Config::default()).wrap(app);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = serve_wrapped(app).await;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(500)
@@ -72,10 +69,7 @@ async fn a_no_store_response_is_not_reported_as_stored() {
         "/api/stats",
         get(|| async { ([("cache-control", "no-store")], "{\"personal\": true}") }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let base = format!("http://{}", listener.local_addr().expect("bound"));
-    let router = Core::from_config(&Config::default()).wrap(app);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = serve_wrapped(app).await;
     for _ in 0..2 {
         let response = reqwest::get(format!("{base}/api/stats"))
             .await

@@ -1,28 +1,10 @@
 //! The origin's response cache over real HTTP: hits skip the handler, revalidation gets 304,
 //! personal requests and errors are never cached, and instances share entries through Redis.
 
+mod common;
+
+use common::{cache_status, metrics, start};
 use origin::config::Config;
-use tokio::net::TcpListener;
-
-async fn start(config: Config) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-    let base = format!("http://{}", listener.local_addr().expect("bound"));
-    tokio::spawn(origin::server::run(
-        listener,
-        config,
-        std::future::pending(),
-    ));
-    base
-}
-
-fn status(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
 
 #[tokio::test]
 async fn reads_are_cached_and_revalidated() {
@@ -33,7 +15,7 @@ async fn reads_are_cached_and_revalidated() {
         .send()
         .await
         .expect("reachable");
-    assert_eq!(status(&first), "rampart-origin; fwd=miss; stored");
+    assert_eq!(cache_status(&first), "rampart-origin; fwd=miss; stored");
     let etag = first.headers()["etag"].to_str().expect("ascii").to_owned();
     let body = first.text().await.expect("body");
 
@@ -43,9 +25,9 @@ async fn reads_are_cached_and_revalidated() {
         .await
         .expect("reachable");
     assert!(
-        status(&second).starts_with("rampart-origin; hit; ttl="),
+        cache_status(&second).starts_with("rampart-origin; hit; ttl="),
         "{}",
-        status(&second)
+        cache_status(&second)
     );
     assert!(second.headers().contains_key("age"));
     assert_eq!(second.headers()["etag"], etag.as_str());
@@ -64,14 +46,7 @@ async fn reads_are_cached_and_revalidated() {
     assert_eq!(not_modified.status(), 304);
     assert!(not_modified.text().await.expect("body").is_empty());
 
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("reachable")
-        .text()
-        .await
-        .expect("body");
+    let metrics = metrics(&base).await;
     assert!(
         metrics.contains("cache_hits_total{cache=\"memory\"} 2"),
         "{metrics}"
@@ -98,7 +73,7 @@ async fn personal_requests_and_errors_are_not_cached() {
             .await
             .expect("reachable");
         assert_eq!(
-            status(&personal),
+            cache_status(&personal),
             "",
             "personal requests never touch the cache"
         );
@@ -109,7 +84,7 @@ async fn personal_requests_and_errors_are_not_cached() {
             .expect("reachable");
         assert_eq!(missing.status(), 404);
         assert_eq!(
-            status(&missing),
+            cache_status(&missing),
             "rampart-origin; fwd=miss",
             "a 404 with no-store is never stored"
         );
@@ -138,11 +113,11 @@ async fn instances_share_responses_through_redis() {
             .send()
     };
     let first = get(a).await.expect("reachable");
-    assert_eq!(status(&first), "rampart-origin; fwd=miss; stored");
+    assert_eq!(cache_status(&first), "rampart-origin; fwd=miss; stored");
     let from_b = get(b).await.expect("reachable");
     assert!(
-        status(&from_b).starts_with("rampart-origin; hit"),
+        cache_status(&from_b).starts_with("rampart-origin; hit"),
         "B serves A's entry: {}",
-        status(&from_b)
+        cache_status(&from_b)
     );
 }

@@ -1,6 +1,8 @@
 //! The origin over real HTTP on port 0: health, policy headers, assets, errors, metrics and
 //! graceful shutdown.
 
+mod common;
+
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -130,12 +132,7 @@ async fn metrics_count_requests_by_route_template() {
     reqwest::get(format!("{}/assets/a-b-c.css", origin.base))
         .await
         .expect("reachable");
-    let text = reqwest::get(format!("{}/metrics", origin.base))
-        .await
-        .expect("reachable")
-        .text()
-        .await
-        .expect("body");
+    let text = common::metrics(&origin.base).await;
     assert!(
         text.contains("http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 3"),
         "{text}"

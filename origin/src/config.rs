@@ -20,14 +20,65 @@ pub const DEFAULT_REDIS_KEY_PREFIX: &str = "rampart:";
 pub const ENV_REDIS_TIMEOUT_MS: &str = "REDIS_TIMEOUT_MS";
 /// The default Redis call timeout.
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 250;
-/// `CACHE_MAX_BYTES`: size of the in-process cache level.
-pub const ENV_CACHE_MAX_BYTES: &str = "CACHE_MAX_BYTES";
+/// `CACHE_MAX_SIZE`: size of the in-process cache level, in bytes.
+pub const ENV_CACHE_MAX_SIZE: &str = "CACHE_MAX_SIZE";
 /// The default in-process cache size (64 MiB).
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 << 20;
 /// `CACHE_MAX_BODY_BYTES`: larger responses are never cached.
 pub const ENV_CACHE_MAX_BODY_BYTES: &str = "CACHE_MAX_BODY_BYTES";
 /// The default largest cached body (4 MiB).
 pub const DEFAULT_CACHE_MAX_BODY_BYTES: u64 = 4 << 20;
+/// `CACHE_ENABLED`: `false` turns the origin's response cache off (headers still go out).
+pub const ENV_CACHE_ENABLED: &str = "CACHE_ENABLED";
+/// `CACHE_TTL`: seconds the origin keeps any cacheable response fresh; unset follows the policy.
+pub const ENV_CACHE_TTL: &str = "CACHE_TTL";
+/// `COMMENTS_CACHE_TTL`: seconds the origin keeps a task's comments fresh.
+pub const ENV_COMMENTS_CACHE_TTL: &str = "COMMENTS_CACHE_TTL";
+/// The default comments lifetime.
+pub const DEFAULT_COMMENTS_CACHE_TTL: u64 = 300;
+/// `CACHE_STALE_WHILE_REVALIDATE_TTL`: seconds a stale entry is still served while refreshed.
+pub const ENV_CACHE_SWR_TTL: &str = "CACHE_STALE_WHILE_REVALIDATE_TTL";
+/// The default stale-while-revalidate window of the origin's cache.
+pub const DEFAULT_CACHE_SWR_TTL: u64 = 600;
+/// `CACHE_WARM_PATHS`: comma-separated paths loaded into the cache at start.
+pub const ENV_CACHE_WARM_PATHS: &str = "CACHE_WARM_PATHS";
+/// The default hot paths.
+pub const DEFAULT_CACHE_WARM_PATHS: &str = "/api/stats,/api/tasks/popular,/api/tasks,/";
+/// `CACHE_WARM_HOST`: the `Host` warming requests carry (the host the edge forwards to).
+pub const ENV_CACHE_WARM_HOST: &str = "CACHE_WARM_HOST";
+/// `DATABASE_URL`: `sqlite:path` (default) or `postgres://…`.
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+/// The default database: an SQLite file, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/rampart.db";
+/// `DATABASE_POOL_SIZE`: most open connections.
+pub const ENV_DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
+/// The default pool size.
+pub const DEFAULT_DATABASE_POOL_SIZE: u64 = 10;
+/// `DATABASE_QUERY_TIMEOUT_MS`: bound on every query and on waiting for a connection.
+pub const ENV_DATABASE_QUERY_TIMEOUT_MS: &str = "DATABASE_QUERY_TIMEOUT_MS";
+/// The default query timeout.
+pub const DEFAULT_DATABASE_QUERY_TIMEOUT_MS: u64 = 5000;
+/// `DEMO_DATA`: what an empty database is filled with: `full`, `small` or `none`.
+pub const ENV_DEMO_DATA: &str = "DEMO_DATA";
+/// `UPLOAD_MAX_BYTES`: largest image upload.
+pub const ENV_UPLOAD_MAX_BYTES: &str = "UPLOAD_MAX_BYTES";
+/// The default largest upload (10 MiB).
+pub const DEFAULT_UPLOAD_MAX_BYTES: u64 = 10 << 20;
+/// `UPLOAD_MAX_PIXELS`: most pixels of an uploaded image.
+pub const ENV_UPLOAD_MAX_PIXELS: &str = "UPLOAD_MAX_PIXELS";
+/// The default pixel bound (40 megapixels).
+pub const DEFAULT_UPLOAD_MAX_PIXELS: u64 = 40_000_000;
+
+/// What an empty database is filled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoData {
+    /// 1,000 tasks, 200 users, 20,000 comments, 100,000 events, 3 images.
+    Full,
+    /// A few of each, for tests.
+    Small,
+    /// Nothing.
+    None,
+}
 
 /// Bad configuration, naming the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +120,30 @@ pub struct Config {
     pub cache_max_bytes: u64,
     /// Largest cached response body in bytes.
     pub cache_max_body_bytes: u64,
+    /// Whether the origin caches responses.
+    pub cache_enabled: bool,
+    /// Origin freshness for every cacheable route, overriding the policy's, in seconds.
+    pub cache_ttl: Option<u64>,
+    /// Origin freshness of a task's comments, in seconds.
+    pub comments_cache_ttl: u64,
+    /// Origin stale-while-revalidate window, in seconds.
+    pub cache_stale_while_revalidate_ttl: u64,
+    /// Paths loaded into the cache at start.
+    pub cache_warm_paths: Vec<String>,
+    /// The `Host` of warming requests; `None` uses the listen address.
+    pub cache_warm_host: Option<String>,
+    /// The database URL.
+    pub database_url: String,
+    /// Most open database connections.
+    pub database_pool_size: u32,
+    /// Bound on each query, in milliseconds.
+    pub database_query_timeout_ms: u64,
+    /// What an empty database is filled with.
+    pub demo_data: DemoData,
+    /// Largest image upload, in bytes.
+    pub upload_max_bytes: u64,
+    /// Most pixels of an uploaded image.
+    pub upload_max_pixels: u64,
 }
 
 impl Default for Config {
@@ -83,7 +158,61 @@ impl Default for Config {
             redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             cache_max_body_bytes: DEFAULT_CACHE_MAX_BODY_BYTES,
+            cache_enabled: true,
+            cache_ttl: None,
+            comments_cache_ttl: DEFAULT_COMMENTS_CACHE_TTL,
+            cache_stale_while_revalidate_ttl: DEFAULT_CACHE_SWR_TTL,
+            cache_warm_paths: split_paths(DEFAULT_CACHE_WARM_PATHS),
+            cache_warm_host: None,
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_pool_size: DEFAULT_DATABASE_POOL_SIZE as u32,
+            database_query_timeout_ms: DEFAULT_DATABASE_QUERY_TIMEOUT_MS,
+            demo_data: DemoData::Full,
+            upload_max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
+            upload_max_pixels: DEFAULT_UPLOAD_MAX_PIXELS,
         }
+    }
+}
+
+fn split_paths(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn invalid(variable: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        variable,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn boolean(
+    source: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match source(variable).as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(invalid(variable, other, "expected true or false")),
+    }
+}
+
+fn demo_data(source: &impl Fn(&str) -> Option<String>) -> Result<DemoData, ConfigError> {
+    match source(ENV_DEMO_DATA).as_deref().map(str::trim) {
+        None | Some("" | "full") => Ok(DemoData::Full),
+        Some("small") => Ok(DemoData::Small),
+        Some("none") => Ok(DemoData::None),
+        Some(other) => Err(invalid(
+            ENV_DEMO_DATA,
+            other,
+            "expected `full`, `small` or `none`",
+        )),
     }
 }
 
@@ -137,12 +266,49 @@ impl Config {
             redis_key_prefix: source(ENV_REDIS_KEY_PREFIX)
                 .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_owned()),
             redis_timeout_ms: number(&source, ENV_REDIS_TIMEOUT_MS, DEFAULT_REDIS_TIMEOUT_MS)?,
-            cache_max_bytes: number(&source, ENV_CACHE_MAX_BYTES, DEFAULT_CACHE_MAX_BYTES)?,
+            cache_max_bytes: number(&source, ENV_CACHE_MAX_SIZE, DEFAULT_CACHE_MAX_BYTES)?,
             cache_max_body_bytes: number(
                 &source,
                 ENV_CACHE_MAX_BODY_BYTES,
                 DEFAULT_CACHE_MAX_BODY_BYTES,
             )?,
+            cache_enabled: boolean(&source, ENV_CACHE_ENABLED, true)?,
+            cache_ttl: match source(ENV_CACHE_TTL) {
+                Some(text) if !text.trim().is_empty() => Some(number(&source, ENV_CACHE_TTL, 0)?),
+                _ => None,
+            },
+            comments_cache_ttl: number(
+                &source,
+                ENV_COMMENTS_CACHE_TTL,
+                DEFAULT_COMMENTS_CACHE_TTL,
+            )?,
+            cache_stale_while_revalidate_ttl: number(
+                &source,
+                ENV_CACHE_SWR_TTL,
+                DEFAULT_CACHE_SWR_TTL,
+            )?,
+            cache_warm_paths: split_paths(
+                &source(ENV_CACHE_WARM_PATHS)
+                    .unwrap_or_else(|| DEFAULT_CACHE_WARM_PATHS.to_owned()),
+            ),
+            cache_warm_host: source(ENV_CACHE_WARM_HOST).filter(|host| !host.trim().is_empty()),
+            database_url: source(ENV_DATABASE_URL)
+                .filter(|url| !url.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            database_pool_size: u32::try_from(number(
+                &source,
+                ENV_DATABASE_POOL_SIZE,
+                DEFAULT_DATABASE_POOL_SIZE,
+            )?)
+            .unwrap_or(u32::MAX),
+            database_query_timeout_ms: number(
+                &source,
+                ENV_DATABASE_QUERY_TIMEOUT_MS,
+                DEFAULT_DATABASE_QUERY_TIMEOUT_MS,
+            )?,
+            demo_data: demo_data(&source)?,
+            upload_max_bytes: number(&source, ENV_UPLOAD_MAX_BYTES, DEFAULT_UPLOAD_MAX_BYTES)?,
+            upload_max_pixels: number(&source, ENV_UPLOAD_MAX_PIXELS, DEFAULT_UPLOAD_MAX_PIXELS)?,
         })
     }
 }
@@ -162,10 +328,20 @@ mod tests {
             Config::from_source(|name| (name == ENV_LOG_FORMAT).then(|| "xml".to_owned()));
         assert!(bad_log.is_err());
         let bad_size =
-            Config::from_source(|name| (name == ENV_CACHE_MAX_BYTES).then(|| "lots".to_owned()));
+            Config::from_source(|name| (name == ENV_CACHE_MAX_SIZE).then(|| "lots".to_owned()));
         assert!(bad_size
             .expect_err("not a number")
             .to_string()
-            .starts_with("CACHE_MAX_BYTES="));
+            .starts_with("CACHE_MAX_SIZE="));
+        let off = Config::from_source(|name| (name == ENV_CACHE_ENABLED).then(|| "false".into()))
+            .expect("valid");
+        assert!(!off.cache_enabled);
+        assert!(
+            Config::from_source(|name| (name == ENV_DEMO_DATA).then(|| "lots".into())).is_err()
+        );
+        let warm =
+            Config::from_source(|name| (name == ENV_CACHE_WARM_PATHS).then(|| " /a , ,/b".into()))
+                .expect("valid");
+        assert_eq!(warm.cache_warm_paths, ["/a", "/b"]);
     }
 }

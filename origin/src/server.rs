@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::{middleware, Router};
@@ -9,11 +10,15 @@ use shared::policy::Policy;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use crate::app::api::UploadLimits;
+use crate::app::store::seed::SeedSize;
+use crate::app::store::{Store, StoreError};
 use crate::app::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, DemoData};
 use crate::core::cache::{RedisTier, TieredCache};
-use crate::core::response_cache::{self, ResponseCache};
-use crate::core::{admin, errors, metrics, policy_headers};
+use crate::core::database::{Database, DbError, DbSettings};
+use crate::core::response_cache::{self, CacheTuning, ResponseCache};
+use crate::core::{admin, errors, metrics, policy_headers, warm};
 
 /// The reusable origin core, ready to wrap any axum application.
 #[derive(Debug, Clone)]
@@ -85,10 +90,56 @@ pub fn response_cache(config: &Config) -> ResponseCache {
             }
         }
     }
+    let seconds = Duration::from_secs;
     ResponseCache {
         cache,
         max_body: usize::try_from(config.cache_max_body_bytes).unwrap_or(usize::MAX),
+        tuning: Arc::new(CacheTuning {
+            enabled: config.cache_enabled,
+            ttl: config.cache_ttl.map(seconds),
+            rule_ttls: vec![(
+                "task-comments".to_owned(),
+                seconds(config.comments_cache_ttl),
+            )],
+            stale_while_revalidate: Some(seconds(config.cache_stale_while_revalidate_ttl)),
+        }),
     }
+}
+
+/// Why the origin could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened, migrated or seeded.
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+    /// The demo data could not be written.
+    #[error("demo data: {0}")]
+    Seed(#[from] StoreError),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens, migrates and (when empty) seeds the database `config` names.
+pub async fn open_store(config: &Config, metrics: &metrics::Metrics) -> Result<Store, ServeError> {
+    let settings = DbSettings {
+        url: config.database_url.clone(),
+        pool_size: config.database_pool_size,
+        query_timeout: Duration::from_millis(config.database_query_timeout_ms),
+    };
+    let db = Database::connect(&settings, metrics.database()).await?;
+    let store = Store::open(db).await?;
+    let size = match config.demo_data {
+        DemoData::Full => Some(SeedSize::FULL),
+        DemoData::Small => Some(SeedSize::SMALL),
+        DemoData::None => None,
+    };
+    if let Some(size) = size {
+        if store.seed_if_empty(size).await? {
+            tracing::info!(?size, "filled the empty database with demo data");
+        }
+    }
+    Ok(store)
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
@@ -96,9 +147,26 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let router = Core::from_config(&config).wrap(app::router(AppState::new()));
+) -> Result<(), ServeError> {
+    let core = Core::from_config(&config);
+    let store = open_store(&config, &core.metrics).await?;
+    let uploads = UploadLimits {
+        max_bytes: usize::try_from(config.upload_max_bytes).unwrap_or(usize::MAX),
+        max_pixels: config.upload_max_pixels,
+    };
+    let state = AppState::new(store, core.cache.cache.clone(), uploads);
+    let router = core.wrap(app::router(state));
+    let host = config
+        .cache_warm_host
+        .clone()
+        .or_else(|| listener.local_addr().ok().map(|addr| addr.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    if config.cache_enabled && !config.cache_warm_paths.is_empty() {
+        let (router, paths) = (router.clone(), config.cache_warm_paths.clone());
+        tokio::spawn(async move { warm::warm(router, &host, &paths).await });
+    }
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await?;
+    Ok(())
 }

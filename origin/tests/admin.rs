@@ -16,7 +16,8 @@ fn with_token() -> Config {
 
 #[tokio::test]
 async fn disabled_without_a_token() {
-    let base = start(Config::default()).await;
+    let origin = start(Config::default()).await;
+    let base = origin.base.clone();
     let client = reqwest::Client::new();
     let stats = client
         .get(format!("{base}/api/cache/stats"))
@@ -38,7 +39,8 @@ async fn disabled_without_a_token() {
 
 #[tokio::test]
 async fn the_token_is_required_and_checked() {
-    let base = start(with_token()).await;
+    let origin = start(with_token()).await;
+    let base = origin.base.clone();
     let client = reqwest::Client::new();
     let missing = client
         .get(format!("{base}/api/cache/stats"))
@@ -70,7 +72,8 @@ async fn the_token_is_required_and_checked() {
 
 #[tokio::test]
 async fn invalidation_empties_the_cache() {
-    let base = start(with_token()).await;
+    let origin = start(with_token()).await;
+    let base = origin.base.clone();
     let client = reqwest::Client::new();
     client
         .get(format!("{base}/"))
@@ -122,7 +125,8 @@ async fn invalidation_empties_the_cache() {
 
 #[tokio::test]
 async fn bad_invalidation_requests_are_refused() {
-    let base = start(with_token()).await;
+    let origin = start(with_token()).await;
+    let base = origin.base.clone();
     let client = reqwest::Client::new();
     let post = |body: String| {
         client

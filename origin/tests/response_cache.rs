@@ -8,7 +8,8 @@ use origin::config::Config;
 
 #[tokio::test]
 async fn reads_are_cached_and_revalidated() {
-    let base = start(Config::default()).await;
+    let origin = start(Config::default()).await;
+    let base = origin.base.clone();
     let client = reqwest::Client::new();
     let first = client
         .get(format!("{base}/"))
@@ -63,7 +64,8 @@ async fn reads_are_cached_and_revalidated() {
 
 #[tokio::test]
 async fn personal_requests_and_errors_are_not_cached() {
-    let base = start(Config::default()).await;
+    let origin = start(Config::default()).await;
+    let base = origin.base.clone();
     let client = reqwest::Client::new();
     for _ in 0..2 {
         let personal = client
@@ -103,7 +105,8 @@ async fn instances_share_responses_through_redis() {
         redis_key_prefix: format!("rampart-test:origin:{}:{nanos}:", std::process::id()),
         ..Config::default()
     };
-    let (a, b) = (start(config.clone()).await, start(config).await);
+    let (origin_a, origin_b) = (start(config.clone()).await, start(config).await);
+    let (a, b) = (origin_a.base.clone(), origin_b.base.clone());
     // Behind a load balancer both instances see the same public host, hence the same keys.
     let client = reqwest::Client::new();
     let get = |base: String| {

@@ -11,24 +11,24 @@ use tokio::sync::oneshot;
 struct Running {
     base: String,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), origin::server::ServeError>>,
+    _folder: tempfile::TempDir,
 }
 
 async fn start() -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("bound"));
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(origin::server::run(
-        listener,
-        origin::config::Config::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let config = common::test_config(origin::config::Config::default(), &folder);
+    let task = tokio::spawn(origin::server::run(listener, config, async move {
+        let _ = stopped.await;
+    }));
     Running {
         base,
         stop: Some(stop),
         task,
+        _folder: folder,
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Origin {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     stop: Option<oneshot::Sender<()>>,
+    /// The folder of the origin's SQLite file, removed with the origin.
+    _folder: tempfile::TempDir,
 }
 
 impl Origin {
@@ -39,16 +41,20 @@ impl Origin {
             .expect("bind a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(origin::server::run(
-            listener,
-            origin::config::Config::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let config = origin::config::Config {
+            database_url: format!("sqlite:{}/origin.db", folder.path().display()),
+            demo_data: origin::config::DemoData::Small,
+            cache_warm_paths: Vec::new(),
+            ..origin::config::Config::default()
+        };
+        tokio::spawn(origin::server::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
         Self {
             url,
             stop: Some(stop),
+            _folder: folder,
         }
     }
 

@@ -1,8 +1,11 @@
 //! The application served out of the box: pages, static assets and health.
 
+pub mod api;
 mod assets;
 mod health;
+pub mod model;
 mod pages;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +13,11 @@ use std::time::Instant;
 use axum::routing::get;
 use axum::Router;
 
+use api::UploadLimits;
 pub use assets::Assets;
+use store::Store;
+
+use crate::core::cache::TieredCache;
 
 /// What handlers share.
 #[derive(Debug, Clone)]
@@ -19,21 +26,30 @@ pub struct AppState {
     pub started: Instant,
     /// Content-hashed static assets.
     pub assets: Arc<Assets>,
+    /// The tables.
+    pub store: Store,
+    /// The response cache, for invalidation after writes.
+    pub cache: TieredCache,
+    /// Bounds on image uploads.
+    pub uploads: UploadLimits,
 }
 
 impl AppState {
-    /// Fresh state, started now.
-    pub fn new() -> Self {
+    /// State over `store`, invalidating `cache`, started now.
+    pub fn new(store: Store, cache: TieredCache, uploads: UploadLimits) -> Self {
         Self {
             started: Instant::now(),
             assets: Arc::new(Assets::build()),
+            store,
+            cache,
+            uploads,
         }
     }
-}
 
-impl Default for AppState {
-    fn default() -> Self {
-        Self::new()
+    /// Drops every cached response carrying one of `tags`, on every origin instance.
+    pub async fn invalidate(&self, tags: &[String]) {
+        let dropped = self.cache.invalidate_tags(tags).await;
+        tracing::debug!(?tags, dropped, "invalidated after a write");
     }
 }
 
@@ -41,7 +57,9 @@ impl Default for AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::home))
+        .route("/tasks/{id}", get(pages::task))
         .route("/health", get(health::health))
         .route("/assets/{file}", get(assets::serve))
+        .merge(api::router())
         .with_state(state)
 }

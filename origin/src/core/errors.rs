@@ -7,6 +7,8 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::database::DbError;
+
 /// Stable error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -21,8 +23,37 @@ pub enum ErrorCode {
     Unauthorized,
     /// Admin routes are off: no `ADMIN_TOKEN` is configured.
     AdminDisabled,
+    /// The body is larger than the route accepts.
+    PayloadTooLarge,
+    /// The body's media type is not one the route accepts.
+    UnsupportedMediaType,
+    /// The database failed or refused the query.
+    DatabaseError,
+    /// The database did not answer in time.
+    Timeout,
+    /// A dependency is unavailable; retry later.
+    ServiceUnavailable,
     /// Something failed inside the server.
     InternalError,
+}
+
+/// One invalid field of a request, as listed in a validation error's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's name (`items[3].actor` inside lists).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// `field` is invalid because of `message`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// A client-facing error.
@@ -58,6 +89,36 @@ impl ApiError {
         )
     }
 
+    /// 422 listing each invalid field in `metadata.fields`.
+    pub fn invalid_fields(fields: Vec<FieldError>) -> Self {
+        let summary = fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationError,
+            format!("invalid request: {summary}"),
+        )
+        .with_metadata(serde_json::json!({ "fields": fields }))
+    }
+
+    /// 400 for a request that cannot be read at all (bad JSON, bad query string).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::ValidationError, message)
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
     /// Attaches structured details (e.g. the invalid fields).
     #[must_use]
     pub fn with_metadata(mut self, metadata: Value) -> Self {
@@ -76,6 +137,37 @@ impl IntoResponse for ApiError {
             axum::http::HeaderValue::from_static("no-store"),
         );
         response
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Timeout(after) => {
+                tracing::warn!(?after, "database query timed out");
+                Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorCode::Timeout,
+                    "the database did not answer in time",
+                )
+            }
+            DbError::Unavailable(cause) => {
+                tracing::error!(%cause, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::ServiceUnavailable,
+                    "the database is unavailable",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "database error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::DatabaseError,
+                    "the database failed to answer",
+                )
+            }
+        }
     }
 }
 

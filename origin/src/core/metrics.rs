@@ -39,12 +39,61 @@ struct RouteLabels {
 
 type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// Labels of `db_queries_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryLabels {
+    operation: &'static str,
+    table: &'static str,
+    outcome: &'static str,
+}
+
+/// Labels of `db_query_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryKindLabels {
+    operation: &'static str,
+    table: &'static str,
+}
+
+/// Database query counts and latencies, recorded by [`super::database::Database`].
+#[derive(Debug, Clone)]
+pub struct DbMetrics {
+    queries: Family<QueryLabels, Counter>,
+    durations: Family<QueryKindLabels, Histogram, fn() -> Histogram>,
+}
+
+impl DbMetrics {
+    /// Counts one query of `operation` on `table` that ended as `outcome` after `elapsed`.
+    pub fn record(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        outcome: &'static str,
+        elapsed: std::time::Duration,
+    ) {
+        self.queries
+            .get_or_create(&QueryLabels {
+                operation,
+                table,
+                outcome,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&QueryKindLabels { operation, table })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
 /// The origin's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     requests: Family<RequestLabels, Counter>,
     durations: DurationFamily,
+    database: DbMetrics,
 }
 
 /// A counter family read from [`LevelCount`]: name, help, and which count.
@@ -93,18 +142,37 @@ impl Metrics {
         }
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
-        let durations: DurationFamily =
-            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        let durations: DurationFamily = Family::new_with_constructor(latency_histogram);
         registry.register(
             "http_request_duration_seconds",
             "Time from request to response headers",
             durations.clone(),
         );
+        let database = DbMetrics {
+            queries: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "db_queries",
+            "Database queries, per operation, table and outcome",
+            database.queries.clone(),
+        );
+        registry.register(
+            "db_query_duration_seconds",
+            "Database query latency, per operation and table",
+            database.durations.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
             durations,
+            database,
         }
+    }
+
+    /// The recorder for database queries.
+    pub fn database(&self) -> DbMetrics {
+        self.database.clone()
     }
 }
 

@@ -2,8 +2,12 @@
 
 pub mod admin;
 pub mod cache;
+pub mod database;
 pub mod errors;
+pub mod extract;
 pub mod metrics;
+pub mod pagination;
 pub mod policy_headers;
 pub mod response_cache;
 pub mod shutdown;
+pub mod warm;

@@ -22,6 +22,8 @@ pub const CACHE_TAG: &str = "cache-tag";
 /// response cache). Present only on cacheable requests.
 #[derive(Debug, Clone)]
 pub struct RouteCaching {
+    /// The name of the policy rule that matched.
+    pub rule: String,
     /// The shared canonical cache key.
     pub key: String,
     /// The route's shared-cache lifetime (`s-maxage`).
@@ -62,6 +64,10 @@ pub async fn apply(
         .unwrap_or_default();
     let caching = match (cacheable, decision.policy(), key) {
         (true, Some(route), Some(key)) => Some(RouteCaching {
+            rule: decision
+                .rule
+                .map(|rule| rule.name.clone())
+                .unwrap_or_default(),
             key: key.to_string(),
             ttl: Duration::from_secs(route.edge_ttl.get().into()),
             stale_while_revalidate: Duration::from_secs(route.stale_while_revalidate.get().into()),

@@ -42,6 +42,52 @@ pub struct ResponseCache {
     pub cache: TieredCache,
     /// Bodies larger than this are passed through, never buffered.
     pub max_body: usize,
+    /// How long the origin keeps entries, where it differs from the policy.
+    pub tuning: Arc<CacheTuning>,
+}
+
+/// The origin's own cache lifetimes, where operators want them to differ from what the policy
+/// tells the edge and browsers.
+#[derive(Debug, Clone)]
+pub struct CacheTuning {
+    /// `false` serves every request from its handler.
+    pub enabled: bool,
+    /// Freshness for every cacheable route.
+    pub ttl: Option<Duration>,
+    /// Freshness per policy rule name, before `ttl`.
+    pub rule_ttls: Vec<(String, Duration)>,
+    /// The stale-while-revalidate window for every route.
+    pub stale_while_revalidate: Option<Duration>,
+}
+
+impl Default for CacheTuning {
+    /// Enabled, with the policy's lifetimes.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: None,
+            rule_ttls: Vec::new(),
+            stale_while_revalidate: None,
+        }
+    }
+}
+
+impl CacheTuning {
+    /// The cache options for a request the policy described as `caching`.
+    fn options(&self, caching: &RouteCaching) -> CacheOptions {
+        let rule_ttl = self
+            .rule_ttls
+            .iter()
+            .find(|(rule, _)| *rule == caching.rule)
+            .map(|(_, ttl)| *ttl);
+        CacheOptions {
+            ttl: rule_ttl.or(self.ttl).unwrap_or(caching.ttl),
+            stale_while_revalidate: self
+                .stale_while_revalidate
+                .unwrap_or(caching.stale_while_revalidate),
+            tags: caching.tags.clone(),
+        }
+    }
 }
 
 /// A response as stored: a length-prefixed JSON head (status, headers), then the raw body.
@@ -71,7 +117,7 @@ pub async fn serve(State(state): State<ResponseCache>, request: Request, next: N
     let caching = request.extensions().get::<RouteCaching>().cloned();
     let (Some(caching), true) = (
         caching,
-        matches!(*request.method(), Method::GET | Method::HEAD),
+        state.tuning.enabled && matches!(*request.method(), Method::GET | Method::HEAD),
     ) else {
         return next.run(request).await;
     };
@@ -93,11 +139,7 @@ pub async fn serve(State(state): State<ResponseCache>, request: Request, next: N
     let slot = Arc::clone(&passthrough);
     let loader_next = next.clone();
     let max_body = state.max_body;
-    let options = CacheOptions {
-        ttl: caching.ttl,
-        stale_while_revalidate: caching.stale_while_revalidate,
-        tags: caching.tags.clone(),
-    };
+    let options = state.tuning.options(&caching);
     let result = state
         .cache
         .get_with_refresh(&caching.key, options, move || async move {

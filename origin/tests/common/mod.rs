@@ -14,15 +14,40 @@ async fn listen() -> (TcpListener, String) {
     (listener, base)
 }
 
-/// The whole origin with `config`, running until the test ends; returns its base URL.
-pub async fn start(config: Config) -> String {
+/// An origin running until the test ends, on its own SQLite file unless the config names a
+/// database.
+pub struct TestOrigin {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The folder of the SQLite file, removed when the test ends.
+    _folder: Option<tempfile::TempDir>,
+}
+
+/// `config` for tests: small demo data, no warming, and (unless set) a fresh SQLite file in
+/// `folder`.
+pub fn test_config(mut config: Config, folder: &tempfile::TempDir) -> Config {
+    if config.database_url == origin::config::DEFAULT_DATABASE_URL {
+        config.database_url = format!("sqlite:{}/origin.db", folder.path().display());
+    }
+    config.demo_data = origin::config::DemoData::Small;
+    config.cache_warm_paths.clear();
+    config
+}
+
+/// The whole origin with `config` (see [`test_config`]), running until the test ends.
+pub async fn start(config: Config) -> TestOrigin {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let config = test_config(config, &folder);
     let (listener, base) = listen().await;
-    tokio::spawn(origin::server::run(
-        listener,
-        config,
-        std::future::pending(),
-    ));
-    base
+    tokio::spawn(async move {
+        if let Err(error) = origin::server::run(listener, config, std::future::pending()).await {
+            panic!("origin failed: {error}");
+        }
+    });
+    TestOrigin {
+        base,
+        _folder: Some(folder),
+    }
 }
 
 /// `app` wrapped in the origin core with the default configuration; returns its base URL.

@@ -1,0 +1,681 @@
+//! Tasks: filtered, sorted and paginated lists, reads with their tags and attachments, writes
+//! that append to the audit log in the same transaction, and the aggregates behind
+//! `/api/stats` and `/api/tasks/popular`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{AnyConnection, FromRow, Row};
+
+use super::NewEvent;
+use super::StoreError;
+use super::{append_event, Sql, Store};
+use crate::app::model::{now_ms, rfc3339, Attachment, Priority, Status, Task, TaskDetail};
+
+const TASK_COLUMNS: &str =
+    "id, title, description, status, priority, assignee_id, created_at, updated_at";
+
+/// A task as stored.
+#[derive(Debug, FromRow)]
+struct TaskRow {
+    id: i64,
+    title: String,
+    description: String,
+    status: String,
+    priority: String,
+    assignee_id: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TaskRow {
+    fn into_task(self, tags: Vec<String>) -> Task {
+        Task {
+            id: self.id,
+            title: self.title,
+            description: self.description,
+            status: Status::parse(&self.status).unwrap_or(Status::Todo),
+            priority: Priority::parse(&self.priority).unwrap_or(Priority::Medium),
+            assignee_id: self.assignee_id,
+            tags,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+
+    fn sort_value(&self, column: SortColumn) -> i64 {
+        match column {
+            SortColumn::Id => self.id,
+            SortColumn::CreatedAt => self.created_at,
+            SortColumn::UpdatedAt => self.updated_at,
+        }
+    }
+}
+
+/// The column a list is ordered by (ties broken by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortColumn {
+    /// Creation order.
+    Id,
+    /// When created.
+    CreatedAt,
+    /// When last changed.
+    UpdatedAt,
+}
+
+/// A list order, as written in `?sort=`: a column name, `-` first for descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    /// The column.
+    pub column: SortColumn,
+    /// Largest first.
+    pub descending: bool,
+}
+
+impl Default for Sort {
+    /// Most recently updated first.
+    fn default() -> Self {
+        Self {
+            column: SortColumn::UpdatedAt,
+            descending: true,
+        }
+    }
+}
+
+impl Sort {
+    /// The order `text` names (`id`, `created_at`, `updated_at`, each optionally after `-`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (descending, name) = match text.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, text),
+        };
+        let column = match name {
+            "id" => SortColumn::Id,
+            "created_at" => SortColumn::CreatedAt,
+            "updated_at" => SortColumn::UpdatedAt,
+            _ => return None,
+        };
+        Some(Self { column, descending })
+    }
+
+    /// The `?sort=` text of this order.
+    pub fn name(self) -> String {
+        let column = match self.column {
+            SortColumn::Id => "id",
+            SortColumn::CreatedAt => "created_at",
+            SortColumn::UpdatedAt => "updated_at",
+        };
+        format!("{}{column}", if self.descending { "-" } else { "" })
+    }
+}
+
+/// Which page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskPage {
+    /// Keyset pagination: `limit` rows after the position `(sort value, id)`.
+    Cursor {
+        /// Rows per page.
+        limit: u32,
+        /// The last row of the previous page.
+        after: Option<(i64, i64)>,
+    },
+    /// Offset pagination, 1-based.
+    Offset {
+        /// The page number.
+        page: u32,
+        /// Rows per page.
+        per_page: u32,
+    },
+}
+
+/// What `GET /api/tasks` asks for.
+#[derive(Debug, Clone)]
+pub struct TaskFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this assignee.
+    pub assignee: Option<i64>,
+    /// Only tasks with this tag.
+    pub tag: Option<String>,
+    /// Only tasks changed at or after this time (ms).
+    pub updated_since: Option<i64>,
+    /// The order.
+    pub sort: Sort,
+    /// The page.
+    pub page: TaskPage,
+}
+
+/// One page of tasks.
+#[derive(Debug)]
+pub struct TaskList {
+    /// The tasks.
+    pub tasks: Vec<Task>,
+    /// The position after the last task, when more follow (cursor pagination).
+    pub next: Option<(i64, i64)>,
+    /// How many tasks match (offset pagination).
+    pub total: Option<i64>,
+}
+
+/// A new task, validated.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// One line.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Where it stands.
+    pub status: Status,
+    /// How urgent.
+    pub priority: Priority,
+    /// Who works on it.
+    pub assignee_id: Option<i64>,
+    /// Labels.
+    pub tags: Vec<String>,
+}
+
+/// A partial update, validated: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TaskChanges {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New status.
+    pub status: Option<Status>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New assignee; `Some(None)` unassigns.
+    pub assignee_id: Option<Option<i64>>,
+    /// New labels, replacing the old.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A task ranked by its number of comments.
+#[derive(Debug, Serialize)]
+pub struct PopularTask {
+    /// The task's id.
+    pub id: i64,
+    /// Its title.
+    pub title: String,
+    /// Its status.
+    pub status: String,
+    /// How many comments it has.
+    pub comment_count: i64,
+}
+
+/// The aggregates of `GET /api/stats`.
+pub type TaskStats = serde_json::Value;
+
+fn push_filters(sql: &mut Sql, filter: &TaskFilter) {
+    sql.push(" WHERE 1 = 1");
+    if let Some(status) = filter.status {
+        sql.push(" AND status = ").bind(status.as_str());
+    }
+    if let Some(assignee) = filter.assignee {
+        sql.push(" AND assignee_id = ").bind(assignee);
+    }
+    if let Some(tag) = &filter.tag {
+        sql.push(" AND id IN (SELECT task_id FROM task_tags WHERE tag = ")
+            .bind(tag.as_str())
+            .push(")");
+    }
+    if let Some(since) = filter.updated_since {
+        sql.push(" AND updated_at >= ").bind(since);
+    }
+}
+
+fn column_name(column: SortColumn) -> &'static str {
+    match column {
+        SortColumn::Id => "id",
+        SortColumn::CreatedAt => "created_at",
+        SortColumn::UpdatedAt => "updated_at",
+    }
+}
+
+fn push_keyset(sql: &mut Sql, sort: Sort, (value, id): (i64, i64)) {
+    let op = if sort.descending { "<" } else { ">" };
+    let column = column_name(sort.column);
+    if sort.column == SortColumn::Id {
+        sql.push(&format!(" AND id {op} ")).bind(id);
+    } else {
+        sql.push(&format!(" AND ({column} {op} "))
+            .bind(value)
+            .push(&format!(" OR ({column} = "))
+            .bind(value)
+            .push(&format!(" AND id {op} "))
+            .bind(id)
+            .push("))");
+    }
+}
+
+fn push_order(sql: &mut Sql, sort: Sort) {
+    let direction = if sort.descending { "DESC" } else { "ASC" };
+    let column = column_name(sort.column);
+    if sort.column == SortColumn::Id {
+        sql.push(&format!(" ORDER BY id {direction}"));
+    } else {
+        sql.push(&format!(" ORDER BY {column} {direction}, id {direction}"));
+    }
+}
+
+/// The tags of each of `ids`.
+async fn tags_of(
+    connection: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<BTreeMap<i64, Vec<String>>, sqlx::Error> {
+    let mut tags: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(tags);
+    }
+    let mut sql = Sql::new("SELECT task_id, tag FROM task_tags WHERE task_id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(*id);
+    }
+    sql.push(") ORDER BY task_id, tag");
+    for row in sql.query().fetch_all(connection).await? {
+        let task_id: i64 = row.try_get(0)?;
+        tags.entry(task_id).or_default().push(row.try_get(1)?);
+    }
+    Ok(tags)
+}
+
+async fn with_tags(
+    connection: &mut AnyConnection,
+    rows: Vec<TaskRow>,
+) -> Result<Vec<Task>, sqlx::Error> {
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let mut tags = tags_of(connection, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let tags = tags.remove(&row.id).unwrap_or_default();
+            row.into_task(tags)
+        })
+        .collect())
+}
+
+async fn insert_tags(
+    connection: &mut AnyConnection,
+    task_id: i64,
+    tags: &[String],
+) -> Result<(), sqlx::Error> {
+    for tag in tags {
+        sqlx::query("INSERT INTO task_tags (task_id, tag) VALUES ($1, $2)")
+            .bind(task_id)
+            .bind(tag.clone())
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn user_exists(connection: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query("SELECT 1 FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(connection)
+        .await?;
+    Ok(found.is_some())
+}
+
+fn unknown_assignee() -> StoreError {
+    StoreError::Invalid("assignee_id", "no user has this id".to_owned())
+}
+
+impl Store {
+    /// One page of tasks matching `filter`.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<TaskList, StoreError> {
+        let db = self.database();
+        let result = db
+            .observe("select", "tasks", async {
+                let mut connection = db.pool().acquire().await?;
+                let mut sql = Sql::new(&format!("SELECT {TASK_COLUMNS} FROM tasks"));
+                push_filters(&mut sql, filter);
+                let (limit, offset) = match &filter.page {
+                    TaskPage::Cursor { limit, after } => {
+                        if let Some(after) = after {
+                            push_keyset(&mut sql, filter.sort, *after);
+                        }
+                        (i64::from(*limit) + 1, 0)
+                    }
+                    TaskPage::Offset { page, per_page } => (
+                        i64::from(*per_page),
+                        i64::from(page.saturating_sub(1)) * i64::from(*per_page),
+                    ),
+                };
+                push_order(&mut sql, filter.sort);
+                sql.push(" LIMIT ")
+                    .bind(limit)
+                    .push(" OFFSET ")
+                    .bind(offset);
+                let rows = sql.query().fetch_all(&mut *connection).await?;
+                let mut rows = rows
+                    .iter()
+                    .map(TaskRow::from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut next = None;
+                let mut total = None;
+                match &filter.page {
+                    TaskPage::Cursor { limit, .. } => {
+                        if rows.len() > *limit as usize {
+                            rows.truncate(*limit as usize);
+                            next = rows
+                                .last()
+                                .map(|row| (row.sort_value(filter.sort.column), row.id));
+                        }
+                    }
+                    TaskPage::Offset { .. } => {
+                        let mut count = Sql::new("SELECT COUNT(*) FROM tasks");
+                        push_filters(&mut count, filter);
+                        let row = count.query().fetch_one(&mut *connection).await?;
+                        total = Some(row.try_get::<i64, _>(0)?);
+                    }
+                }
+                let tasks = with_tags(&mut connection, rows).await?;
+                Ok(TaskList { tasks, next, total })
+            })
+            .await?;
+        Ok(result)
+    }
+
+    /// The task `id` with its comment count and attachments, if it exists.
+    pub async fn task(&self, id: i64) -> Result<Option<TaskDetail>, StoreError> {
+        let db = self.database();
+        let detail = db
+            .observe("select", "tasks", async {
+                let mut connection = db.pool().acquire().await?;
+                let query = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(query))
+                    .bind(id)
+                    .fetch_optional(&mut *connection)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let row = TaskRow::from_row(&row)?;
+                let mut tasks = with_tags(&mut connection, vec![row]).await?;
+                let comment_count: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM comments WHERE task_id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *connection)
+                        .await?;
+                let attachments = attachments_of(&mut connection, id).await?;
+                Ok(tasks.pop().map(|task| TaskDetail {
+                    task,
+                    comment_count,
+                    attachments,
+                }))
+            })
+            .await?;
+        Ok(detail)
+    }
+
+    /// Creates a task and logs it; returns the stored task.
+    pub async fn create_task(&self, new: &NewTask, actor: &str) -> Result<TaskDetail, StoreError> {
+        let db = self.database();
+        let id = db
+            .observe("insert", "tasks", async {
+                let mut tx = db.pool().begin().await?;
+                if let Some(assignee) = new.assignee_id {
+                    if !user_exists(&mut tx, assignee).await? {
+                        return Ok(None);
+                    }
+                }
+                let now = now_ms();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO tasks (title, description, status, priority, assignee_id, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                )
+                .bind(new.title.clone())
+                .bind(new.description.clone())
+                .bind(new.status.as_str())
+                .bind(new.priority.as_str())
+                .bind(new.assignee_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                insert_tags(&mut tx, id, &new.tags).await?;
+                let event = NewEvent::about(actor, "create", "task", id).with_data(json!({
+                    "title": new.title, "status": new.status, "priority": new.priority,
+                    "assignee_id": new.assignee_id, "tags": new.tags,
+                }));
+                append_event(&mut tx, &event, now).await?;
+                tx.commit().await?;
+                Ok(Some(id))
+            })
+            .await?
+            .ok_or_else(unknown_assignee)?;
+        self.task(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Applies `changes` to task `id` and logs them; returns the updated task.
+    pub async fn update_task(
+        &self,
+        id: i64,
+        changes: &TaskChanges,
+        actor: &str,
+    ) -> Result<TaskDetail, StoreError> {
+        let db = self.database();
+        let outcome = db
+            .observe("update", "tasks", async {
+                let mut tx = db.pool().begin().await?;
+                if let Some(Some(assignee)) = changes.assignee_id {
+                    if !user_exists(&mut tx, assignee).await? {
+                        return Ok(Err(unknown_assignee()));
+                    }
+                }
+                let now = now_ms();
+                let mut sql = Sql::new("UPDATE tasks SET updated_at = ");
+                sql.bind(now);
+                let mut changed = serde_json::Map::new();
+                if let Some(title) = &changes.title {
+                    sql.push(", title = ").bind(title.as_str());
+                    changed.insert("title".into(), json!(title));
+                }
+                if let Some(description) = &changes.description {
+                    sql.push(", description = ").bind(description.as_str());
+                    changed.insert("description".into(), json!(description));
+                }
+                if let Some(status) = changes.status {
+                    sql.push(", status = ").bind(status.as_str());
+                    changed.insert("status".into(), json!(status));
+                }
+                if let Some(priority) = changes.priority {
+                    sql.push(", priority = ").bind(priority.as_str());
+                    changed.insert("priority".into(), json!(priority));
+                }
+                if let Some(assignee) = changes.assignee_id {
+                    match assignee {
+                        Some(user) => sql.push(", assignee_id = ").bind(user),
+                        None => sql.push(", assignee_id = NULL"),
+                    };
+                    changed.insert("assignee_id".into(), json!(assignee));
+                }
+                sql.push(" WHERE id = ").bind(id);
+                let updated = sql.query().execute(&mut *tx).await?.rows_affected();
+                if updated == 0 {
+                    return Ok(Err(StoreError::NotFound));
+                }
+                if let Some(tags) = &changes.tags {
+                    sqlx::query("DELETE FROM task_tags WHERE task_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_tags(&mut tx, id, tags).await?;
+                    changed.insert("tags".into(), json!(tags));
+                }
+                let event = NewEvent::about(actor, "update", "task", id)
+                    .with_data(serde_json::Value::Object(changed));
+                append_event(&mut tx, &event, now).await?;
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+            .await?;
+        outcome?;
+        self.task(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Deletes task `id` with its comments and attachments, and logs it.
+    pub async fn delete_task(&self, id: i64, actor: &str) -> Result<(), StoreError> {
+        let db = self.database();
+        let deleted = db
+            .observe("delete", "tasks", async {
+                let mut tx = db.pool().begin().await?;
+                let deleted = sqlx::query("DELETE FROM tasks WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted > 0 {
+                    let event = NewEvent::about(actor, "delete", "task", id);
+                    append_event(&mut tx, &event, now_ms()).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted > 0)
+            })
+            .await?;
+        if deleted {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// The `limit` tasks with the most comments.
+    pub async fn popular_tasks(&self, limit: u32) -> Result<Vec<PopularTask>, StoreError> {
+        let db = self.database();
+        let rows = db
+            .observe(
+                "select",
+                "comments",
+                sqlx::query(
+                    "SELECT t.id, t.title, t.status, COUNT(c.id) AS comment_count \
+                     FROM tasks t JOIN comments c ON c.task_id = t.id \
+                     GROUP BY t.id, t.title, t.status \
+                     ORDER BY comment_count DESC, t.id ASC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(db.pool()),
+            )
+            .await?;
+        let tasks = rows
+            .iter()
+            .map(|row| {
+                Ok(PopularTask {
+                    id: row.try_get(0)?,
+                    title: row.try_get(1)?,
+                    status: row.try_get(2)?,
+                    comment_count: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(crate::core::database::DbError::from)?;
+        Ok(tasks)
+    }
+
+    /// Aggregates over the whole tracker: expensive on purpose, so the cache carries it.
+    pub async fn stats(&self) -> Result<TaskStats, StoreError> {
+        let db = self.database();
+        let stats = db
+            .observe("aggregate", "tasks", async {
+                let mut connection = db.pool().acquire().await?;
+                let counts = |sql: &'static str| sqlx::query(sql);
+                let mut by_status = serde_json::Map::new();
+                for row in
+                    counts("SELECT status, COUNT(*) FROM tasks GROUP BY status ORDER BY status")
+                        .fetch_all(&mut *connection)
+                        .await?
+                {
+                    by_status.insert(row.try_get(0)?, json!(row.try_get::<i64, _>(1)?));
+                }
+                let mut by_priority = serde_json::Map::new();
+                for row in counts(
+                    "SELECT priority, COUNT(*) FROM tasks GROUP BY priority ORDER BY priority",
+                )
+                .fetch_all(&mut *connection)
+                .await?
+                {
+                    by_priority.insert(row.try_get(0)?, json!(row.try_get::<i64, _>(1)?));
+                }
+                let scalar = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+                let tasks = scalar("SELECT COUNT(*) FROM tasks")
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let users = scalar("SELECT COUNT(*) FROM users")
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let comments = scalar("SELECT COUNT(*) FROM comments")
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let events = scalar("SELECT COUNT(*) FROM events")
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let day_ago = now_ms() - 86_400_000;
+                let events_last_day: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE occurred_at >= $1")
+                        .bind(day_ago)
+                        .fetch_one(&mut *connection)
+                        .await?;
+                let mut busiest = Vec::new();
+                for row in counts(
+                    "SELECT u.id, u.name, COUNT(t.id) AS open_tasks FROM users u \
+                     JOIN tasks t ON t.assignee_id = u.id WHERE t.status <> 'done' \
+                     GROUP BY u.id, u.name ORDER BY open_tasks DESC, u.id ASC LIMIT 5",
+                )
+                .fetch_all(&mut *connection)
+                .await?
+                {
+                    busiest.push(json!({
+                        "user_id": row.try_get::<i64, _>(0)?,
+                        "name": row.try_get::<String, _>(1)?,
+                        "open_tasks": row.try_get::<i64, _>(2)?,
+                    }));
+                }
+                Ok(json!({
+                    "tasks": { "total": tasks, "by_status": by_status, "by_priority": by_priority },
+                    "users": { "total": users, "busiest": busiest },
+                    "comments": {
+                        "total": comments,
+                        "per_task": if tasks > 0 { comments as f64 / tasks as f64 } else { 0.0 },
+                    },
+                    "events": { "total": events, "last_24h": events_last_day },
+                    "generated_at": rfc3339(now_ms()),
+                }))
+            })
+            .await?;
+        Ok(stats)
+    }
+}
+
+/// The attachments of task `id`, oldest first.
+async fn attachments_of(
+    connection: &mut AnyConnection,
+    task_id: i64,
+) -> Result<Vec<Attachment>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT a.id, a.image_key, a.filename, i.content_type, i.width, i.height, a.created_at \
+         FROM attachments a JOIN images i ON i.key = a.image_key \
+         WHERE a.task_id = $1 ORDER BY a.id",
+    )
+    .bind(task_id)
+    .fetch_all(connection)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let key: String = row.try_get(1)?;
+            Ok(Attachment {
+                id: row.try_get(0)?,
+                task_id,
+                url: format!("/images/{key}"),
+                filename: row.try_get(2)?,
+                content_type: row.try_get(3)?,
+                width: row.try_get(4)?,
+                height: row.try_get(5)?,
+                created_at: rfc3339(row.try_get(6)?),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,251 @@
+//! The database handle every query goes through: one pool for SQLite or PostgreSQL (chosen by
+//! the URL's scheme), migrations per dialect, a timeout on every query, and
+//! `db_queries_total` / `db_query_duration_seconds` per operation and table.
+//!
+//! Queries are written once with `$1, $2, …` placeholders, which both SQLite and PostgreSQL
+//! accept; the application ships one migration folder per dialect with the same versions.
+
+use std::future::Future;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use super::metrics::DbMetrics;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file: the embedded default.
+    Sqlite,
+    /// A PostgreSQL server: the production setting.
+    Postgres,
+}
+
+/// A failed query or connection, classified for the error a client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL names no supported database.
+    #[error("unsupported database URL (expected sqlite:… or postgres://…): {0}")]
+    UnsupportedUrl(String),
+    /// The query ran longer than the configured timeout.
+    #[error("query timed out after {0:?}")]
+    Timeout(Duration),
+    /// A uniqueness or foreign-key constraint refused the write.
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    /// The database could not be reached, or no connection was free in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Query(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db)
+                if db.is_unique_violation()
+                    || db.is_foreign_key_violation()
+                    || db.is_check_violation() =>
+            {
+                Self::Constraint(db.message().to_owned())
+            }
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                Self::Unavailable(error.to_string())
+            }
+            _ => Self::Query(error.to_string()),
+        }
+    }
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// `sqlite:path` or `postgres://…`.
+    pub url: String,
+    /// Most connections held open.
+    pub pool_size: u32,
+    /// Bound on every query and on waiting for a connection.
+    pub query_timeout: Duration,
+}
+
+/// The application's database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+    query_timeout: Duration,
+    metrics: DbMetrics,
+}
+
+impl Backend {
+    /// The backend `url` names.
+    pub fn of(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(DbError::UnsupportedUrl(redact(url)))
+        }
+    }
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Creates the folder an SQLite file lives in, so that first start needs no set-up.
+fn create_sqlite_folder(url: &str) -> Result<(), DbError> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match Path::new(path).parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => std::fs::create_dir_all(folder)
+            .map_err(|e| DbError::Unavailable(format!("cannot create {}: {e}", folder.display()))),
+        _ => Ok(()),
+    }
+}
+
+impl Database {
+    /// Opens a pool on `settings.url`; SQLite files and their folder are created if missing.
+    pub async fn connect(settings: &DbSettings, metrics: DbMetrics) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(&settings.url)?;
+        let mut url = settings.url.clone();
+        if backend == Backend::Sqlite {
+            create_sqlite_folder(&url)?;
+            if !url.contains("mode=") {
+                url.push_str(if url.contains('?') { "&" } else { "?" });
+                url.push_str("mode=rwc");
+            }
+        }
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| DbError::UnsupportedUrl(format!("{}: {e}", redact(&settings.url))))?
+            .disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.pool_size.max(1))
+            .acquire_timeout(settings.query_timeout)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Readers never wait for the writer; writers wait for each other.
+                        connection.execute("PRAGMA journal_mode = WAL").await?;
+                        connection.execute("PRAGMA synchronous = NORMAL").await?;
+                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                        connection.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool,
+            backend,
+            query_timeout: settings.query_timeout,
+            metrics,
+        })
+    }
+
+    /// Applies the migrations for this database's dialect.
+    pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> Result<(), DbError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for queries that stream or span a transaction (wrap them in [`Self::observe`]).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The bound on every query.
+    pub fn query_timeout(&self) -> Duration {
+        self.query_timeout
+    }
+
+    /// Runs `query` under the timeout, counting it as `operation` on `table`.
+    pub async fn observe<T, F>(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        query: F,
+    ) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.query_timeout, query).await {
+            Ok(result) => result.map_err(DbError::from),
+            Err(_) => Err(DbError::Timeout(self.query_timeout)),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(DbError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        self.metrics
+            .record(operation, table, outcome, started.elapsed());
+        result
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<Duration, DbError> {
+        let started = Instant::now();
+        self.observe(
+            "select",
+            "none",
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await?;
+        Ok(started.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_come_from_the_scheme_and_passwords_never_leak() {
+        assert_eq!(Backend::of("sqlite:data/x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::of("postgres://u:p@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        let error = Backend::of("mysql://user:secret@host/db").expect_err("unsupported");
+        assert!(!error.to_string().contains("secret"), "{error}");
+        assert!(error.to_string().contains("user:***@host"), "{error}");
+    }
+}

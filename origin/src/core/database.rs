@@ -195,7 +195,7 @@ impl Database {
         self.query_timeout
     }
 
-    /// Runs `query` under the timeout, counting it as `operation` on `table`.
+    /// Runs `query` under the query timeout, counting it as `operation` on `table`.
     pub async fn observe<T, F>(
         &self,
         operation: &'static str,
@@ -205,10 +205,25 @@ impl Database {
     where
         F: Future<Output = Result<T, sqlx::Error>>,
     {
+        self.observe_within(self.query_timeout, operation, table, query)
+            .await
+    }
+
+    /// [`Self::observe`] with its own bound, for maintenance work such as loading demo data.
+    pub async fn observe_within<T, F>(
+        &self,
+        timeout: Duration,
+        operation: &'static str,
+        table: &'static str,
+        query: F,
+    ) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.query_timeout, query).await {
+        let result = match tokio::time::timeout(timeout, query).await {
             Ok(result) => result.map_err(DbError::from),
-            Err(_) => Err(DbError::Timeout(self.query_timeout)),
+            Err(_) => Err(DbError::Timeout(timeout)),
         };
         let outcome = match &result {
             Ok(_) => "ok",
@@ -218,6 +233,31 @@ impl Database {
         self.metrics
             .record(operation, table, outcome, started.elapsed());
         result
+    }
+
+    /// Takes this database's write lock inside `transaction`, so that concurrent starts of
+    /// several instances serialize their one-time work (PostgreSQL: an advisory lock keyed by
+    /// `key`; SQLite: the single writer lock, which a no-op write acquires).
+    pub async fn lock_for_writing(
+        &self,
+        transaction: &mut sqlx::AnyConnection,
+        key: i64,
+    ) -> Result<(), sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(key)
+                    .execute(transaction)
+                    .await?
+            }
+            Backend::Sqlite => {
+                // The migrations table always exists once the database is migrated.
+                sqlx::query("DELETE FROM _sqlx_migrations WHERE 1 = 0")
+                    .execute(transaction)
+                    .await?
+            }
+        };
+        Ok(())
     }
 
     /// Whether the database answers a trivial query.

@@ -77,3 +77,81 @@ pub async fn metrics(base: &str) -> String {
         .await
         .expect("metrics body")
 }
+
+/// The PostgreSQL server tests create their throwaway databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database that exists for one test, dropped by [`PostgresDb::drop_now`] (and, if a test
+/// panicked first, by the next run, which drops databases of processes that are gone).
+pub struct PostgresDb {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+async fn admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL is required at {} (TEST_POSTGRES_URL): {error}",
+                postgres_admin_url()
+            )
+        })
+}
+
+/// Drops throwaway databases whose test process no longer runs.
+async fn drop_orphans(connection: &mut sqlx::PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'rampart_t_%'")
+            .fetch_all(&mut *connection)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(2).unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                .execute(&mut *connection)
+                .await;
+        }
+    }
+}
+
+impl PostgresDb {
+    /// A new empty database.
+    pub async fn create() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let mut connection = admin().await;
+        drop_orphans(&mut connection).await;
+        let name = format!(
+            "rampart_t_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .expect("create a throwaway database");
+        let base = postgres_admin_url();
+        let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+        Self {
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+
+    /// Drops the database, closing its connections.
+    pub async fn drop_now(self) {
+        let mut connection = admin().await;
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&mut connection)
+            .await;
+    }
+}

@@ -39,7 +39,7 @@ impl SeedSize {
         users: 20,
         tasks: 60,
         comments: 400,
-        events: 1000,
+        events: 2500,
         images: 1,
     };
 }
@@ -126,6 +126,10 @@ const SENTENCES: &[&str] = &[
 ];
 
 const DAY_MS: i64 = 86_400_000;
+/// Bound on loading the demo data.
+const SEED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// The advisory lock that serializes seeding across instances.
+const SEED_LOCK: i64 = 0x7261_6d70;
 
 /// Multi-row inserts of one table, flushed every 400 rows.
 struct Batch {
@@ -181,22 +185,25 @@ impl Store {
     /// Returns whether it seeded.
     pub async fn seed_if_empty(&self, size: SeedSize) -> Result<bool, StoreError> {
         let db = self.database();
-        let tasks: i64 = db
-            .observe(
-                "select",
-                "tasks",
-                sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(db.pool()),
-            )
+        let seeded = db
+            .observe_within(SEED_TIMEOUT, "seed", "all", async {
+                let mut tx = db.pool().begin().await?;
+                // Instances starting together: one seeds, the others then find data.
+                db.lock_for_writing(&mut tx, SEED_LOCK).await?;
+                let tasks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if tasks > 0 {
+                    return Ok(false);
+                }
+                seed_rows(&mut tx, size, &mut Rng::with_seed(0x5eed)).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
             .await?;
-        if tasks > 0 {
+        if !seeded {
             return Ok(false);
         }
-        db.observe("seed", "all", async {
-            let mut tx = db.pool().begin().await?;
-            seed_rows(&mut tx, size, &mut Rng::with_seed(0x5eed)).await?;
-            tx.commit().await
-        })
-        .await?;
         for i in 0..size.images.min(size.tasks) {
             let image = demo_image(i);
             let task = i64::try_from(i + 1).map_err(|e| DbError::Query(e.to_string()))?;

@@ -27,7 +27,8 @@ trap stop EXIT INT TERM
 log "starting the origin on http://$ORIGIN_ADDR"
 setsid env ORIGIN_ADDR="$ORIGIN_ADDR" "$ROOT/target/release/origin" &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "http://$ORIGIN_ADDR/health" >/dev/null && break; sleep 0.1; done
+# The first start creates data/rampart.db and fills it with demo data (a few seconds).
+for _ in $(seq 600); do curl -sf "http://$ORIGIN_ADDR/health" >/dev/null && break; sleep 0.1; done
 curl -sf "http://$ORIGIN_ADDR/health" >/dev/null || die "the origin did not start"
 
 log "starting the edge (workerd) on http://127.0.0.1:$EDGE_PORT"

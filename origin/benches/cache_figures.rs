@@ -1,0 +1,190 @@
+//! Figures of the origin's cache under load, each against a peer measured in the same run:
+//!
+//! - Stampede: 500 concurrent requests for one cold key, and how many database queries they
+//!   caused (the target is 1).
+//! - Stale-while-revalidate: with a 1 s lifetime on an expensive route (`/api/stats`), the p99
+//!   of answers served stale while the refresh runs, against the p99 of fresh hits in the same
+//!   run (the target is ≤ 1.2×: nobody waits on the loader).
+//!
+//! Run: `cargo bench -p origin --bench cache_figures` (part of `scripts/bench-origin.sh`).
+
+use std::time::{Duration, Instant};
+
+use origin::config::{Config, DemoData};
+use tokio::net::TcpListener;
+
+const STAMPEDE: usize = 500;
+const CLIENTS: usize = 16;
+const SWR_RUN: Duration = Duration::from_secs(10);
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn db_selects(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("db_queries_total{") && l.contains("operation=\"select\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Starts an origin on a server runtime of its own; returns its base URL.
+fn start(config: Config) -> String {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let base = format!("http://{}", listener.local_addr().expect("bound"));
+            sender.send(base).expect("report the address");
+            origin::server::run(listener, config, std::future::pending())
+                .await
+                .expect("origin runs");
+        });
+    });
+    receiver.recv().expect("origin address")
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..600 {
+        if let Ok(response) = client.get(format!("{base}/api/tasks/1")).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("origin did not become ready");
+}
+
+async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+async fn stampede(client: &reqwest::Client, base: &str) {
+    let before = db_selects(&metrics(client, base).await);
+    let url = format!("{base}/api/tasks/42");
+    let requests = (0..STAMPEDE).map(|_| client.get(&url).send());
+    let responses = futures::future::join_all(requests).await;
+    let ok = responses
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status().is_success()))
+        .count();
+    let after = db_selects(&metrics(client, base).await);
+    println!(
+        "stampede: {STAMPEDE} concurrent requests for one cold key, {ok} answered 200, {} database queries (target 1)",
+        after - before
+    );
+}
+
+async fn stale_while_revalidate(client: &reqwest::Client, base: &str) {
+    let url = format!("{base}/api/stats");
+    let deadline = Instant::now() + SWR_RUN;
+    let workers = (0..CLIENTS).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let response = client.get(&url).send().await.expect("reachable");
+                let status = response
+                    .headers()
+                    .get("cache-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = response.bytes().await;
+                samples.push((status, started.elapsed()));
+            }
+            samples
+        })
+    });
+    let mut hits = Vec::new();
+    let mut stale = Vec::new();
+    let mut misses = Vec::new();
+    for worker in futures::future::join_all(workers).await {
+        for (status, latency) in worker.expect("worker") {
+            if status.contains("; hit") {
+                hits.push(latency);
+            } else if status.contains("fwd=stale") {
+                stale.push(latency);
+            } else {
+                misses.push(latency);
+            }
+        }
+    }
+    for list in [&mut hits, &mut stale, &mut misses] {
+        list.sort();
+    }
+    let p99_hit = percentile(&hits, 0.99);
+    let p99_stale = percentile(&stale, 0.99);
+    println!(
+        "stale-while-revalidate on /api/stats (1 s lifetime, {CLIENTS} clients, {SWR_RUN:?}):"
+    );
+    println!(
+        "  fresh hits:   {:>7} answers, p50 {:?}, p99 {:?}",
+        hits.len(),
+        percentile(&hits, 0.5),
+        p99_hit
+    );
+    println!(
+        "  served stale: {:>7} answers, p50 {:?}, p99 {:?}",
+        stale.len(),
+        percentile(&stale, 0.5),
+        p99_stale
+    );
+    println!(
+        "  loaded:       {:>7} answers, p50 {:?} (what a visitor would wait without the cache)",
+        misses.len(),
+        percentile(&misses, 0.5)
+    );
+    println!(
+        "  p99 stale / p99 fresh = {:.2} (target <= 1.20)",
+        p99_stale.as_secs_f64() / p99_hit.as_secs_f64().max(1e-9)
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no options.
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let config = Config {
+        database_url: format!("sqlite:{}/bench.db", folder.path().display()),
+        demo_data: DemoData::Full,
+        cache_warm_paths: Vec::new(),
+        cache_ttl: Some(1),
+        comments_cache_ttl: 1,
+        cache_stale_while_revalidate_ttl: 600,
+        ..Config::default()
+    };
+    let base = start(config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(STAMPEDE)
+            .build()
+            .expect("client");
+        wait_ready(&client, &base).await;
+        stampede(&client, &base).await;
+        stale_while_revalidate(&client, &base).await;
+    });
+}

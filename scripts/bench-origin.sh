@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Measures the origin's figures, each against a peer in the same run, on loopback:
+#   1. a cached GET /api/tasks/{id} against nginx serving the same bytes as a static file
+#      (same load generator, wrk, same connections and duration): requests/s and p99;
+#   2. 500 concurrent requests for one cold key: database queries caused;
+#   3. stale-while-revalidate: p99 of answers served stale against p99 of fresh hits;
+#   4. export of 1,000,000 audit events: rows/s and peak RSS growth of the origin.
+# Installs what is missing (nginx-light, wrk, sqlite3). Safe to re-run.
+#
+#   BENCH_SECONDS      wrk duration per peer   (default 10)
+#   BENCH_CONNECTIONS  wrk connections         (default 64)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+ORIGIN_PORT=18181
+NGINX_PORT=18182
+EVENTS=1000000
+
+apt_install nginx-light wrk sqlite3
+log "building the origin (release)"
+cargo build --quiet --release -p origin
+
+WORK=$(mktemp -d)
+ORIGIN_PID=
+NGINX_PID=
+cleanup() {
+  [ -n "$ORIGIN_PID" ] && kill "$ORIGIN_PID" 2>/dev/null || true
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "starting the origin with the full demo data"
+DATABASE_URL="sqlite:$WORK/bench.db" CACHE_WARM_PATHS= RUST_LOG=warn ORIGIN_ADDR="127.0.0.1:$ORIGIN_PORT" \
+  "$ROOT/target/release/origin" >"$WORK/origin.log" 2>&1 &
+ORIGIN_PID=$!
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/health" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$ORIGIN_PORT/health" >/dev/null || die "origin did not start: $(cat "$WORK/origin.log")"
+
+TASK_URL="http://127.0.0.1:$ORIGIN_PORT/api/tasks/7"
+mkdir -p "$WORK/www"
+# nginx workers run as an unprivileged user: they must be able to read the file.
+chmod 755 "$WORK" "$WORK/www"
+curl -sf "$TASK_URL" -o "$WORK/www/task.json"
+curl -sfI "$TASK_URL" | grep -qi '^cache-status: rampart-origin; hit' || die "the task is not cached"
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  types { application/json json; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    root $WORK/www;
+  }
+}
+CONF
+nginx -c "$WORK/nginx.conf" -p "$WORK" &
+NGINX_PID=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$NGINX_PORT/task.json" >/dev/null && break; sleep 0.1; done
+cmp -s "$WORK/www/task.json" <(curl -sf "http://127.0.0.1:$NGINX_PORT/task.json") || die "nginx serves other bytes"
+
+# wrk prints "Requests/sec: N" and, with --latency, "99% N{us,ms,s}".
+run_wrk() {
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$1" >"$WORK/wrk.txt"
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.txt")
+  echo "$rps $p99"
+}
+log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s each, nginx then origin then nginx again"
+read -r NGINX_RPS NGINX_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
+read -r ORIGIN_RPS ORIGIN_P99 < <(run_wrk "$TASK_URL")
+read -r NGINX2_RPS NGINX2_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
+kill "$NGINX_PID" 2>/dev/null || true
+NGINX_PID=
+
+log "export: filling the audit log to $EVENTS events"
+sqlite3 "$WORK/bench.db" <<SQL
+.timeout 10000
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $EVENTS - (SELECT COUNT(*) FROM events))
+INSERT INTO events (occurred_at, actor, action, entity_type, entity_id, data)
+SELECT 1700000000000 + i * 1000, 'user:' || (i % 200), 'update', 'task', CAST(i % 1000 AS TEXT),
+       '{"field":"status","note":"imported, with a comma and a \"quote\""}' FROM n;
+SQL
+ROWS=$(sqlite3 "$WORK/bench.db" "SELECT COUNT(*) FROM events")
+# Reset the peak-RSS mark, so VmHWM afterwards is the peak during the export.
+echo 5 >"/proc/$ORIGIN_PID/clear_refs"
+RSS_BEFORE=$(awk '/VmRSS/ {print $2}' "/proc/$ORIGIN_PID/status")
+EXPORT=$(curl -sf -o /dev/null -w '%{time_total} %{size_download}' \
+  "http://127.0.0.1:$ORIGIN_PORT/api/events/export?format=ndjson")
+RSS_PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$ORIGIN_PID/status")
+read -r EXPORT_SECONDS EXPORT_BYTES <<<"$EXPORT"
+CSV_SECONDS=$(curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$ORIGIN_PORT/api/events/export?format=csv")
+kill "$ORIGIN_PID" 2>/dev/null || true
+ORIGIN_PID=
+
+log "stampede and stale-while-revalidate (cargo bench -p origin --bench cache_figures)"
+cargo bench --quiet -p origin --bench cache_figures 2>/dev/null | tee "$WORK/figures.txt"
+
+awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$NGINX_P99" \
+    -v n2rps="$NGINX2_RPS" -v n2p99="$NGINX2_P99" -v rows="$ROWS" -v secs="$EXPORT_SECONDS" \
+    -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" 'BEGIN {
+  nrps_mean = (nrps + n2rps) / 2; np99_mean = (np99 + n2p99) / 2
+  printf "\nFigures (one run, loopback, 2 cores shared by server and load generator)\n"
+  printf "  cached GET /api/tasks/7   origin %.0f req/s p99 %.2f ms | nginx %.0f / %.0f req/s p99 %.2f / %.2f ms\n", orps, op99, nrps, n2rps, np99, n2p99
+  printf "    ratio origin/nginx: throughput %.2fx (target >= 1.0), p99 %.2fx (target <= 1.0)\n", orps / nrps_mean, op99 / np99_mean
+  printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
+  printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024
+}'

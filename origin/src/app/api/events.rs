@@ -164,9 +164,14 @@ fn event_of(item: &Value) -> Result<NewEvent, Vec<FieldError>> {
     let entity_id = text_field(item, "entity_id", &mut errors);
     let occurred_at = match item.get("occurred_at") {
         None | Some(Value::Null) => None,
-        Some(Value::String(text)) if parse_rfc3339(text).is_some() => parse_rfc3339(text),
+        Some(Value::String(text)) if parse_rfc3339(text).is_some_and(|ms| ms >= 0) => {
+            parse_rfc3339(text)
+        }
         Some(_) => {
-            errors.push(FieldError::new("occurred_at", "an RFC 3339 timestamp"));
+            errors.push(FieldError::new(
+                "occurred_at",
+                "an RFC 3339 timestamp from 1970 on",
+            ));
             None
         }
     };

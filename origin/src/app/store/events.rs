@@ -6,14 +6,13 @@ use std::io;
 
 use bytes::Bytes;
 use futures::Stream;
-use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{Sql, Store, StoreError};
 use crate::app::model::{rfc3339, Event};
-use crate::core::database::DbError;
+use crate::core::database::{Backend, DbError};
 
 /// Rows read per query while exporting.
 const EXPORT_BATCH: i64 = 2000;
@@ -153,18 +152,6 @@ fn push_filter(sql: &mut Sql, filter: &EventFilter) {
     }
 }
 
-/// An event row borrowed for serialization.
-#[derive(Debug, Serialize)]
-struct EventLine<'a> {
-    id: i64,
-    occurred_at: &'a str,
-    actor: &'a str,
-    action: &'a str,
-    entity_type: &'a str,
-    entity_id: &'a str,
-    data: &'a RawValue,
-}
-
 /// The columns of one event row.
 struct EventColumns {
     id: i64,
@@ -194,52 +181,65 @@ fn raw_data(data: &str) -> Box<RawValue> {
     })
 }
 
-/// Serializes `rows` in `format` onto `out`; `first` says whether they open the export.
-fn write_batch(
-    out: &mut Vec<u8>,
-    rows: &[EventColumns],
-    format: ExportFormat,
-    first: bool,
-) -> Result<(), io::Error> {
-    if format == ExportFormat::Csv {
-        let mut writer = csv::WriterBuilder::new().from_writer(&mut *out);
-        if first {
-            writer.write_record(EVENT_COLUMNS.split(", "))?;
+/// `text` as an SQL expression in CSV form: always quoted, quotes doubled (RFC 4180).
+fn csv_field(text: &str) -> String {
+    format!("'\"' || REPLACE({text}, '\"', '\"\"') || '\"'")
+}
+
+/// The SQL expression rendering one event as an export line, so that the database does the
+/// formatting and each row crosses the driver as one string. Times are RFC 3339 in UTC with
+/// milliseconds, exactly as the API writes them.
+fn line_expression(backend: Backend, format: ExportFormat) -> String {
+    let time = match backend {
+        Backend::Sqlite => {
+            "strftime('%Y-%m-%dT%H:%M:%S', occurred_at / 1000, 'unixepoch') || '.' || \
+             substr('00' || (occurred_at % 1000), -3) || 'Z'"
         }
-        for row in rows {
-            writer.write_record([
-                row.id.to_string().as_str(),
-                &rfc3339(row.occurred_at),
-                &row.actor,
-                &row.action,
-                &row.entity_type,
-                &row.entity_id,
-                &row.data,
-            ])?;
+        Backend::Postgres => {
+            "to_char(to_timestamp(occurred_at / 1000) AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD\"T\"HH24:MI:SS') || '.' || lpad(CAST(occurred_at % 1000 AS TEXT), 3, '0') || 'Z'"
         }
-        return writer.flush();
+    };
+    match (format, backend) {
+        (ExportFormat::Csv, _) => [
+            "CAST(id AS TEXT)".to_owned(),
+            format!("({time})"),
+            csv_field("actor"),
+            csv_field("action"),
+            csv_field("entity_type"),
+            csv_field("entity_id"),
+            csv_field("data"),
+        ]
+        .join(" || ',' || "),
+        (_, Backend::Sqlite) => format!(
+            "json_object('id', id, 'occurred_at', {time}, 'actor', actor, 'action', action, \
+             'entity_type', entity_type, 'entity_id', entity_id, 'data', json(data))"
+        ),
+        (_, Backend::Postgres) => format!(
+            "CAST(json_build_object('id', id, 'occurred_at', {time}, 'actor', actor, \
+             'action', action, 'entity_type', entity_type, 'entity_id', entity_id, \
+             'data', CAST(data AS json)) AS TEXT)"
+        ),
     }
-    for (i, row) in rows.iter().enumerate() {
-        if format == ExportFormat::Json && !(first && i == 0) {
-            out.push(b',');
-        }
-        let data = raw_data(&row.data);
-        let occurred_at = rfc3339(row.occurred_at);
-        let line = EventLine {
-            id: row.id,
-            occurred_at: &occurred_at,
-            actor: &row.actor,
-            action: &row.action,
-            entity_type: &row.entity_type,
-            entity_id: &row.entity_id,
-            data: &data,
-        };
-        serde_json::to_writer(&mut *out, &line)?;
-        if format == ExportFormat::Ndjson {
-            out.push(b'\n');
+}
+
+impl ExportFormat {
+    /// What separates two lines.
+    fn separator(self) -> &'static str {
+        match self {
+            Self::Ndjson => "\n",
+            Self::Csv => "\r\n",
+            Self::Json => ",",
         }
     }
-    Ok(())
+}
+
+/// One batch of an export: its lines joined by the database, and where it ended.
+struct ExportBatch {
+    rows: i64,
+    text: Option<String>,
+    /// The position of the batch's last row, when a full batch was read.
+    last: Option<(i64, i64)>,
 }
 
 /// Where an export stands between batches.
@@ -257,19 +257,29 @@ impl Export {
         if self.done {
             return Ok(None);
         }
-        let rows = self
+        let batch = self
             .store
-            .event_batch(&self.filter, self.after, EXPORT_BATCH)
+            .export_batch(&self.filter, self.format, self.after, EXPORT_BATCH)
             .await
             .map_err(io::Error::other)?;
-        let mut out = Vec::with_capacity(rows.len() * 160 + 2);
-        if self.first && self.format == ExportFormat::Json {
-            out.push(b'[');
+        let text = batch.text.unwrap_or_default();
+        let mut out = Vec::with_capacity(text.len() + 64);
+        match self.format {
+            ExportFormat::Json if self.first => out.push(b'['),
+            ExportFormat::Json if batch.rows > 0 => out.push(b','),
+            ExportFormat::Csv if self.first => {
+                out.extend_from_slice(EVENT_COLUMNS.replace(' ', "").as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {}
         }
-        write_batch(&mut out, &rows, self.format, self.first)?;
+        out.extend_from_slice(text.as_bytes());
+        if batch.rows > 0 && self.format != ExportFormat::Json {
+            out.extend_from_slice(self.format.separator().as_bytes());
+        }
         self.first = false;
-        self.after = rows.last().map(|row| (row.occurred_at, row.id));
-        if rows.len() < EXPORT_BATCH as usize {
+        self.after = batch.last;
+        if batch.last.is_none() {
             self.done = true;
             if self.format == ExportFormat::Json {
                 out.push(b']');
@@ -291,13 +301,12 @@ impl Store {
         let mut sql = Sql::new(&format!("SELECT {EVENT_COLUMNS} FROM events"));
         push_filter(&mut sql, filter);
         if let Some((at, id)) = before {
-            sql.push(" AND (occurred_at < ")
+            // A row-value comparison, which both databases answer with an index range scan.
+            sql.push(" AND (occurred_at, id) < (")
                 .bind(at)
-                .push(" OR (occurred_at = ")
-                .bind(at)
-                .push(" AND id < ")
+                .push(", ")
                 .bind(id)
-                .push("))");
+                .push(")");
         }
         sql.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
             .bind(i64::from(limit) + 1);
@@ -329,31 +338,63 @@ impl Store {
         Ok(EventPage { events, next })
     }
 
-    /// Oldest-first events matching `filter` after position `after`.
-    async fn event_batch(
+    /// The next `limit` events matching `filter` after position `after`, oldest first, rendered
+    /// and joined by the database: one row crosses the driver per batch, not one per event.
+    async fn export_batch(
         &self,
         filter: &EventFilter,
+        format: ExportFormat,
         after: Option<(i64, i64)>,
         limit: i64,
-    ) -> Result<Vec<EventColumns>, DbError> {
+    ) -> Result<ExportBatch, DbError> {
         let db = self.database();
-        let mut sql = Sql::new(&format!("SELECT {EVENT_COLUMNS} FROM events"));
-        push_filter(&mut sql, filter);
-        if let Some((at, id)) = after {
-            sql.push(" AND (occurred_at > ")
+        let push_range = |sql: &mut Sql| {
+            push_filter(sql, filter);
+            if let Some((at, id)) = after {
+                sql.push(" AND (occurred_at, id) > (")
+                    .bind(at)
+                    .push(", ")
+                    .bind(id)
+                    .push(")");
+            }
+        };
+        let mut bound = Sql::new("SELECT occurred_at, id FROM events");
+        push_range(&mut bound);
+        bound
+            .push(" ORDER BY occurred_at, id LIMIT 1 OFFSET ")
+            .bind(limit - 1);
+        let last = db
+            .observe("export", "events", bound.query().fetch_optional(db.pool()))
+            .await?
+            .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()?;
+
+        let aggregate = match db.backend() {
+            Backend::Sqlite => "group_concat",
+            Backend::Postgres => "string_agg",
+        };
+        let line = line_expression(db.backend(), format);
+        let mut sql = Sql::new(&format!("SELECT COUNT(*), {aggregate}(line, "));
+        sql.bind(format.separator()).push(&format!(
+            " ORDER BY occurred_at, id) FROM (SELECT occurred_at, id, {line} AS line FROM events"
+        ));
+        push_range(&mut sql);
+        if let Some((at, id)) = last {
+            sql.push(" AND (occurred_at, id) <= (")
                 .bind(at)
-                .push(" OR (occurred_at = ")
-                .bind(at)
-                .push(" AND id > ")
+                .push(", ")
                 .bind(id)
-                .push("))");
+                .push(")");
         }
-        sql.push(" ORDER BY occurred_at ASC, id ASC LIMIT ")
-            .bind(limit);
-        let rows = db
-            .observe("export", "events", sql.query().fetch_all(db.pool()))
+        sql.push(") AS batch");
+        let row = db
+            .observe("export", "events", sql.query().fetch_one(db.pool()))
             .await?;
-        Ok(rows.iter().map(columns).collect::<Result<Vec<_>, _>>()?)
+        Ok(ExportBatch {
+            rows: row.try_get(0)?,
+            text: row.try_get(1)?,
+            last,
+        })
     }
 
     /// Every event matching `filter`, oldest first, as a stream of `format` chunks. One batch is

@@ -239,13 +239,12 @@ fn push_keyset(sql: &mut Sql, sort: Sort, (value, id): (i64, i64)) {
     if sort.column == SortColumn::Id {
         sql.push(&format!(" AND id {op} ")).bind(id);
     } else {
-        sql.push(&format!(" AND ({column} {op} "))
+        // A row-value comparison, which both databases answer with an index range scan.
+        sql.push(&format!(" AND ({column}, id) {op} ("))
             .bind(value)
-            .push(&format!(" OR ({column} = "))
-            .bind(value)
-            .push(&format!(" AND id {op} "))
+            .push(", ")
             .bind(id)
-            .push("))");
+            .push(")");
     }
 }
 

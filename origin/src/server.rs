@@ -65,7 +65,7 @@ impl Core {
             ))
             // Cache-Control, Cache-Tag and security headers from the shared policy.
             .layer(middleware::from_fn_with_state(
-                self.policy,
+                Arc::new(policy_headers::PolicyHeaders::new(self.policy)),
                 policy_headers::apply,
             ))
             // Request count and latency per route template.

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body, HttpBody};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use shared::cache_control::CacheControl;
 use shared::cache_status::{CacheStatus, ForwardReason, ORIGIN};
 use shared::validators::{if_none_match_matches, EntityTag};
@@ -90,26 +90,72 @@ impl CacheTuning {
     }
 }
 
-/// A response as stored: a length-prefixed JSON head (status, headers), then the raw body.
-#[derive(Debug, Serialize, Deserialize)]
-struct Head {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
+/// The first byte of a stored response, naming its layout.
+const FORMAT: u8 = 2;
 
-fn encode(head: &Head, body: &[u8]) -> Option<Bytes> {
-    let head = serde_json::to_vec(head).ok()?;
-    let mut out = Vec::with_capacity(4 + head.len() + body.len());
-    out.extend_from_slice(&u32::try_from(head.len()).ok()?.to_be_bytes());
+/// A stored response: the format byte, the status (2 bytes), the length of the head (4 bytes),
+/// the head as `name: value\r\n` lines, then the body. Decoding slices the stored bytes
+/// without copying them, so a hit costs no allocation per header.
+fn encode(status: StatusCode, headers: &[(&HeaderName, &HeaderValue)], body: &[u8]) -> Bytes {
+    let mut head = Vec::with_capacity(headers.len() * 48);
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    let mut out = Vec::with_capacity(7 + head.len() + body.len());
+    out.push(FORMAT);
+    out.extend_from_slice(&status.as_u16().to_be_bytes());
+    out.extend_from_slice(&u32::try_from(head.len()).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(&head);
     out.extend_from_slice(body);
-    Some(Bytes::from(out))
+    Bytes::from(out)
 }
 
-fn decode(value: &Bytes) -> Option<(Head, Bytes)> {
-    let length = u32::from_be_bytes(value.get(..4)?.try_into().ok()?) as usize;
-    let head = serde_json::from_slice(value.get(4..4 + length)?).ok()?;
-    Some((head, value.slice(4 + length..)))
+/// A stored response, decoded.
+struct Stored {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+fn decode(value: &Bytes) -> Option<Stored> {
+    if value.first() != Some(&FORMAT) {
+        return None;
+    }
+    let status =
+        StatusCode::from_u16(u16::from_be_bytes(value.get(1..3)?.try_into().ok()?)).ok()?;
+    let length = u32::from_be_bytes(value.get(3..7)?.try_into().ok()?) as usize;
+    let head = value.slice(7..7usize.checked_add(length)?.min(value.len()));
+    let body = value.slice(7 + head.len()..);
+    let mut headers = HeaderMap::with_capacity(16);
+    let mut rest = &head[..];
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let line = &rest[..end];
+        let colon = line.iter().position(|b| *b == b':')?;
+        let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+        let start = head.len() - rest.len() + colon + 2;
+        let value = head.slice(start..start + (end - colon - 2));
+        headers.append(name, HeaderValue::from_maybe_shared(value).ok()?);
+        rest = &rest[end + 2..];
+    }
+    Some(Stored {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A copy of a request's head with an empty body, for a loader that may outlive the request.
+fn replay(parts: &Parts) -> Request {
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    *request.extensions_mut() = parts.extensions.clone();
+    request
 }
 
 /// Middleware: serves cacheable reads through the cache.
@@ -128,11 +174,9 @@ pub async fn serve(State(state): State<ResponseCache>, request: Request, next: N
         .map(str::to_owned);
     let is_head = request.method() == Method::HEAD;
     let (parts, body) = request.into_parts();
-    let mut load_request = Request::new(Body::empty());
-    *load_request.method_mut() = Method::GET;
-    *load_request.uri_mut() = parts.uri.clone();
-    *load_request.headers_mut() = parts.headers.clone();
-    *load_request.extensions_mut() = parts.extensions.clone();
+    // Shared with the loader, which copies it only when it runs (never on a hit).
+    let parts = Arc::new(parts);
+    let loader_parts = Arc::clone(&parts);
 
     // A streamed (uncacheable) response reaches the caller that started the load through here.
     let passthrough: Arc<Mutex<Option<Response>>> = Arc::default();
@@ -143,7 +187,7 @@ pub async fn serve(State(state): State<ResponseCache>, request: Request, next: N
     let result = state
         .cache
         .get_with_refresh(&caching.key, options, move || async move {
-            let response = loader_next.run(load_request).await;
+            let response = loader_next.run(replay(&loader_parts)).await;
             match capture(response, max_body).await {
                 Ok(loaded) => Ok(loaded),
                 Err(response) => {
@@ -160,21 +204,28 @@ pub async fn serve(State(state): State<ResponseCache>, request: Request, next: N
             // The starting caller gets the streamed response; callers that waited run the route.
             return match taken {
                 Some(response) => response,
-                None => next.run(Request::from_parts(parts, body)).await,
+                None => next.run(original(parts, body)).await,
             };
         }
     };
-    let Some((head, stored_body)) = decode(&cached.value) else {
-        return next.run(Request::from_parts(parts, body)).await;
+    let Some(stored) = decode(&cached.value) else {
+        return next.run(original(parts, body)).await;
     };
     respond(
-        head,
-        stored_body,
+        stored,
         cached.outcome,
         cached.age,
         if_none_match.as_deref(),
         is_head,
     )
+}
+
+/// The request again, from its shared head.
+fn original(parts: Arc<Parts>, body: Body) -> Request {
+    match Arc::try_unwrap(parts) {
+        Ok(parts) => Request::from_parts(parts, body),
+        Err(parts) => replay(&parts),
+    }
 }
 
 /// Buffers a response into a cache value, or hands it back when it must stream.
@@ -202,29 +253,23 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
         && !cc.no_store
         && cc.private.is_none()
         && !parts.headers.contains_key(header::SET_COOKIE);
-    let mut headers: Vec<(String, String)> = parts
+    let etag = (!parts.headers.contains_key(header::ETAG))
+        .then(|| HeaderValue::from_str(&EntityTag::from_bytes(&body).to_string()).ok())
+        .flatten();
+    let mut headers: Vec<(&HeaderName, &HeaderValue)> = parts
         .headers
         .iter()
         .filter(|(name, _)| !UNSTORED.contains(&name.as_str()))
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
         .collect();
-    if !parts.headers.contains_key(header::ETAG) {
-        headers.push(("etag".to_owned(), EntityTag::from_bytes(&body).to_string()));
+    if let Some(etag) = &etag {
+        headers.push((&header::ETAG, etag));
     }
-    let head = Head {
-        status: parts.status.as_u16(),
-        headers,
-    };
-    let value =
-        encode(&head, &body).ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+    let value = encode(parts.status, &headers, &body);
     Ok(Loaded { value, store })
 }
 
 fn respond(
-    head: Head,
-    body: Bytes,
+    stored: Stored,
     outcome: Outcome,
     age: Duration,
     if_none_match: Option<&str>,
@@ -237,29 +282,26 @@ fn respond(
             .stored(stored)
             .collapsed(collapsed),
     };
-    let mut headers = HeaderMap::new();
-    for (name, value) in &head.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    let etag = headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .and_then(EntityTag::parse);
+    let Stored {
+        status: code,
+        mut headers,
+        body,
+    } = stored;
     if let Ok(value) = HeaderValue::from_str(&status.to_string()) {
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
-    let code = StatusCode::from_u16(head.status).unwrap_or(StatusCode::OK);
-    if code == StatusCode::OK
-        && if_none_match.is_some_and(|inm| if_none_match_matches(inm, etag.as_ref()))
-    {
-        headers.remove(header::CONTENT_TYPE);
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    if code == StatusCode::OK {
+        if let Some(inm) = if_none_match {
+            let etag = headers
+                .get(header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .and_then(EntityTag::parse);
+            if if_none_match_matches(inm, etag.as_ref()) {
+                headers.remove(header::CONTENT_TYPE);
+                return (StatusCode::NOT_MODIFIED, headers).into_response();
+            }
+        }
     }
     let body = if is_head {
         Body::empty()

@@ -60,7 +60,7 @@ impl Core {
             .fallback(errors::route_not_found)
             // Cacheable reads answered from the two-level cache, skipping the handler.
             .layer(middleware::from_fn_with_state(
-                self.cache,
+                Arc::new(self.cache),
                 response_cache::serve,
             ))
             // Cache-Control, Cache-Tag and security headers from the shared policy.
@@ -70,7 +70,7 @@ impl Core {
             ))
             // Request count and latency per route template.
             .layer(middleware::from_fn_with_state(
-                self.metrics,
+                Arc::new(self.metrics),
                 metrics::record,
             ))
             // One span per request, with method, path and status.

@@ -19,9 +19,13 @@ use store::Store;
 
 use crate::core::cache::TieredCache;
 
-/// What handlers share.
+/// What handlers share; cheap to clone (axum clones it for every request).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     /// When the server started, for `uptime`.
     pub started: Instant,
     /// Content-hashed static assets.
@@ -37,19 +41,27 @@ pub struct AppState {
 impl AppState {
     /// State over `store`, invalidating `cache`, started now.
     pub fn new(store: Store, cache: TieredCache, uploads: UploadLimits) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             started: Instant::now(),
             assets: Arc::new(Assets::build()),
             store,
             cache,
             uploads,
-        }
+        }))
     }
 
     /// Drops every cached response carrying one of `tags`, on every origin instance.
     pub async fn invalidate(&self, tags: &[String]) {
         let dropped = self.cache.invalidate_tags(tags).await;
         tracing::debug!(?tags, dropped, "invalidated after a write");
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 

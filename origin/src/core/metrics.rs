@@ -200,7 +200,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// Middleware recording every request's count and latency.
-pub async fn record(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
     let route = request

@@ -159,7 +159,11 @@ fn replay(parts: &Parts) -> Request {
 }
 
 /// Middleware: serves cacheable reads through the cache.
-pub async fn serve(State(state): State<ResponseCache>, request: Request, next: Next) -> Response {
+pub async fn serve(
+    State(state): State<Arc<ResponseCache>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let caching = request.extensions().get::<RouteCaching>().cloned();
     let (Some(caching), true) = (
         caching,

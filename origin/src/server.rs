@@ -45,20 +45,26 @@ impl Core {
         }
     }
 
-    /// `app` with the core's routes and layers. Layers are listed innermost first: a request
-    /// passes them from the bottom of this function to the top.
+    /// `app` with the core's routes and layers. The policy and the response cache run around
+    /// the router, so a cache hit is answered before any routing or handler; the routes inside
+    /// tag their responses with their template, which cached copies keep, for the metrics.
+    /// Layers are listed innermost first: a request passes them from the bottom up.
     pub fn wrap(self, app: Router) -> Router {
         let admin = admin::AdminState {
             cache: self.cache.cache.clone(),
             token: self.admin_token,
         };
-        app.merge(admin::router(admin))
+        let routes = app
+            .merge(admin::router(admin))
             .route(
                 "/metrics",
                 get(metrics::endpoint).with_state(self.metrics.clone()),
             )
-            .fallback(errors::route_not_found)
-            // Cacheable reads answered from the two-level cache, skipping the handler.
+            .route_layer(middleware::from_fn(metrics::tag_route))
+            .fallback(errors::route_not_found);
+        Router::new()
+            .fallback_service(routes)
+            // Cacheable reads answered from the two-level cache, skipping the router.
             .layer(middleware::from_fn_with_state(
                 Arc::new(self.cache),
                 response_cache::serve,

@@ -199,16 +199,35 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware recording every request's count and latency.
+/// The route template that answered a request, carried on its response so that layers outside
+/// the router (and cached copies of the response) can label it.
+#[derive(Debug, Clone)]
+pub struct RouteTemplate(pub Arc<str>);
+
+/// Per-route middleware: puts the matched route template on the response.
+pub async fn tag_route(request: Request, next: Next) -> Response {
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| RouteTemplate(Arc::from(path.as_str())));
+    let mut response = next.run(request).await;
+    if let Some(template) = template {
+        response.extensions_mut().insert(template);
+    }
+    response
+}
+
+/// Middleware recording every request's count and latency, by the route template the response
+/// carries ([`RouteTemplate`]), or `unmatched`.
 pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16();
+    let route = response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or_else(|| "unmatched".to_owned(), |template| template.0.to_string());
     metrics
         .durations
         .get_or_create(&RouteLabels {

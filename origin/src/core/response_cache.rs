@@ -23,6 +23,7 @@ use shared::cache_status::{CacheStatus, ForwardReason, ORIGIN};
 use shared::validators::{if_none_match_matches, EntityTag};
 
 use super::cache::{CacheOptions, Loaded, Outcome, TieredCache};
+use super::metrics::RouteTemplate;
 use super::policy_headers::RouteCaching;
 
 /// Response headers never stored with a cached response.
@@ -96,8 +97,19 @@ const FORMAT: u8 = 2;
 /// A stored response: the format byte, the status (2 bytes), the length of the head (4 bytes),
 /// the head as `name: value\r\n` lines, then the body. Decoding slices the stored bytes
 /// without copying them, so a hit costs no allocation per header.
-fn encode(status: StatusCode, headers: &[(&HeaderName, &HeaderValue)], body: &[u8]) -> Bytes {
+fn encode(
+    status: StatusCode,
+    route: Option<&RouteTemplate>,
+    headers: &[(&HeaderName, &HeaderValue)],
+    body: &[u8],
+) -> Bytes {
     let mut head = Vec::with_capacity(headers.len() * 48);
+    // The route template, as a pseudo-header no real header name can collide with.
+    if let Some(route) = route {
+        head.extend_from_slice(ROUTE_LINE);
+        head.extend_from_slice(route.0.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
     for (name, value) in headers {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
@@ -113,9 +125,13 @@ fn encode(status: StatusCode, headers: &[(&HeaderName, &HeaderValue)], body: &[u
     Bytes::from(out)
 }
 
+/// The head line carrying the route template.
+const ROUTE_LINE: &[u8] = b":route: ";
+
 /// A stored response, decoded.
 struct Stored {
     status: StatusCode,
+    route: Option<RouteTemplate>,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -130,9 +146,16 @@ fn decode(value: &Bytes) -> Option<Stored> {
     let head = value.slice(7..7usize.checked_add(length)?.min(value.len()));
     let body = value.slice(7 + head.len()..);
     let mut headers = HeaderMap::with_capacity(16);
+    let mut route = None;
     let mut rest = &head[..];
     while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
         let line = &rest[..end];
+        if let Some(template) = line.strip_prefix(ROUTE_LINE) {
+            let template = std::str::from_utf8(template).ok()?;
+            route = Some(RouteTemplate(Arc::from(template)));
+            rest = &rest[end + 2..];
+            continue;
+        }
         let colon = line.iter().position(|b| *b == b':')?;
         let name = HeaderName::from_bytes(&line[..colon]).ok()?;
         let start = head.len() - rest.len() + colon + 2;
@@ -142,6 +165,7 @@ fn decode(value: &Bytes) -> Option<Stored> {
     }
     Some(Stored {
         status,
+        route,
         headers,
         body,
     })
@@ -268,7 +292,8 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
     if let Some(etag) = &etag {
         headers.push((&header::ETAG, etag));
     }
-    let value = encode(parts.status, &headers, &body);
+    let route = parts.extensions.get::<RouteTemplate>();
+    let value = encode(parts.status, route, &headers, &body);
     Ok(Loaded { value, store })
 }
 
@@ -288,6 +313,7 @@ fn respond(
     };
     let Stored {
         status: code,
+        route,
         mut headers,
         body,
     } = stored;
@@ -303,7 +329,11 @@ fn respond(
                 .and_then(EntityTag::parse);
             if if_none_match_matches(inm, etag.as_ref()) {
                 headers.remove(header::CONTENT_TYPE);
-                return (StatusCode::NOT_MODIFIED, headers).into_response();
+                let mut response = (StatusCode::NOT_MODIFIED, headers).into_response();
+                if let Some(route) = route {
+                    response.extensions_mut().insert(route);
+                }
+                return response;
             }
         }
     }
@@ -312,5 +342,9 @@ fn respond(
     } else {
         Body::from(body)
     };
-    (code, headers, body).into_response()
+    let mut response = (code, headers, body).into_response();
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
 }

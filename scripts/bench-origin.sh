@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures the origin's figures, each against a peer in the same run, on loopback:
 #   1. a cached GET /api/tasks/{id} against nginx serving the same bytes as a static file
-#      (same load generator, wrk, same connections and duration): requests/s and p99;
+#      (same load generator, wrk, same connections and duration): requests/s and p99, against
+#      plain nginx and against nginx adding the same response headers (same bytes on the wire);
 #   2. 500 concurrent requests for one cold key: database queries caused;
 #   3. stale-while-revalidate: p99 of answers served stale against p99 of fresh hits;
 #   4. export of 1,000,000 audit events: rows/s and peak RSS growth of the origin.
@@ -47,6 +48,11 @@ mkdir -p "$WORK/www"
 chmod 755 "$WORK" "$WORK/www"
 curl -sf "$TASK_URL" -o "$WORK/www/task.json"
 curl -sfI "$TASK_URL" | grep -qi '^cache-status: rampart-origin; hit' || die "the task is not cached"
+# The origin's response headers, for the nginx peer that sends the same bytes on the wire
+# (nginx writes its own Date, Content-Length, Content-Type and ETag).
+curl -sfI "$TASK_URL" | tr -d '\r' | awk -F': ' 'NR > 1 && NF >= 2 && tolower($1) !~ /^(date|content-length|content-type|etag|connection)$/ {
+  name = $1; $1 = ""; value = substr($0, 2); gsub(/"/, "\\\"", value)
+  printf "      add_header %s \"%s\" always;\n", name, value }' >"$WORK/headers.conf"
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes auto;
 daemon off;
@@ -60,6 +66,10 @@ http {
   server {
     listen 127.0.0.1:$NGINX_PORT;
     root $WORK/www;
+    location = /same-headers/task.json {
+      alias $WORK/www/task.json;
+      include $WORK/headers.conf;
+    }
   }
 }
 CONF
@@ -67,6 +77,10 @@ nginx -c "$WORK/nginx.conf" -p "$WORK" &
 NGINX_PID=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$NGINX_PORT/task.json" >/dev/null && break; sleep 0.1; done
 cmp -s "$WORK/www/task.json" <(curl -sf "http://127.0.0.1:$NGINX_PORT/task.json") || die "nginx serves other bytes"
+cmp -s "$WORK/www/task.json" <(curl -sf "http://127.0.0.1:$NGINX_PORT/same-headers/task.json") || die "nginx serves other bytes"
+ORIGIN_HEAD=$(curl -sfI "$TASK_URL" | wc -c)
+NGINX_HEAD=$(curl -sfI "http://127.0.0.1:$NGINX_PORT/task.json" | wc -c)
+SAME_HEAD=$(curl -sfI "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" | wc -c)
 
 # wrk prints "Requests/sec: N" and, with --latency, "99% N{us,ms,s}".
 run_wrk() {
@@ -76,10 +90,12 @@ run_wrk() {
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.txt")
   echo "$rps $p99"
 }
-log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s each, nginx then origin then nginx again"
+log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s each: nginx, nginx with the same headers, origin, then both nginx again"
 read -r NGINX_RPS NGINX_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
+read -r SAME_RPS SAME_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json")
 read -r ORIGIN_RPS ORIGIN_P99 < <(run_wrk "$TASK_URL")
 read -r NGINX2_RPS NGINX2_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
+read -r SAME2_RPS SAME2_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json")
 kill "$NGINX_PID" 2>/dev/null || true
 NGINX_PID=
 
@@ -107,12 +123,19 @@ log "stampede and stale-while-revalidate (cargo bench -p origin --bench cache_fi
 cargo bench --quiet -p origin --bench cache_figures 2>/dev/null | tee "$WORK/figures.txt"
 
 awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$NGINX_P99" \
-    -v n2rps="$NGINX2_RPS" -v n2p99="$NGINX2_P99" -v rows="$ROWS" -v secs="$EXPORT_SECONDS" \
+    -v n2rps="$NGINX2_RPS" -v n2p99="$NGINX2_P99" -v srps="$SAME_RPS" -v sp99="$SAME_P99" \
+    -v s2rps="$SAME2_RPS" -v s2p99="$SAME2_P99" -v ohead="$ORIGIN_HEAD" -v nhead="$NGINX_HEAD" \
+    -v shead="$SAME_HEAD" -v rows="$ROWS" -v secs="$EXPORT_SECONDS" \
     -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" 'BEGIN {
   nrps_mean = (nrps + n2rps) / 2; np99_mean = (np99 + n2p99) / 2
+  srps_mean = (srps + s2rps) / 2; sp99_mean = (sp99 + s2p99) / 2
   printf "\nFigures (one run, loopback, 2 cores shared by server and load generator)\n"
-  printf "  cached GET /api/tasks/7   origin %.0f req/s p99 %.2f ms | nginx %.0f / %.0f req/s p99 %.2f / %.2f ms\n", orps, op99, nrps, n2rps, np99, n2p99
-  printf "    ratio origin/nginx: throughput %.2fx (target >= 1.0), p99 %.2fx (target <= 1.0)\n", orps / nrps_mean, op99 / np99_mean
+  printf "  cached GET /api/tasks/7, same body; response head: origin %d B, nginx %d B, nginx with the same headers %d B\n", ohead, nhead, shead
+  printf "    origin                       %6.0f req/s  p99 %.2f ms\n", orps, op99
+  printf "    nginx, same headers          %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", srps, s2rps, sp99, s2p99
+  printf "    nginx, plain static file     %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", nrps, n2rps, np99, n2p99
+  printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx\n", orps / srps_mean, op99 / sp99_mean
+  printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", orps / nrps_mean, op99 / np99_mean
   printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
   printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024
 }'

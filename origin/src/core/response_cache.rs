@@ -185,10 +185,11 @@ fn replay(parts: &Parts) -> Request {
 /// Middleware: serves cacheable reads through the cache.
 pub async fn serve(
     State(state): State<Arc<ResponseCache>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let caching = request.extensions().get::<RouteCaching>().cloned();
+    // Taken, not cloned: nothing inside needs it.
+    let caching = request.extensions_mut().remove::<RouteCaching>();
     let (Some(caching), true) = (
         caching,
         state.tuning.enabled && matches!(*request.method(), Method::GET | Method::HEAD),

@@ -753,3 +753,36 @@ async fn a_write_on_one_instance_invalidates_the_other() {
     drop((a, b));
     db.drop_now().await;
 }
+
+/// Configured hot paths are loaded at start: the first visitor gets a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_paths_are_warmed_at_start() {
+    let config = Config {
+        cache_warm_paths: vec!["/api/tasks/3".to_owned(), "/api/stats".to_owned()],
+        ..Config::default()
+    };
+    let origin = start(config).await;
+    let warmed = |text: &str| {
+        text.lines()
+            .any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/api/stats\""))
+    };
+    let mut seen = false;
+    for _ in 0..100 {
+        if warmed(&metrics(&origin.base).await) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the warming requests ran");
+    for path in ["/api/tasks/3", "/api/stats"] {
+        let response = reqwest::get(format!("{}{path}", origin.base))
+            .await
+            .expect("reachable");
+        assert!(
+            cache_status(&response).starts_with("rampart-origin; hit"),
+            "{path}: {}",
+            cache_status(&response)
+        );
+    }
+}

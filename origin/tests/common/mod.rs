@@ -23,14 +23,16 @@ pub struct TestOrigin {
     _folder: Option<tempfile::TempDir>,
 }
 
-/// `config` for tests: small demo data, no warming, and (unless set) a fresh SQLite file in
-/// `folder`.
+/// `config` for tests: small demo data, no warming unless paths are given, and (unless set) a
+/// fresh SQLite file in `folder`.
 pub fn test_config(mut config: Config, folder: &tempfile::TempDir) -> Config {
     if config.database_url == origin::config::DEFAULT_DATABASE_URL {
         config.database_url = format!("sqlite:{}/origin.db", folder.path().display());
     }
     config.demo_data = origin::config::DemoData::Small;
-    config.cache_warm_paths.clear();
+    if config.cache_warm_paths == Config::default().cache_warm_paths {
+        config.cache_warm_paths.clear();
+    }
     config
 }
 

@@ -1,0 +1,95 @@
+//! Two origin processes (the real binary) on one PostgreSQL database and one Redis: a write on
+//! one reaches the other's in-process cache through the invalidation broadcast.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{cache_status, PostgresDb};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+/// A free loopback port (bound and released; the origin binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+async fn spawn(database_url: &str, prefix: &str) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_origin"))
+        .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", database_url)
+        .env("DEMO_DATA", "small")
+        .env("CACHE_WARM_PATHS", "")
+        .env(
+            "REDIS_URL",
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+        )
+        .env("REDIS_KEY_PREFIX", prefix)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the origin binary");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if reqwest::get(format!("{base}/health")).await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("origin process on {base} did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_redis_for_invalidation() {
+    let db = PostgresDb::create().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = format!("rampart-test:processes:{}:{nanos}:", std::process::id());
+    let (_a, a) = spawn(&db.url, &prefix).await;
+    let (_b, b) = spawn(&db.url, &prefix).await;
+    let client = reqwest::Client::new();
+    // Behind one load balancer both see the same public host, hence the same keys.
+    let get = |base: &str| {
+        client
+            .get(format!("{base}/api/tasks/4"))
+            .header("host", "tasks.example")
+            .send()
+    };
+    get(&a).await.expect("reachable");
+    let shared = get(&b).await.expect("reachable");
+    assert!(
+        cache_status(&shared).starts_with("rampart-origin; hit"),
+        "B is served A's entry from Redis: {}",
+        cache_status(&shared)
+    );
+    let renamed = client
+        .patch(format!("{a}/api/tasks/4"))
+        .json(&json!({"title": "Renamed in process A"}))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(renamed.status(), 200);
+    let mut title = Value::Null;
+    for _ in 0..50 {
+        title = get(&b)
+            .await
+            .expect("reachable")
+            .json::<Value>()
+            .await
+            .expect("task")["title"]
+            .clone();
+        if title == "Renamed in process A" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(title, "Renamed in process A");
+    db.drop_now().await;
+}

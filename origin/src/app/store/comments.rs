@@ -3,7 +3,7 @@
 use serde_json::json;
 use sqlx::Row;
 
-use super::{append_event, NewEvent, Store, StoreError};
+use super::{append_event, task_exists, user_exists, NewEvent, Store, StoreError};
 use crate::app::model::{now_ms, rfc3339, Comment};
 
 /// A new comment, validated.
@@ -50,11 +50,7 @@ impl Store {
         let page = db
             .observe("select", "comments", async {
                 let mut connection = db.pool().acquire().await?;
-                let exists = sqlx::query("SELECT 1 FROM tasks WHERE id = $1")
-                    .bind(task_id)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-                if exists.is_none() {
+                if !task_exists(&mut connection, task_id).await? {
                     return Ok(None);
                 }
                 let query = format!(
@@ -90,18 +86,10 @@ impl Store {
         let created = db
             .observe("insert", "comments", async {
                 let mut tx = db.pool().begin().await?;
-                let task = sqlx::query("SELECT 1 FROM tasks WHERE id = $1")
-                    .bind(task_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if task.is_none() {
+                if !task_exists(&mut tx, task_id).await? {
                     return Ok(Err(StoreError::NotFound));
                 }
-                let author = sqlx::query("SELECT 1 FROM users WHERE id = $1")
-                    .bind(new.author_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if author.is_none() {
+                if !user_exists(&mut tx, new.author_id).await? {
                     return Ok(Err(StoreError::Invalid(
                         "author_id",
                         "no user has this id".to_owned(),

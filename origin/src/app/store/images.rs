@@ -4,7 +4,7 @@
 use serde_json::json;
 use sqlx::Row;
 
-use super::{append_event, NewEvent, Store, StoreError};
+use super::{append_event, task_exists, NewEvent, Store, StoreError};
 use crate::app::model::{now_ms, rfc3339, Attachment};
 use crate::core::database::DbError;
 
@@ -46,11 +46,7 @@ impl Store {
         let attached = db
             .observe("insert", "attachments", async {
                 let mut tx = db.pool().begin().await?;
-                let task = sqlx::query("SELECT 1 FROM tasks WHERE id = $1")
-                    .bind(task_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if task.is_none() {
+                if !task_exists(&mut tx, task_id).await? {
                     return Ok(None);
                 }
                 let now = now_ms();

@@ -125,6 +125,24 @@ impl Sql {
     }
 }
 
+/// Whether task `id` exists.
+async fn task_exists(connection: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query("SELECT 1 FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(connection)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Whether user `id` exists.
+async fn user_exists(connection: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query("SELECT 1 FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(connection)
+        .await?;
+    Ok(found.is_some())
+}
+
 /// Appends one audit-log entry inside the caller's transaction.
 async fn append_event(
     connection: &mut AnyConnection,

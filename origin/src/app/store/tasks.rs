@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, FromRow, Row};
 
 use super::NewEvent;
 use super::StoreError;
-use super::{append_event, Sql, Store};
+use super::{append_event, user_exists, Sql, Store};
 use crate::app::model::{now_ms, rfc3339, Attachment, Priority, Status, Task, TaskDetail};
 
 const TASK_COLUMNS: &str =
@@ -310,14 +310,6 @@ async fn insert_tags(
             .await?;
     }
     Ok(())
-}
-
-async fn user_exists(connection: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
-    let found = sqlx::query("SELECT 1 FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(connection)
-        .await?;
-    Ok(found.is_some())
 }
 
 fn unknown_assignee() -> StoreError {

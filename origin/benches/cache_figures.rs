@@ -161,7 +161,13 @@ async fn stale_while_revalidate(client: &reqwest::Client, base: &str) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; this harness takes no options.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs benches without it.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!(
+            "cache_figures: a benchmark; run it with `cargo bench -p origin --bench cache_figures`"
+        );
+        return;
+    }
     let folder = tempfile::tempdir().expect("temporary folder");
     let config = Config {
         database_url: format!("sqlite:{}/bench.db", folder.path().display()),

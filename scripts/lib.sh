@@ -53,7 +53,10 @@ cargo_tool() { # cargo_tool <crate> <version> <binary>
   local crate=$1 version=$2 binary=$3
   if ! "$binary" --version 2>/dev/null | grep -q -- "$version"; then
     log "cargo install $crate@$version (a few minutes, once)"
-    cargo install --locked --quiet "$crate@$version"
+    # The tool's own lock file first; if one of its locked versions has left the registry
+    # (yanked), the newest compatible versions instead.
+    cargo install --locked --quiet "$crate@$version" \
+      || cargo install --quiet "$crate@$version"
   fi
 }
 

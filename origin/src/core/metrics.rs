@@ -11,8 +11,8 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,11 +22,21 @@ use prometheus_client::registry::Registry;
 
 use super::cache::{LevelCount, TieredCache};
 
+/// A route template as a label value, shared rather than copied for every request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct RouteLabel(Arc<str>);
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
 /// Labels of `http_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
-    route: String,
+    route: RouteLabel,
     status: u16,
 }
 
@@ -34,7 +44,7 @@ struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: &'static str,
-    route: String,
+    route: RouteLabel,
 }
 
 type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
@@ -224,10 +234,10 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next:
     let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let route = response
-        .extensions()
-        .get::<RouteTemplate>()
-        .map_or_else(|| "unmatched".to_owned(), |template| template.0.to_string());
+    let route = RouteLabel(response.extensions().get::<RouteTemplate>().map_or_else(
+        || Arc::from("unmatched"),
+        |template| Arc::clone(&template.0),
+    ));
     metrics
         .durations
         .get_or_create(&RouteLabels {

@@ -12,7 +12,7 @@ use super::{check, parse_bounded, store_error};
 use crate::app::model::{now_ms, parse_rfc3339};
 use crate::app::store::{EventFilter, ExportFormat, NewEvent};
 use crate::app::AppState;
-use crate::core::errors::{ApiError, FieldError};
+use crate::core::errors::{ApiError, ErrorCode, FieldError};
 use crate::core::extract::{Json, Query};
 use crate::core::pagination;
 
@@ -200,7 +200,8 @@ fn event_of(item: &Value) -> Result<NewEvent, Vec<FieldError>> {
 }
 
 /// `POST /api/events/bulk`: inserts the valid events in batches and reports each failed one
-/// by its index. `200` when any was inserted, `422` when none was.
+/// by its index. `200` when any was inserted, `422` when none was valid, `503` when the
+/// database refused them all.
 pub async fn bulk(
     State(state): State<AppState>,
     Json(input): Json<BulkInput>,
@@ -220,6 +221,14 @@ pub async fn bulk(
         }
     }
     let outcome = state.store.insert_events(&valid, now_ms()).await;
+    if outcome.inserted == 0 && !outcome.failed.is_empty() && failed.is_empty() {
+        // Every valid event was refused: the database, not the input, is at fault.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::DatabaseError,
+            "the database refused every event: nothing was inserted, retry later",
+        ));
+    }
     for (index, reason) in &outcome.failed {
         tracing::warn!(index, %reason, "bulk event refused by the database");
         failed.push(json!({

@@ -190,11 +190,6 @@ impl Database {
         &self.pool
     }
 
-    /// The bound on every query.
-    pub fn query_timeout(&self) -> Duration {
-        self.query_timeout
-    }
-
     /// Runs `query` under the query timeout, counting it as `operation` on `table`.
     pub async fn observe<T, F>(
         &self,
@@ -258,18 +253,6 @@ impl Database {
             }
         };
         Ok(())
-    }
-
-    /// Whether the database answers a trivial query.
-    pub async fn ping(&self) -> Result<Duration, DbError> {
-        let started = Instant::now();
-        self.observe(
-            "select",
-            "none",
-            sqlx::query("SELECT 1").execute(&self.pool),
-        )
-        .await?;
-        Ok(started.elapsed())
     }
 }
 

@@ -15,8 +15,6 @@ use crate::app::store::{content_key, NewImage};
 use crate::app::AppState;
 use crate::core::errors::{ApiError, ErrorCode, FieldError};
 
-/// Longest image key: 32 hex digits, a dot, an extension.
-pub const IMAGE_KEY_MAX: usize = 37;
 /// Room for multipart boundaries and part headers on top of the image itself.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 /// Largest width or height accepted.
@@ -184,7 +182,7 @@ pub async fn image(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if key.len() > IMAGE_KEY_MAX || !valid_key(&key) {
+    if !valid_key(&key) {
         return Err(ApiError::not_found("image"));
     }
     let etag = format!("\"{}\"", key.split('.').next().unwrap_or_default());

@@ -16,7 +16,7 @@ use super::store::StoreError;
 use super::AppState;
 use crate::core::errors::{ApiError, FieldError};
 
-pub use attachments::{UploadLimits, IMAGE_KEY_MAX};
+pub use attachments::UploadLimits;
 
 /// Largest bulk-insert body.
 const BULK_BODY_MAX: usize = 16 << 20;

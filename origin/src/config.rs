@@ -68,6 +68,18 @@ pub const DEFAULT_UPLOAD_MAX_BYTES: u64 = 10 << 20;
 pub const ENV_UPLOAD_MAX_PIXELS: &str = "UPLOAD_MAX_PIXELS";
 /// The default pixel bound (40 megapixels).
 pub const DEFAULT_UPLOAD_MAX_PIXELS: u64 = 40_000_000;
+/// `MAX_HEADER_SIZE`: largest request head (request line and headers) in bytes; larger gets 431.
+pub const ENV_MAX_HEADER_SIZE: &str = "MAX_HEADER_SIZE";
+/// The default largest request head (16 KiB, as Node and Envoy allow; at least 8 KiB).
+pub const DEFAULT_MAX_HEADER_SIZE: u64 = 16 * 1024;
+/// `HEADER_READ_TIMEOUT_MS`: time a client has to send a request head (and idle keep-alive time).
+pub const ENV_HEADER_READ_TIMEOUT_MS: &str = "HEADER_READ_TIMEOUT_MS";
+/// The default head timeout.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+/// `SHUTDOWN_TIMEOUT`: milliseconds in-flight requests may run after SIGTERM.
+pub const ENV_SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
+/// The default drain time.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 
 /// What an empty database is filled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +156,12 @@ pub struct Config {
     pub upload_max_bytes: u64,
     /// Most pixels of an uploaded image.
     pub upload_max_pixels: u64,
+    /// Largest request head, in bytes.
+    pub max_header_bytes: u64,
+    /// Time a client has to send a request head, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Drain time after a shutdown signal, in milliseconds.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -170,6 +188,9 @@ impl Default for Config {
             demo_data: DemoData::Full,
             upload_max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
             upload_max_pixels: DEFAULT_UPLOAD_MAX_PIXELS,
+            max_header_bytes: DEFAULT_MAX_HEADER_SIZE,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
         }
     }
 }
@@ -309,6 +330,26 @@ impl Config {
             demo_data: demo_data(&source)?,
             upload_max_bytes: number(&source, ENV_UPLOAD_MAX_BYTES, DEFAULT_UPLOAD_MAX_BYTES)?,
             upload_max_pixels: number(&source, ENV_UPLOAD_MAX_PIXELS, DEFAULT_UPLOAD_MAX_PIXELS)?,
+            max_header_bytes: match number(&source, ENV_MAX_HEADER_SIZE, DEFAULT_MAX_HEADER_SIZE)? {
+                bytes if bytes < 8192 => {
+                    return Err(invalid(
+                        ENV_MAX_HEADER_SIZE,
+                        &bytes.to_string(),
+                        "must be at least 8192",
+                    ))
+                }
+                bytes => bytes,
+            },
+            header_read_timeout_ms: number(
+                &source,
+                ENV_HEADER_READ_TIMEOUT_MS,
+                DEFAULT_HEADER_READ_TIMEOUT_MS,
+            )?,
+            shutdown_timeout_ms: number(
+                &source,
+                ENV_SHUTDOWN_TIMEOUT,
+                DEFAULT_SHUTDOWN_TIMEOUT_MS,
+            )?,
         })
     }
 }

@@ -8,7 +8,6 @@ use axum::routing::get;
 use axum::{middleware, Router};
 use shared::policy::Policy;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::app::api::UploadLimits;
 use crate::app::store::seed::SeedSize;
@@ -17,7 +16,9 @@ use crate::app::{self, AppState};
 use crate::config::{Config, DemoData};
 use crate::core::cache::{RedisTier, TieredCache};
 use crate::core::database::{Database, DbError, DbSettings};
-use crate::core::response_cache::{self, CacheTuning, ResponseCache};
+use crate::core::listener::{self, ConnectionLimits, Drained, OpenConnections};
+use crate::core::pipeline::{PipelineLayer, Stages};
+use crate::core::response_cache::{CacheTuning, ResponseCache};
 use crate::core::{admin, errors, metrics, policy_headers, warm};
 
 /// The reusable origin core, ready to wrap any axum application.
@@ -64,23 +65,12 @@ impl Core {
             .fallback(errors::route_not_found);
         Router::new()
             .fallback_service(routes)
-            // Cacheable reads answered from the two-level cache, skipping the router.
-            .layer(middleware::from_fn_with_state(
-                Arc::new(self.cache),
-                response_cache::serve,
-            ))
-            // Cache-Control, Cache-Tag and security headers from the shared policy.
-            .layer(middleware::from_fn_with_state(
-                Arc::new(policy_headers::PolicyHeaders::new(self.policy)),
-                policy_headers::apply,
-            ))
-            // Request count and latency per route template.
-            .layer(middleware::from_fn_with_state(
-                Arc::new(self.metrics),
-                metrics::record,
-            ))
-            // One span per request, with method, path and status.
-            .layer(TraceLayer::new_for_http())
+            // Policy, response cache (hits skip the router) and metrics, in one service.
+            .layer(PipelineLayer::new(Stages {
+                policy: policy_headers::PolicyHeaders::new(self.policy),
+                cache: self.cache,
+                metrics: self.metrics,
+            }))
     }
 }
 
@@ -171,8 +161,23 @@ pub async fn run(
         let (router, paths) = (router.clone(), config.cache_warm_paths.clone());
         tokio::spawn(async move { warm::warm(router, &host, &paths).await });
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let drained = listener::serve(
+        listener,
+        router,
+        ConnectionLimits {
+            max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+        },
+        OpenConnections::default(),
+        shutdown,
+    )
+    .await;
+    if let Drained::TimedOut { remaining } = drained {
+        tracing::warn!(
+            remaining,
+            "shutdown timeout passed with requests still running"
+        );
+    }
     Ok(())
 }

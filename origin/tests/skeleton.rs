@@ -94,6 +94,17 @@ async fn pages_and_assets_carry_the_shared_policy() {
 async fn personal_requests_are_private() {
     let origin = start().await;
     let client = reqwest::Client::new();
+    // An anonymous request first: its decision is remembered, and must not leak to personal
+    // requests for the same page.
+    let anonymous = client
+        .get(format!("{}/", origin.base))
+        .send()
+        .await
+        .expect("reachable");
+    assert!(anonymous.headers()["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("public"));
     let response = client
         .get(format!("{}/", origin.base))
         .header("cookie", "session=abc")
@@ -164,4 +175,57 @@ async fn shutdown_drains_and_stops() {
     assert!(reqwest::get(format!("{}/health", origin.base))
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn cache_hits_leave_with_the_same_headers_as_the_miss() {
+    let origin = start().await;
+    let url = format!("{}/api/tasks/7", origin.base);
+    let miss = reqwest::get(&url).await.expect("reachable");
+    let hit = reqwest::get(&url).await.expect("reachable");
+    assert!(hit.headers()["cache-status"]
+        .to_str()
+        .expect("ascii")
+        .contains("hit"));
+    let varying = ["cache-status", "age", "date"];
+    let heads = [&miss, &hit].map(|response| {
+        let mut head: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| !varying.contains(&name.as_str()))
+            .map(|(name, value)| (name.to_string(), value.to_str().expect("ascii").to_owned()))
+            .collect();
+        head.sort();
+        head
+    });
+    assert_eq!(heads[0], heads[1]);
+    for name in [
+        "content-security-policy",
+        "strict-transport-security",
+        "cache-tag",
+        "etag",
+    ] {
+        assert!(hit.headers().contains_key(name), "{name} on a hit");
+    }
+    assert!(!hit.headers().contains_key("server"));
+}
+
+#[tokio::test]
+async fn oversized_request_heads_get_431() {
+    let origin = start().await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/health", origin.base))
+        .header("x-padding", "a".repeat(20 * 1024))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 431);
+    let fine = client
+        .get(format!("{}/health", origin.base))
+        .header("x-padding", "a".repeat(4 * 1024))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(fine.status(), 200);
 }

@@ -4,7 +4,7 @@
 //! and unknown methods collapse into `OTHER`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -227,33 +227,29 @@ pub async fn tag_route(request: Request, next: Next) -> Response {
     response
 }
 
-/// Middleware recording every request's count and latency, by the route template the response
-/// carries ([`RouteTemplate`]), or `unmatched`.
-pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let route = RouteLabel(response.extensions().get::<RouteTemplate>().map_or_else(
-        || Arc::from("unmatched"),
-        |template| Arc::clone(&template.0),
-    ));
-    metrics
-        .durations
-        .get_or_create(&RouteLabels {
-            method,
-            route: route.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status,
-        })
-        .inc();
-    response
+impl Metrics {
+    /// Records one request's count and latency, by the route template its response carries
+    /// ([`RouteTemplate`]), or `unmatched`.
+    pub fn observe(&self, method: &Method, response: &Response, elapsed: Duration) {
+        let method = method_label(method);
+        let route = RouteLabel(response.extensions().get::<RouteTemplate>().map_or_else(
+            || Arc::from("unmatched"),
+            |template| Arc::clone(&template.0),
+        ));
+        self.durations
+            .get_or_create(&RouteLabels {
+                method,
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status: response.status().as_u16(),
+            })
+            .inc();
+    }
 }
 
 /// `GET /metrics`.

@@ -6,13 +6,11 @@
 //! the edge uses, so both tiers agree on what is cacheable and under which tags.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 use shared::key::CacheKey;
 use shared::policy::{BypassReason, Decision, Policy, RequestFacts};
 use shared::security::SecurityOverrides;
@@ -33,7 +31,7 @@ pub struct RouteCaching {
     /// The route's stale-while-revalidate window.
     pub stale_while_revalidate: Duration,
     /// The rendered cache tags.
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
 }
 
 /// Response headers a rule always sends, parsed once when the server starts.
@@ -68,9 +66,17 @@ impl RuleHeaders {
 #[derive(Debug)]
 pub struct PolicyHeaders {
     policy: Arc<Policy>,
-    rules: HashMap<String, RuleHeaders>,
+    /// Each rule's name and headers, in the policy's order.
+    rules: Vec<(String, RuleHeaders)>,
     unmatched: RuleHeaders,
+    /// Decisions already taken for anonymous requests, by method, host and target: with no
+    /// credentials, those alone decide, and the policy never changes while serving.
+    memo: RwLock<HashMap<String, Prepared>>,
 }
+
+/// Decisions remembered at most; the memo starts afresh when full, so that endless distinct
+/// targets cost no more than deciding each request anew.
+const MEMO_ENTRIES: usize = 4096;
 
 impl PolicyHeaders {
     /// Prepares every rule's headers of `policy`.
@@ -93,6 +99,7 @@ impl PolicyHeaders {
             policy,
             rules,
             unmatched: RuleHeaders::new("no-store", &SecurityOverrides::default()),
+            memo: RwLock::default(),
         }
     }
 }
@@ -100,79 +107,110 @@ impl PolicyHeaders {
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const PRIVATE_NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 
-/// Middleware: decides the request's policy and stamps the response headers.
-pub async fn apply(
-    State(state): State<Arc<PolicyHeaders>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let policy = &state.policy;
-    let headers = request.headers();
-    let host = header_str(headers, header::HOST).unwrap_or("localhost");
-    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let key = CacheKey::new(request.method().as_str(), host, target, policy.keys()).ok();
-    let path = key.as_ref().map_or_else(
-        || request.uri().path().to_owned(),
-        |key| key.path().to_owned(),
-    );
-    let facts = RequestFacts {
-        method: request.method().as_str(),
-        path: &path,
-        has_authorization: headers.contains_key(header::AUTHORIZATION),
-        cookie: header_str(headers, header::COOKIE),
-    };
-    let decision = policy.decide(&facts);
-    let rule = decision
-        .rule
-        .and_then(|rule| state.rules.get(&rule.name))
-        .unwrap_or(&state.unmatched);
-    let cache_control = match decision.bypass {
-        None if decision.rule.is_some() => rule.cache_control.clone(),
-        Some(BypassReason::Authorization | BypassReason::SessionCookie) => PRIVATE_NO_STORE,
-        _ => NO_STORE,
-    };
-    let cacheable = decision.is_cacheable();
-    let tags = (cacheable && !decision.tags.is_empty()).then(|| decision.tags.join(","));
-    let caching = match (cacheable, decision.policy(), key) {
-        (true, Some(route), Some(key)) => Some(RouteCaching {
-            rule: decision
-                .rule
-                .map(|rule| rule.name.clone())
-                .unwrap_or_default(),
-            key: key.to_string(),
-            ttl: Duration::from_secs(route.edge_ttl.get().into()),
-            stale_while_revalidate: Duration::from_secs(route.stale_while_revalidate.get().into()),
-            tags: decision.tags.clone(),
-        }),
-        _ => None,
-    };
-    if let Some(caching) = caching {
-        request.extensions_mut().insert(caching);
+/// What the policy decided for one request, carried until its response is stamped.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Index of the matched rule's headers in [`PolicyHeaders`], `None` when unmatched.
+    rule: Option<usize>,
+    cache_control: HeaderValue,
+    tags: Option<HeaderValue>,
+    /// Present when the response may be cached.
+    pub caching: Option<Arc<RouteCaching>>,
+}
+
+impl PolicyHeaders {
+    /// Decides `request`'s policy, from the same inputs the edge uses.
+    pub fn prepare(&self, request: &Request) -> Prepared {
+        let headers = request.headers();
+        if headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE) {
+            return self.decide(request);
+        }
+        let host = header_str(headers, header::HOST).unwrap_or("localhost");
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let key = [request.method().as_str(), " ", host, target].concat();
+        let memo = self.memo.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(prepared) = memo.get(&key) {
+            return prepared.clone();
+        }
+        drop(memo);
+        let prepared = self.decide(request);
+        let mut memo = self.memo.write().unwrap_or_else(|p| p.into_inner());
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(key, prepared.clone());
+        prepared
     }
 
-    let mut response = next.run(request).await;
-    let out = response.headers_mut();
-    if !out.contains_key(header::CACHE_CONTROL) {
-        out.insert(header::CACHE_CONTROL, cache_control);
+    fn decide(&self, request: &Request) -> Prepared {
+        let headers = request.headers();
+        let host = header_str(headers, header::HOST).unwrap_or("localhost");
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let method = request.method().as_str();
+        let key = CacheKey::new(method, host, target, self.policy.keys()).ok();
+        let path = key
+            .as_ref()
+            .map_or_else(|| request.uri().path(), |key| key.path());
+        let facts = RequestFacts {
+            method,
+            path,
+            has_authorization: headers.contains_key(header::AUTHORIZATION),
+            cookie: header_str(headers, header::COOKIE),
+        };
+        let decision = self.policy.decide(&facts);
+        let rule = decision
+            .rule
+            .and_then(|rule| self.rules.iter().position(|(name, _)| *name == rule.name));
+        let cache_control = match decision.bypass {
+            None => rule.map_or(NO_STORE, |index| self.rules[index].1.cache_control.clone()),
+            Some(BypassReason::Authorization | BypassReason::SessionCookie) => PRIVATE_NO_STORE,
+            Some(_) => NO_STORE,
+        };
+        let cacheable = decision.is_cacheable();
+        let tags = (cacheable && !decision.tags.is_empty())
+            .then(|| HeaderValue::from_str(&decision.tags.join(",")).ok())
+            .flatten();
+        let caching = match (cacheable, decision.rule, key) {
+            (true, Some(matched), Some(key)) => Some(Arc::new(RouteCaching {
+                rule: matched.name.clone(),
+                key: key.to_string(),
+                ttl: Duration::from_secs(matched.policy.edge_ttl.get().into()),
+                stale_while_revalidate: Duration::from_secs(
+                    matched.policy.stale_while_revalidate.get().into(),
+                ),
+                tags: decision.tags.into(),
+            })),
+            _ => None,
+        };
+        Prepared {
+            rule,
+            cache_control,
+            tags,
+            caching,
+        }
     }
-    if let Some(tags) = tags {
-        insert(out, HeaderName::from_static(CACHE_TAG), &tags);
+
+    /// Stamps `headers` with what `prepared` decided: `Cache-Control` (unless the handler set
+    /// its own), `Cache-Tag` and the security headers; `Server` and `X-Powered-By` removed.
+    pub fn stamp(&self, prepared: Prepared, headers: &mut HeaderMap) {
+        if !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(header::CACHE_CONTROL, prepared.cache_control);
+        }
+        if let Some(tags) = prepared.tags {
+            headers.insert(HeaderName::from_static(CACHE_TAG), tags);
+        }
+        let rule = prepared
+            .rule
+            .map_or(&self.unmatched, |index| &self.rules[index].1);
+        for (name, value) in &rule.security {
+            headers.insert(name.clone(), value.clone());
+        }
+        for name in shared::security::REMOVED {
+            headers.remove(*name);
+        }
     }
-    for (name, value) in &rule.security {
-        out.insert(name.clone(), value.clone());
-    }
-    for name in shared::security::REMOVED {
-        out.remove(*name);
-    }
-    response
 }
 
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
 }

@@ -1,7 +1,7 @@
 //! Caches whole responses of any route the shared policy marks cacheable, through
 //! [`TieredCache`], so repeated reads skip the handler (and its database) entirely.
 //!
-//! Runs inside the policy layer, which leaves a [`RouteCaching`] on cacheable requests. Only `GET`
+//! Called by the [`super::pipeline`] with the policy's [`RouteCaching`] for cacheable requests. Only `GET`
 //! and `HEAD` are served from the cache. A response is stored when it is a `200` with a known
 //! length under the body limit, without `Set-Cookie`, `private` or `no-store`; anything else is
 //! passed through unchanged (streamed responses keep streaming). Every cached response leaves
@@ -12,15 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, HttpBody};
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use shared::cache_control::CacheControl;
 use shared::cache_status::{CacheStatus, ForwardReason, ORIGIN};
 use shared::validators::{if_none_match_matches, EntityTag};
+
+use tower::{Service, ServiceExt};
 
 use super::cache::{CacheOptions, Loaded, Outcome, TieredCache};
 use super::metrics::RouteTemplate;
@@ -92,7 +95,7 @@ impl CacheTuning {
 }
 
 /// The first byte of a stored response, naming its layout.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 
 /// A stored response: the format byte, the status (2 bytes), the length of the head (4 bytes),
 /// the head as `name: value\r\n` lines, then the body. Decoding slices the stored bytes
@@ -128,6 +131,10 @@ fn encode(
 /// The head line carrying the route template.
 const ROUTE_LINE: &[u8] = b":route: ";
 
+/// Marks a response whose headers the policy already stamped.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamped;
+
 /// A stored response, decoded.
 struct Stored {
     status: StatusCode,
@@ -137,6 +144,7 @@ struct Stored {
 }
 
 fn decode(value: &Bytes) -> Option<Stored> {
+    // Decoded once per cache entry (see `Cached::decoded`), so plainness beats speed here.
     if value.first() != Some(&FORMAT) {
         return None;
     }
@@ -182,71 +190,105 @@ fn replay(parts: &Parts) -> Request {
     request
 }
 
-/// Middleware: serves cacheable reads through the cache.
-pub async fn serve(
-    State(state): State<Arc<ResponseCache>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    // Taken, not cloned: nothing inside needs it.
-    let caching = request.extensions_mut().remove::<RouteCaching>();
-    let (Some(caching), true) = (
-        caching,
-        state.tuning.enabled && matches!(*request.method(), Method::GET | Method::HEAD),
-    ) else {
-        return next.run(request).await;
-    };
-    let if_none_match = request
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let is_head = request.method() == Method::HEAD;
-    let (parts, body) = request.into_parts();
-    // Shared with the loader, which copies it only when it runs (never on a hit).
-    let parts = Arc::new(parts);
-    let loader_parts = Arc::clone(&parts);
+/// The service behind the cache: the application's router, or whatever the caller wraps.
+pub trait Inner:
+    Service<Request, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-    // A streamed (uncacheable) response reaches the caller that started the load through here.
-    let passthrough: Arc<Mutex<Option<Response>>> = Arc::default();
-    let slot = Arc::clone(&passthrough);
-    let loader_next = next.clone();
-    let max_body = state.max_body;
-    let options = state.tuning.options(&caching);
-    let result = state
-        .cache
-        .get_with_refresh(&caching.key, options, move || async move {
-            let response = loader_next.run(replay(&loader_parts)).await;
-            match capture(response, max_body).await {
-                Ok(loaded) => Ok(loaded),
-                Err(response) => {
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(response);
-                    Err("response streamed: not cacheable")
-                }
-            }
-        })
-        .await;
-    let cached = match result {
-        Ok(cached) => cached,
-        Err(_) => {
-            let taken = passthrough.lock().unwrap_or_else(|p| p.into_inner()).take();
-            // The starting caller gets the streamed response; callers that waited run the route.
-            return match taken {
-                Some(response) => response,
-                None => next.run(original(parts, body)).await,
-            };
+impl<S> Inner for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Runs `request` on `inner`.
+pub async fn call<S: Inner>(inner: S, request: Request) -> Response {
+    match inner.oneshot(request).await {
+        Ok(response) => response,
+        Err(infallible) => match infallible {},
+    }
+}
+
+impl ResponseCache {
+    /// Answers `request`, which the policy described as `caching`, through the cache: from it
+    /// when it holds the response, else from `inner` (one load per key at a time), storing
+    /// what may be stored. Methods other than `GET` and `HEAD` go straight to `inner`.
+    ///
+    /// `stamp` finishes the headers of a loaded response before it is stored, so that a hit
+    /// leaves as stored; responses from here carry the [`Stamped`] extension.
+    pub async fn serve<S: Inner>(
+        &self,
+        request: Request,
+        caching: &RouteCaching,
+        inner: S,
+        stamp: impl FnOnce(&mut HeaderMap) + Send + 'static,
+    ) -> Response {
+        if !self.tuning.enabled || !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return call(inner, request).await;
         }
-    };
-    let Some(stored) = decode(&cached.value) else {
-        return next.run(original(parts, body)).await;
-    };
-    respond(
-        stored,
-        cached.outcome,
-        cached.age,
-        if_none_match.as_deref(),
-        is_head,
-    )
+        let if_none_match = request
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_head = request.method() == Method::HEAD;
+        let (parts, body) = request.into_parts();
+        // Shared with the loader, which copies it only when it runs (never on a hit).
+        let parts = Arc::new(parts);
+        let loader_parts = Arc::clone(&parts);
+
+        // A streamed (uncacheable) response reaches the caller that started the load here.
+        let passthrough: Arc<Mutex<Option<Response>>> = Arc::default();
+        let slot = Arc::clone(&passthrough);
+        let loader_inner = inner.clone();
+        let max_body = self.max_body;
+        let options = self.tuning.options(caching);
+        let result = self
+            .cache
+            .get_with_refresh(&caching.key, options, move || async move {
+                let mut response = call(loader_inner, replay(&loader_parts)).await;
+                stamp(response.headers_mut());
+                response.extensions_mut().insert(Stamped);
+                match capture(response, max_body).await {
+                    Ok(loaded) => Ok(loaded),
+                    Err(response) => {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(response);
+                        Err("response streamed: not cacheable")
+                    }
+                }
+            })
+            .await;
+        let cached = match result {
+            Ok(cached) => cached,
+            Err(_) => {
+                let taken = passthrough.lock().unwrap_or_else(|p| p.into_inner()).take();
+                // The starting caller gets the streamed response; callers that waited run the
+                // route themselves.
+                return match taken {
+                    Some(response) => response,
+                    None => call(inner, original(parts, body)).await,
+                };
+            }
+        };
+        let Some(stored) = cached.decoded(decode) else {
+            return call(inner, original(parts, body)).await;
+        };
+        respond(
+            stored,
+            cached.outcome,
+            cached.age,
+            if_none_match.as_deref(),
+            is_head,
+        )
+    }
 }
 
 /// The request again, from its shared head.
@@ -299,7 +341,7 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
 }
 
 fn respond(
-    stored: Stored,
+    stored: Arc<Stored>,
     outcome: Outcome,
     age: Duration,
     if_none_match: Option<&str>,
@@ -312,12 +354,9 @@ fn respond(
             .stored(stored)
             .collapsed(collapsed),
     };
-    let Stored {
-        status: code,
-        route,
-        mut headers,
-        body,
-    } = stored;
+    let code = stored.status;
+    let route = stored.route.clone();
+    let mut headers = stored.headers.clone();
     if let Ok(value) = HeaderValue::from_str(&status.to_string()) {
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
@@ -331,6 +370,7 @@ fn respond(
             if if_none_match_matches(inm, etag.as_ref()) {
                 headers.remove(header::CONTENT_TYPE);
                 let mut response = (StatusCode::NOT_MODIFIED, headers).into_response();
+                response.extensions_mut().insert(Stamped);
                 if let Some(route) = route {
                     response.extensions_mut().insert(route);
                 }
@@ -341,9 +381,10 @@ fn respond(
     let body = if is_head {
         Body::empty()
     } else {
-        Body::from(body)
+        Body::from(stored.body.clone())
     };
     let mut response = (code, headers, body).into_response();
+    response.extensions_mut().insert(Stamped);
     if let Some(route) = route {
         response.extensions_mut().insert(route);
     }

@@ -40,7 +40,7 @@ pub fn encode(entry: &Entry, now: (Instant, u64)) -> Vec<u8> {
         stored_at_ms: now.1.saturating_sub(age),
         ttl_ms: entry.options.ttl.as_millis() as u64,
         swr_ms: entry.options.stale_while_revalidate.as_millis() as u64,
-        tags: entry.options.tags.clone(),
+        tags: entry.options.tags.to_vec(),
         lz4,
     };
     let header = serde_json::to_vec(&header).unwrap_or_default();
@@ -70,15 +70,15 @@ pub fn decode(bytes: &[u8], now: (Instant, u64)) -> Option<Entry> {
         Bytes::copy_from_slice(body)
     };
     let age = Duration::from_millis(now.1.saturating_sub(header.stored_at_ms));
-    Some(Entry {
+    Some(Entry::new(
         value,
-        stored_at: now.0.checked_sub(age).unwrap_or(now.0),
-        options: CacheOptions {
+        now.0.checked_sub(age).unwrap_or(now.0),
+        CacheOptions {
             ttl: Duration::from_millis(header.ttl_ms),
             stale_while_revalidate: Duration::from_millis(header.swr_ms),
-            tags: header.tags,
+            tags: header.tags.into(),
         },
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -86,15 +86,15 @@ mod tests {
     use super::*;
 
     fn entry(value: Vec<u8>) -> Entry {
-        Entry {
-            value: Bytes::from(value),
-            stored_at: Instant::now(),
-            options: CacheOptions {
+        Entry::new(
+            Bytes::from(value),
+            Instant::now(),
+            CacheOptions {
                 ttl: Duration::from_secs(60),
                 stale_while_revalidate: Duration::from_secs(30),
-                tags: vec!["task:1".into(), "tasks".into()],
+                tags: vec!["task:1".into(), "tasks".into()].into(),
             },
-        }
+        )
     }
 
     #[test]

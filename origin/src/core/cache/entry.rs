@@ -1,5 +1,8 @@
 //! A cached value and its logical freshness.
 
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 use tokio::time::{Duration, Instant};
 
@@ -12,11 +15,11 @@ pub struct CacheOptions {
     /// After `ttl`, how long the stale value is served while one background load refreshes it.
     pub stale_while_revalidate: Duration,
     /// Tags for [`super::TieredCache::invalidate_tags`].
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
 }
 
 /// One stored value.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Entry {
     /// The value.
     pub value: Bytes,
@@ -24,6 +27,8 @@ pub struct Entry {
     pub stored_at: Instant,
     /// Its options.
     pub options: CacheOptions,
+    /// The value as its user decoded it, kept so that each hit does not decode again.
+    decoded: OnceLock<Option<Arc<dyn Any + Send + Sync>>>,
 }
 
 /// Where an entry stands at a given instant.
@@ -41,6 +46,31 @@ pub enum State {
 }
 
 impl Entry {
+    /// An entry holding `value` since `stored_at`.
+    pub fn new(value: Bytes, stored_at: Instant, options: CacheOptions) -> Self {
+        Self {
+            value,
+            stored_at,
+            options,
+            decoded: OnceLock::new(),
+        }
+    }
+
+    /// The value decoded by `decode`, which runs once per entry; `None` when it fails or when
+    /// another type was decoded from this entry before.
+    pub fn decoded<T: Any + Send + Sync>(
+        &self,
+        decode: impl FnOnce(&Bytes) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        let any = self
+            .decoded
+            .get_or_init(|| {
+                decode(&self.value).map(|value| Arc::new(value) as Arc<dyn Any + Send + Sync>)
+            })
+            .clone()?;
+        any.downcast::<T>().ok()
+    }
+
     /// The entry's state at `now`.
     pub fn state(&self, now: Instant) -> State {
         let age = now.saturating_duration_since(self.stored_at);

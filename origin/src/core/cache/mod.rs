@@ -110,6 +110,18 @@ pub struct Cached {
     pub outcome: Outcome,
     /// How long ago the value was loaded.
     pub age: Duration,
+    /// The entry it came from.
+    entry: Arc<Entry>,
+}
+
+impl Cached {
+    /// The value decoded by `decode`, which runs once per cache entry (see [`Entry::decoded`]).
+    pub fn decoded<T: std::any::Any + Send + Sync>(
+        &self,
+        decode: impl FnOnce(&Bytes) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        self.entry.decoded(decode)
+    }
 }
 
 /// Counters for `/api/cache/stats` and metrics.
@@ -229,7 +241,7 @@ impl TieredCache {
                     return;
                 }
                 let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
-                for tag in &entry.options.tags {
+                for tag in entry.options.tags.iter() {
                     if let Some(keys) = index.get_mut(tag) {
                         keys.remove(key.as_str());
                         if keys.is_empty() {
@@ -311,6 +323,7 @@ impl TieredCache {
                         value: entry.value.clone(),
                         outcome: Outcome::Hit { remaining },
                         age: entry.stored_at.elapsed(),
+                        entry,
                     });
                 }
                 State::Stale => {
@@ -324,6 +337,7 @@ impl TieredCache {
                         value: entry.value.clone(),
                         outcome: Outcome::Stale,
                         age: entry.stored_at.elapsed(),
+                        entry,
                     });
                 }
                 State::Expired => {}
@@ -341,6 +355,7 @@ impl TieredCache {
             value: entry.value.clone(),
             outcome: Outcome::Miss { collapsed, stored },
             age: entry.stored_at.elapsed(),
+            entry,
         })
     }
 
@@ -367,11 +382,7 @@ impl TieredCache {
                     LoadError::from_message(e.to_string())
                 })?
                 .into();
-            let entry = Arc::new(Entry {
-                value: loaded.value,
-                stored_at: Instant::now(),
-                options,
-            });
+            let entry = Arc::new(Entry::new(loaded.value, Instant::now(), options));
             let stored = loaded.store && cache.generation.load(Ordering::Acquire) == generation;
             if stored {
                 cache.insert(owned_key, Arc::clone(&entry)).await;
@@ -393,7 +404,7 @@ impl TieredCache {
     async fn insert_local(&self, key: String, entry: Arc<Entry>) {
         {
             let mut index = self.tags.lock().unwrap_or_else(|p| p.into_inner());
-            for tag in &entry.options.tags {
+            for tag in entry.options.tags.iter() {
                 index.entry(tag.clone()).or_default().insert(key.clone());
             }
         }

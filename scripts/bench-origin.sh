@@ -39,6 +39,8 @@ for port in "$ORIGIN_PORT" "$NGINX_PORT"; do
   ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "port $port is taken: stop what listens there first"
 done
 log "starting the origin with the full demo data"
+# One client sends everything: a budget no run can spend, so the rate limiter still runs.
+RATE_LIMIT_MAX_REQUESTS=4000000000 RATE_LIMIT_WINDOW_MS=1000 \
 DATABASE_URL="sqlite:$WORK/bench.db" CACHE_WARM_PATHS= RUST_LOG=warn ORIGIN_ADDR="127.0.0.1:$ORIGIN_PORT" \
   "$ROOT/target/release/origin" >"$WORK/origin.log" 2>&1 &
 ORIGIN_PID=$!

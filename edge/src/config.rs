@@ -10,7 +10,7 @@ pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
 /// and for the tests that check the wasm32 key equals the native one.
 pub const VAR_EXPOSE_CACHE_KEY: &str = "EXPOSE_CACHE_KEY";
 /// The header carrying the origin auth token.
-pub const ORIGIN_AUTH_HEADER: &str = "x-rampart-origin-auth";
+pub const ORIGIN_AUTH_HEADER: &str = shared::security::ORIGIN_AUTH_HEADER;
 
 /// The edge's settings for one request.
 #[derive(Debug, Clone)]

@@ -160,6 +160,13 @@ async fn stale_while_revalidate(client: &reqwest::Client, base: &str) {
     );
 }
 
+fn unlimited_budget() -> shared::rate_limit::RateLimit {
+    shared::rate_limit::RateLimit {
+        max_requests: u32::MAX,
+        window_seconds: 1,
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs benches without it.
     if !std::env::args().any(|arg| arg == "--bench") {
@@ -176,6 +183,12 @@ fn main() {
         cache_ttl: Some(1),
         comments_cache_ttl: 1,
         cache_stale_while_revalidate_ttl: 600,
+        // One client sends everything: budgets no run can spend, so the limiter still runs.
+        rate_limits: Some(origin::core::rate_limit::Budgets {
+            default: unlimited_budget(),
+            crawler: unlimited_budget(),
+            aggressive: unlimited_budget(),
+        }),
         ..Config::default()
     };
     let base = start(config);

@@ -2,6 +2,12 @@
 
 use std::net::SocketAddr;
 
+use shared::rate_limit::RateLimit;
+
+use crate::core::breaker::BreakerSettings;
+use crate::core::client::{parse_proxies, EdgeTrust};
+use crate::core::rate_limit::Budgets;
+
 /// `ORIGIN_ADDR`: where the origin listens.
 pub const ENV_ADDR: &str = "ORIGIN_ADDR";
 /// The default listen address.
@@ -80,6 +86,22 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 pub const ENV_SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
 /// The default drain time.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+/// `RATE_LIMIT_ENABLED`: `false` turns every rate limit off.
+pub const ENV_RATE_LIMIT_ENABLED: &str = "RATE_LIMIT_ENABLED";
+/// `RATE_LIMIT_WINDOW_MS`: the window of the default and crawler budgets.
+pub const ENV_RATE_LIMIT_WINDOW_MS: &str = "RATE_LIMIT_WINDOW_MS";
+/// `RATE_LIMIT_MAX_REQUESTS`: requests per window of an ordinary client.
+pub const ENV_RATE_LIMIT_MAX_REQUESTS: &str = "RATE_LIMIT_MAX_REQUESTS";
+/// `RATE_LIMIT_CRAWLER_MAX_REQUESTS`: requests per window of a crawler.
+pub const ENV_RATE_LIMIT_CRAWLER_MAX_REQUESTS: &str = "RATE_LIMIT_CRAWLER_MAX_REQUESTS";
+/// `ORIGIN_AUTH_TOKEN`: the secret the edge sends; with it, the edge's client address is believed.
+pub const ENV_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
+/// `TRUSTED_PROXIES`: comma-separated CIDR ranges whose `CF-Connecting-IP` is believed.
+pub const ENV_TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+/// `CIRCUIT_BREAKER_ERROR_THRESHOLD`: failures within 120 s that open a breaker.
+pub const ENV_BREAKER_THRESHOLD: &str = "CIRCUIT_BREAKER_ERROR_THRESHOLD";
+/// `CIRCUIT_BREAKER_RESET_TIMEOUT`: milliseconds an open breaker waits before a trial call.
+pub const ENV_BREAKER_RESET_TIMEOUT: &str = "CIRCUIT_BREAKER_RESET_TIMEOUT";
 
 /// What an empty database is filled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +184,12 @@ pub struct Config {
     pub header_read_timeout_ms: u64,
     /// Drain time after a shutdown signal, in milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// Rate limits; `None` when turned off.
+    pub rate_limits: Option<Budgets>,
+    /// What proves a request came through the edge.
+    pub edge_trust: EdgeTrust,
+    /// When circuit breakers open and close.
+    pub breakers: BreakerSettings,
 }
 
 impl Default for Config {
@@ -191,6 +219,9 @@ impl Default for Config {
             max_header_bytes: DEFAULT_MAX_HEADER_SIZE,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+            rate_limits: Some(Budgets::default()),
+            edge_trust: EdgeTrust::default(),
+            breakers: BreakerSettings::default(),
         }
     }
 }
@@ -250,6 +281,55 @@ fn number(
             reason: "expected a non-negative integer".into(),
         }),
     }
+}
+
+fn rate_limits(source: &impl Fn(&str) -> Option<String>) -> Result<Option<Budgets>, ConfigError> {
+    if !boolean(source, ENV_RATE_LIMIT_ENABLED, true)? {
+        return Ok(None);
+    }
+    let defaults = Budgets::default();
+    let window_ms = number(
+        source,
+        ENV_RATE_LIMIT_WINDOW_MS,
+        u64::from(defaults.default.window_seconds) * 1000,
+    )?;
+    let window_seconds = u32::try_from(window_ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX);
+    let budget = |variable, default: u32| -> Result<RateLimit, ConfigError> {
+        let max = number(source, variable, u64::from(default))?;
+        Ok(RateLimit {
+            max_requests: u32::try_from(max.max(1)).unwrap_or(u32::MAX),
+            window_seconds,
+        })
+    };
+    Ok(Some(Budgets {
+        default: budget(ENV_RATE_LIMIT_MAX_REQUESTS, defaults.default.max_requests)?,
+        crawler: budget(
+            ENV_RATE_LIMIT_CRAWLER_MAX_REQUESTS,
+            defaults.crawler.max_requests,
+        )?,
+        aggressive: defaults.aggressive,
+    }))
+}
+
+fn breakers(source: &impl Fn(&str) -> Option<String>) -> Result<BreakerSettings, ConfigError> {
+    let defaults = BreakerSettings::default();
+    Ok(BreakerSettings {
+        failure_threshold: u32::try_from(
+            number(
+                source,
+                ENV_BREAKER_THRESHOLD,
+                defaults.failure_threshold.into(),
+            )?
+            .max(1),
+        )
+        .unwrap_or(u32::MAX),
+        reset_timeout: std::time::Duration::from_millis(number(
+            source,
+            ENV_BREAKER_RESET_TIMEOUT,
+            u64::try_from(defaults.reset_timeout.as_millis()).unwrap_or(60_000),
+        )?),
+        ..defaults
+    })
 }
 
 impl Config {
@@ -350,6 +430,16 @@ impl Config {
                 ENV_SHUTDOWN_TIMEOUT,
                 DEFAULT_SHUTDOWN_TIMEOUT_MS,
             )?,
+            rate_limits: rate_limits(&source)?,
+            edge_trust: EdgeTrust {
+                token: source(ENV_ORIGIN_AUTH_TOKEN).filter(|token| !token.is_empty()),
+                proxies: match source(ENV_TRUSTED_PROXIES) {
+                    None => Vec::new(),
+                    Some(text) => parse_proxies(&text)
+                        .map_err(|reason| invalid(ENV_TRUSTED_PROXIES, &text, &reason))?,
+                },
+            },
+            breakers: breakers(&source)?,
         })
     }
 }

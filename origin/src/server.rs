@@ -14,10 +14,13 @@ use crate::app::store::seed::SeedSize;
 use crate::app::store::{Store, StoreError};
 use crate::app::{self, AppState};
 use crate::config::{Config, DemoData};
+use crate::core::breaker::CircuitBreaker;
 use crate::core::cache::{RedisTier, TieredCache};
+use crate::core::client::EdgeTrust;
 use crate::core::database::{Database, DbError, DbSettings};
 use crate::core::listener::{self, ConnectionLimits, Drained, OpenConnections};
 use crate::core::pipeline::{PipelineLayer, Stages};
+use crate::core::rate_limit::RateLimiter;
 use crate::core::response_cache::{CacheTuning, ResponseCache};
 use crate::core::{admin, errors, metrics, policy_headers, warm};
 
@@ -32,17 +35,27 @@ pub struct Core {
     pub cache: ResponseCache,
     /// The admin bearer token; `None` disables admin routes.
     pub admin_token: Option<Arc<str>>,
+    /// Rate limits; `None` when turned off.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// What proves a request came through the edge.
+    pub trust: EdgeTrust,
+    /// The breaker guarding Redis calls.
+    pub redis_breaker: CircuitBreaker,
 }
 
 impl Core {
     /// The core `config` describes, with the embedded policy.
     pub fn from_config(config: &Config) -> Self {
         let cache = response_cache(config);
+        let redis_breaker = CircuitBreaker::new("redis", config.breakers);
         Self {
             policy: Arc::new(Policy::default()),
             metrics: metrics::Metrics::new(Some(cache.cache.clone())),
             cache,
             admin_token: config.admin_token.as_deref().map(Arc::from),
+            limiter: rate_limiter(config, &redis_breaker).map(Arc::new),
+            trust: config.edge_trust.clone(),
+            redis_breaker,
         }
     }
 
@@ -70,7 +83,31 @@ impl Core {
                 policy: policy_headers::PolicyHeaders::new(self.policy),
                 cache: self.cache,
                 metrics: self.metrics,
+                limiter: self.limiter,
+                trust: self.trust,
             }))
+    }
+}
+
+/// The rate limiter `config` asks for: shared through Redis when `REDIS_URL` is set.
+fn rate_limiter(config: &Config, breaker: &CircuitBreaker) -> Option<RateLimiter> {
+    let limiter = RateLimiter::local(config.rate_limits?);
+    let Some(url) = &config.redis_url else {
+        return Some(limiter);
+    };
+    let timeout = Duration::from_millis(config.redis_timeout_ms);
+    let shared = RateLimiter::local(config.rate_limits?).with_redis(
+        url,
+        &config.redis_key_prefix,
+        timeout,
+        breaker.clone(),
+    );
+    match shared {
+        Ok(shared) => Some(shared),
+        Err(error) => {
+            tracing::error!(%error, "REDIS_URL is invalid: rate limits are per instance");
+            Some(limiter)
+        }
     }
 }
 

@@ -19,8 +19,13 @@ fn free_port() -> u16 {
 }
 
 async fn spawn(database_url: &str, prefix: &str) -> (Child, String) {
+    spawn_with(database_url, prefix, &[("RATE_LIMIT_ENABLED", "false")]).await
+}
+
+async fn spawn_with(database_url: &str, prefix: &str, env: &[(&str, &str)]) -> (Child, String) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_origin"))
+        .envs(env.iter().copied())
         .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", database_url)
         .env("DEMO_DATA", "small")
@@ -92,4 +97,44 @@ async fn two_processes_share_one_redis_for_invalidation() {
     }
     assert_eq!(title, "Renamed in process A");
     db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_draw_from_one_rate_limit_budget() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = format!("rampart-test:limits:{}:{nanos}:", std::process::id());
+    let limits = [
+        ("RATE_LIMIT_MAX_REQUESTS", "6"),
+        ("RATE_LIMIT_WINDOW_MS", "60000"),
+    ];
+    let db = |name: &str| format!("sqlite:{}/{name}.db", folder.path().display());
+    let (_a, a) = spawn_with(&db("a"), &prefix, &limits).await;
+    let (_b, b) = spawn_with(&db("b"), &prefix, &limits).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
+    for round in 0..10 {
+        let base = if round % 2 == 0 { &a } else { &b };
+        let response = client
+            .get(format!("{base}/api/tasks/1"))
+            .send()
+            .await
+            .expect("reachable");
+        statuses.push(response.status().as_u16());
+        remaining.push(
+            response.headers()["x-ratelimit-remaining"]
+                .to_str()
+                .expect("ascii")
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 429, 429, 429, 429],
+        "six requests in all, whichever process answers"
+    );
+    assert_eq!(remaining[..6], ["5", "4", "3", "2", "1", "0"]);
 }

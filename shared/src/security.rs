@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The header in which the edge sends its shared secret (`ORIGIN_AUTH_TOKEN`) to the origin,
+/// which then believes the edge's forwarding headers.
+pub const ORIGIN_AUTH_HEADER: &str = "x-rampart-origin-auth";
+
 /// The default header set, in emission order.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("strict-transport-security", "max-age=63072000; includeSubDomains; preload"),

@@ -23,6 +23,10 @@ pub enum ErrorCode {
     Unauthorized,
     /// Admin routes are off: no `ADMIN_TOKEN` is configured.
     AdminDisabled,
+    /// The client spent its rate-limit budget; retry after `Retry-After` seconds.
+    RateLimited,
+    /// A dependency's circuit breaker is open; retry later.
+    CircuitOpen,
     /// The body is larger than the route accepts.
     PayloadTooLarge,
     /// The body's media type is not one the route accepts.

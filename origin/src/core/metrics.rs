@@ -49,6 +49,12 @@ struct RouteLabels {
 
 type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// Labels of `rate_limited_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    tier: &'static str,
+}
+
 /// Labels of `db_queries_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueryLabels {
@@ -103,6 +109,7 @@ pub struct Metrics {
     registry: Arc<Registry>,
     requests: Family<RequestLabels, Counter>,
     durations: DurationFamily,
+    rate_limited: Family<TierLabels, Counter>,
     database: DbMetrics,
 }
 
@@ -158,6 +165,12 @@ impl Metrics {
             "Time from request to response headers",
             durations.clone(),
         );
+        let rate_limited = Family::<TierLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, per tier",
+            rate_limited.clone(),
+        );
         let database = DbMetrics {
             queries: Family::default(),
             durations: Family::new_with_constructor(latency_histogram),
@@ -176,8 +189,14 @@ impl Metrics {
             registry: Arc::new(registry),
             requests,
             durations,
+            rate_limited,
             database,
         }
+    }
+
+    /// Counts a request refused by the rate limit of `tier`.
+    pub fn rate_limited(&self, tier: &'static str) {
+        self.rate_limited.get_or_create(&TierLabels { tier }).inc();
     }
 
     /// The recorder for database queries.

@@ -1,7 +1,9 @@
 //! The reusable origin core: layers any axum application can wrap itself in.
 
 pub mod admin;
+pub mod breaker;
 pub mod cache;
+pub mod client;
 pub mod database;
 pub mod errors;
 pub mod extract;
@@ -10,6 +12,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod pipeline;
 pub mod policy_headers;
+pub mod rate_limit;
 pub mod response_cache;
 pub mod shutdown;
 pub mod warm;

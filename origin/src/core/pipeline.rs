@@ -1,6 +1,7 @@
 //! The origin core's request pipeline: one tower service around the application that, for
-//! every request, decides the shared policy, answers cacheable reads from the response cache
-//! (before any routing), stamps the policy's headers and records the request's metrics.
+//! every request, decides the shared policy, applies the route's rate limit to the client,
+//! answers cacheable reads from the response cache (before any routing), stamps the policy's
+//! headers and records the request's metrics.
 //!
 //! The steps run in one future per request rather than as stacked middleware: a cache hit is
 //! the origin's hottest path, and each middleware layer costs it a boxed future and a clone of
@@ -8,16 +9,22 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::Request;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
 
+use shared::rate_limit::{is_crawler, RateLimitTier};
+
+use super::client::EdgeTrust;
+use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
 use super::policy_headers::PolicyHeaders;
+use super::rate_limit::{RateLimiter, Verdict};
 use super::response_cache::{self, Inner, ResponseCache, Stamped};
 
 /// What the pipeline shares between requests.
@@ -29,6 +36,10 @@ pub struct Stages {
     pub cache: ResponseCache,
     /// Request counts and latencies.
     pub metrics: Metrics,
+    /// Rate limits; `None` turns them off.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// What proves a request came through the edge (for the client's address).
+    pub trust: EdgeTrust,
 }
 
 /// Wraps a service in the [`Pipeline`].
@@ -81,19 +92,88 @@ async fn handle<S: Inner>(stages: Arc<Stages>, request: Request, inner: S) -> Re
     let started = Instant::now();
     let method = request.method().clone();
     let mut prepared = stages.policy.prepare(&request);
-    let mut response = match prepared.caching.take() {
-        Some(caching) => {
+    let verdict = match &stages.limiter {
+        Some(limiter) => {
+            let tier = effective_tier(prepared.tier, &request);
+            let client = stages.trust.client_ip(&request);
+            limiter
+                .check(tier, client)
+                .await
+                .map(|verdict| (tier, verdict))
+        }
+        None => None,
+    };
+    let mut response = match (verdict, prepared.caching.take()) {
+        (Some((tier, verdict)), _) if !verdict.allowed => {
+            stages.metrics.rate_limited(tier.as_str());
+            too_many_requests(tier, &verdict)
+        }
+        (_, Some(caching)) => {
             let (finish, with) = (Arc::clone(&stages), prepared.clone());
             let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with, headers);
             stages.cache.serve(request, &caching, inner, stamp).await
         }
-        None => response_cache::call(inner, request).await,
+        (_, None) => response_cache::call(inner, request).await,
     };
     if response.extensions().get::<Stamped>().is_none() {
         stages.policy.stamp(prepared, response.headers_mut());
+    }
+    if let Some((_, verdict)) = verdict {
+        rate_limit_headers(&verdict, response.headers_mut());
     }
     let elapsed = started.elapsed();
     stages.metrics.observe(&method, &response, elapsed);
     tracing::debug!(%method, status = response.status().as_u16(), ?elapsed, "request served");
     response
 }
+
+/// The route's tier, or the crawler tier for a well-known crawler on an ordinary route.
+fn effective_tier(tier: RateLimitTier, request: &Request) -> RateLimitTier {
+    let crawler = || {
+        request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .is_some_and(is_crawler)
+    };
+    if tier == RateLimitTier::Default && crawler() {
+        RateLimitTier::Crawler
+    } else {
+        tier
+    }
+}
+
+/// `429 RATE_LIMITED`, with `Retry-After` in whole seconds (rounded up).
+fn too_many_requests(tier: RateLimitTier, verdict: &Verdict) -> Response {
+    let retry = verdict.retry_after.as_millis().div_ceil(1000).max(1);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        format!("rate limit exceeded; retry in {retry} s"),
+    )
+    .with_metadata(serde_json::json!({
+        "tier": tier.as_str(),
+        "limit": verdict.limit,
+        "retryAfterSeconds": retry,
+    }))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry as u64));
+    response
+}
+
+/// `X-RateLimit-Limit`, `-Remaining`, and `-Reset` (Unix seconds when the budget is whole).
+fn rate_limit_headers(verdict: &Verdict, headers: &mut HeaderMap) {
+    let reset = SystemTime::now()
+        .checked_add(verdict.reset_after)
+        .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |at| at.as_secs() + u64::from(at.subsec_nanos() > 0));
+    headers.insert(LIMIT.clone(), HeaderValue::from(verdict.limit));
+    headers.insert(REMAINING.clone(), HeaderValue::from(verdict.remaining));
+    headers.insert(RESET.clone(), HeaderValue::from(reset));
+}
+
+static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");

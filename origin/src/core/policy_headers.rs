@@ -13,6 +13,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use shared::key::CacheKey;
 use shared::policy::{BypassReason, Decision, Policy, RequestFacts};
+use shared::rate_limit::RateLimitTier;
 use shared::security::SecurityOverrides;
 
 /// The response header carrying purge tags to the edge (Cloudflare's name).
@@ -116,6 +117,8 @@ pub struct Prepared {
     tags: Option<HeaderValue>,
     /// Present when the response may be cached.
     pub caching: Option<Arc<RouteCaching>>,
+    /// The rule's rate-limit tier (the default tier when no rule matched).
+    pub tier: RateLimitTier,
 }
 
 impl PolicyHeaders {
@@ -187,6 +190,9 @@ impl PolicyHeaders {
             cache_control,
             tags,
             caching,
+            tier: decision
+                .rule
+                .map_or(RateLimitTier::Default, |rule| rule.policy.rate_limit),
         }
     }
 

@@ -23,8 +23,9 @@ pub struct TestOrigin {
     _folder: Option<tempfile::TempDir>,
 }
 
-/// `config` for tests: small demo data, no warming unless paths are given, and (unless set) a
-/// fresh SQLite file in `folder`.
+/// `config` for tests: small demo data, no warming unless paths are given, no rate limits
+/// unless budgets other than the defaults are given (tests send many requests from one
+/// address), and (unless set) a fresh SQLite file in `folder`.
 pub fn test_config(mut config: Config, folder: &tempfile::TempDir) -> Config {
     if config.database_url == origin::config::DEFAULT_DATABASE_URL {
         config.database_url = format!("sqlite:{}/origin.db", folder.path().display());
@@ -32,6 +33,9 @@ pub fn test_config(mut config: Config, folder: &tempfile::TempDir) -> Config {
     config.demo_data = origin::config::DemoData::Small;
     if config.cache_warm_paths == Config::default().cache_warm_paths {
         config.cache_warm_paths.clear();
+    }
+    if config.rate_limits == Config::default().rate_limits {
+        config.rate_limits = None;
     }
     config
 }
@@ -55,7 +59,11 @@ pub async fn start(config: Config) -> TestOrigin {
 /// `app` wrapped in the origin core with the default configuration; returns its base URL.
 pub async fn serve_wrapped(app: Router) -> String {
     let (listener, base) = listen().await;
-    let router = Core::from_config(&Config::default()).wrap(app);
+    let config = Config {
+        rate_limits: None,
+        ..Config::default()
+    };
+    let router = Core::from_config(&config).wrap(app);
     tokio::spawn(async move { axum::serve(listener, router).await });
     base
 }

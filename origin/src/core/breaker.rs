@@ -1,0 +1,273 @@
+//! Circuit breakers: stop calling a dependency that keeps failing, and try it again later.
+//!
+//! `Closed` lets calls through and counts failures inside a sliding window; reaching the
+//! threshold opens the breaker. `Open` refuses calls at once (callers fall back: the local rate
+//! limiter, the cache's stale copy, a `503 CIRCUIT_OPEN`) until the reset timeout passes; then
+//! `HalfOpen` lets calls through, and enough consecutive successes close it again while any
+//! failure opens it anew. Transitions are logged and counted.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// A breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// Calls are refused.
+    Open,
+    /// Trial calls go through.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The gauge value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+        }
+    }
+}
+
+/// When a breaker opens and closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Failures within `window` that open the breaker.
+    pub failure_threshold: u32,
+    /// The window failures are counted in.
+    pub window: Duration,
+    /// How long an open breaker refuses calls before trying again.
+    pub reset_timeout: Duration,
+    /// Consecutive successes in half-open that close it.
+    pub success_threshold: u32,
+}
+
+impl Default for BreakerSettings {
+    /// 5 failures within 120 s open it; it tries again after 60 s; 2 successes close it.
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            window: Duration::from_secs(120),
+            reset_timeout: Duration::from_secs(60),
+            success_threshold: 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: BreakerState,
+    failures: VecDeque<Instant>,
+    opened_at: Option<Instant>,
+    successes: u32,
+}
+
+/// One dependency's breaker; cheap to clone (clones share state).
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    name: &'static str,
+    settings: BreakerSettings,
+    inner: Arc<Mutex<Inner>>,
+    transitions: Arc<AtomicU64>,
+}
+
+/// A snapshot for health and admin answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakerReport {
+    /// The dependency.
+    pub name: &'static str,
+    /// Its state now.
+    pub state: BreakerState,
+    /// Failures inside the window.
+    pub recent_failures: usize,
+    /// State changes since start.
+    pub transitions: u64,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker for the dependency `name`.
+    pub fn new(name: &'static str, settings: BreakerSettings) -> Self {
+        Self {
+            name,
+            settings,
+            inner: Arc::new(Mutex::new(Inner {
+                state: BreakerState::Closed,
+                failures: VecDeque::new(),
+                opened_at: None,
+                successes: 0,
+            })),
+            transitions: Arc::default(),
+        }
+    }
+
+    /// The dependency's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a call may go through now (an open breaker past its reset timeout turns
+    /// half-open and lets it).
+    pub fn allows(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.state == BreakerState::Open {
+            let waited = inner.opened_at.map_or(Duration::MAX, |at| at.elapsed());
+            if waited < self.settings.reset_timeout {
+                return false;
+            }
+            self.enter(&mut inner, BreakerState::HalfOpen);
+        }
+        true
+    }
+
+    /// Records a successful call.
+    pub fn succeeded(&self) {
+        let mut inner = self.lock();
+        if inner.state == BreakerState::HalfOpen {
+            inner.successes += 1;
+            if inner.successes >= self.settings.success_threshold {
+                self.enter(&mut inner, BreakerState::Closed);
+            }
+        }
+    }
+
+    /// Records a failed call.
+    pub fn failed(&self) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.state {
+            BreakerState::HalfOpen => self.enter(&mut inner, BreakerState::Open),
+            BreakerState::Open => {}
+            BreakerState::Closed => {
+                inner.failures.push_back(now);
+                let window = self.settings.window;
+                while inner
+                    .failures
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) > window)
+                {
+                    inner.failures.pop_front();
+                }
+                if inner.failures.len() >= self.settings.failure_threshold as usize {
+                    self.enter(&mut inner, BreakerState::Open);
+                }
+            }
+        }
+    }
+
+    /// Closes the breaker whatever its state (the admin reset).
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        self.enter(&mut inner, BreakerState::Closed);
+    }
+
+    /// The state now, without side effects.
+    pub fn state(&self) -> BreakerState {
+        self.lock().state
+    }
+
+    /// A snapshot for reports.
+    pub fn report(&self) -> BreakerReport {
+        let inner = self.lock();
+        BreakerReport {
+            name: self.name,
+            state: inner.state,
+            recent_failures: inner.failures.len(),
+            transitions: self.transitions.load(Ordering::Relaxed),
+        }
+    }
+
+    fn enter(&self, inner: &mut Inner, state: BreakerState) {
+        if inner.state != state {
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+            let level_warn = state == BreakerState::Open;
+            if level_warn {
+                tracing::warn!(breaker = self.name, from = ?inner.state, "circuit breaker opened");
+            } else {
+                tracing::info!(breaker = self.name, from = ?inner.state, to = ?state, "circuit breaker changed state");
+            }
+        }
+        inner.state = state;
+        inner.successes = 0;
+        inner.failures.clear();
+        inner.opened_at = (state == BreakerState::Open).then(Instant::now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick() -> BreakerSettings {
+        BreakerSettings {
+            failure_threshold: 3,
+            window: Duration::from_secs(60),
+            reset_timeout: Duration::from_millis(50),
+            success_threshold: 2,
+        }
+    }
+
+    #[test]
+    fn opens_after_the_threshold_and_closes_after_successes() {
+        let breaker = CircuitBreaker::new("test", quick());
+        breaker.failed();
+        breaker.failed();
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert!(breaker.allows());
+        breaker.failed();
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert!(!breaker.allows(), "open refuses at once");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            breaker.allows(),
+            "after the reset timeout a trial goes through"
+        );
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        breaker.succeeded();
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        breaker.succeeded();
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(breaker.report().transitions, 3);
+    }
+
+    #[test]
+    fn a_half_open_failure_reopens_and_old_failures_expire() {
+        let breaker = CircuitBreaker::new("test", quick());
+        for _ in 0..3 {
+            breaker.failed();
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.allows());
+        breaker.failed();
+        assert_eq!(breaker.state(), BreakerState::Open);
+
+        let windowed = CircuitBreaker::new(
+            "test",
+            BreakerSettings {
+                window: Duration::from_millis(20),
+                ..quick()
+            },
+        );
+        windowed.failed();
+        windowed.failed();
+        std::thread::sleep(Duration::from_millis(30));
+        windowed.failed();
+        assert_eq!(
+            windowed.state(),
+            BreakerState::Closed,
+            "failures outside the window do not count"
+        );
+        windowed.reset();
+        assert_eq!(windowed.state(), BreakerState::Closed);
+    }
+}

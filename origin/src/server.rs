@@ -1,8 +1,9 @@
 //! Assembles the origin and serves it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::{middleware, Router};
@@ -22,7 +23,7 @@ use crate::core::listener::{self, ConnectionLimits, Drained, OpenConnections};
 use crate::core::pipeline::{PipelineLayer, Stages};
 use crate::core::rate_limit::RateLimiter;
 use crate::core::response_cache::{CacheTuning, ResponseCache};
-use crate::core::{admin, errors, metrics, policy_headers, warm};
+use crate::core::{admin, errors, health, metrics, policy_headers, warm};
 
 /// The reusable origin core, ready to wrap any axum application.
 #[derive(Debug, Clone)]
@@ -41,22 +42,47 @@ pub struct Core {
     pub trust: EdgeTrust,
     /// The breaker guarding Redis calls.
     pub redis_breaker: CircuitBreaker,
+    /// The application's database, for readiness.
+    pub database: Option<Database>,
+    /// Open client connections.
+    pub connections: OpenConnections,
+    /// Set once a shutdown signal arrived: readiness answers 503.
+    pub draining: Arc<AtomicBool>,
+    /// When the core was built.
+    pub started: Instant,
 }
 
 impl Core {
     /// The core `config` describes, with the embedded policy.
     pub fn from_config(config: &Config) -> Self {
-        let cache = response_cache(config);
         let redis_breaker = CircuitBreaker::new("redis", config.breakers);
+        let cache = response_cache(config, &redis_breaker);
+        let connections = OpenConnections::default();
+        let sources = metrics::Sources {
+            cache: Some(cache.cache.clone()),
+            connections: connections.clone(),
+            breakers: vec![redis_breaker.clone()],
+        };
         Self {
             policy: Arc::new(Policy::default()),
-            metrics: metrics::Metrics::new(Some(cache.cache.clone())),
+            metrics: metrics::Metrics::new(sources),
             cache,
             admin_token: config.admin_token.as_deref().map(Arc::from),
             limiter: rate_limiter(config, &redis_breaker).map(Arc::new),
             trust: config.edge_trust.clone(),
             redis_breaker,
+            database: None,
+            connections,
+            draining: Arc::default(),
+            started: Instant::now(),
         }
+    }
+
+    /// The core with the application's `database`, whose reachability decides readiness.
+    #[must_use]
+    pub fn with_database(mut self, database: Database) -> Self {
+        self.database = Some(database);
+        self
     }
 
     /// `app` with the core's routes and layers. The policy and the response cache run around
@@ -67,9 +93,18 @@ impl Core {
         let admin = admin::AdminState {
             cache: self.cache.cache.clone(),
             token: self.admin_token,
+            breakers: vec![self.redis_breaker.clone()],
+        };
+        let health = health::HealthState {
+            started: self.started,
+            database: self.database,
+            cache: self.cache.cache.clone(),
+            breakers: vec![self.redis_breaker],
+            draining: self.draining,
         };
         let routes = app
             .merge(admin::router(admin))
+            .merge(health::router(health))
             .route(
                 "/metrics",
                 get(metrics::endpoint).with_state(self.metrics.clone()),
@@ -112,12 +147,12 @@ fn rate_limiter(config: &Config, breaker: &CircuitBreaker) -> Option<RateLimiter
 }
 
 /// The response cache `config` asks for: in-process, plus Redis when `REDIS_URL` is set.
-pub fn response_cache(config: &Config) -> ResponseCache {
+pub fn response_cache(config: &Config, breaker: &CircuitBreaker) -> ResponseCache {
     let mut cache = TieredCache::new(config.cache_max_bytes);
     if let Some(url) = &config.redis_url {
         let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
         match RedisTier::new(url, &config.redis_key_prefix, timeout) {
-            Ok(tier) => cache = cache.with_redis(tier),
+            Ok(tier) => cache = cache.with_redis(tier.with_breaker(breaker.clone())),
             Err(error) => {
                 tracing::error!(%error, "REDIS_URL is invalid: running on the in-process cache alone")
             }
@@ -183,6 +218,8 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let core = Core::from_config(&config);
     let store = open_store(&config, &core.metrics).await?;
+    let core = core.with_database(store.database().clone());
+    let (connections, draining) = (core.connections.clone(), Arc::clone(&core.draining));
     let uploads = UploadLimits {
         max_bytes: usize::try_from(config.upload_max_bytes).unwrap_or(usize::MAX),
         max_pixels: config.upload_max_pixels,
@@ -198,6 +235,10 @@ pub async fn run(
         let (router, paths) = (router.clone(), config.cache_warm_paths.clone());
         tokio::spawn(async move { warm::warm(router, &host, &paths).await });
     }
+    let shutdown = async move {
+        shutdown.await;
+        draining.store(true, Ordering::Relaxed);
+    };
     let drained = listener::serve(
         listener,
         router,
@@ -206,7 +247,7 @@ pub async fn run(
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
         },
-        OpenConnections::default(),
+        connections,
         shutdown,
     )
     .await;

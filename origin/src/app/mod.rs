@@ -1,8 +1,7 @@
-//! The application served out of the box: pages, static assets and health.
+//! The application served out of the box: the task tracker's API, pages and static assets.
 
 pub mod api;
 mod assets;
-mod health;
 pub mod model;
 mod pages;
 pub mod store;
@@ -70,7 +69,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/tasks/{id}", get(pages::task))
-        .route("/health", get(health::health))
         .route("/assets/{file}", get(assets::serve))
         .merge(api::router())
         .with_state(state)

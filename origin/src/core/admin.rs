@@ -1,4 +1,4 @@
-//! Admin routes for operators: cache invalidation and cache statistics, behind
+//! Admin routes for operators: cache invalidation, cache statistics and breaker resets, behind
 //! `Authorization: Bearer $ADMIN_TOKEN`. With no token configured they answer 403
 //! `ADMIN_DISABLED`, so an unconfigured deployment never exposes them.
 
@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::breaker::CircuitBreaker;
 use super::cache::TieredCache;
+use super::client::constant_time_eq;
 use super::errors::{ApiError, ErrorCode};
 
 /// Most tags or keys one invalidation request may name.
@@ -26,13 +28,17 @@ pub struct AdminState {
     pub cache: TieredCache,
     /// The bearer token; `None` disables the routes.
     pub token: Option<Arc<str>>,
+    /// The dependencies' circuit breakers.
+    pub breakers: Vec<CircuitBreaker>,
 }
 
-/// `POST /api/admin/cache/invalidate` and `GET /api/cache/stats`.
+/// `POST /api/admin/cache/invalidate`, `GET /api/cache/stats` and
+/// `POST /api/admin/circuit-breakers/reset`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/api/admin/cache/invalidate", post(invalidate))
         .route("/api/cache/stats", get(stats))
+        .route("/api/admin/circuit-breakers/reset", post(reset_breakers))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -65,11 +71,6 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         return response;
     }
     next.run(request).await
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a guess matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// The invalidation request body.
@@ -148,4 +149,13 @@ async fn stats(State(state): State<AdminState>) -> Response {
         },
     }))
     .into_response()
+}
+
+/// Closes every circuit breaker, for an operator who knows the dependency is back.
+async fn reset_breakers(State(state): State<AdminState>) -> Response {
+    for breaker in &state.breakers {
+        breaker.reset();
+    }
+    let reports: Vec<_> = state.breakers.iter().map(CircuitBreaker::report).collect();
+    Json(json!({ "reset": reports })).into_response()
 }

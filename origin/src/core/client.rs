@@ -61,7 +61,7 @@ fn peer(request: &Request) -> Option<IpAddr> {
 }
 
 /// Compares secrets without revealing through timing how much of them matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -180,6 +180,16 @@ impl Database {
         Ok(())
     }
 
+    /// How long a trivial query takes, bounded by `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, DbError> {
+        let started = Instant::now();
+        self.observe_within(timeout, "select", "ping", async {
+            sqlx::query("SELECT 1").execute(&self.pool).await
+        })
+        .await?;
+        Ok(started.elapsed())
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -20,7 +20,11 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::breaker::CircuitBreaker;
 use super::cache::{LevelCount, TieredCache};
+use super::listener::OpenConnections;
 
 /// A route template as a label value, shared rather than copied for every request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
@@ -144,19 +148,64 @@ impl Collector for CacheCollector {
     }
 }
 
+/// Reports gauges read at scrape time: open connections and breaker states.
+#[derive(Debug)]
+struct GaugeCollector {
+    connections: OpenConnections,
+    breakers: Vec<CircuitBreaker>,
+}
+
+impl Collector for GaugeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let connections = encoder.encode_descriptor(
+            "active_connections",
+            "Open client connections",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.connections.get()).encode(connections)?;
+        let mut states = encoder.encode_descriptor(
+            "circuit_breaker_state",
+            "Circuit breaker state per dependency: 0 closed, 1 open, 2 half-open",
+            None,
+            MetricType::Gauge,
+        )?;
+        for breaker in &self.breakers {
+            let labels = vec![("name", breaker.name())];
+            ConstGauge::new(breaker.state().gauge()).encode(states.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the metrics read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The response cache, for its per-level counters.
+    pub cache: Option<TieredCache>,
+    /// Open client connections.
+    pub connections: OpenConnections,
+    /// The dependencies' breakers.
+    pub breakers: Vec<CircuitBreaker>,
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(None)
+        Self::new(Sources::default())
     }
 }
 
 impl Metrics {
-    /// Metrics for one server, including `cache`'s counters when given.
-    pub fn new(cache: Option<TieredCache>) -> Self {
+    /// Metrics for one server, reading `sources` at scrape time.
+    pub fn new(sources: Sources) -> Self {
         let mut registry = Registry::default();
-        if let Some(cache) = cache {
+        if let Some(cache) = sources.cache {
             registry.register_collector(Box::new(CacheCollector(cache)));
         }
+        registry.register_collector(Box::new(GaugeCollector {
+            connections: sources.connections,
+            breakers: sources.breakers,
+        }));
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
         let durations: DurationFamily = Family::new_with_constructor(latency_histogram);

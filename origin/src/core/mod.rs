@@ -7,6 +7,7 @@ pub mod client;
 pub mod database;
 pub mod errors;
 pub mod extract;
+pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod pagination;

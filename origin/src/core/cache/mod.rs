@@ -475,6 +475,11 @@ impl TieredCache {
         levels
     }
 
+    /// How long a Redis `PING` takes, or why it failed; `None` without a Redis level.
+    pub async fn ping_redis(&self) -> Option<Result<Duration, String>> {
+        Some(self.remote.as_ref()?.ping().await)
+    }
+
     /// A snapshot of the counters.
     pub async fn stats(&self) -> CacheStats {
         self.store.run_pending_tasks().await;

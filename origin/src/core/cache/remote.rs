@@ -15,6 +15,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
+use crate::core::breaker::CircuitBreaker;
+
 /// An invalidation as published to the other instances.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Invalidation {
@@ -34,6 +36,7 @@ pub struct RedisTier {
     instance: String,
     timeout: Duration,
     errors: Arc<AtomicU64>,
+    breaker: Option<CircuitBreaker>,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -61,7 +64,28 @@ impl RedisTier {
             instance,
             timeout,
             errors: Arc::default(),
+            breaker: None,
         })
+    }
+
+    /// Skips Redis while `breaker` is open, and tells it how calls went.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// How long a `PING` takes, or why it failed (never gated by the breaker).
+    pub async fn ping(&self) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        let mut conn = self.conn.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut conn);
+        match tokio::time::timeout(self.timeout, ping).await {
+            Ok(Ok(_)) => Ok(started.elapsed()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
     }
 
     /// Failed Redis calls so far.
@@ -82,9 +106,21 @@ impl RedisTier {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, command: &redis::Pipeline) -> Option<T> {
+        if self
+            .breaker
+            .as_ref()
+            .is_some_and(|breaker| !breaker.allows())
+        {
+            return None;
+        }
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut conn)).await {
-            Ok(Ok(value)) => Some(value),
+            Ok(Ok(value)) => {
+                if let Some(breaker) = &self.breaker {
+                    breaker.succeeded();
+                }
+                Some(value)
+            }
             Ok(Err(error)) => {
                 self.failed(&error.to_string());
                 None
@@ -98,6 +134,9 @@ impl RedisTier {
 
     fn failed(&self, why: &str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(breaker) = &self.breaker {
+            breaker.failed();
+        }
         tracing::warn!(
             error = why,
             "redis call failed; serving without the shared cache"

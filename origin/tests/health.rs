@@ -1,0 +1,152 @@
+//! Health endpoints, and the Redis breaker against a Redis server this test starts, stops
+//! (`kill -STOP`) and resumes (`kill -CONT`).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{metrics, start};
+use origin::config::Config;
+use origin::core::breaker::BreakerSettings;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+async fn json(url: String) -> (u16, Value) {
+    let response = reqwest::get(url).await.expect("reachable");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn health_endpoints_report_each_dependency() {
+    let origin = start(Config::default()).await;
+    let base = &origin.base;
+    let (status, live) = json(format!("{base}/health/live")).await;
+    assert_eq!((status, live["status"].as_str()), (200, Some("alive")));
+    let (status, ready) = json(format!("{base}/health/ready")).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "healthy");
+    let (status, detailed) = json(format!("{base}/health/detailed")).await;
+    assert_eq!(status, 200);
+    assert_eq!(detailed["status"], "healthy");
+    assert_eq!(detailed["dependencies"][0]["name"], "database");
+    assert_eq!(detailed["dependencies"][0]["status"], "up");
+    assert!(detailed["dependencies"][0]["responseTimeMs"]
+        .as_f64()
+        .is_some());
+    assert_eq!(detailed["circuitBreakers"][0]["name"], "redis");
+    assert_eq!(detailed["circuitBreakers"][0]["state"], "CLOSED");
+    assert!(detailed["cache"]["entries"].is_u64());
+    let (status, cache) = json(format!("{base}/health/cache")).await;
+    assert_eq!(
+        (status, cache["redis"].is_null()),
+        (200, true),
+        "no Redis level"
+    );
+    let response = reqwest::get(format!("{base}/health/ready"))
+        .await
+        .expect("reachable");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+}
+
+/// A Redis server of the test's own, on a free port, removed when dropped.
+struct OwnRedis {
+    child: Child,
+    url: String,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free port");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (the set-up installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not start on {port}");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+async fn redis_breaker(base: &str) -> String {
+    let (_, report) = json(format!("{base}/health/circuit-breakers")).await;
+    report["circuitBreakers"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_on_while_redis_is_stopped_and_the_breaker_recovers() {
+    let redis = OwnRedis::start().await;
+    let origin = start(Config {
+        redis_url: Some(redis.url.clone()),
+        redis_timeout_ms: 100,
+        breakers: BreakerSettings {
+            failure_threshold: 3,
+            reset_timeout: Duration::from_millis(300),
+            ..BreakerSettings::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let base = origin.base.clone();
+    let read = |id: u32| reqwest::get(format!("{base}/api/tasks/{id}"));
+    assert_eq!(read(1).await.expect("reachable").status(), 200);
+    assert_eq!(redis_breaker(&base).await, "CLOSED");
+
+    redis.signal("-STOP");
+    for id in 2..8 {
+        let response = read(id).await.expect("reachable");
+        assert_eq!(response.status(), 200, "task {id} served without Redis");
+    }
+    assert_eq!(redis_breaker(&base).await, "OPEN");
+    let (status, ready) = json(format!("{base}/health/ready")).await;
+    assert_eq!(status, 200, "Redis down leaves the origin ready: {ready}");
+    assert_eq!(ready["status"], "degraded");
+    assert!(metrics(&base)
+        .await
+        .contains("circuit_breaker_state{name=\"redis\"} 1"));
+
+    redis.signal("-CONT");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut state = String::new();
+    for id in 8..40 {
+        assert_eq!(read(id).await.expect("reachable").status(), 200);
+        state = redis_breaker(&base).await;
+        if state == "CLOSED" {
+            break;
+        }
+    }
+    assert_eq!(state, "CLOSED", "two successful calls close it again");
+}

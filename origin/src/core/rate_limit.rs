@@ -71,11 +71,17 @@ pub struct Verdict {
     pub retry_after: Duration,
 }
 
-/// GCRA: the decision for a client whose theoretical arrival time is `tat` (ms), at `now` (ms);
+/// The spacing between requests in microseconds (fine enough for budgets far above 1,000
+/// requests per second).
+fn interval_us(limit: RateLimit) -> u64 {
+    (u64::from(limit.window_seconds) * 1_000_000 / u64::from(limit.max_requests.max(1))).max(1)
+}
+
+/// GCRA: the decision for a client whose theoretical arrival time is `tat` (µs), at `now` (µs);
 /// returns the verdict and the new theoretical arrival time to store when allowed.
 pub fn gcra(limit: RateLimit, tat: u64, now: u64) -> (Verdict, u64) {
-    let window = u64::from(limit.window_seconds) * 1000;
-    let interval = limit.emission_interval_ms().max(1);
+    let window = u64::from(limit.window_seconds) * 1_000_000;
+    let interval = interval_us(limit);
     let tat = tat.max(now);
     let next = tat + interval;
     let allowed = next - now <= window;
@@ -84,7 +90,7 @@ pub fn gcra(limit: RateLimit, tat: u64, now: u64) -> (Verdict, u64) {
             allowed,
             limit: limit.max_requests,
             remaining: u32::try_from((window - (next - now)) / interval).unwrap_or(u32::MAX),
-            reset_after: Duration::from_millis(next - now),
+            reset_after: Duration::from_micros(next - now),
             retry_after: Duration::ZERO,
         }
     } else {
@@ -92,25 +98,26 @@ pub fn gcra(limit: RateLimit, tat: u64, now: u64) -> (Verdict, u64) {
             allowed,
             limit: limit.max_requests,
             remaining: 0,
-            reset_after: Duration::from_millis(tat - now),
-            retry_after: Duration::from_millis(next - window - now),
+            reset_after: Duration::from_micros(tat - now),
+            retry_after: Duration::from_micros(next - window - now),
         }
     };
     (verdict, if allowed { next } else { tat })
 }
 
 /// The same algorithm inside Redis: KEYS[1] holds the theoretical arrival time; ARGV are the
-/// emission interval and the window, in ms. Returns allowed, remaining, reset and retry (ms).
+/// emission interval and the window, in µs. Returns allowed, remaining, reset and retry (µs).
 const GCRA_SCRIPT: &str = r"
 local interval = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local next = tat + interval
 if next - now <= window then
-  redis.call('SET', KEYS[1], next, 'PX', next - now)
+  -- Formatted by hand: Lua prints large numbers with 14 significant digits only.
+  redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / 1000))
   return {1, math.floor((window - (next - now)) / interval), next - now, 0}
 end
 return {0, 0, tat - now, next - window - now}
@@ -127,7 +134,7 @@ struct Local {
 
 impl Local {
     fn check(&self, tier: RateLimitTier, limit: RateLimit, client: IpAddr) -> Verdict {
-        let now = unix_ms();
+        let now = unix_us();
         let mut arrivals = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
         if arrivals.len() >= LOCAL_PRUNE_AT {
             arrivals.retain(|_, tat| *tat > now);
@@ -139,10 +146,10 @@ impl Local {
     }
 }
 
-fn unix_ms() -> u64 {
+fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The shared limiter in Redis.
@@ -168,8 +175,8 @@ impl Shared {
         let mut conn = self.conn.clone();
         let mut invocation = self.script.key(key);
         invocation
-            .arg(limit.emission_interval_ms().max(1))
-            .arg(u64::from(limit.window_seconds) * 1000);
+            .arg(interval_us(limit))
+            .arg(u64::from(limit.window_seconds) * 1_000_000);
         let call = invocation.invoke_async::<(u8, u64, u64, u64)>(&mut conn);
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok((allowed, remaining, reset, retry))) => {
@@ -178,8 +185,8 @@ impl Shared {
                     allowed: allowed == 1,
                     limit: limit.max_requests,
                     remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-                    reset_after: Duration::from_millis(reset),
-                    retry_after: Duration::from_millis(retry),
+                    reset_after: Duration::from_micros(reset),
+                    retry_after: Duration::from_micros(retry),
                 })
             }
             Ok(Err(error)) => self.failed(&error.to_string()),
@@ -283,10 +290,26 @@ mod tests {
         assert_eq!(refused.retry_after, Duration::from_millis(200));
         assert_eq!(refused.reset_after, Duration::from_millis(1000));
         // One interval later exactly one more request fits: no burst at a window boundary.
-        let (later, next) = gcra(FIVE_PER_SECOND, tat, now + 200);
+        let (later, next) = gcra(FIVE_PER_SECOND, tat, now + 200_000);
         assert!(later.allowed);
         assert_eq!(later.remaining, 0);
-        assert!(!gcra(FIVE_PER_SECOND, next, now + 200).0.allowed);
+        assert!(!gcra(FIVE_PER_SECOND, next, now + 200_000).0.allowed);
+    }
+
+    #[test]
+    fn large_budgets_are_not_capped_by_clock_resolution() {
+        let a_million_per_second = RateLimit {
+            max_requests: 1_000_000,
+            window_seconds: 1,
+        };
+        let now = 5_000_000;
+        let mut tat = now;
+        // 20,000 requests within 10 ms fit in a budget of 1,000,000 per second.
+        for n in 0..20_000u64 {
+            let (verdict, next) = gcra(a_million_per_second, tat, now + n / 2);
+            assert!(verdict.allowed, "request {n}");
+            tat = next;
+        }
     }
 
     #[tokio::test]

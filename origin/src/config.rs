@@ -86,6 +86,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 pub const ENV_SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
 /// The default drain time.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+/// `SLOW_REQUEST_MS`: requests slower than this are logged as warnings.
+pub const ENV_SLOW_REQUEST_MS: &str = "SLOW_REQUEST_MS";
+/// The default slow-request threshold.
+pub const DEFAULT_SLOW_REQUEST_MS: u64 = 5000;
 /// `RATE_LIMIT_ENABLED`: `false` turns every rate limit off.
 pub const ENV_RATE_LIMIT_ENABLED: &str = "RATE_LIMIT_ENABLED";
 /// `RATE_LIMIT_WINDOW_MS`: the window of the default and crawler budgets.
@@ -184,6 +188,8 @@ pub struct Config {
     pub header_read_timeout_ms: u64,
     /// Drain time after a shutdown signal, in milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// Requests slower than this many milliseconds are logged as warnings.
+    pub slow_request_ms: u64,
     /// Rate limits; `None` when turned off.
     pub rate_limits: Option<Budgets>,
     /// What proves a request came through the edge.
@@ -219,6 +225,7 @@ impl Default for Config {
             max_header_bytes: DEFAULT_MAX_HEADER_SIZE,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+            slow_request_ms: DEFAULT_SLOW_REQUEST_MS,
             rate_limits: Some(Budgets::default()),
             edge_trust: EdgeTrust::default(),
             breakers: BreakerSettings::default(),
@@ -430,6 +437,7 @@ impl Config {
                 ENV_SHUTDOWN_TIMEOUT,
                 DEFAULT_SHUTDOWN_TIMEOUT_MS,
             )?,
+            slow_request_ms: number(&source, ENV_SLOW_REQUEST_MS, DEFAULT_SLOW_REQUEST_MS)?,
             rate_limits: rate_limits(&source)?,
             edge_trust: EdgeTrust {
                 token: source(ENV_ORIGIN_AUTH_TOKEN).filter(|token| !token.is_empty()),

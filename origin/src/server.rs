@@ -50,6 +50,8 @@ pub struct Core {
     pub draining: Arc<AtomicBool>,
     /// When the core was built.
     pub started: Instant,
+    /// Requests slower than this are logged as warnings.
+    pub slow_request: Duration,
 }
 
 impl Core {
@@ -75,6 +77,7 @@ impl Core {
             connections,
             draining: Arc::default(),
             started: Instant::now(),
+            slow_request: Duration::from_millis(config.slow_request_ms),
         }
     }
 
@@ -120,6 +123,7 @@ impl Core {
                 metrics: self.metrics,
                 limiter: self.limiter,
                 trust: self.trust,
+                slow_request: self.slow_request,
             }))
     }
 }

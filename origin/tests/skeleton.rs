@@ -187,7 +187,7 @@ async fn cache_hits_leave_with_the_same_headers_as_the_miss() {
         .to_str()
         .expect("ascii")
         .contains("hit"));
-    let varying = ["cache-status", "age", "date"];
+    let varying = ["cache-status", "age", "date", "x-request-id"];
     let heads = [&miss, &hit].map(|response| {
         let mut head: Vec<(String, String)> = response
             .headers()
@@ -228,4 +228,34 @@ async fn oversized_request_heads_get_431() {
         .await
         .expect("reachable");
     assert_eq!(fine.status(), 200);
+}
+
+#[tokio::test]
+async fn responses_carry_a_request_id() {
+    let origin = start().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/tasks/1", origin.base);
+    let given = client
+        .get(&url)
+        .header("x-request-id", "edge-4f2a:1")
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(given.headers()["x-request-id"], "edge-4f2a:1");
+    let mut made = Vec::new();
+    for bad in ["", "no spaces allowed"] {
+        let response = client
+            .get(&url)
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .expect("reachable");
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert_eq!(id.len(), 16, "a new id replaces {bad:?}: {id}");
+        made.push(id);
+    }
+    assert_ne!(made[0], made[1]);
 }

@@ -40,6 +40,8 @@ pub struct Stages {
     pub limiter: Option<Arc<RateLimiter>>,
     /// What proves a request came through the edge (for the client's address).
     pub trust: EdgeTrust,
+    /// Requests slower than this are logged as warnings.
+    pub slow_request: std::time::Duration,
 }
 
 /// Wraps a service in the [`Pipeline`].
@@ -88,9 +90,11 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
     }
 }
 
-async fn handle<S: Inner>(stages: Arc<Stages>, request: Request, inner: S) -> Response {
+async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
+    let request_id = request_id(&mut request);
+    let uri = request.uri().clone();
     let mut prepared = stages.policy.prepare(&request);
     let verdict = match &stages.limiter {
         Some(limiter) => {
@@ -123,9 +127,61 @@ async fn handle<S: Inner>(stages: Arc<Stages>, request: Request, inner: S) -> Re
     }
     let elapsed = started.elapsed();
     stages.metrics.observe(&method, &response, elapsed);
-    tracing::debug!(%method, status = response.status().as_u16(), ?elapsed, "request served");
+    log(&stages, &request_id, &method, &uri, &response, elapsed);
+    response
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), request_id);
     response
 }
+
+/// The request's `X-Request-Id`: the edge's (or any client's) when it is a sane token, else a
+/// new one, written back into the request so that the application sees it too.
+fn request_id(request: &mut Request) -> HeaderValue {
+    let given = request.headers().get(&REQUEST_ID).filter(|id| {
+        let bytes = id.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if let Some(id) = given {
+        return id.clone();
+    }
+    let id = new_id();
+    request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+    id
+}
+
+/// 16 random hex digits.
+fn new_id() -> HeaderValue {
+    let text = format!("{:016x}", fastrand::u64(..));
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// One debug line per request; a warning for slow requests and server errors, which carry the
+/// request id so that an operator can find the same request at the edge.
+fn log(
+    stages: &Stages,
+    request_id: &HeaderValue,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    response: &Response,
+    elapsed: std::time::Duration,
+) {
+    let id = request_id.to_str().unwrap_or("-");
+    let status = response.status().as_u16();
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    if elapsed >= stages.slow_request {
+        tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, "slow request");
+    } else if response.status().is_server_error() {
+        tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, "request failed");
+    } else {
+        tracing::debug!(request_id = id, %method, %uri, status, elapsed_ms, "request served");
+    }
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The route's tier, or the crawler tier for a well-known crawler on an ordinary route.
 fn effective_tier(tier: RateLimitTier, request: &Request) -> RateLimitTier {

@@ -369,7 +369,7 @@ fn respond(
                 .and_then(EntityTag::parse);
             if if_none_match_matches(inm, etag.as_ref()) {
                 headers.remove(header::CONTENT_TYPE);
-                let mut response = (StatusCode::NOT_MODIFIED, headers).into_response();
+                let mut response = with_head(StatusCode::NOT_MODIFIED, headers, Body::empty());
                 response.extensions_mut().insert(Stamped);
                 if let Some(route) = route {
                     response.extensions_mut().insert(route);
@@ -383,10 +383,19 @@ fn respond(
     } else {
         Body::from(stored.body.clone())
     };
-    let mut response = (code, headers, body).into_response();
+    let mut response = with_head(code, headers, body);
     response.extensions_mut().insert(Stamped);
     if let Some(route) = route {
         response.extensions_mut().insert(route);
     }
+    response
+}
+
+/// A response with `status` and `headers` as they are (axum's tuple conversions would insert
+/// each header again).
+fn with_head(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
 }

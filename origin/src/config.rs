@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use shared::rate_limit::RateLimit;
 
+use crate::core::admission::AdmissionLimits;
 use crate::core::breaker::BreakerSettings;
 use crate::core::client::{parse_proxies, EdgeTrust};
 use crate::core::rate_limit::Budgets;
@@ -86,6 +87,14 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 pub const ENV_SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
 /// The default drain time.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+/// `MAX_CONCURRENT_REQUESTS`: requests the application serves at once.
+pub const ENV_MAX_CONCURRENT_REQUESTS: &str = "MAX_CONCURRENT_REQUESTS";
+/// `MAX_QUEUED_REQUESTS`: requests that may wait for a slot; beyond, 503 at once.
+pub const ENV_MAX_QUEUED_REQUESTS: &str = "MAX_QUEUED_REQUESTS";
+/// `QUEUE_TIMEOUT_MS`: how long a request may wait for a slot.
+pub const ENV_QUEUE_TIMEOUT_MS: &str = "QUEUE_TIMEOUT_MS";
+/// `REQUEST_TIMEOUT`: milliseconds the application has to produce a response head.
+pub const ENV_REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
 /// `SLOW_REQUEST_MS`: requests slower than this are logged as warnings.
 pub const ENV_SLOW_REQUEST_MS: &str = "SLOW_REQUEST_MS";
 /// The default slow-request threshold.
@@ -190,6 +199,8 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     /// Requests slower than this many milliseconds are logged as warnings.
     pub slow_request_ms: u64,
+    /// Concurrency limit, wait queue and request timeout.
+    pub admission: AdmissionLimits,
     /// Rate limits; `None` when turned off.
     pub rate_limits: Option<Budgets>,
     /// What proves a request came through the edge.
@@ -226,6 +237,7 @@ impl Default for Config {
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
             slow_request_ms: DEFAULT_SLOW_REQUEST_MS,
+            admission: AdmissionLimits::default(),
             rate_limits: Some(Budgets::default()),
             edge_trust: EdgeTrust::default(),
             breakers: BreakerSettings::default(),
@@ -316,6 +328,29 @@ fn rate_limits(source: &impl Fn(&str) -> Option<String>) -> Result<Option<Budget
         )?,
         aggressive: defaults.aggressive,
     }))
+}
+
+fn admission(source: &impl Fn(&str) -> Option<String>) -> Result<AdmissionLimits, ConfigError> {
+    let defaults = AdmissionLimits::default();
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let count = |variable, default: usize| -> Result<usize, ConfigError> {
+        let value = number(source, variable, default as u64)?;
+        Ok(usize::try_from(value).unwrap_or(usize::MAX))
+    };
+    Ok(AdmissionLimits {
+        max_concurrent: count(ENV_MAX_CONCURRENT_REQUESTS, defaults.max_concurrent)?.max(1),
+        max_queued: count(ENV_MAX_QUEUED_REQUESTS, defaults.max_queued)?,
+        queue_timeout: std::time::Duration::from_millis(number(
+            source,
+            ENV_QUEUE_TIMEOUT_MS,
+            millis(defaults.queue_timeout),
+        )?),
+        request_timeout: std::time::Duration::from_millis(number(
+            source,
+            ENV_REQUEST_TIMEOUT,
+            millis(defaults.request_timeout),
+        )?),
+    })
 }
 
 fn breakers(source: &impl Fn(&str) -> Option<String>) -> Result<BreakerSettings, ConfigError> {
@@ -438,6 +473,7 @@ impl Config {
                 DEFAULT_SHUTDOWN_TIMEOUT_MS,
             )?,
             slow_request_ms: number(&source, ENV_SLOW_REQUEST_MS, DEFAULT_SLOW_REQUEST_MS)?,
+            admission: admission(&source)?,
             rate_limits: rate_limits(&source)?,
             edge_trust: EdgeTrust {
                 token: source(ENV_ORIGIN_AUTH_TOKEN).filter(|token| !token.is_empty()),

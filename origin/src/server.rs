@@ -15,6 +15,7 @@ use crate::app::store::seed::SeedSize;
 use crate::app::store::{Store, StoreError};
 use crate::app::{self, AppState};
 use crate::config::{Config, DemoData};
+use crate::core::admission::Admission;
 use crate::core::breaker::CircuitBreaker;
 use crate::core::cache::{RedisTier, TieredCache};
 use crate::core::client::EdgeTrust;
@@ -52,6 +53,8 @@ pub struct Core {
     pub started: Instant,
     /// Requests slower than this are logged as warnings.
     pub slow_request: Duration,
+    /// Concurrency limit, wait queue and request timeout.
+    pub admission: Arc<Admission>,
 }
 
 impl Core {
@@ -78,6 +81,7 @@ impl Core {
             draining: Arc::default(),
             started: Instant::now(),
             slow_request: Duration::from_millis(config.slow_request_ms),
+            admission: Arc::new(Admission::new(config.admission)),
         }
     }
 
@@ -124,6 +128,7 @@ impl Core {
                 limiter: self.limiter,
                 trust: self.trust,
                 slow_request: self.slow_request,
+                admission: Some(self.admission),
             }))
     }
 }

@@ -1,6 +1,7 @@
 //! The reusable origin core: layers any axum application can wrap itself in.
 
 pub mod admin;
+pub mod admission;
 pub mod breaker;
 pub mod cache;
 pub mod client;

@@ -20,10 +20,11 @@ use tower::{Layer, Service};
 
 use shared::rate_limit::{is_crawler, RateLimitTier};
 
+use super::admission::{Admission, Admitted};
 use super::client::EdgeTrust;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
-use super::policy_headers::PolicyHeaders;
+use super::policy_headers::{PolicyHeaders, Prepared, RouteCaching};
 use super::rate_limit::{RateLimiter, Verdict};
 use super::response_cache::{self, Inner, ResponseCache, Stamped};
 
@@ -42,6 +43,8 @@ pub struct Stages {
     pub trust: EdgeTrust,
     /// Requests slower than this are logged as warnings.
     pub slow_request: std::time::Duration,
+    /// Concurrency limit, wait queue and request timeout; `None` admits everything at once.
+    pub admission: Option<Arc<Admission>>,
 }
 
 /// Wraps a service in the [`Pipeline`].
@@ -112,12 +115,20 @@ async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -
             stages.metrics.rate_limited(tier.as_str());
             too_many_requests(tier, &verdict)
         }
-        (_, Some(caching)) => {
-            let (finish, with) = (Arc::clone(&stages), prepared.clone());
-            let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with, headers);
-            stages.cache.serve(request, &caching, inner, stamp).await
+        (_, caching) => {
+            // Health, metrics and admin routes are never shed nor timed out.
+            let exempt = matches!(
+                prepared.tier,
+                RateLimitTier::Unlimited | RateLimitTier::Aggressive
+            );
+            match &stages.admission {
+                Some(admission) if !exempt => {
+                    let admitted = Admitted::new(inner, Arc::clone(admission));
+                    through(&stages, request, caching, &prepared, admitted).await
+                }
+                _ => through(&stages, request, caching, &prepared, inner).await,
+            }
         }
-        (_, None) => response_cache::call(inner, request).await,
     };
     if response.extensions().get::<Stamped>().is_none() {
         stages.policy.stamp(prepared, response.headers_mut());
@@ -132,6 +143,24 @@ async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -
         .headers_mut()
         .insert(REQUEST_ID.clone(), request_id);
     response
+}
+
+/// The response from the cache when the request may be cached, else from `inner`.
+async fn through<S: Inner>(
+    stages: &Arc<Stages>,
+    request: Request,
+    caching: Option<Arc<RouteCaching>>,
+    prepared: &Prepared,
+    inner: S,
+) -> Response {
+    match caching {
+        Some(caching) => {
+            let (finish, with) = (Arc::clone(stages), prepared.clone());
+            let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with, headers);
+            stages.cache.serve(request, &caching, inner, stamp).await
+        }
+        None => response_cache::call(inner, request).await,
+    }
 }
 
 /// The request's `X-Request-Id`: the edge's (or any client's) when it is a sane token, else a

@@ -56,14 +56,20 @@ pub async fn start(config: Config) -> TestOrigin {
     }
 }
 
-/// `app` wrapped in the origin core with the default configuration; returns its base URL.
+/// `app` wrapped in the origin core with the default configuration (no rate limits); returns
+/// its base URL.
 pub async fn serve_wrapped(app: Router) -> String {
-    let (listener, base) = listen().await;
     let config = Config {
         rate_limits: None,
         ..Config::default()
     };
-    let router = Core::from_config(&config).wrap(app);
+    serve_wrapped_with(app, &config).await
+}
+
+/// `app` wrapped in the origin core configured by `config`; returns its base URL.
+pub async fn serve_wrapped_with(app: Router, config: &Config) -> String {
+    let (listener, base) = listen().await;
+    let router = Core::from_config(config).wrap(app);
     tokio::spawn(async move { axum::serve(listener, router).await });
     base
 }

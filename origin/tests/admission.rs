@@ -1,0 +1,114 @@
+//! Load shedding and request timeouts, around an application whose handler takes its time.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use common::serve_wrapped_with;
+use origin::config::Config;
+use origin::core::admission::AdmissionLimits;
+use serde_json::Value;
+
+/// `/api/slow` sleeps, then answers `no-store` (so that every request reaches it).
+fn slow_app(sleep: Duration) -> Router {
+    Router::new().route(
+        "/api/slow",
+        get(move || async move {
+            tokio::time::sleep(sleep).await;
+            axum::http::Response::builder()
+                .header("cache-control", "no-store")
+                .body(axum::body::Body::from("done"))
+                .expect("response")
+        }),
+    )
+}
+
+fn config(limits: AdmissionLimits) -> Config {
+    Config {
+        rate_limits: None,
+        admission: limits,
+        ..Config::default()
+    }
+}
+
+async fn statuses(base: &str, path: &str, count: usize) -> Vec<(u16, String, String)> {
+    let client = reqwest::Client::new();
+    let requests = (0..count).map(|n| {
+        let client = client.clone();
+        let url = format!("{base}{path}?n={n}");
+        async move {
+            // Staggered, so that the order of arrival is known.
+            tokio::time::sleep(Duration::from_millis(30 * n as u64)).await;
+            let response = client.get(url).send().await.expect("reachable");
+            let status = response.status().as_u16();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().expect("ascii").to_owned())
+                .unwrap_or_default();
+            let code = response
+                .json::<Value>()
+                .await
+                .map(|body| body["code"].as_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            (status, retry, code)
+        }
+    });
+    futures::future::join_all(requests).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_beyond_the_queue_is_shed_at_once() {
+    let base = serve_wrapped_with(
+        slow_app(Duration::from_millis(400)),
+        &config(AdmissionLimits {
+            max_concurrent: 1,
+            max_queued: 1,
+            queue_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }),
+    )
+    .await;
+    let results = statuses(&base, "/api/slow", 3).await;
+    assert_eq!(results[0].0, 200, "first runs");
+    assert_eq!(results[1].0, 200, "second waits in the queue, then runs");
+    assert_eq!(
+        results[2],
+        (503, "1".to_owned(), "SERVICE_UNAVAILABLE".to_owned()),
+        "third finds the queue full"
+    );
+    let health = reqwest::get(format!("{base}/health/live"))
+        .await
+        .expect("reachable");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_and_handling_are_bounded_in_time() {
+    let base = serve_wrapped_with(
+        slow_app(Duration::from_millis(400)),
+        &config(AdmissionLimits {
+            max_concurrent: 1,
+            max_queued: 10,
+            queue_timeout: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(5),
+        }),
+    )
+    .await;
+    let results = statuses(&base, "/api/slow", 2).await;
+    assert_eq!(results[0].0, 200);
+    assert_eq!(results[1].0, 503, "waited 100 ms for a slot, then shed");
+
+    let timed = serve_wrapped_with(
+        slow_app(Duration::from_millis(400)),
+        &config(AdmissionLimits {
+            request_timeout: Duration::from_millis(100),
+            ..AdmissionLimits::default()
+        }),
+    )
+    .await;
+    let results = statuses(&timed, "/api/slow", 1).await;
+    assert_eq!(results[0], (504, String::new(), "TIMEOUT".to_owned()));
+}

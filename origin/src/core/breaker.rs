@@ -190,11 +190,14 @@ impl CircuitBreaker {
     fn enter(&self, inner: &mut Inner, state: BreakerState) {
         if inner.state != state {
             self.transitions.fetch_add(1, Ordering::Relaxed);
-            let level_warn = state == BreakerState::Open;
-            if level_warn {
-                tracing::warn!(breaker = self.name, from = ?inner.state, "circuit breaker opened");
-            } else {
-                tracing::info!(breaker = self.name, from = ?inner.state, to = ?state, "circuit breaker changed state");
+            let (name, from) = (self.name, inner.state);
+            match state {
+                BreakerState::Open => {
+                    tracing::warn!(breaker = name, ?from, "circuit breaker opened")
+                }
+                _ => {
+                    tracing::info!(breaker = name, ?from, to = ?state, "circuit breaker changed state")
+                }
             }
         }
         inner.state = state;

@@ -128,31 +128,28 @@ impl Core {
                 limiter: self.limiter,
                 trust: self.trust,
                 slow_request: self.slow_request,
-                admission: Some(self.admission),
+                admission: self.admission,
             }))
     }
 }
 
 /// The rate limiter `config` asks for: shared through Redis when `REDIS_URL` is set.
 fn rate_limiter(config: &Config, breaker: &CircuitBreaker) -> Option<RateLimiter> {
-    let limiter = RateLimiter::local(config.rate_limits?);
+    let budgets = config.rate_limits?;
     let Some(url) = &config.redis_url else {
-        return Some(limiter);
+        return Some(RateLimiter::local(budgets));
     };
     let timeout = Duration::from_millis(config.redis_timeout_ms);
-    let shared = RateLimiter::local(config.rate_limits?).with_redis(
+    let shared = RateLimiter::local(budgets).with_redis(
         url,
         &config.redis_key_prefix,
         timeout,
         breaker.clone(),
     );
-    match shared {
-        Ok(shared) => Some(shared),
-        Err(error) => {
-            tracing::error!(%error, "REDIS_URL is invalid: rate limits are per instance");
-            Some(limiter)
-        }
-    }
+    Some(shared.unwrap_or_else(|error| {
+        tracing::error!(%error, "REDIS_URL is invalid: rate limits are per instance");
+        RateLimiter::local(budgets)
+    }))
 }
 
 /// The response cache `config` asks for: in-process, plus Redis when `REDIS_URL` is set.

@@ -66,11 +66,6 @@ impl Admission {
         }
     }
 
-    /// Requests waiting for a slot now.
-    pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
     /// Runs `request` on `inner` once a slot is free, bounded by the request timeout.
     async fn run<S: Inner>(&self, inner: S, request: Request) -> Response {
         let permit = match Arc::clone(&self.slots).try_acquire_owned() {

@@ -43,8 +43,8 @@ pub struct Stages {
     pub trust: EdgeTrust,
     /// Requests slower than this are logged as warnings.
     pub slow_request: std::time::Duration,
-    /// Concurrency limit, wait queue and request timeout; `None` admits everything at once.
-    pub admission: Option<Arc<Admission>>,
+    /// Concurrency limit, wait queue and request timeout.
+    pub admission: Arc<Admission>,
 }
 
 /// Wraps a service in the [`Pipeline`].
@@ -121,12 +121,11 @@ async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -
                 prepared.tier,
                 RateLimitTier::Unlimited | RateLimitTier::Aggressive
             );
-            match &stages.admission {
-                Some(admission) if !exempt => {
-                    let admitted = Admitted::new(inner, Arc::clone(admission));
-                    through(&stages, request, caching, &prepared, admitted).await
-                }
-                _ => through(&stages, request, caching, &prepared, inner).await,
+            if exempt {
+                through(&stages, request, caching, &prepared, inner).await
+            } else {
+                let admitted = Admitted::new(inner, Arc::clone(&stages.admission));
+                through(&stages, request, caching, &prepared, admitted).await
             }
         }
     };

@@ -7,7 +7,9 @@ use shared::rate_limit::RateLimit;
 use crate::core::admission::AdmissionLimits;
 use crate::core::breaker::BreakerSettings;
 use crate::core::client::{parse_proxies, EdgeTrust};
+use crate::core::outbound::OutboundSettings;
 use crate::core::rate_limit::Budgets;
+use crate::core::retry::RetryPolicy;
 
 /// `ORIGIN_ADDR`: where the origin listens.
 pub const ENV_ADDR: &str = "ORIGIN_ADDR";
@@ -115,6 +117,28 @@ pub const ENV_TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
 pub const ENV_BREAKER_THRESHOLD: &str = "CIRCUIT_BREAKER_ERROR_THRESHOLD";
 /// `CIRCUIT_BREAKER_RESET_TIMEOUT`: milliseconds an open breaker waits before a trial call.
 pub const ENV_BREAKER_RESET_TIMEOUT: &str = "CIRCUIT_BREAKER_RESET_TIMEOUT";
+/// `CIRCUIT_BREAKER_TIMEOUT`: milliseconds a call guarded by the outbound breaker may take.
+pub const ENV_BREAKER_TIMEOUT: &str = "CIRCUIT_BREAKER_TIMEOUT";
+/// The default bound on a guarded outbound call.
+pub const DEFAULT_BREAKER_TIMEOUT_MS: u64 = 10_000;
+/// `RETRY_MAX_ATTEMPTS`: attempts of an idempotent call, the first included.
+pub const ENV_RETRY_MAX_ATTEMPTS: &str = "RETRY_MAX_ATTEMPTS";
+/// `RETRY_INITIAL_DELAY_MS`: backoff bound before the first retry.
+pub const ENV_RETRY_INITIAL_DELAY_MS: &str = "RETRY_INITIAL_DELAY_MS";
+/// `RETRY_MAX_DELAY_MS`: the largest backoff bound.
+pub const ENV_RETRY_MAX_DELAY_MS: &str = "RETRY_MAX_DELAY_MS";
+/// `RETRY_BACKOFF_FACTOR`: how much the backoff bound grows per retry.
+pub const ENV_RETRY_BACKOFF_FACTOR: &str = "RETRY_BACKOFF_FACTOR";
+/// `RETRY_BUDGET_PERCENT`: retries may be at most this share of calls.
+pub const ENV_RETRY_BUDGET_PERCENT: &str = "RETRY_BUDGET_PERCENT";
+/// The default retry budget.
+pub const DEFAULT_RETRY_BUDGET_PERCENT: u64 = 20;
+/// `OUTBOUND_ALLOW_PRIVATE`: `true` lets outbound fetches reach private and loopback addresses.
+pub const ENV_OUTBOUND_ALLOW_PRIVATE: &str = "OUTBOUND_ALLOW_PRIVATE";
+/// `OUTBOUND_MAX_BYTES`: most bytes read of a fetched page.
+pub const ENV_OUTBOUND_MAX_BYTES: &str = "OUTBOUND_MAX_BYTES";
+/// `METRICS_ADDR`: a second listener serving `/metrics` alone (the seed used port 9464).
+pub const ENV_METRICS_ADDR: &str = "METRICS_ADDR";
 
 /// What an empty database is filled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +231,14 @@ pub struct Config {
     pub edge_trust: EdgeTrust,
     /// When circuit breakers open and close.
     pub breakers: BreakerSettings,
+    /// Retries of idempotent calls.
+    pub retry: RetryPolicy,
+    /// Retries may be at most this share of calls, in percent.
+    pub retry_budget_percent: u64,
+    /// Outbound HTTP (link previews).
+    pub outbound: OutboundSettings,
+    /// A listener for `/metrics` alone, besides the main port.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -241,6 +273,10 @@ impl Default for Config {
             rate_limits: Some(Budgets::default()),
             edge_trust: EdgeTrust::default(),
             breakers: BreakerSettings::default(),
+            retry: RetryPolicy::default(),
+            retry_budget_percent: DEFAULT_RETRY_BUDGET_PERCENT,
+            outbound: OutboundSettings::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -374,6 +410,70 @@ fn breakers(source: &impl Fn(&str) -> Option<String>) -> Result<BreakerSettings,
     })
 }
 
+fn retry(source: &impl Fn(&str) -> Option<String>) -> Result<RetryPolicy, ConfigError> {
+    let defaults = RetryPolicy::default();
+    let millis = |variable, default: std::time::Duration| -> Result<_, ConfigError> {
+        let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        Ok(std::time::Duration::from_millis(number(
+            source, variable, default,
+        )?))
+    };
+    let factor = match source(ENV_RETRY_BACKOFF_FACTOR) {
+        None => defaults.factor,
+        Some(text) => match text.trim().parse::<f64>() {
+            Ok(factor) if (1.0..=10.0).contains(&factor) => factor,
+            _ => {
+                return Err(invalid(
+                    ENV_RETRY_BACKOFF_FACTOR,
+                    &text,
+                    "expected a number from 1 to 10",
+                ))
+            }
+        },
+    };
+    Ok(RetryPolicy {
+        attempts: u32::try_from(
+            number(source, ENV_RETRY_MAX_ATTEMPTS, defaults.attempts.into())?.max(1),
+        )
+        .unwrap_or(u32::MAX),
+        initial_delay: millis(ENV_RETRY_INITIAL_DELAY_MS, defaults.initial_delay)?,
+        max_delay: millis(ENV_RETRY_MAX_DELAY_MS, defaults.max_delay)?,
+        factor,
+    })
+}
+
+fn outbound(source: &impl Fn(&str) -> Option<String>) -> Result<OutboundSettings, ConfigError> {
+    let defaults = OutboundSettings::default();
+    Ok(OutboundSettings {
+        timeout: std::time::Duration::from_millis(number(
+            source,
+            ENV_BREAKER_TIMEOUT,
+            DEFAULT_BREAKER_TIMEOUT_MS,
+        )?),
+        allow_private: boolean(source, ENV_OUTBOUND_ALLOW_PRIVATE, defaults.allow_private)?,
+        max_bytes: usize::try_from(number(
+            source,
+            ENV_OUTBOUND_MAX_BYTES,
+            defaults.max_bytes as u64,
+        )?)
+        .unwrap_or(usize::MAX),
+    })
+}
+
+fn address(
+    source: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match source(variable).filter(|text| !text.trim().is_empty()) {
+        None => Ok(None),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e: std::net::AddrParseError| invalid(variable, &text, &e.to_string())),
+    }
+}
+
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -484,6 +584,15 @@ impl Config {
                 },
             },
             breakers: breakers(&source)?,
+            retry: retry(&source)?,
+            retry_budget_percent: number(
+                &source,
+                ENV_RETRY_BUDGET_PERCENT,
+                DEFAULT_RETRY_BUDGET_PERCENT,
+            )?
+            .min(100),
+            outbound: outbound(&source)?,
+            metrics_addr: address(&source, ENV_METRICS_ADDR)?,
         })
     }
 }

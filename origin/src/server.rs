@@ -21,9 +21,11 @@ use crate::core::cache::{RedisTier, TieredCache};
 use crate::core::client::EdgeTrust;
 use crate::core::database::{Database, DbError, DbSettings};
 use crate::core::listener::{self, ConnectionLimits, Drained, OpenConnections};
+use crate::core::outbound::{HttpClient, OutboundSettings};
 use crate::core::pipeline::{PipelineLayer, Stages};
 use crate::core::rate_limit::RateLimiter;
 use crate::core::response_cache::{CacheTuning, ResponseCache};
+use crate::core::retry::{Retrier, RetryBudget, RetryPolicy};
 use crate::core::{admin, errors, health, metrics, policy_headers, warm};
 
 /// The reusable origin core, ready to wrap any axum application.
@@ -43,6 +45,14 @@ pub struct Core {
     pub trust: EdgeTrust,
     /// The breaker guarding Redis calls.
     pub redis_breaker: CircuitBreaker,
+    /// The breaker guarding database queries.
+    pub database_breaker: CircuitBreaker,
+    /// The breaker guarding outbound HTTP requests.
+    pub http_breaker: CircuitBreaker,
+    /// Retries of idempotent calls, with one budget per dependency kind's callers.
+    pub retry: RetryPolicy,
+    /// Retries may be at most this share of calls.
+    pub retry_budget_ratio: f64,
     /// The application's database, for readiness.
     pub database: Option<Database>,
     /// Open client connections.
@@ -61,12 +71,18 @@ impl Core {
     /// The core `config` describes, with the embedded policy.
     pub fn from_config(config: &Config) -> Self {
         let redis_breaker = CircuitBreaker::new("redis", config.breakers);
+        let database_breaker = CircuitBreaker::new("database", config.breakers);
+        let http_breaker = CircuitBreaker::new("http", config.breakers);
         let cache = response_cache(config, &redis_breaker);
         let connections = OpenConnections::default();
         let sources = metrics::Sources {
             cache: Some(cache.cache.clone()),
             connections: connections.clone(),
-            breakers: vec![redis_breaker.clone()],
+            breakers: vec![
+                redis_breaker.clone(),
+                database_breaker.clone(),
+                http_breaker.clone(),
+            ],
         };
         Self {
             policy: Arc::new(Policy::default()),
@@ -76,6 +92,10 @@ impl Core {
             limiter: rate_limiter(config, &redis_breaker).map(Arc::new),
             trust: config.edge_trust.clone(),
             redis_breaker,
+            database_breaker,
+            http_breaker,
+            retry: config.retry,
+            retry_budget_ratio: config.retry_budget_percent as f64 / 100.0,
             database: None,
             connections,
             draining: Arc::default(),
@@ -86,10 +106,36 @@ impl Core {
     }
 
     /// The core with the application's `database`, whose reachability decides readiness.
+    /// Its queries are guarded by the database breaker and its reads retried.
     #[must_use]
     pub fn with_database(mut self, database: Database) -> Self {
+        let database = database
+            .with_breaker(self.database_breaker.clone())
+            .with_retries(self.retrier());
         self.database = Some(database);
         self
+    }
+
+    /// A retrier with the configured policy and a budget of its own.
+    pub fn retrier(&self) -> Retrier {
+        Retrier {
+            policy: self.retry,
+            budget: RetryBudget::new(self.retry_budget_ratio, 3),
+        }
+    }
+
+    /// The guarded client for outbound HTTP requests.
+    pub fn http_client(&self, settings: OutboundSettings) -> HttpClient {
+        HttpClient::new(settings, self.http_breaker.clone(), self.retrier())
+    }
+
+    /// Every dependency's breaker.
+    pub fn breakers(&self) -> Vec<CircuitBreaker> {
+        vec![
+            self.redis_breaker.clone(),
+            self.database_breaker.clone(),
+            self.http_breaker.clone(),
+        ]
     }
 
     /// `app` with the core's routes and layers. The policy and the response cache run around
@@ -97,16 +143,17 @@ impl Core {
     /// tag their responses with their template, which cached copies keep, for the metrics.
     /// Layers are listed innermost first: a request passes them from the bottom up.
     pub fn wrap(self, app: Router) -> Router {
+        let breakers = self.breakers();
         let admin = admin::AdminState {
             cache: self.cache.cache.clone(),
             token: self.admin_token,
-            breakers: vec![self.redis_breaker.clone()],
+            breakers: breakers.clone(),
         };
         let health = health::HealthState {
             started: self.started,
             database: self.database,
             cache: self.cache.cache.clone(),
-            breakers: vec![self.redis_breaker],
+            breakers,
             draining: self.draining,
         };
         let routes = app
@@ -216,6 +263,23 @@ pub async fn open_store(config: &Config, metrics: &metrics::Metrics) -> Result<S
     Ok(store)
 }
 
+/// Serves `GET /metrics` alone on `addr` (for scrapers kept off the public port) until the
+/// process exits.
+async fn spawn_metrics_listener(
+    addr: std::net::SocketAddr,
+    metrics: metrics::Metrics,
+) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(addr).await?;
+    let router = Router::new().route("/metrics", get(metrics::endpoint).with_state(metrics));
+    tracing::info!(%addr, "metrics listener");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
 /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
 pub async fn run(
     listener: TcpListener,
@@ -225,12 +289,21 @@ pub async fn run(
     let core = Core::from_config(&config);
     let store = open_store(&config, &core.metrics).await?;
     let core = core.with_database(store.database().clone());
+    let guarded = core
+        .database
+        .clone()
+        .unwrap_or_else(|| store.database().clone());
+    let store = store.with_database(guarded);
+    let http = core.http_client(config.outbound);
+    if let Some(addr) = config.metrics_addr {
+        spawn_metrics_listener(addr, core.metrics.clone()).await?;
+    }
     let (connections, draining) = (core.connections.clone(), Arc::clone(&core.draining));
     let uploads = UploadLimits {
         max_bytes: usize::try_from(config.upload_max_bytes).unwrap_or(usize::MAX),
         max_pixels: config.upload_max_pixels,
     };
-    let state = AppState::new(store, core.cache.cache.clone(), uploads);
+    let state = AppState::new(store, core.cache.cache.clone(), uploads, http);
     let router = core.wrap(app::router(state));
     let host = config
         .cache_warm_host

@@ -17,6 +17,7 @@ pub use assets::Assets;
 use store::Store;
 
 use crate::core::cache::TieredCache;
+use crate::core::outbound::HttpClient;
 
 /// What handlers share; cheap to clone (axum clones it for every request).
 #[derive(Debug, Clone)]
@@ -35,17 +36,20 @@ pub struct Shared {
     pub cache: TieredCache,
     /// Bounds on image uploads.
     pub uploads: UploadLimits,
+    /// Outbound HTTP, for link previews.
+    pub http: HttpClient,
 }
 
 impl AppState {
     /// State over `store`, invalidating `cache`, started now.
-    pub fn new(store: Store, cache: TieredCache, uploads: UploadLimits) -> Self {
+    pub fn new(store: Store, cache: TieredCache, uploads: UploadLimits, http: HttpClient) -> Self {
         Self(Arc::new(Shared {
             started: Instant::now(),
             assets: Arc::new(Assets::build()),
             store,
             cache,
             uploads,
+            http,
         }))
     }
 

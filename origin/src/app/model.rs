@@ -143,6 +143,21 @@ pub struct Comment {
     pub created_at: String,
 }
 
+/// A link attached to a task, titled from the linked page.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskLink {
+    /// Its id.
+    pub id: i64,
+    /// The task it is on.
+    pub task_id: i64,
+    /// The linked URL.
+    pub url: String,
+    /// The linked page's `<title>`, when it had one.
+    pub title: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
 /// One audit-log entry.
 #[derive(Debug, Serialize)]
 pub struct Event {

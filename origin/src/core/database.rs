@@ -14,7 +14,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+use super::breaker::CircuitBreaker;
 use super::metrics::DbMetrics;
+use super::retry::Retrier;
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,9 @@ pub enum DbError {
     /// The database could not be reached, or no connection was free in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database's circuit breaker is open: the query was not attempted.
+    #[error("database circuit breaker open")]
+    CircuitOpen,
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -77,6 +82,14 @@ pub struct DbSettings {
     pub query_timeout: Duration,
 }
 
+impl DbError {
+    /// Whether the database itself failed (as opposed to the query or its data): what opens
+    /// the breaker and what a read retries.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+    }
+}
+
 /// The application's database.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -84,6 +97,8 @@ pub struct Database {
     backend: Backend,
     query_timeout: Duration,
     metrics: DbMetrics,
+    breaker: Option<CircuitBreaker>,
+    retrier: Retrier,
 }
 
 impl Backend {
@@ -167,7 +182,54 @@ impl Database {
             backend,
             query_timeout: settings.query_timeout,
             metrics,
+            breaker: None,
+            retrier: Retrier {
+                policy: super::retry::RetryPolicy {
+                    attempts: 1,
+                    ..Default::default()
+                },
+                ..Retrier::default()
+            },
         })
+    }
+
+    /// Guards every query with `breaker`: outages (unreachable, timed out) open it, and while
+    /// it is open queries fail at once with [`DbError::CircuitOpen`].
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Retries reads ([`Self::read`]) that failed on an outage, through `retrier`.
+    #[must_use]
+    pub fn with_retries(mut self, retrier: Retrier) -> Self {
+        self.retrier = retrier;
+        self
+    }
+
+    /// The breaker guarding queries, if any.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
+    /// Runs the read-only `query` like [`Self::observe`], and again (with backoff, within the
+    /// retry budget) when the database failed; `query` makes each attempt anew.
+    pub async fn read<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        mut query: F,
+    ) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.retrier
+            .run(DbError::is_outage, || {
+                self.observe(operation, table, query())
+            })
+            .await
     }
 
     /// Applies the migrations for this database's dialect.
@@ -180,10 +242,11 @@ impl Database {
         Ok(())
     }
 
-    /// How long a trivial query takes, bounded by `timeout`.
+    /// How long a trivial query takes, bounded by `timeout`. Health checks ask the database
+    /// itself, whatever the breaker says.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, DbError> {
         let started = Instant::now();
-        self.observe_within(timeout, "select", "ping", async {
+        self.timed(timeout, "select", "ping", async {
             sqlx::query("SELECT 1").execute(&self.pool).await
         })
         .await?;
@@ -216,6 +279,33 @@ impl Database {
 
     /// [`Self::observe`] with its own bound, for maintenance work such as loading demo data.
     pub async fn observe_within<T, F>(
+        &self,
+        timeout: Duration,
+        operation: &'static str,
+        table: &'static str,
+        query: F,
+    ) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let Some(breaker) = &self.breaker else {
+            return self.timed(timeout, operation, table, query).await;
+        };
+        if !breaker.allows() {
+            self.metrics
+                .record(operation, table, "circuit_open", Duration::ZERO);
+            return Err(DbError::CircuitOpen);
+        }
+        let result = self.timed(timeout, operation, table, query).await;
+        match &result {
+            Err(error) if error.is_outage() => breaker.failed(),
+            _ => breaker.succeeded(),
+        }
+        result
+    }
+
+    /// Runs `query` under `timeout`, counted and timed.
+    async fn timed<T, F>(
         &self,
         timeout: Duration,
         operation: &'static str,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::database::DbError;
+use super::outbound::OutboundError;
 
 /// Stable error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,6 +38,8 @@ pub enum ErrorCode {
     Timeout,
     /// A dependency is unavailable; retry later.
     ServiceUnavailable,
+    /// An outbound request failed: the target could not be reached or answered an error.
+    UpstreamError,
     /// Something failed inside the server.
     InternalError,
 }
@@ -155,6 +158,12 @@ impl From<DbError> for ApiError {
                     "the database did not answer in time",
                 )
             }
+            DbError::CircuitOpen => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::CircuitOpen,
+                "the database is failing: its circuit breaker is open; retry later",
+            )
+            .with_metadata(serde_json::json!({ "dependency": "database" })),
             DbError::Unavailable(cause) => {
                 tracing::error!(%cause, "database unavailable");
                 Self::new(
@@ -172,6 +181,24 @@ impl From<DbError> for ApiError {
                 )
             }
         }
+    }
+}
+
+impl From<OutboundError> for ApiError {
+    fn from(error: OutboundError) -> Self {
+        let (status, code) = match &error {
+            OutboundError::InvalidUrl | OutboundError::Forbidden => {
+                return Self::invalid_fields(vec![FieldError::new("url", error.to_string())])
+            }
+            OutboundError::CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::CircuitOpen),
+            OutboundError::Timeout => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout),
+            OutboundError::Unreachable(_) | OutboundError::ServerError(_) => {
+                (StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError)
+            }
+        };
+        tracing::warn!(%error, "outbound request failed");
+        Self::new(status, code, error.to_string())
+            .with_metadata(serde_json::json!({ "dependency": "http" }))
     }
 }
 

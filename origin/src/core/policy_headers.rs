@@ -31,6 +31,8 @@ pub struct RouteCaching {
     pub ttl: Duration,
     /// The route's stale-while-revalidate window.
     pub stale_while_revalidate: Duration,
+    /// After expiry, how long a stored copy may stand in for a failed load (stale-if-error).
+    pub stale_if_error: Duration,
     /// The rendered cache tags.
     pub tags: Arc<[String]>,
 }
@@ -181,6 +183,7 @@ impl PolicyHeaders {
                 stale_while_revalidate: Duration::from_secs(
                     matched.policy.stale_while_revalidate.get().into(),
                 ),
+                stale_if_error: Duration::from_secs(matched.policy.stale_if_error.get().into()),
                 tags: decision.tags.into(),
             })),
             _ => None,

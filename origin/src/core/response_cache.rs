@@ -89,6 +89,7 @@ impl CacheTuning {
             stale_while_revalidate: self
                 .stale_while_revalidate
                 .unwrap_or(caching.stale_while_revalidate),
+            stale_if_error: caching.stale_if_error,
             tags: caching.tags.clone(),
         }
     }
@@ -324,6 +325,8 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
         && !cc.no_store
         && cc.private.is_none()
         && !parts.headers.contains_key(header::SET_COOKIE);
+    // A server error (the database down, a breaker open, a timeout) gives way to a stale copy.
+    let failed = parts.status.is_server_error();
     let etag = (!parts.headers.contains_key(header::ETAG))
         .then(|| HeaderValue::from_str(&EntityTag::from_bytes(&body).to_string()).ok())
         .flatten();
@@ -337,7 +340,11 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
     }
     let route = parts.extensions.get::<RouteTemplate>();
     let value = encode(parts.status, route, &headers, &body);
-    Ok(Loaded { value, store })
+    Ok(Loaded {
+        value,
+        store,
+        failed,
+    })
 }
 
 fn respond(
@@ -350,6 +357,9 @@ fn respond(
     let status = match outcome {
         Outcome::Hit { remaining } => CacheStatus::hit(ORIGIN).with_ttl(remaining.as_secs() as i64),
         Outcome::Stale => CacheStatus::forward(ORIGIN, ForwardReason::Stale),
+        Outcome::StaleOnError => {
+            CacheStatus::forward(ORIGIN, ForwardReason::Stale).with_detail("stale-if-error")
+        }
         Outcome::Miss { collapsed, stored } => CacheStatus::forward(ORIGIN, ForwardReason::Miss)
             .stored(stored)
             .collapsed(collapsed),

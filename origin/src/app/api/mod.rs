@@ -4,6 +4,7 @@
 mod attachments;
 mod comments;
 mod events;
+mod links;
 mod tasks;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
@@ -35,6 +36,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/tasks/{id}/comments",
             get(comments::list).post(comments::create),
+        )
+        .route(
+            "/api/tasks/{id}/links",
+            get(links::list).post(links::create),
         )
         .route(
             "/api/tasks/{id}/attachments",

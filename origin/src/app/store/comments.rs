@@ -48,7 +48,7 @@ impl Store {
     ) -> Result<Option<CommentPage>, StoreError> {
         let db = self.database();
         let page = db
-            .observe("select", "comments", async {
+            .read("select", "comments", move || async move {
                 let mut connection = db.pool().acquire().await?;
                 if !task_exists(&mut connection, task_id).await? {
                     return Ok(None);

@@ -96,13 +96,11 @@ impl Store {
     pub async fn image(&self, key: &str) -> Result<Option<StoredImage>, StoreError> {
         let db = self.database();
         let row = db
-            .observe(
-                "select",
-                "images",
+            .read("select", "images", move || {
                 sqlx::query("SELECT content_type, bytes FROM images WHERE key = $1")
                     .bind(key.to_owned())
-                    .fetch_optional(db.pool()),
-            )
+                    .fetch_optional(db.pool())
+            })
             .await?;
         let Some(row) = row else {
             return Ok(None);

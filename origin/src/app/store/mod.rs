@@ -4,6 +4,7 @@
 mod comments;
 mod events;
 mod images;
+mod links;
 pub mod seed;
 mod tasks;
 
@@ -56,6 +57,12 @@ impl Store {
     /// The database underneath.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// The store on `db` instead: the same pool with the core's breaker and retries.
+    #[must_use]
+    pub fn with_database(self, db: Database) -> Self {
+        Self { db }
     }
 }
 

@@ -321,7 +321,7 @@ impl Store {
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<TaskList, StoreError> {
         let db = self.database();
         let result = db
-            .observe("select", "tasks", async {
+            .read("select", "tasks", move || async move {
                 let mut connection = db.pool().acquire().await?;
                 let mut sql = Sql::new(&format!("SELECT {TASK_COLUMNS} FROM tasks"));
                 push_filters(&mut sql, filter);
@@ -376,7 +376,7 @@ impl Store {
     pub async fn task(&self, id: i64) -> Result<Option<TaskDetail>, StoreError> {
         let db = self.database();
         let detail = db
-            .observe("select", "tasks", async {
+            .read("select", "tasks", move || async move {
                 let mut connection = db.pool().acquire().await?;
                 let query = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
                 let Some(row) = sqlx::query(sqlx::AssertSqlSafe(query))
@@ -539,9 +539,7 @@ impl Store {
     pub async fn popular_tasks(&self, limit: u32) -> Result<Vec<PopularTask>, StoreError> {
         let db = self.database();
         let rows = db
-            .observe(
-                "select",
-                "comments",
+            .read("select", "comments", move || {
                 sqlx::query(
                     "SELECT t.id, t.title, t.status, COUNT(c.id) AS comment_count \
                      FROM tasks t JOIN comments c ON c.task_id = t.id \
@@ -549,8 +547,8 @@ impl Store {
                      ORDER BY comment_count DESC, t.id ASC LIMIT $1",
                 )
                 .bind(i64::from(limit))
-                .fetch_all(db.pool()),
-            )
+                .fetch_all(db.pool())
+            })
             .await?;
         let tasks = rows
             .iter()
@@ -571,7 +569,7 @@ impl Store {
     pub async fn stats(&self) -> Result<TaskStats, StoreError> {
         let db = self.database();
         let stats = db
-            .observe("aggregate", "tasks", async {
+            .read("aggregate", "tasks", move || async move {
                 let mut connection = db.pool().acquire().await?;
                 let counts = |sql: &'static str| sqlx::query(sql);
                 let mut by_status = serde_json::Map::new();

@@ -21,6 +21,8 @@ struct Header {
     stored_at_ms: u64,
     ttl_ms: u64,
     swr_ms: u64,
+    #[serde(default)]
+    sie_ms: u64,
     tags: Vec<String>,
     lz4: bool,
 }
@@ -40,6 +42,7 @@ pub fn encode(entry: &Entry, now: (Instant, u64)) -> Vec<u8> {
         stored_at_ms: now.1.saturating_sub(age),
         ttl_ms: entry.options.ttl.as_millis() as u64,
         swr_ms: entry.options.stale_while_revalidate.as_millis() as u64,
+        sie_ms: entry.options.stale_if_error.as_millis() as u64,
         tags: entry.options.tags.to_vec(),
         lz4,
     };
@@ -76,6 +79,7 @@ pub fn decode(bytes: &[u8], now: (Instant, u64)) -> Option<Entry> {
         CacheOptions {
             ttl: Duration::from_millis(header.ttl_ms),
             stale_while_revalidate: Duration::from_millis(header.swr_ms),
+            stale_if_error: Duration::from_millis(header.sie_ms),
             tags: header.tags.into(),
         },
     ))
@@ -92,6 +96,7 @@ mod tests {
             CacheOptions {
                 ttl: Duration::from_secs(60),
                 stale_while_revalidate: Duration::from_secs(30),
+                stale_if_error: Duration::from_secs(600),
                 tags: vec!["task:1".into(), "tasks".into()].into(),
             },
         )

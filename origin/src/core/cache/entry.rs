@@ -14,6 +14,8 @@ pub struct CacheOptions {
     pub ttl: Duration,
     /// After `ttl`, how long the stale value is served while one background load refreshes it.
     pub stale_while_revalidate: Duration,
+    /// After `ttl`, how long the stale value may stand in for a load that failed.
+    pub stale_if_error: Duration,
     /// Tags for [`super::TieredCache::invalidate_tags`].
     pub tags: Arc<[String]>,
 }
@@ -41,6 +43,9 @@ pub enum State {
     },
     /// Expired, inside the stale-while-revalidate window.
     Stale,
+    /// Past the stale-while-revalidate window but inside stale-if-error: loaded again, and
+    /// served only when that load fails.
+    Reserve,
     /// Past both windows: must be loaded again.
     Expired,
 }
@@ -80,6 +85,8 @@ impl Entry {
             }
         } else if age < self.options.ttl + self.options.stale_while_revalidate {
             State::Stale
+        } else if age < self.options.ttl + self.options.stale_if_error {
+            State::Reserve
         } else {
             State::Expired
         }
@@ -87,6 +94,10 @@ impl Entry {
 
     /// How long the entry is worth keeping at all.
     pub fn retention(&self) -> Duration {
-        self.options.ttl + self.options.stale_while_revalidate
+        self.options.ttl
+            + self
+                .options
+                .stale_while_revalidate
+                .max(self.options.stale_if_error)
     }
 }

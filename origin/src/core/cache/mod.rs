@@ -4,7 +4,8 @@
 //! [`TieredCache::get_with_refresh`] is the central call: a fresh value is served; a stale value
 //! inside its stale-while-revalidate window is served at once while exactly one background load
 //! refreshes it; an expired or missing value is loaded, and concurrent misses for one key share
-//! that load. Invalidation by tag or key drops entries at once, and a load that was running when
+//! that load. When that load fails and the expired value is still inside its stale-if-error
+//! window, the stale value is served instead of the failure. Invalidation by tag or key drops entries at once, and a load that was running when
 //! an invalidation happened returns its value to its callers but does not store it, so an
 //! invalidation can never be undone by a load that read the old data.
 //!
@@ -43,19 +44,27 @@ impl LoadError {
     }
 }
 
-/// What a loader produced: the value, and whether it may be stored. A value that must not be
-/// stored (e.g. a response marked `no-store`) still reaches every caller waiting for the load.
+/// What a loader produced: the value, whether it may be stored, and whether it reports a
+/// failure. A value that must not be stored (e.g. a response marked `no-store`) still reaches
+/// every caller waiting for the load; a failure (e.g. a `503`) is replaced by a stale copy
+/// inside its stale-if-error window, where there is one.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// The value.
     pub value: Bytes,
     /// Whether to store it.
     pub store: bool,
+    /// Whether the value reports a failure of what it was loaded from.
+    pub failed: bool,
 }
 
 impl From<Bytes> for Loaded {
     fn from(value: Bytes) -> Self {
-        Self { value, store: true }
+        Self {
+            value,
+            store: true,
+            failed: false,
+        }
     }
 }
 
@@ -64,6 +73,7 @@ impl From<Bytes> for Loaded {
 struct Landed {
     entry: Arc<Entry>,
     stored: bool,
+    failed: bool,
 }
 
 /// How a value was obtained, for `Cache-Status` and metrics.
@@ -76,6 +86,8 @@ pub enum Outcome {
     },
     /// Stale from the cache; a background refresh is running.
     Stale,
+    /// Stale from the cache, standing in for a load that failed (stale-if-error).
+    StaleOnError,
     /// Loaded; `collapsed` when this call waited for another caller's load.
     Miss {
         /// Joined a load already in flight.
@@ -91,6 +103,7 @@ impl Outcome {
         match self {
             Self::Hit { .. } => "hit",
             Self::Stale => "stale",
+            Self::StaleOnError => "stale-if-error",
             Self::Miss {
                 collapsed: false, ..
             } => "miss",
@@ -115,6 +128,15 @@ pub struct Cached {
 }
 
 impl Cached {
+    fn from_entry(entry: Arc<Entry>, outcome: Outcome) -> Self {
+        Self {
+            value: entry.value.clone(),
+            outcome,
+            age: entry.stored_at.elapsed(),
+            entry,
+        }
+    }
+
     /// The value decoded by `decode`, which runs once per cache entry (see [`Entry::decoded`]).
     pub fn decoded<T: std::any::Any + Send + Sync>(
         &self,
@@ -137,6 +159,8 @@ pub struct CacheStats {
     pub collapsed: u64,
     /// Background refreshes started.
     pub refreshes: u64,
+    /// Stale values served because their load failed (stale-if-error).
+    pub stale_on_error: u64,
     /// Loads that failed.
     pub load_errors: u64,
     /// Entries removed by invalidation.
@@ -158,6 +182,7 @@ struct Counters {
     misses: AtomicU64,
     collapsed: AtomicU64,
     refreshes: AtomicU64,
+    stale_on_error: AtomicU64,
     load_errors: AtomicU64,
     invalidated: AtomicU64,
     memory_hits: AtomicU64,
@@ -315,16 +340,12 @@ impl TieredCache {
         V: Into<Loaded>,
         E: std::fmt::Display,
     {
+        let mut reserve = None;
         if let Some(entry) = self.lookup(key).await {
             match entry.state(Instant::now()) {
                 State::Fresh { remaining } => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Cached {
-                        value: entry.value.clone(),
-                        outcome: Outcome::Hit { remaining },
-                        age: entry.stored_at.elapsed(),
-                        entry,
-                    });
+                    return Ok(Cached::from_entry(entry, Outcome::Hit { remaining }));
                 }
                 State::Stale => {
                     self.counters.stale_hits.fetch_add(1, Ordering::Relaxed);
@@ -333,13 +354,9 @@ impl TieredCache {
                         // Not awaited: the load task runs on, and stores its result.
                         let _ = self.start_load(key, options, loader);
                     }
-                    return Ok(Cached {
-                        value: entry.value.clone(),
-                        outcome: Outcome::Stale,
-                        age: entry.stored_at.elapsed(),
-                        entry,
-                    });
+                    return Ok(Cached::from_entry(entry, Outcome::Stale));
                 }
+                State::Reserve => reserve = Some(entry),
                 State::Expired => {}
             }
         }
@@ -350,13 +367,26 @@ impl TieredCache {
             &self.counters.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let Landed { entry, stored } = flight.await?;
-        Ok(Cached {
-            value: entry.value.clone(),
-            outcome: Outcome::Miss { collapsed, stored },
-            age: entry.stored_at.elapsed(),
-            entry,
-        })
+        let landed = flight.await;
+        match (landed, reserve) {
+            (
+                Ok(Landed {
+                    failed: false,
+                    entry,
+                    stored,
+                }),
+                _,
+            )
+            | (Ok(Landed { entry, stored, .. }), None) => Ok(Cached::from_entry(
+                entry,
+                Outcome::Miss { collapsed, stored },
+            )),
+            (Err(error), None) => Err(error),
+            (_, Some(stale)) => {
+                self.counters.stale_on_error.fetch_add(1, Ordering::Relaxed);
+                Ok(Cached::from_entry(stale, Outcome::StaleOnError))
+            }
+        }
     }
 
     fn start_load<F, Fut, V, E>(
@@ -383,11 +413,17 @@ impl TieredCache {
                 })?
                 .into();
             let entry = Arc::new(Entry::new(loaded.value, Instant::now(), options));
-            let stored = loaded.store && cache.generation.load(Ordering::Acquire) == generation;
+            let stored = loaded.store
+                && !loaded.failed
+                && cache.generation.load(Ordering::Acquire) == generation;
             if stored {
                 cache.insert(owned_key, Arc::clone(&entry)).await;
             }
-            Ok(Landed { entry, stored })
+            Ok(Landed {
+                entry,
+                stored,
+                failed: loaded.failed,
+            })
         })
     }
 
@@ -490,6 +526,7 @@ impl TieredCache {
             misses: c.misses.load(Ordering::Relaxed),
             collapsed: c.collapsed.load(Ordering::Relaxed),
             refreshes: c.refreshes.load(Ordering::Relaxed),
+            stale_on_error: c.stale_on_error.load(Ordering::Relaxed),
             load_errors: c.load_errors.load(Ordering::Relaxed),
             invalidated: c.invalidated.load(Ordering::Relaxed),
             entries: self.store.entry_count(),

@@ -1,0 +1,285 @@
+//! Failures of dependencies, for real: PostgreSQL cut off behind a TCP proxy the test controls
+//! (cached reads go on, stale copies stand in, the database breaker opens and recovers), and
+//! link previews fetched from real HTTP servers that answer, fail, or sit on private addresses.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use common::{cache_status, start, PostgresDb};
+use origin::config::Config;
+use origin::core::breaker::BreakerSettings;
+use origin::core::outbound::OutboundSettings;
+use origin::core::retry::RetryPolicy;
+use serde_json::{json, Value};
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A TCP proxy to `target` that can be cut: while down, open connections are closed and new
+/// ones are closed on arrival, as when the database host crashes.
+struct Proxy {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("bound").port();
+        let (up, watcher) = watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut watcher = watcher.clone();
+                if !*watcher.borrow() {
+                    continue; // dropped: the connection is closed at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watcher.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        factor: 2.0,
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn database_breaker(base: &str) -> String {
+    let report: Value = reqwest::get(format!("{base}/health/circuit-breakers"))
+        .await
+        .expect("reachable")
+        .json()
+        .await
+        .expect("json");
+    report["circuitBreakers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|b| b["name"] == "database"))
+        .map(|b| b["state"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_down_leaves_cached_reads_served_and_the_breaker_recovers() {
+    let db = PostgresDb::create().await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let name = db
+        .url
+        .rsplit_once('/')
+        .map(|(_, name)| name)
+        .unwrap_or_default();
+    let origin = start(Config {
+        database_url: format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port),
+        database_query_timeout_ms: 1000,
+        cache_ttl: Some(1),
+        cache_stale_while_revalidate_ttl: 0,
+        retry: quick_retries(),
+        breakers: BreakerSettings {
+            failure_threshold: 4,
+            reset_timeout: Duration::from_millis(500),
+            ..BreakerSettings::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let base = origin.base.clone();
+    let get = |path: &str| reqwest::get(format!("{base}{path}"));
+    assert_eq!(get("/api/tasks/1").await.expect("up").status(), 200);
+    assert_eq!(get("/api/tasks/2").await.expect("up").status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    proxy.set_up(false);
+    let stale = get("/api/tasks/1").await.expect("reachable");
+    assert_eq!(
+        stale.status(),
+        200,
+        "the expired copy stands in for the failure"
+    );
+    assert_eq!(
+        cache_status(&stale),
+        "rampart-origin; fwd=stale; detail=stale-if-error"
+    );
+    let (status, ready) = json_of(get("/health/ready").await.expect("reachable")).await;
+    assert_eq!(status, 503, "not ready without the database: {ready}");
+    let (status, error) = json_of(get("/api/tasks/3").await.expect("reachable")).await;
+    assert_eq!(status, 503, "nothing cached for task 3: {error}");
+    let mut code = error["code"].clone();
+    for id in 4..12 {
+        let (_, error) = json_of(get(&format!("/api/tasks/{id}")).await.expect("reachable")).await;
+        code = error["code"].clone();
+        if code == "CIRCUIT_OPEN" {
+            break;
+        }
+    }
+    assert_eq!(code, "CIRCUIT_OPEN", "repeated outages open the breaker");
+    assert_eq!(database_breaker(&base).await, "OPEN");
+    let open_read = get("/api/tasks/2").await.expect("reachable");
+    assert_eq!(
+        (
+            open_read.status().as_u16(),
+            cache_status(&open_read).contains("stale-if-error")
+        ),
+        (200, true),
+        "an open breaker still lets stale copies through"
+    );
+
+    proxy.set_up(true);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut state = String::new();
+    for id in 20..40 {
+        assert_eq!(
+            get(&format!("/api/tasks/{id}")).await.expect("up").status(),
+            200
+        );
+        state = database_breaker(&base).await;
+        if state == "CLOSED" {
+            break;
+        }
+    }
+    assert_eq!(
+        state, "CLOSED",
+        "successful trial queries close the breaker"
+    );
+    assert_eq!(get("/health/ready").await.expect("up").status(), 200);
+    db.drop_now().await;
+}
+
+/// A page server on loopback: `/page` has a title, `/broken` always answers 503 (counted).
+async fn page_server(broken_hits: Arc<AtomicU32>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    let app = Router::new()
+        .route(
+            "/page",
+            get(|| async {
+                axum::response::Html(
+                    "<html><head><title>Release notes &amp; plans</title></head></html>",
+                )
+            }),
+        )
+        .route(
+            "/broken",
+            get(move || {
+                broken_hits.fetch_add(1, Ordering::SeqCst);
+                async { axum::http::StatusCode::SERVICE_UNAVAILABLE }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_previews_go_through_retries_and_the_outbound_breaker() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let pages = page_server(Arc::clone(&hits)).await;
+    let origin = start(Config {
+        outbound: OutboundSettings {
+            allow_private: true,
+            ..OutboundSettings::default()
+        },
+        retry: quick_retries(),
+        breakers: BreakerSettings {
+            failure_threshold: 4,
+            ..BreakerSettings::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let post = |url: String| {
+        client
+            .post(format!("{}/api/tasks/1/links", origin.base))
+            .json(&json!({ "url": url }))
+            .send()
+    };
+    let (status, link) = json_of(post(format!("{pages}/page")).await.expect("up")).await;
+    assert_eq!(
+        (status, &link["title"]),
+        (201, &json!("Release notes & plans"))
+    );
+    let listed: Value = client
+        .get(format!("{}/api/tasks/1/links", origin.base))
+        .send()
+        .await
+        .expect("up")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["data"][0]["url"], format!("{pages}/page"));
+
+    let (status, error) = json_of(post(format!("{pages}/broken")).await.expect("up")).await;
+    assert_eq!((status, &error["code"]), (502, &json!("UPSTREAM_ERROR")));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "one retry of an idempotent GET"
+    );
+    let (status, error) = json_of(post(format!("{pages}/broken")).await.expect("up")).await;
+    assert_eq!(status, 502, "{error}");
+    let (status, error) = json_of(post(format!("{pages}/broken")).await.expect("up")).await;
+    assert_eq!((status, &error["code"]), (503, &json!("CIRCUIT_OPEN")));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        4,
+        "an open breaker sends nothing"
+    );
+    let (status, _) = json_of(post("ftp://example.com/".into()).await.expect("up")).await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_previews_refuse_private_targets_by_default() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let pages = page_server(hits).await;
+    let origin = start(Config::default()).await;
+    let client = reqwest::Client::new();
+    for url in [
+        format!("{pages}/page"),
+        "http://localhost:9/".to_owned(),
+        "http://[::1]/".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let response = client
+            .post(format!("{}/api/tasks/1/links", origin.base))
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .expect("up");
+        let (status, error) = json_of(response).await;
+        assert_eq!(status, 422, "{url} is refused: {error}");
+        assert_eq!(error["metadata"]["fields"][0]["field"], "url");
+    }
+    let unknown = client
+        .post(format!("{}/api/tasks/999999/links", origin.base))
+        .json(&json!({ "url": "https://example.com/" }))
+        .send()
+        .await
+        .expect("up");
+    assert_eq!(unknown.status(), 404);
+}

@@ -26,7 +26,7 @@ use crate::core::pipeline::{PipelineLayer, Stages};
 use crate::core::rate_limit::RateLimiter;
 use crate::core::response_cache::{CacheTuning, ResponseCache};
 use crate::core::retry::{Retrier, RetryBudget, RetryPolicy};
-use crate::core::{admin, errors, health, metrics, policy_headers, warm};
+use crate::core::{admin, compression, errors, health, metrics, policy_headers, warm};
 
 /// The reusable origin core, ready to wrap any axum application.
 #[derive(Debug, Clone)]
@@ -167,6 +167,7 @@ impl Core {
             .fallback(errors::route_not_found);
         Router::new()
             .fallback_service(routes)
+            // Outermost: hits are compressed on their way out, as negotiated per request.
             // Policy, response cache (hits skip the router) and metrics, in one service.
             .layer(PipelineLayer::new(Stages {
                 policy: policy_headers::PolicyHeaders::new(self.policy),
@@ -177,6 +178,8 @@ impl Core {
                 slow_request: self.slow_request,
                 admission: self.admission,
             }))
+            .layer(compression::layer())
+            .layer(middleware::map_response(compression::weaken_etag))
     }
 }
 

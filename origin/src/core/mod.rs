@@ -5,6 +5,7 @@ pub mod admission;
 pub mod breaker;
 pub mod cache;
 pub mod client;
+pub mod compression;
 pub mod database;
 pub mod errors;
 pub mod extract;

@@ -73,7 +73,8 @@ impl Core {
         let redis_breaker = CircuitBreaker::new("redis", config.breakers);
         let database_breaker = CircuitBreaker::new("database", config.breakers);
         let http_breaker = CircuitBreaker::new("http", config.breakers);
-        let cache = response_cache(config, &redis_breaker);
+        let redis_metrics = metrics::RedisMetrics::default();
+        let cache = response_cache(config, &redis_breaker, &redis_metrics);
         let connections = OpenConnections::default();
         let sources = metrics::Sources {
             cache: Some(cache.cache.clone()),
@@ -83,13 +84,14 @@ impl Core {
                 database_breaker.clone(),
                 http_breaker.clone(),
             ],
+            redis: redis_metrics.clone(),
         };
         Self {
             policy: Arc::new(Policy::default()),
             metrics: metrics::Metrics::new(sources),
             cache,
             admin_token: config.admin_token.as_deref().map(Arc::from),
-            limiter: rate_limiter(config, &redis_breaker).map(Arc::new),
+            limiter: rate_limiter(config, &redis_breaker, &redis_metrics).map(Arc::new),
             trust: config.edge_trust.clone(),
             redis_breaker,
             database_breaker,
@@ -184,7 +186,11 @@ impl Core {
 }
 
 /// The rate limiter `config` asks for: shared through Redis when `REDIS_URL` is set.
-fn rate_limiter(config: &Config, breaker: &CircuitBreaker) -> Option<RateLimiter> {
+fn rate_limiter(
+    config: &Config,
+    breaker: &CircuitBreaker,
+    metrics: &metrics::RedisMetrics,
+) -> Option<RateLimiter> {
     let budgets = config.rate_limits?;
     let Some(url) = &config.redis_url else {
         return Some(RateLimiter::local(budgets));
@@ -195,6 +201,7 @@ fn rate_limiter(config: &Config, breaker: &CircuitBreaker) -> Option<RateLimiter
         &config.redis_key_prefix,
         timeout,
         breaker.clone(),
+        metrics.clone(),
     );
     Some(shared.unwrap_or_else(|error| {
         tracing::error!(%error, "REDIS_URL is invalid: rate limits are per instance");
@@ -203,12 +210,21 @@ fn rate_limiter(config: &Config, breaker: &CircuitBreaker) -> Option<RateLimiter
 }
 
 /// The response cache `config` asks for: in-process, plus Redis when `REDIS_URL` is set.
-pub fn response_cache(config: &Config, breaker: &CircuitBreaker) -> ResponseCache {
+pub fn response_cache(
+    config: &Config,
+    breaker: &CircuitBreaker,
+    metrics: &metrics::RedisMetrics,
+) -> ResponseCache {
     let mut cache = TieredCache::new(config.cache_max_bytes);
     if let Some(url) = &config.redis_url {
         let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
         match RedisTier::new(url, &config.redis_key_prefix, timeout) {
-            Ok(tier) => cache = cache.with_redis(tier.with_breaker(breaker.clone())),
+            Ok(tier) => {
+                let tier = tier
+                    .with_breaker(breaker.clone())
+                    .with_metrics(metrics.clone());
+                cache = cache.with_redis(tier);
+            }
             Err(error) => {
                 tracing::error!(%error, "REDIS_URL is invalid: running on the in-process cache alone")
             }

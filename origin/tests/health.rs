@@ -48,6 +48,51 @@ async fn health_endpoints_report_each_dependency() {
         .await
         .expect("reachable");
     assert_eq!(response.headers()["cache-control"], "no-store");
+    let names: Vec<_> = detailed["circuitBreakers"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|b| b["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["redis", "database", "http"]);
+}
+
+#[tokio::test]
+async fn metrics_cover_the_process_and_serve_on_their_own_port_too() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port");
+    let origin = start(Config {
+        metrics_addr: Some(([127, 0, 0, 1], port).into()),
+        ..Config::default()
+    })
+    .await;
+    reqwest::get(format!("{}/api/tasks/1", origin.base))
+        .await
+        .expect("up");
+    let text = metrics(&origin.base).await;
+    for name in [
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "db_queries_total{",
+    ] {
+        assert!(text.contains(name), "{name} in\n{text}");
+    }
+    let rss: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("a value");
+    assert!(rss > 1e6, "a real resident size: {rss}");
+    let side = metrics(&format!("http://127.0.0.1:{port}")).await;
+    assert!(
+        side.contains(
+            "http_requests_total{method=\"GET\",route=\"/api/tasks/{id}\",status=\"200\"} 1"
+        ),
+        "{side}"
+    );
 }
 
 /// A Redis server of the test's own, on a free port, removed when dropped.
@@ -134,9 +179,17 @@ async fn reads_go_on_while_redis_is_stopped_and_the_breaker_recovers() {
     let (status, ready) = json(format!("{base}/health/ready")).await;
     assert_eq!(status, 200, "Redis down leaves the origin ready: {ready}");
     assert_eq!(ready["status"], "degraded");
-    assert!(metrics(&base)
-        .await
-        .contains("circuit_breaker_state{name=\"redis\"} 1"));
+    let text = metrics(&base).await;
+    assert!(text.contains("circuit_breaker_state{name=\"redis\"} 1"));
+    // The client's own response timeout reports an error; the call's bound, a timeout.
+    let failed = |outcome: &str| {
+        text.contains(&format!(
+            "redis_operations_total{{operation=\"get\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert!(failed("error") || failed("timeout"), "{text}");
+    assert!(text.contains("redis_operations_total{operation=\"get\",outcome=\"circuit_open\"}"));
+    assert!(text.contains("redis_operation_duration_seconds_count{operation=\"get\"}"));
 
     redis.signal("-CONT");
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -103,6 +103,119 @@ impl DbMetrics {
     }
 }
 
+/// Labels of `redis_operations_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RedisLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+/// Labels of `redis_operation_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RedisKindLabels {
+    operation: &'static str,
+}
+
+/// The Redis call counters and latencies, handed to every Redis client of the origin.
+#[derive(Debug, Clone)]
+pub struct RedisMetrics {
+    operations: Family<RedisLabels, Counter>,
+    durations: Family<RedisKindLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for RedisMetrics {
+    fn default() -> Self {
+        Self {
+            operations: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl RedisMetrics {
+    /// Counts one call of `operation` that ended as `outcome` (`ok`, `error`, `timeout`,
+    /// `circuit_open`) after `elapsed`.
+    pub fn record(&self, operation: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.operations
+            .get_or_create(&RedisLabels { operation, outcome })
+            .inc();
+        if outcome != "circuit_open" {
+            self.durations
+                .get_or_create(&RedisKindLabels { operation })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// Reports the process's resident memory, CPU time, threads and open files, read from `/proc`
+/// at scrape time (Linux; elsewhere nothing is reported).
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// Clock ticks per second of `/proc/self/stat` (USER_HZ, 100 on every Linux platform).
+const CLOCK_TICKS: f64 = 100.0;
+
+impl ProcessCollector {
+    fn rss_bytes() -> Option<i64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// User plus system CPU seconds, and threads.
+    fn cpu_and_threads() -> Option<(f64, i64)> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+        Some((
+            (ticks(11)? + ticks(12)?) / CLOCK_TICKS,
+            fields.get(17)?.parse().ok()?,
+        ))
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        if let Some(rss) = Self::rss_bytes() {
+            let metric = encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(rss).encode(metric)?;
+        }
+        if let Some((cpu, threads)) = Self::cpu_and_threads() {
+            let metric = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(cpu).encode(metric)?;
+            let metric = encoder.encode_descriptor(
+                "process_threads",
+                "OS threads of the process",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(threads).encode(metric)?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            let metric = encoder.encode_descriptor(
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(fds.count() as i64).encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
@@ -187,6 +300,8 @@ pub struct Sources {
     pub connections: OpenConnections,
     /// The dependencies' breakers.
     pub breakers: Vec<CircuitBreaker>,
+    /// What the Redis clients record.
+    pub redis: RedisMetrics,
 }
 
 impl Default for Metrics {
@@ -206,6 +321,17 @@ impl Metrics {
             connections: sources.connections,
             breakers: sources.breakers,
         }));
+        registry.register_collector(Box::new(ProcessCollector));
+        registry.register(
+            "redis_operations",
+            "Redis calls, per operation and outcome",
+            sources.redis.operations.clone(),
+        );
+        registry.register(
+            "redis_operation_duration_seconds",
+            "Redis call latency, per operation",
+            sources.redis.durations.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
         let durations: DurationFamily = Family::new_with_constructor(latency_histogram);

@@ -15,6 +15,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shared::rate_limit::{RateLimit, RateLimitTier};
 
 use super::breaker::CircuitBreaker;
+use super::metrics::RedisMetrics;
 
 /// The budgets per tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +160,7 @@ struct Shared {
     prefix: String,
     timeout: Duration,
     breaker: CircuitBreaker,
+    metrics: RedisMetrics,
 }
 
 impl Shared {
@@ -168,7 +170,10 @@ impl Shared {
         limit: RateLimit,
         client: IpAddr,
     ) -> Option<Verdict> {
+        let started = std::time::Instant::now();
         if !self.breaker.allows() {
+            self.metrics
+                .record("rate_limit", "circuit_open", Duration::ZERO);
             return None;
         }
         let key = format!("{}rl:{}:{client}", self.prefix, tier.as_str());
@@ -178,7 +183,15 @@ impl Shared {
             .arg(interval_us(limit))
             .arg(u64::from(limit.window_seconds) * 1_000_000);
         let call = invocation.invoke_async::<(u8, u64, u64, u64)>(&mut conn);
-        match tokio::time::timeout(self.timeout, call).await {
+        let result = tokio::time::timeout(self.timeout, call).await;
+        let outcome = match &result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        self.metrics
+            .record("rate_limit", outcome, started.elapsed());
+        match result {
             Ok(Ok((allowed, remaining, reset, retry))) => {
                 self.breaker.succeeded();
                 Some(Verdict {
@@ -237,6 +250,7 @@ impl RateLimiter {
         prefix: &str,
         timeout: Duration,
         breaker: CircuitBreaker,
+        metrics: RedisMetrics,
     ) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
@@ -249,6 +263,7 @@ impl RateLimiter {
             prefix: prefix.to_owned(),
             timeout,
             breaker,
+            metrics,
         });
         Ok(self)
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
 use crate::core::breaker::CircuitBreaker;
+use crate::core::metrics::RedisMetrics;
 
 /// An invalidation as published to the other instances.
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,6 +38,7 @@ pub struct RedisTier {
     timeout: Duration,
     errors: Arc<AtomicU64>,
     breaker: Option<CircuitBreaker>,
+    metrics: RedisMetrics,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -65,6 +67,7 @@ impl RedisTier {
             timeout,
             errors: Arc::default(),
             breaker: None,
+            metrics: RedisMetrics::default(),
         })
     }
 
@@ -72,6 +75,13 @@ impl RedisTier {
     #[must_use]
     pub fn with_breaker(mut self, breaker: CircuitBreaker) -> Self {
         self.breaker = Some(breaker);
+        self
+    }
+
+    /// Records every call in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: RedisMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -105,16 +115,30 @@ impl RedisTier {
         format!("{}tag:{tag}", self.prefix)
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, command: &redis::Pipeline) -> Option<T> {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        command: &redis::Pipeline,
+    ) -> Option<T> {
+        let started = std::time::Instant::now();
         if self
             .breaker
             .as_ref()
             .is_some_and(|breaker| !breaker.allows())
         {
+            self.metrics
+                .record(operation, "circuit_open", Duration::ZERO);
             return None;
         }
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut conn)).await {
+        let result = tokio::time::timeout(self.timeout, command.query_async::<T>(&mut conn)).await;
+        let outcome = match &result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        self.metrics.record(operation, outcome, started.elapsed());
+        match result {
             Ok(Ok(value)) => {
                 if let Some(breaker) = &self.breaker {
                     breaker.succeeded();
@@ -147,7 +171,7 @@ impl RedisTier {
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(self.key(key));
-        self.run::<(Option<Vec<u8>>,)>(&pipe)
+        self.run::<(Option<Vec<u8>>,)>("get", &pipe)
             .await
             .and_then(|(value,)| value)
     }
@@ -169,7 +193,7 @@ impl RedisTier {
             pipe.cmd("PEXPIRE").arg(&set).arg(ms).arg("NX").ignore();
             pipe.cmd("PEXPIRE").arg(&set).arg(ms).arg("GT").ignore();
         }
-        let _ = self.run::<()>(&pipe).await;
+        let _ = self.run::<()>("put", &pipe).await;
     }
 
     /// Deletes the tagged entries and `keys` everywhere and tells the other instances.
@@ -181,7 +205,7 @@ impl RedisTier {
         let tagged: Vec<Vec<String>> = if tags.is_empty() {
             Vec::new()
         } else {
-            self.run(&lookup).await.unwrap_or_default()
+            self.run("tag_lookup", &lookup).await.unwrap_or_default()
         };
         let mut delete = redis::pipe();
         for key in tagged.iter().flatten().chain(keys) {
@@ -201,7 +225,7 @@ impl RedisTier {
             .arg(self.channel())
             .arg(payload)
             .ignore();
-        let _ = self.run::<()>(&delete).await;
+        let _ = self.run::<()>("invalidate", &delete).await;
     }
 
     /// Listens for other instances' invalidations forever, resubscribing after failures.

@@ -14,7 +14,7 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 pub const MIN_BYTES: u16 = 1024;
 
 /// The compression layer: brotli or gzip at a speed-minded level.
-pub fn layer() -> CompressionLayer<impl Predicate + Clone> {
+pub fn layer() -> CompressionLayer<impl Predicate> {
     CompressionLayer::new()
         .br(true)
         .gzip(true)

@@ -138,3 +138,77 @@ async fn two_processes_draw_from_one_rate_limit_budget() {
     );
     assert_eq!(remaining[..6], ["5", "4", "3", "2", "1", "0"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_long_export_finish_and_exits_cleanly() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let database = format!("sqlite:{}/drain.db", folder.path().display());
+    let (mut child, base) = spawn_with(
+        &database,
+        "rampart-test:drain:",
+        &[("RATE_LIMIT_ENABLED", "false"), ("REDIS_URL", "")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let padding = "x".repeat(200);
+    for batch in 0..4 {
+        let events: Vec<Value> = (0..10_000)
+            .map(|i| {
+                json!({"actor": "importer", "action": "sync", "entity_type": "ticket",
+                       "entity_id": format!("{batch}-{i}"), "data": {"pad": padding}})
+            })
+            .collect();
+        let response = client
+            .post(format!("{base}/api/events/bulk"))
+            .json(&json!({ "events": events }))
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(response.status(), 200);
+    }
+    let mut export = client
+        .get(format!("{base}/api/events/export?format=ndjson"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(export.status(), 200);
+    let mut body = export
+        .chunk()
+        .await
+        .expect("a first chunk")
+        .expect("data")
+        .to_vec();
+
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the listener stopped accepting");
+    // The client reads slowly; the export still runs to its end.
+    while let Some(chunk) = export.chunk().await.expect("the export is not cut") {
+        body.extend_from_slice(&chunk);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let lines = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert!(lines >= 40_000, "every event exported: {lines} lines");
+    assert!(
+        body.len() > 8 << 20,
+        "larger than any socket buffer: {} bytes",
+        body.len()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after draining")
+        .expect("status");
+    assert!(exit.success(), "exit status 0, got {exit}");
+}

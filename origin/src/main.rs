@@ -5,15 +5,14 @@
 
 use std::process::ExitCode;
 
-use origin::config::{Config, LogFormat};
-use tracing_subscriber::EnvFilter;
+use origin::config::Config;
+use origin::core::telemetry;
 
 // A request allocates many small, short-lived objects; mimalloc serves them faster than glibc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -21,7 +20,31 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(config.log_format);
+    // Before the runtime: the trace exporter's HTTP client must not start inside it.
+    let telemetry = match telemetry::init(config.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("origin: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("origin: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(serve(config));
+    drop(runtime);
+    telemetry.shutdown();
+    code
+}
+
+async fn serve(config: Config) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -42,14 +65,5 @@ async fn main() -> ExitCode {
             tracing::error!(%error, "server failed");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
     }
 }

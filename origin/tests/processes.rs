@@ -212,3 +212,79 @@ async fn sigterm_lets_a_long_export_finish_and_exits_cleanly() {
         .expect("status");
     assert!(exit.success(), "exit status 0, got {exit}");
 }
+
+/// A stand-in OpenTelemetry collector: keeps the body of every `POST /v1/traces`.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use axum::routing::post;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            sink.lock().expect("not poisoned").extend_from_slice(&body);
+            async { "" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, received)
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_continue_the_callers_trace_over_otlp() {
+    let (endpoint, received) = collector().await;
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let database = format!("sqlite:{}/traces.db", folder.path().display());
+    let (mut child, base) = spawn_with(
+        &database,
+        "rampart-test:traces:",
+        &[
+            ("RATE_LIMIT_ENABLED", "false"),
+            ("REDIS_URL", ""),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/tasks/1"))
+        .header("traceparent", format!("00-{trace}-{parent}-01"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 200);
+    let pid = child.id().expect("running").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(exit.success());
+    let body = received.lock().expect("not poisoned").clone();
+    let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        contains(&hex_bytes(trace)),
+        "a span in the caller's trace ({} bytes received)",
+        body.len()
+    );
+    assert!(
+        contains(&hex_bytes(parent)),
+        "whose parent is the caller's span"
+    );
+    assert!(contains(b"GET /api/tasks/1"), "named after the request");
+    assert!(contains(b"rampart-origin"), "from the origin's service");
+}

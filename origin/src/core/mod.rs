@@ -20,4 +20,5 @@ pub mod rate_limit;
 pub mod response_cache;
 pub mod retry;
 pub mod shutdown;
+pub mod telemetry;
 pub mod warm;

@@ -17,6 +17,7 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use shared::rate_limit::{is_crawler, RateLimitTier};
 
@@ -27,6 +28,7 @@ use super::metrics::Metrics;
 use super::policy_headers::{PolicyHeaders, Prepared, RouteCaching};
 use super::rate_limit::{RateLimiter, Verdict};
 use super::response_cache::{self, Inner, ResponseCache, Stamped};
+use super::telemetry;
 
 /// What the pipeline shares between requests.
 #[derive(Debug)]
@@ -89,6 +91,18 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
     fn call(&mut self, request: Request) -> Self::Future {
         let stages = Arc::clone(&self.stages);
         let inner = self.inner.clone();
+        if telemetry::enabled() {
+            let span =
+                telemetry::request_span(request.method(), request.uri().path(), request.headers());
+            return Box::pin(
+                async move {
+                    let response = handle(stages, request, inner).await;
+                    telemetry::record_status(response.status().as_u16());
+                    Ok(response)
+                }
+                .instrument(span),
+            );
+        }
         Box::pin(async move { Ok(handle(stages, request, inner).await) })
     }
 }

@@ -1,0 +1,140 @@
+//! Logs and traces: `tracing` lines (pretty or JSON) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set, OpenTelemetry traces exported over OTLP/HTTP, one server span per request, continuing
+//! the W3C `traceparent` the edge (or any caller) sent.
+//!
+//! The exporter follows the OpenTelemetry SDK's standard variables (`OTEL_SERVICE_NAME`,
+//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_SCHEDULE_DELAY`, …). Without an endpoint no span is
+//! made at all, so requests pay nothing for tracing they do not use.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::http::HeaderMap;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL (`/v1/traces` is appended).
+pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Whether request spans are exported.
+pub fn enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+/// The installed telemetry; [`Telemetry::shutdown`] flushes what is not exported yet.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+/// Why traces could not be set up (logging still works).
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP exporter: {0}")]
+pub struct TelemetryError(String);
+
+/// Installs the global subscriber: log lines in `format`, plus OTLP traces when configured.
+/// Call it outside the async runtime (the exporter's HTTP client blocks on its own thread).
+pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
+    let provider = match std::env::var(ENV_OTLP_ENDPOINT) {
+        Ok(endpoint) if !endpoint.trim().is_empty() => Some(provider()?),
+        _ => None,
+    };
+    // Traces take the origin's own spans whatever `RUST_LOG` says; `RUST_LOG` filters lines.
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("rampart-origin"))
+            .with_filter(Targets::new().with_target("origin", Level::INFO))
+    });
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(otel);
+    match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_filter(filter()),
+            )
+            .init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter()))
+            .init(),
+    }
+    TRACING.store(provider.is_some(), Ordering::Relaxed);
+    Ok(Telemetry { provider })
+}
+
+fn provider() -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| TelemetryError(e.to_string()))?;
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "rampart-origin".into());
+    let resource = Resource::builder()
+        .with_service_name(service)
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered and stops the exporter (blocks; call it after the
+    /// runtime stopped).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            if let Err(error) = provider.shutdown() {
+                eprintln!("origin: flushing traces failed: {error}");
+            }
+        }
+    }
+}
+
+/// Reads propagation headers from a request's header map.
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// The server span of one request, child of the caller's `traceparent` when it sent one.
+pub fn request_span(method: &axum::http::Method, path: &str, headers: &HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{method} {path}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// Records the response status on the current request span.
+pub fn record_status(status: u16) {
+    tracing::Span::current().record("http.response.status_code", status);
+}

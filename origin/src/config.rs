@@ -97,6 +97,8 @@ pub const ENV_MAX_QUEUED_REQUESTS: &str = "MAX_QUEUED_REQUESTS";
 pub const ENV_QUEUE_TIMEOUT_MS: &str = "QUEUE_TIMEOUT_MS";
 /// `REQUEST_TIMEOUT`: milliseconds the application has to produce a response head.
 pub const ENV_REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+/// `REQUEST_TIMEOUT_RULES`: per-rule request timeouts, `rule=ms` pairs separated by commas.
+pub const ENV_REQUEST_TIMEOUT_RULES: &str = "REQUEST_TIMEOUT_RULES";
 /// `SLOW_REQUEST_MS`: requests slower than this are logged as warnings.
 pub const ENV_SLOW_REQUEST_MS: &str = "SLOW_REQUEST_MS";
 /// The default slow-request threshold.
@@ -225,6 +227,8 @@ pub struct Config {
     pub slow_request_ms: u64,
     /// Concurrency limit, wait queue and request timeout.
     pub admission: AdmissionLimits,
+    /// Request timeouts of particular policy rules.
+    pub request_timeout_rules: Vec<(String, std::time::Duration)>,
     /// Rate limits; `None` when turned off.
     pub rate_limits: Option<Budgets>,
     /// What proves a request came through the edge.
@@ -270,6 +274,7 @@ impl Default for Config {
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
             slow_request_ms: DEFAULT_SLOW_REQUEST_MS,
             admission: AdmissionLimits::default(),
+            request_timeout_rules: Vec::new(),
             rate_limits: Some(Budgets::default()),
             edge_trust: EdgeTrust::default(),
             breakers: BreakerSettings::default(),
@@ -387,6 +392,43 @@ fn admission(source: &impl Fn(&str) -> Option<String>) -> Result<AdmissionLimits
             millis(defaults.request_timeout),
         )?),
     })
+}
+
+/// `REQUEST_TIMEOUT_RULES`, each rule checked against the embedded policy.
+fn rule_timeouts(
+    source: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, std::time::Duration)>, ConfigError> {
+    let Some(text) = source(ENV_REQUEST_TIMEOUT_RULES) else {
+        return Ok(Vec::new());
+    };
+    let policy = shared::policy::Policy::default();
+    let known = |rule: &str| policy.rules().iter().any(|r| r.name == rule);
+    let mut timeouts = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = pair
+            .split_once('=')
+            .and_then(|(rule, ms)| Some((rule.trim(), ms.trim().parse::<u64>().ok()?)));
+        match parsed {
+            Some((rule, ms)) if known(rule) => {
+                timeouts.push((rule.to_owned(), std::time::Duration::from_millis(ms)))
+            }
+            Some((rule, _)) => {
+                return Err(invalid(
+                    ENV_REQUEST_TIMEOUT_RULES,
+                    &text,
+                    &format!("no policy rule is named {rule:?}"),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    ENV_REQUEST_TIMEOUT_RULES,
+                    &text,
+                    "expected rule=milliseconds pairs separated by commas",
+                ))
+            }
+        }
+    }
+    Ok(timeouts)
 }
 
 fn breakers(source: &impl Fn(&str) -> Option<String>) -> Result<BreakerSettings, ConfigError> {
@@ -574,6 +616,7 @@ impl Config {
             )?,
             slow_request_ms: number(&source, ENV_SLOW_REQUEST_MS, DEFAULT_SLOW_REQUEST_MS)?,
             admission: admission(&source)?,
+            request_timeout_rules: rule_timeouts(&source)?,
             rate_limits: rate_limits(&source)?,
             edge_trust: EdgeTrust {
                 token: source(ENV_ORIGIN_AUTH_TOKEN).filter(|token| !token.is_empty()),
@@ -627,5 +670,25 @@ mod tests {
             Config::from_source(|name| (name == ENV_CACHE_WARM_PATHS).then(|| " /a , ,/b".into()))
                 .expect("valid");
         assert_eq!(warm.cache_warm_paths, ["/a", "/b"]);
+        let rules = |text: &str| {
+            let text = text.to_owned();
+            Config::from_source(move |name| {
+                (name == ENV_REQUEST_TIMEOUT_RULES).then(|| text.clone())
+            })
+        };
+        let parsed = rules("stats=60000, task-links=1500").expect("valid");
+        assert_eq!(
+            parsed.request_timeout_rules,
+            [
+                ("stats".to_owned(), std::time::Duration::from_secs(60)),
+                (
+                    "task-links".to_owned(),
+                    std::time::Duration::from_millis(1500)
+                ),
+            ]
+        );
+        let unknown = rules("statz=1").expect_err("no such rule").to_string();
+        assert!(unknown.contains("statz"), "{unknown}");
+        assert!(rules("stats").is_err());
     }
 }

@@ -103,7 +103,10 @@ impl Core {
             draining: Arc::default(),
             started: Instant::now(),
             slow_request: Duration::from_millis(config.slow_request_ms),
-            admission: Arc::new(Admission::new(config.admission)),
+            admission: Arc::new(
+                Admission::new(config.admission)
+                    .with_rule_timeouts(config.request_timeout_rules.clone()),
+            ),
         }
     }
 

@@ -112,3 +112,35 @@ async fn waiting_and_handling_are_bounded_in_time() {
     let results = statuses(&timed, "/api/slow", 1).await;
     assert_eq!(results[0], (504, String::new(), "TIMEOUT".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_rule_can_have_its_own_request_timeout() {
+    let app = slow_app(Duration::from_millis(300)).route(
+        "/api/stats",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "aggregates"
+        }),
+    );
+    let base = serve_wrapped_with(
+        app,
+        &Config {
+            request_timeout_rules: vec![("stats".to_owned(), Duration::from_secs(2))],
+            ..config(AdmissionLimits {
+                request_timeout: Duration::from_millis(100),
+                ..AdmissionLimits::default()
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        statuses(&base, "/api/stats", 1).await[0].0,
+        200,
+        "stats may take 2 s"
+    );
+    assert_eq!(
+        statuses(&base, "/api/slow", 1).await[0].0,
+        504,
+        "the rest 100 ms"
+    );
+}

@@ -52,6 +52,8 @@ impl Default for AdmissionLimits {
 #[derive(Debug)]
 pub struct Admission {
     limits: AdmissionLimits,
+    /// Request timeouts of particular policy rules, instead of `limits.request_timeout`.
+    rule_timeouts: Vec<(String, Duration)>,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
 }
@@ -61,13 +63,27 @@ impl Admission {
     pub fn new(limits: AdmissionLimits) -> Self {
         Self {
             limits,
+            rule_timeouts: Vec::new(),
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             queued: AtomicUsize::new(0),
         }
     }
 
     /// Runs `request` on `inner` once a slot is free, bounded by the request timeout.
-    async fn run<S: Inner>(&self, inner: S, request: Request) -> Response {
+    /// Gives the requests matching each named policy rule its own request timeout.
+    #[must_use]
+    pub fn with_rule_timeouts(mut self, timeouts: Vec<(String, Duration)>) -> Self {
+        self.rule_timeouts = timeouts;
+        self
+    }
+
+    /// The request timeout of a request that matched the policy rule `rule`.
+    pub fn timeout_for(&self, rule: Option<&str>) -> Duration {
+        rule.and_then(|rule| self.rule_timeouts.iter().find(|(name, _)| name == rule))
+            .map_or(self.limits.request_timeout, |(_, timeout)| *timeout)
+    }
+
+    async fn run<S: Inner>(&self, inner: S, request: Request, timeout: Duration) -> Response {
         let permit = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -87,7 +103,6 @@ impl Admission {
                 }
             }
         };
-        let timeout = self.limits.request_timeout;
         let response = tokio::time::timeout(timeout, response_cache::call(inner, request)).await;
         drop(permit);
         response.unwrap_or_else(|_| {
@@ -120,12 +135,17 @@ fn overloaded(why: &str) -> Response {
 pub struct Admitted<S> {
     inner: S,
     admission: Arc<Admission>,
+    timeout: Duration,
 }
 
 impl<S> Admitted<S> {
     /// `inner`, admitted by `admission`.
-    pub fn new(inner: S, admission: Arc<Admission>) -> Self {
-        Self { inner, admission }
+    pub fn new(inner: S, admission: Arc<Admission>, timeout: Duration) -> Self {
+        Self {
+            inner,
+            admission,
+            timeout,
+        }
     }
 }
 
@@ -140,6 +160,7 @@ impl<S: Inner> Service<Request> for Admitted<S> {
 
     fn call(&mut self, request: Request) -> Self::Future {
         let (inner, admission) = (self.inner.clone(), Arc::clone(&self.admission));
-        Box::pin(async move { Ok(admission.run(inner, request).await) })
+        let timeout = self.timeout;
+        Box::pin(async move { Ok(admission.run(inner, request, timeout).await) })
     }
 }

@@ -138,7 +138,10 @@ async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -
             if exempt {
                 through(&stages, request, caching, &prepared, inner).await
             } else {
-                let admitted = Admitted::new(inner, Arc::clone(&stages.admission));
+                let timeout = stages
+                    .admission
+                    .timeout_for(stages.policy.rule_name(&prepared));
+                let admitted = Admitted::new(inner, Arc::clone(&stages.admission), timeout);
                 through(&stages, request, caching, &prepared, admitted).await
             }
         }

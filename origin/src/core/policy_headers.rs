@@ -124,6 +124,14 @@ pub struct Prepared {
 }
 
 impl PolicyHeaders {
+    /// The name of the rule `prepared` matched, if any.
+    pub fn rule_name(&self, prepared: &Prepared) -> Option<&str> {
+        prepared
+            .rule
+            .and_then(|index| self.rules.get(index))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Decides `request`'s policy, from the same inputs the edge uses.
     pub fn prepare(&self, request: &Request) -> Prepared {
         let headers = request.headers();

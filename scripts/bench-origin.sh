@@ -3,6 +3,8 @@
 #   1. a cached GET /api/tasks/{id} against nginx serving the same bytes as a static file
 #      (same load generator, wrk, same connections and duration): requests/s and p99, against
 #      plain nginx and against nginx adding the same response headers (same bytes on the wire);
+#      and the origin's whole middleware stack against a bare axum handler sending the same
+#      head and body with no layers (origin/examples/bare_hit.rs);
 #   2. 500 concurrent requests for one cold key: database queries caused;
 #   3. stale-while-revalidate: p99 of answers served stale against p99 of fresh hits;
 #   4. export of 1,000,000 audit events: rows/s and peak RSS growth of the origin.
@@ -18,24 +20,27 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 ORIGIN_PORT=18181
 NGINX_PORT=18182
+BARE_PORT=18183
 EVENTS=1000000
 
 apt_install nginx-light wrk sqlite3
 log "building the origin (release)"
-cargo build --quiet --release -p origin
+cargo build --quiet --release -p origin --bin origin --example bare_hit
 
 WORK=$(mktemp -d)
 ORIGIN_PID=
 NGINX_PID=
+BARE_PID=
 cleanup() {
   [ -n "$ORIGIN_PID" ] && kill "$ORIGIN_PID" 2>/dev/null || true
+  [ -n "$BARE_PID" ] && kill "$BARE_PID" 2>/dev/null || true
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-for port in "$ORIGIN_PORT" "$NGINX_PORT"; do
+for port in "$ORIGIN_PORT" "$NGINX_PORT" "$BARE_PORT"; do
   ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "port $port is taken: stop what listens there first"
 done
 log "starting the origin with the full demo data"
@@ -53,6 +58,12 @@ mkdir -p "$WORK/www"
 chmod 755 "$WORK" "$WORK/www"
 curl -sf "$TASK_URL" -o "$WORK/www/task.json"
 curl -sfI "$TASK_URL" | grep -qi '^cache-status: rampart-origin; hit' || die "the task is not cached"
+# The middleware peer: a bare axum handler sending the hit's head and body, with no layers.
+curl -sfI "$TASK_URL" | tr -d '\r' >"$WORK/hit-head.txt"
+"$ROOT/target/release/examples/bare_hit" "127.0.0.1:$BARE_PORT" "$WORK/hit-head.txt" "$WORK/www/task.json" &
+BARE_PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BARE_PORT/" >/dev/null && break; sleep 0.1; done
+cmp -s "$WORK/www/task.json" <(curl -sf "http://127.0.0.1:$BARE_PORT/") || die "the bare peer serves other bytes"
 # The origin's response headers, for the nginx peer that sends the same bytes on the wire
 # (nginx writes its own Date, Content-Length, Content-Type and ETag).
 curl -sfI "$TASK_URL" | tr -d '\r' | awk -F': ' 'NR > 1 && NF >= 2 && tolower($1) !~ /^(date|content-length|content-type|etag|connection)$/ {
@@ -95,10 +106,14 @@ run_wrk() {
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.txt")
   echo "$rps $p99"
 }
-log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s each: nginx, nginx with the same headers, origin, then both nginx again"
+log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s each: nginx, nginx with the same headers, bare handler, origin, bare handler, then both nginx again"
 read -r NGINX_RPS NGINX_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
 read -r SAME_RPS SAME_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json")
+read -r BARE_RPS BARE_P99 < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7")
 read -r ORIGIN_RPS ORIGIN_P99 < <(run_wrk "$TASK_URL")
+read -r BARE2_RPS BARE2_P99 < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7")
+kill "$BARE_PID" 2>/dev/null || true
+BARE_PID=
 read -r NGINX2_RPS NGINX2_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
 read -r SAME2_RPS SAME2_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json")
 kill "$NGINX_PID" 2>/dev/null || true
@@ -130,7 +145,7 @@ cargo bench --quiet -p origin --bench cache_figures 2>/dev/null | tee "$WORK/fig
 awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$NGINX_P99" \
     -v n2rps="$NGINX2_RPS" -v n2p99="$NGINX2_P99" -v srps="$SAME_RPS" -v sp99="$SAME_P99" \
     -v s2rps="$SAME2_RPS" -v s2p99="$SAME2_P99" -v ohead="$ORIGIN_HEAD" -v nhead="$NGINX_HEAD" \
-    -v shead="$SAME_HEAD" -v rows="$ROWS" -v secs="$EXPORT_SECONDS" \
+    -v shead="$SAME_HEAD" -v brps="$BARE_RPS" -v b2rps="$BARE2_RPS" -v bp99="$BARE_P99" -v b2p99="$BARE2_P99" -v rows="$ROWS" -v secs="$EXPORT_SECONDS" \
     -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" 'BEGIN {
   nrps_mean = (nrps + n2rps) / 2; np99_mean = (np99 + n2p99) / 2
   srps_mean = (srps + s2rps) / 2; sp99_mean = (sp99 + s2p99) / 2
@@ -141,6 +156,8 @@ awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$N
   printf "    nginx, plain static file     %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", nrps, n2rps, np99, n2p99
   printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx\n", orps / srps_mean, op99 / sp99_mean
   printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", orps / nrps_mean, op99 / np99_mean
+  printf "    bare axum handler, same head and body, no layers  %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", brps, b2rps, bp99, b2p99
+  printf "    origin's full stack / bare handler:  throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", orps / ((brps + b2rps) / 2), op99 / ((bp99 + b2p99) / 2)
   printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
   printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024
 }'

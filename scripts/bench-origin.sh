@@ -157,7 +157,7 @@ awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$N
   printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx\n", orps / srps_mean, op99 / sp99_mean
   printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", orps / nrps_mean, op99 / np99_mean
   printf "    bare axum handler, same head and body, no layers  %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", brps, b2rps, bp99, b2p99
-  printf "    origin's full stack / bare handler:  throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", orps / ((brps + b2rps) / 2), op99 / ((bp99 + b2p99) / 2)
+  printf "    origin full stack / bare handler:  throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", orps / ((brps + b2rps) / 2), op99 / ((bp99 + b2p99) / 2)
   printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
   printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024
 }'

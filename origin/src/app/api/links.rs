@@ -42,12 +42,14 @@ pub async fn create(
     }
     check(errors)?;
     // Refuse unknown tasks before fetching anything on their behalf.
-    state
+    if !state
         .store
-        .links(id)
+        .has_task(id)
         .await
         .map_err(store_error("task"))?
-        .ok_or_else(|| ApiError::not_found("task"))?;
+    {
+        return Err(ApiError::not_found("task"));
+    }
     let page = state.http.get(&url).await?;
     let title = page_title(&String::from_utf8_lossy(&page.body));
     let link = state

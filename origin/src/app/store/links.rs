@@ -59,6 +59,18 @@ impl Store {
         created
     }
 
+    /// Whether task `task_id` exists.
+    pub async fn has_task(&self, task_id: i64) -> Result<bool, StoreError> {
+        let db = self.database();
+        let exists = db
+            .read("select", "tasks", move || async move {
+                let mut connection = db.pool().acquire().await?;
+                task_exists(&mut connection, task_id).await
+            })
+            .await?;
+        Ok(exists)
+    }
+
     /// The links of task `task_id`, oldest first; `None` if no such task.
     pub async fn links(&self, task_id: i64) -> Result<Option<Vec<TaskLink>>, StoreError> {
         let db = self.database();

@@ -257,3 +257,55 @@ async fn the_byte_bound_holds() {
     assert!(stats.bytes <= 64 * 1024, "{} bytes held", stats.bytes);
     assert!(stats.entries < 200);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_load_inside_stale_if_error_serves_the_stale_value() {
+    let cache = TieredCache::new(1 << 20);
+    let calls = Arc::new(AtomicU32::new(0));
+    let sie = CacheOptions {
+        stale_if_error: Duration::from_secs(100),
+        ..options(10, 0, &[])
+    };
+    cache
+        .get_with_refresh("k", sie.clone(), counting(&calls, Duration::ZERO))
+        .await
+        .expect("loads");
+    advance(Duration::from_secs(20)).await;
+    let failure = || async {
+        Ok::<_, String>(Loaded {
+            value: Bytes::from_static(b"503"),
+            store: false,
+            failed: true,
+        })
+    };
+    let stood_in = cache
+        .get_with_refresh("k", sie.clone(), failure)
+        .await
+        .expect("served");
+    assert_eq!(
+        (stood_in.value.as_ref(), stood_in.outcome),
+        (&b"v1"[..], Outcome::StaleOnError)
+    );
+    let errored = cache
+        .get_with_refresh("k", sie.clone(), || async { Err::<Bytes, _>("down") })
+        .await
+        .expect("served");
+    assert_eq!(errored.outcome, Outcome::StaleOnError);
+    assert_eq!(cache.stats().await.stale_on_error, 2);
+
+    advance(Duration::from_secs(100)).await;
+    let late = cache
+        .get_with_refresh("k", sie.clone(), failure)
+        .await
+        .expect("the failure itself");
+    assert_eq!(
+        late.value.as_ref(),
+        b"503",
+        "past the window the failure is served"
+    );
+    let recovered = cache
+        .get_with_refresh("k", sie, counting(&calls, Duration::ZERO))
+        .await
+        .expect("loads");
+    assert_eq!(recovered.value.as_ref(), b"v2");
+}

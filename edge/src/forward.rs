@@ -2,8 +2,10 @@
 //!
 //! Hop-by-hop headers are dropped; the origin learns the client address (`CF-Connecting-IP`,
 //! `X-Forwarded-For`), the public host (`X-Forwarded-Host`), a request id and the trace context,
-//! plus the shared secret proving the request came through the edge. Redirects are passed to the
-//! client, never followed.
+//! plus the shared secret proving the request came through the edge. Bodies are asked for
+//! unencoded (`Accept-Encoding: identity`): the edge stores one identity copy per key and
+//! leaves content negotiation with clients to itself. Redirects are passed to the client,
+//! never followed.
 
 use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
 
@@ -19,6 +21,7 @@ const NOT_FORWARDED: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "host",
+    "accept-encoding",
     ORIGIN_AUTH_HEADER,
 ];
 
@@ -55,6 +58,8 @@ fn forwarded_headers(request: &Request, config: &EdgeConfig) -> Result<Headers> 
     };
     headers.set("x-forwarded-host", &host)?;
     headers.set("x-forwarded-proto", url.scheme())?;
+    // The edge caches identity bodies and negotiates encodings with clients itself.
+    headers.set("accept-encoding", "identity")?;
     // On Cloudflare, CF-Connecting-IP is set by the network and cannot be spoofed by clients.
     if let Some(client) = incoming.get("cf-connecting-ip")? {
         let chain = match incoming.get("x-forwarded-for")? {

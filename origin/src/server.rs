@@ -325,6 +325,7 @@ pub async fn run(
         max_bytes: usize::try_from(config.upload_max_bytes).unwrap_or(usize::MAX),
         max_pixels: config.upload_max_pixels,
     };
+    let database = store.database().clone();
     let state = AppState::new(store, core.cache.cache.clone(), uploads, http);
     let router = core.wrap(app::router(state));
     let host = config
@@ -358,5 +359,8 @@ pub async fn run(
             "shutdown timeout passed with requests still running"
         );
     }
+    // Give the connections back to the database cleanly; requests left running after the
+    // shutdown timeout may still hold one, so this wait is bounded too.
+    let _ = tokio::time::timeout(Duration::from_secs(5), database.close()).await;
     Ok(())
 }

@@ -253,6 +253,11 @@ impl Database {
         Ok(started.elapsed())
     }
 
+    /// Closes the pool: waits for checked-out connections to return, then closes them all.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend

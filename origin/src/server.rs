@@ -184,7 +184,7 @@ impl Core {
                 admission: self.admission,
             }))
             .layer(compression::layer())
-            .layer(middleware::map_response(compression::weaken_etag))
+            .layer(tower::util::MapResponseLayer::new(compression::weaken_etag))
     }
 }
 

@@ -25,9 +25,9 @@ pub fn layer() -> CompressionLayer<impl Predicate> {
         .compress_when(DefaultPredicate::new().and(SizeAbove::new(MIN_BYTES)))
 }
 
-/// Weakens the `ETag` of a compressed response (for `axum::middleware::map_response`, outside
-/// [`layer`]).
-pub async fn weaken_etag(mut response: Response) -> Response {
+/// Weakens the `ETag` of a compressed response (for `tower::util::MapResponseLayer`, outside
+/// [`layer`]: a plain function, so the hot path gains no boxed future).
+pub fn weaken_etag(mut response: Response) -> Response {
     if !response.headers().contains_key(header::CONTENT_ENCODING) {
         return response;
     }

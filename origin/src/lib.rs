@@ -3,8 +3,10 @@
 //! Two halves, kept apart:
 //! - [`core`] is reusable by any axum application: the shared caching policy applied to every
 //!   response, the two-level response cache with tag invalidation and warming, the database
-//!   handle (SQLite or PostgreSQL, timed and counted), the error model and its extractors,
-//!   Prometheus metrics and graceful shutdown. It never names the application's resources.
+//!   handle (SQLite or PostgreSQL, timed, counted, behind a circuit breaker, reads retried
+//!   within a budget), a guarded outbound HTTP client, rate limits, load shedding, compression,
+//!   the error model and its extractors, Prometheus metrics, OpenTelemetry traces and graceful
+//!   shutdown. It never names the application's resources.
 //! - [`app`] is the application served out of the box: the task tracker's API, pages and store.
 //!
 //! [`server::run`] assembles both and serves until a shutdown signal; tests call it on port 0.

@@ -1,7 +1,8 @@
 //! The origin core's request pipeline: one tower service around the application that, for
 //! every request, decides the shared policy, applies the route's rate limit to the client,
 //! answers cacheable reads from the response cache (before any routing), stamps the policy's
-//! headers and records the request's metrics.
+//! headers and records the request's metrics; with OpenTelemetry on, all of it runs inside the
+//! request's server span.
 //!
 //! The steps run in one future per request rather than as stacked middleware: a cache hit is
 //! the origin's hottest path, and each middleware layer costs it a boxed future and a clone of

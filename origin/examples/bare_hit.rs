@@ -1,6 +1,7 @@
 //! The benchmark peer for the origin's middleware cost: the same response a cache hit sends
 //! (head and body captured from a running origin), served by a bare axum handler with no
 //! layers at all: no request id, rate limit, policy, cache lookup, metrics or compression.
+//! Everything else is the origin's own: its listener (hyper-util, same limits) and allocator.
 //!
 //! `cargo run --release -p origin --example bare_hit -- ADDR HEAD_FILE BODY_FILE`, where
 //! HEAD_FILE holds `name: value` lines (as `curl -sI` prints them) and BODY_FILE the body.
@@ -9,6 +10,10 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Response};
 use axum::routing::get;
 use axum::Router;
+use std::time::Duration;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,6 +44,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    axum::serve(listener, app).await?;
+    let defaults = origin::config::Config::default();
+    let limits = origin::core::listener::ConnectionLimits {
+        max_header_bytes: usize::try_from(defaults.max_header_bytes)?,
+        header_read_timeout: Duration::from_millis(defaults.header_read_timeout_ms),
+        shutdown_timeout: Duration::from_millis(defaults.shutdown_timeout_ms),
+    };
+    let open = origin::core::listener::OpenConnections::default();
+    origin::core::listener::serve(listener, app, limits, open, std::future::pending()).await;
     Ok(())
 }

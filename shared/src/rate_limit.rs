@@ -72,23 +72,26 @@ impl RateLimitTier {
     }
 }
 
+/// Lowercase `User-Agent` substrings that identify a crawler (or a script), which gets the
+/// crawler tier on ordinary routes.
+pub const CRAWLER_MARKERS: &[&str] = &[
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "facebookexternalhit",
+    "bingpreview",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "go-http-client",
+    "headlesschrome",
+];
+
 /// Whether a `User-Agent` belongs to a well-known crawler, which gets the crawler tier.
 pub fn is_crawler(user_agent: &str) -> bool {
-    const MARKERS: &[&str] = &[
-        "bot",
-        "crawler",
-        "spider",
-        "slurp",
-        "facebookexternalhit",
-        "bingpreview",
-        "curl/",
-        "wget/",
-        "python-requests",
-        "go-http-client",
-        "headlesschrome",
-    ];
     let lower = user_agent.to_ascii_lowercase();
-    MARKERS.iter().any(|marker| lower.contains(marker))
+    CRAWLER_MARKERS.iter().any(|marker| lower.contains(marker))
 }
 
 #[cfg(test)]

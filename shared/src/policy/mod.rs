@@ -9,7 +9,7 @@ mod config;
 mod pattern;
 
 pub use config::{PolicyError, RoutePolicy};
-pub use pattern::PathPattern;
+pub use pattern::{PathPattern, PatternSegment};
 
 use crate::cache_control::CacheControl;
 use crate::key::KeyConfig;

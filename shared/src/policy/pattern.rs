@@ -23,6 +23,18 @@ pub struct PathPattern {
     prefix: bool,
 }
 
+/// One segment of a pattern, as other tiers see it (for example to translate a pattern into
+/// Cloudflare's Rules language).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternSegment<'p> {
+    /// Matches exactly this (percent-normalized) text.
+    Literal(&'p str),
+    /// `{name}`: one non-empty segment, captured.
+    Capture(&'p str),
+    /// `*` before the end: one non-empty segment.
+    Any,
+}
+
 /// Captured `{name}` segments of a match, in pattern order.
 pub type Captures<'p> = Vec<(&'p str, String)>;
 
@@ -61,6 +73,20 @@ impl PathPattern {
             segments,
             prefix,
         })
+    }
+
+    /// The segments before any final `*`, in order.
+    pub fn segments(&self) -> impl Iterator<Item = PatternSegment<'_>> {
+        self.segments.iter().map(|segment| match segment {
+            Segment::Literal(text) => PatternSegment::Literal(text),
+            Segment::Capture(name) => PatternSegment::Capture(name),
+            Segment::Any => PatternSegment::Any,
+        })
+    }
+
+    /// Whether the pattern ends in `*`, matching any remainder (including none).
+    pub fn is_prefix(&self) -> bool {
+        self.prefix
     }
 
     /// The names this pattern captures.

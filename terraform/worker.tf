@@ -6,8 +6,9 @@ locals {
   origin_url = coalesce(var.origin_url, "https://origin.${var.hostname}")
 
   worker_vars = {
-    ORIGIN_URL       = local.origin_url
-    EXPOSE_CACHE_KEY = "false"
+    ORIGIN_URL        = local.origin_url
+    ORIGIN_TIMEOUT_MS = "10000"
+    EXPOSE_CACHE_KEY  = "false"
   }
 
   worker_secrets = {

@@ -1,5 +1,7 @@
 //! The Worker's configuration: `[vars]` from `wrangler.toml` and secrets.
 
+use std::time::Duration;
+
 use worker::{Env, Url};
 
 /// `ORIGIN_URL`: where cache misses go (scheme, host and optional port).
@@ -9,6 +11,10 @@ pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
 /// `EXPOSE_CACHE_KEY`: `"true"` adds the cache key to `Cache-Status` (`key="…"`), for debugging
 /// and for the tests that check the wasm32 key equals the native one.
 pub const VAR_EXPOSE_CACHE_KEY: &str = "EXPOSE_CACHE_KEY";
+/// `ORIGIN_TIMEOUT_MS`: how long the edge waits for the origin's response head (default 10 s).
+pub const VAR_ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
+/// The origin timeout when `ORIGIN_TIMEOUT_MS` is unset.
+pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The header carrying the origin auth token.
 pub const ORIGIN_AUTH_HEADER: &str = shared::security::ORIGIN_AUTH_HEADER;
 
@@ -21,6 +27,8 @@ pub struct EdgeConfig {
     pub origin_auth_token: Option<String>,
     /// Whether `Cache-Status` names the cache key.
     pub expose_cache_key: bool,
+    /// How long to wait for the origin.
+    pub origin_timeout: Duration,
 }
 
 impl EdgeConfig {
@@ -40,10 +48,23 @@ impl EdgeConfig {
         let expose_cache_key = env
             .var(VAR_EXPOSE_CACHE_KEY)
             .is_ok_and(|value| value.to_string() == "true");
+        let origin_timeout = match env.var(VAR_ORIGIN_TIMEOUT_MS) {
+            Ok(value) => {
+                let text = value.to_string();
+                let millis: u64 = text.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                    worker::Error::RustError(format!(
+                        "{VAR_ORIGIN_TIMEOUT_MS}={text:?} is not a positive number of milliseconds"
+                    ))
+                })?;
+                Duration::from_millis(millis)
+            }
+            Err(_) => DEFAULT_ORIGIN_TIMEOUT,
+        };
         Ok(Self {
             origin_url,
             origin_auth_token,
             expose_cache_key,
+            origin_timeout,
         })
     }
 }

@@ -11,7 +11,7 @@ use shared::validators::{Conditions, EntityTag};
 use worker::{Cache, Context, Env, Request, Response, Result};
 
 use crate::config::EdgeConfig;
-use crate::{forward, respond, store};
+use crate::{forward, respond, revalidate, store};
 
 /// Responses up to this size are buffered, stored before answering, and answered from the same
 /// bytes; larger ones are streamed to the client while a copy is stored in the background.
@@ -75,11 +75,12 @@ async fn pass(
 ) -> Result<Response> {
     match forward::to_origin(request, target, config).await {
         Ok(response) => respond::finish(respond::rebuild(response)?, status, security),
-        Err(error) => origin_unreachable(&error, status, security),
+        Err(error) => origin_failed(request, &error, status, security),
     }
 }
 
-/// The cacheable path: fresh hit, or forward and store.
+/// The cacheable path: a fresh hit; a stale copy served at once while it is refreshed in the
+/// background; or forward, store, and fall back on a stale copy when the origin fails.
 async fn cached(
     request: &Request,
     key: &CacheKey,
@@ -90,6 +91,7 @@ async fn cached(
     let cache = Cache::default();
     let cache_url = key.cache_url();
     let shown_key = config.expose_cache_key.then(|| key.to_string());
+    let mut fallback = None;
     let reason = match store::lookup(&cache, &cache_url).await? {
         Some(stored) => match stored.state {
             FreshnessState::Fresh { remaining } => {
@@ -97,15 +99,40 @@ async fn cached(
                 status.key = shown_key;
                 return serve_hit(request, stored, status, security);
             }
-            FreshnessState::Stale { .. } => ForwardReason::Stale,
+            FreshnessState::Stale {
+                stale_for,
+                serve_while_revalidating: true,
+                ..
+            } => {
+                let outgoing = forward::prepare(request, &key.target(), config)?;
+                revalidate::spawn(ctx, outgoing, cache_url, config.origin_timeout);
+                let mut status = CacheStatus::hit(EDGE)
+                    .with_ttl(-i64::from(stale_for))
+                    .with_detail("stale-while-revalidate");
+                status.key = shown_key;
+                return serve_hit(request, stored, status, security);
+            }
+            FreshnessState::Stale { serve_if_error, .. } => {
+                fallback = serve_if_error.then_some(stored);
+                ForwardReason::Stale
+            }
         },
         None => ForwardReason::UriMiss,
     };
     let request_time = store::now();
     let response = match forward::to_origin(request, &key.target(), config).await {
+        Ok(response) if response.status_code() >= 500 && fallback.is_some() => {
+            let code = response.status_code();
+            return serve_stale_on_error(request, fallback, Some(code), security);
+        }
         Ok(response) => response,
         Err(error) => {
-            return origin_unreachable(&error, &CacheStatus::forward(EDGE, reason), security)
+            if fallback.is_some() {
+                worker::console_error!("rampart-edge: origin failed, serving stale: {error}");
+                return serve_stale_on_error(request, fallback, None, security);
+            }
+            let status = CacheStatus::forward(EDGE, reason);
+            return origin_failed(request, &error, &status, security);
         }
     };
     let response_time = store::now();
@@ -214,16 +241,46 @@ fn serve_hit(
     respond::finish(response, &status, security)
 }
 
-fn origin_unreachable(
-    error: &worker::Error,
+/// Serves the stale copy kept for stale-if-error, naming the failure in `Cache-Status`.
+fn serve_stale_on_error(
+    request: &Request,
+    fallback: Option<store::Stored>,
+    origin_status: Option<u16>,
+    security: &SecurityOverrides,
+) -> Result<Response> {
+    let Some(stored) = fallback else {
+        return respond::origin_failure(false, wants_html(request));
+    };
+    let mut status = CacheStatus::forward(EDGE, ForwardReason::Stale).with_detail("stale-if-error");
+    if let Some(code) = origin_status {
+        status = status.with_fwd_status(code);
+    }
+    serve_hit(request, stored, status, security)
+}
+
+fn origin_failed(
+    request: &Request,
+    error: &forward::OriginError,
     status: &CacheStatus,
     security: &SecurityOverrides,
 ) -> Result<Response> {
     worker::console_error!("rampart-edge: origin fetch failed: {error}");
-    let response = respond::error(502, "ORIGIN_UNREACHABLE", "the origin could not be reached")?;
-    respond::finish(
-        response,
-        &status.clone().with_detail("origin-unreachable"),
-        security,
-    )
+    let timed_out = matches!(error, forward::OriginError::Timeout(_));
+    let response = respond::origin_failure(timed_out, wants_html(request))?;
+    let detail = if timed_out {
+        "origin-timeout"
+    } else {
+        "origin-unreachable"
+    };
+    respond::finish(response, &status.clone().with_detail(detail), security)
+}
+
+/// Whether the client is a browser asking for a page (its `Accept` names `text/html`).
+fn wants_html(request: &Request) -> bool {
+    request
+        .headers()
+        .get("accept")
+        .ok()
+        .flatten()
+        .is_some_and(|accept| accept.contains("text/html"))
 }

@@ -5,11 +5,35 @@
 //! plus the shared secret proving the request came through the edge. Bodies are asked for
 //! unencoded (`Accept-Encoding: identity`): the edge stores one identity copy per key and
 //! leaves content negotiation with clients to itself. Redirects are passed to the client,
-//! never followed.
+//! never followed. Every fetch is bounded by `ORIGIN_TIMEOUT_MS`, and aborted when it runs out.
 
-use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    Response, Result,
+};
 
 use crate::config::{EdgeConfig, ORIGIN_AUTH_HEADER};
+
+/// Why the origin gave no response.
+#[derive(Debug)]
+pub enum OriginError {
+    /// No response within `ORIGIN_TIMEOUT_MS`.
+    Timeout(Duration),
+    /// The fetch failed (connection refused, DNS, TLS…).
+    Unreachable(worker::Error),
+}
+
+impl std::fmt::Display for OriginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OriginError::Timeout(limit) => write!(f, "no response within {} ms", limit.as_millis()),
+            OriginError::Unreachable(error) => write!(f, "unreachable: {error}"),
+        }
+    }
+}
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus headers the edge sets itself.
 const NOT_FORWARDED: &[&str] = &[
@@ -26,7 +50,37 @@ const NOT_FORWARDED: &[&str] = &[
 ];
 
 /// Sends `request` to the origin at `target` (path and query).
-pub async fn to_origin(request: &Request, target: &str, config: &EdgeConfig) -> Result<Response> {
+pub async fn to_origin(
+    request: &Request,
+    target: &str,
+    config: &EdgeConfig,
+) -> std::result::Result<Response, OriginError> {
+    let outgoing = prepare(request, target, config).map_err(OriginError::Unreachable)?;
+    send(&outgoing, config.origin_timeout).await
+}
+
+/// Sends a prepared request, aborting it after `timeout`.
+pub async fn send(
+    outgoing: &Request,
+    timeout: Duration,
+) -> std::result::Result<Response, OriginError> {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(outgoing.clone().map_err(OriginError::Unreachable)?);
+    let response = Box::pin(fetch.send_with_signal(&signal));
+    let outcome = match select(response, Delay::from(timeout)).await {
+        Either::Left((result, _)) => result.map_err(OriginError::Unreachable),
+        Either::Right(((), _)) => Err(OriginError::Timeout(timeout)),
+    };
+    if matches!(outcome, Err(OriginError::Timeout(_))) {
+        controller.abort();
+    }
+    outcome
+}
+
+/// The request the origin receives for `request` at `target`, ready for [`send`] (and, for a
+/// background refresh, to outlive the incoming request).
+pub fn prepare(request: &Request, target: &str, config: &EdgeConfig) -> Result<Request> {
     let url = config.origin_url.join(target)?;
     let headers = forwarded_headers(request, config)?;
     let method = request.method();
@@ -37,9 +91,7 @@ pub async fn to_origin(request: &Request, target: &str, config: &EdgeConfig) -> 
     if !matches!(method, Method::Get | Method::Head) {
         init.with_body(request.inner().body().map(Into::into));
     }
-    Fetch::Request(Request::new_with_init(url.as_str(), &init)?)
-        .send()
-        .await
+    Request::new_with_init(url.as_str(), &init)
 }
 
 fn forwarded_headers(request: &Request, config: &EdgeConfig) -> Result<Headers> {

@@ -2,8 +2,9 @@
 //!
 //! Every request is decided by the shared policy (the same crate the origin links), keyed by the
 //! shared canonical cache key, answered from the Workers Cache API when a fresh copy is stored,
-//! and otherwise forwarded to `ORIGIN_URL`. Responses leave with the shared security headers and
-//! a `Cache-Status` (RFC 9211) member named `rampart-edge`.
+//! served stale while it is refreshed in the background (stale-while-revalidate) or when the
+//! origin fails (stale-if-error), and otherwise forwarded to `ORIGIN_URL`. Responses leave with
+//! the shared security headers and a `Cache-Status` (RFC 9211) member named `rampart-edge`.
 //!
 //! | module | role |
 //! | --- | --- |
@@ -11,6 +12,7 @@
 //! | [`flow`] | the request flow: decide, look up, forward, store |
 //! | [`forward`] | the request to the origin |
 //! | [`store`] | stored entries and their logical freshness |
+//! | [`revalidate`] | background refreshes for stale-while-revalidate |
 //! | [`respond`] | response headers and error bodies |
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,7 @@ pub mod config;
 pub mod flow;
 pub mod forward;
 pub mod respond;
+pub mod revalidate;
 pub mod store;
 
 use worker::{event, Context, Env, Request, Response, Result};

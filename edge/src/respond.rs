@@ -51,3 +51,31 @@ pub fn error(status: u16, code: &str, message: &str) -> Result<Response> {
     response.headers_mut().set("cache-control", "no-store")?;
     Ok(response)
 }
+
+/// The answer when the origin gave nothing usable and no stale copy may stand in: `504
+/// ORIGIN_TIMEOUT` or `502 ORIGIN_UNREACHABLE`, as JSON, or as a small HTML page for browsers
+/// (whose `Accept` names `text/html`).
+pub fn origin_failure(timed_out: bool, wants_html: bool) -> Result<Response> {
+    let (status, code, message) = if timed_out {
+        (504, "ORIGIN_TIMEOUT", "the origin did not answer in time")
+    } else {
+        (502, "ORIGIN_UNREACHABLE", "the origin could not be reached")
+    };
+    if !wants_html {
+        return error(status, code, message);
+    }
+    let title = if timed_out {
+        "Gateway Timeout"
+    } else {
+        "Bad Gateway"
+    };
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{status} {title}</title>\
+         </head><body><h1>{title}</h1><p>The site is unavailable: {message}. Please try again \
+         in a moment.</p><p><small>{code}</small></p></body></html>\n"
+    );
+    let mut response = Response::from_html(page)?.with_status(status);
+    response.headers_mut().set("cache-control", "no-store")?;
+    Ok(response)
+}

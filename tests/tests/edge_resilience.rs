@@ -1,0 +1,260 @@
+//! The edge's own stale-while-revalidate and stale-if-error, in workerd, in front of an origin
+//! the test controls: it can answer, fail with 503, hang, or stop.
+
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use rampart_tests::{cache_status, Edge};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const ANSWER: u8 = 0;
+const FAIL: u8 = 1;
+const HANG: u8 = 2;
+
+/// An origin whose behaviour the test switches; each answer's body counts the requests.
+#[derive(Debug, Default)]
+struct Switchboard {
+    mode: AtomicU8,
+    served: AtomicU32,
+}
+
+struct TestOrigin {
+    url: String,
+    board: Arc<Switchboard>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestOrigin {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let board = Arc::new(Switchboard::default());
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(board.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self {
+            url,
+            board,
+            stop: Some(stop),
+        }
+    }
+
+    fn set(&self, mode: u8) {
+        self.board.mode.store(mode, Ordering::SeqCst);
+    }
+
+    fn served(&self) -> u32 {
+        self.board.served.load(Ordering::SeqCst)
+    }
+
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// `/api/tasks/swr` and `/api/tasks/sie` are fresh for 1 s with a 60 s stale window of their kind.
+async fn answer(
+    State(board): State<Arc<Switchboard>>,
+    request: Request,
+) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    if !path.starts_with("/api/tasks/") {
+        // The harness's readiness probe.
+        return ([(header::CACHE_CONTROL, "no-store")], "ready").into_response();
+    }
+    match board.mode.load(Ordering::SeqCst) {
+        FAIL => {
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, "no-store")],
+                "down".to_owned(),
+            )
+                .into_response()
+        }
+        HANG => tokio::time::sleep(Duration::from_secs(5)).await,
+        _ => {}
+    }
+    let n = board.served.fetch_add(1, Ordering::SeqCst) + 1;
+    let window = if path.ends_with("/swr") {
+        "stale-while-revalidate=60"
+    } else {
+        "stale-if-error=60"
+    };
+    (
+        axum::http::StatusCode::OK,
+        [(
+            header::CACHE_CONTROL,
+            format!("public, max-age=1, {window}"),
+        )],
+        format!("{path} #{n}"),
+    )
+        .into_response()
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, String, String) {
+    let response = client.get(url).send().await.expect("edge reachable");
+    let status = response.status().as_u16();
+    let cache = cache_status(&response);
+    (status, cache, response.text().await.expect("body"))
+}
+
+/// Past `max-age=1`: freshness is counted in whole seconds.
+async fn let_it_go_stale() {
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_copies_are_served_at_once_and_refreshed_once() {
+    let origin = TestOrigin::start().await;
+    let edge = Edge::start(&origin.url).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/tasks/swr", edge.url);
+
+    let (status, cache, body) = get(&client, &url).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "/api/tasks/swr #1"),
+        "{cache}"
+    );
+    let_it_go_stale().await;
+
+    let stale = futures_join(&client, &url, 5).await;
+    for (status, cache, body) in &stale {
+        assert_eq!(
+            (*status, body.as_str()),
+            (200, "/api/tasks/swr #1"),
+            "{cache}"
+        );
+        assert!(cache.contains("rampart-edge; hit; ttl=-"), "{cache}");
+        assert!(cache.contains("detail=stale-while-revalidate"), "{cache}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while origin.served() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        origin.served(),
+        2,
+        "five stale hits caused exactly one refresh"
+    );
+    let (_, cache, body) = get(&client, &url).await;
+    assert_eq!(
+        body, "/api/tasks/swr #2",
+        "the refreshed copy is served: {cache}"
+    );
+    assert!(cache.starts_with("rampart-edge; hit; ttl="), "{cache}");
+}
+
+async fn futures_join(client: &reqwest::Client, url: &str, n: usize) -> Vec<(u16, String, String)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move { get(&client, &url).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("request task"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_fall_back_on_stale_copies_or_a_clear_error() {
+    let mut origin = TestOrigin::start().await;
+    let edge = Edge::start_with_vars(&origin.url, &[("ORIGIN_TIMEOUT_MS", "800")]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/tasks/sie", edge.url);
+
+    let (status, _, body) = get(&client, &url).await;
+    assert_eq!((status, body.as_str()), (200, "/api/tasks/sie #1"));
+    let_it_go_stale().await;
+
+    // The origin answers 503: the stale copy stands in.
+    origin.set(FAIL);
+    let (status, cache, body) = get(&client, &url).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "/api/tasks/sie #1"),
+        "{cache}"
+    );
+    assert!(
+        cache.contains("rampart-edge; fwd=stale; fwd-status=503"),
+        "{cache}"
+    );
+    assert!(cache.contains("detail=stale-if-error"), "{cache}");
+
+    // The origin hangs: past ORIGIN_TIMEOUT_MS the stale copy stands in; with nothing stored,
+    // 504 with a JSON error.
+    origin.set(HANG);
+    let started = Instant::now();
+    let (status, cache, body) = get(&client, &url).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "/api/tasks/sie #1"),
+        "{cache}"
+    );
+    let (status, cache, body) = get(&client, &format!("{}/api/tasks/uncached", edge.url)).await;
+    assert_eq!(status, 504, "{cache} {body}");
+    assert!(body.contains("\"ORIGIN_TIMEOUT\""), "{body}");
+    assert!(cache.contains("detail=origin-timeout"), "{cache}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "both bounded by the timeout"
+    );
+
+    // The origin is gone: the stale copy still stands in; elsewhere 502, as HTML for browsers.
+    origin.set(ANSWER);
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, cache, body) = get(&client, &url).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "/api/tasks/sie #1"),
+        "{cache}"
+    );
+    assert!(
+        cache.contains("fwd=stale") && cache.contains("stale-if-error"),
+        "{cache}"
+    );
+    let page = client
+        .get(format!("{}/tasks/404", edge.url))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("edge reachable");
+    assert_eq!(page.status(), 502);
+    let content_type = page
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    assert!(content_type.is_some_and(|t| t.starts_with("text/html")));
+    assert!(
+        page.headers().contains_key("x-content-type-options"),
+        "security headers on errors"
+    );
+    let text = page.text().await.expect("body");
+    assert!(
+        text.contains("Bad Gateway") && text.contains("ORIGIN_UNREACHABLE"),
+        "{text}"
+    );
+    let (status, _, body) = get(&client, &format!("{}/api/tasks/gone", edge.url)).await;
+    assert_eq!(status, 502);
+    assert!(body.contains("\"ORIGIN_UNREACHABLE\""), "{body}");
+}

@@ -11,7 +11,7 @@ use shared::validators::{Conditions, EntityTag};
 use worker::{Cache, Context, Env, Request, Response, Result};
 
 use crate::config::EdgeConfig;
-use crate::{forward, respond, revalidate, store};
+use crate::{coalesce, forward, respond, revalidate, store};
 
 /// Responses up to this size are buffered, stored before answering, and answered from the same
 /// bytes; larger ones are streamed to the client while a copy is stored in the background.
@@ -118,6 +118,24 @@ async fn cached(
             }
         },
         None => ForwardReason::UriMiss,
+    };
+    // Held to the end: the key's followers go on once this request has stored its response.
+    let _leader = match coalesce::lead(&cache_url) {
+        Some(leader) => Some(leader),
+        None => {
+            coalesce::wait(&cache_url, config.origin_timeout).await;
+            if let Some(stored) = store::lookup(&cache, &cache_url).await? {
+                if let FreshnessState::Fresh { remaining } = stored.state {
+                    let mut status = CacheStatus::forward(EDGE, reason)
+                        .collapsed(true)
+                        .with_ttl(i64::from(remaining));
+                    status.key = shown_key;
+                    return serve_hit(request, stored, status, security);
+                }
+            }
+            // The leader's response was not stored: this request fetches for itself.
+            None
+        }
     };
     let request_time = store::now();
     let response = match forward::to_origin(request, &key.target(), config).await {

@@ -13,9 +13,11 @@
 //! | [`forward`] | the request to the origin |
 //! | [`store`] | stored entries and their logical freshness |
 //! | [`revalidate`] | background refreshes for stale-while-revalidate |
+//! | [`coalesce`] | one origin fetch for concurrent misses of a key |
 //! | [`respond`] | response headers and error bodies |
 #![forbid(unsafe_code)]
 
+pub mod coalesce;
 pub mod config;
 pub mod flow;
 pub mod forward;

@@ -499,6 +499,11 @@ async fn attachments_are_checked_stored_and_served(backend: Backend) {
         .await
         .expect("reachable");
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        huge.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "the unread body's connection is not reused"
+    );
     let body: Value = huge.json().await.expect("JSON error");
     assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
     let orphan = api

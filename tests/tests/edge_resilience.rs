@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 const ANSWER: u8 = 0;
 const FAIL: u8 = 1;
 const HANG: u8 = 2;
+const SLOW: u8 = 3;
 
 /// An origin whose behaviour the test switches; each answer's body counts the requests.
 #[derive(Debug, Default)]
@@ -87,6 +88,7 @@ async fn answer(
                 .into_response()
         }
         HANG => tokio::time::sleep(Duration::from_secs(5)).await,
+        SLOW => tokio::time::sleep(Duration::from_millis(400)).await,
         _ => {}
     }
     let n = board.served.fetch_add(1, Ordering::SeqCst) + 1;
@@ -159,6 +161,32 @@ async fn stale_copies_are_served_at_once_and_refreshed_once() {
         "the refreshed copy is served: {cache}"
     );
     assert!(cache.starts_with("rampart-edge; hit; ttl="), "{cache}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_share_one_origin_fetch() {
+    let origin = TestOrigin::start().await;
+    let edge = Edge::start(&origin.url).await;
+    let client = reqwest::Client::new();
+    origin.set(SLOW);
+    let answers = futures_join(&client, &format!("{}/api/tasks/cold", edge.url), 10).await;
+    let collapsed = answers
+        .iter()
+        .filter(|(_, cache, _)| cache.contains("collapsed"))
+        .count();
+    for (status, cache, body) in &answers {
+        assert_eq!(
+            (*status, body.as_str()),
+            (200, "/api/tasks/cold #1"),
+            "{cache}"
+        );
+    }
+    assert_eq!(
+        origin.served(),
+        1,
+        "ten concurrent misses, one origin request"
+    );
+    assert_eq!(collapsed, 9, "{answers:?}");
 }
 
 async fn futures_join(client: &reqwest::Client, url: &str, n: usize) -> Vec<(u16, String, String)> {

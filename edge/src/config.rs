@@ -8,6 +8,8 @@ use worker::{Env, Url};
 pub const VAR_ORIGIN_URL: &str = "ORIGIN_URL";
 /// `ORIGIN_AUTH_TOKEN`: a secret sent to the origin so it can refuse traffic that bypassed the edge.
 pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
+/// `EDGE_PURGE_TOKEN`: the bearer token `POST /__rampart/purge` requires (unset: purging is off).
+pub const SECRET_EDGE_PURGE_TOKEN: &str = "EDGE_PURGE_TOKEN";
 /// `EXPOSE_CACHE_KEY`: `"true"` adds the cache key to `Cache-Status` (`key="…"`), for debugging
 /// and for the tests that check the wasm32 key equals the native one.
 pub const VAR_EXPOSE_CACHE_KEY: &str = "EXPOSE_CACHE_KEY";
@@ -29,6 +31,8 @@ pub struct EdgeConfig {
     pub expose_cache_key: bool,
     /// How long to wait for the origin.
     pub origin_timeout: Duration,
+    /// The purge endpoint's bearer token, when configured.
+    pub purge_token: Option<String>,
 }
 
 impl EdgeConfig {
@@ -40,11 +44,7 @@ impl EdgeConfig {
             .to_string();
         let origin_url = Url::parse(&origin)
             .map_err(|e| worker::Error::RustError(format!("{VAR_ORIGIN_URL}={origin:?}: {e}")))?;
-        let origin_auth_token = env
-            .secret(SECRET_ORIGIN_AUTH_TOKEN)
-            .ok()
-            .map(|secret| secret.to_string())
-            .filter(|token| !token.is_empty());
+        let origin_auth_token = secret(env, SECRET_ORIGIN_AUTH_TOKEN);
         let expose_cache_key = env
             .var(VAR_EXPOSE_CACHE_KEY)
             .is_ok_and(|value| value.to_string() == "true");
@@ -60,11 +60,22 @@ impl EdgeConfig {
             }
             Err(_) => DEFAULT_ORIGIN_TIMEOUT,
         };
+        let purge_token = secret(env, SECRET_EDGE_PURGE_TOKEN);
         Ok(Self {
             origin_url,
             origin_auth_token,
             expose_cache_key,
             origin_timeout,
+            purge_token,
         })
     }
+}
+
+/// A non-empty secret (or, in local development, a var of the same name).
+fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|secret| secret.to_string())
+        .or_else(|_| env.var(name).map(|var| var.to_string()))
+        .ok()
+        .filter(|value| !value.is_empty())
 }

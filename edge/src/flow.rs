@@ -11,7 +11,7 @@ use shared::validators::{Conditions, EntityTag};
 use worker::{Cache, Context, Env, Request, Response, Result};
 
 use crate::config::EdgeConfig;
-use crate::{coalesce, forward, respond, revalidate, store};
+use crate::{coalesce, forward, purge, respond, revalidate, store};
 
 /// Responses up to this size are buffered, stored before answering, and answered from the same
 /// bytes; larger ones are streamed to the client while a copy is stored in the background.
@@ -35,6 +35,11 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
     };
     let method = request.method().to_string();
     let policy = POLICY.get_or_init(Policy::default);
+    if url.path() == purge::PATH {
+        let status = CacheStatus::forward(EDGE, ForwardReason::Bypass).with_detail("purge");
+        let response = purge::handle(request, &config, policy).await?;
+        return respond::finish(response, &status, &SecurityOverrides::default());
+    }
     let Ok(key) = CacheKey::new(&method, &host, &target, policy.keys()) else {
         return respond::error(
             400,

@@ -14,6 +14,8 @@
 //! | [`store`] | stored entries and their logical freshness |
 //! | [`revalidate`] | background refreshes for stale-while-revalidate |
 //! | [`coalesce`] | one origin fetch for concurrent misses of a key |
+//! | [`tags`] | the index from `Cache-Tag` values to stored entries |
+//! | [`purge`] | `POST /__rampart/purge`, by URL and by tag |
 //! | [`respond`] | response headers and error bodies |
 #![forbid(unsafe_code)]
 
@@ -21,9 +23,11 @@ pub mod coalesce;
 pub mod config;
 pub mod flow;
 pub mod forward;
+pub mod purge;
 pub mod respond;
 pub mod revalidate;
 pub mod store;
+pub mod tags;
 
 use worker::{event, Context, Env, Request, Response, Result};
 

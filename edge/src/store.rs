@@ -137,7 +137,8 @@ pub fn admit(
     Ok(retention)
 }
 
-/// Stores `body` with the headers of `origin_headers` under `cache_url`.
+/// Stores `body` with the headers of `origin_headers` under `cache_url`, and records its
+/// `Cache-Tag` values in the tag index.
 pub async fn put(
     cache: &Cache,
     cache_url: &str,
@@ -162,5 +163,10 @@ pub async fn put(
     let stored = Response::from_bytes(body)?
         .with_status(status)
         .with_headers(headers);
-    cache.put(cache_url, stored).await
+    cache.put(cache_url, stored).await?;
+    let tags: Vec<String> = match origin_headers.get("cache-tag")? {
+        Some(value) => crate::tags::parse(&value).map(str::to_owned).collect(),
+        None => Vec::new(),
+    };
+    crate::tags::record(cache, &tags, cache_url).await
 }

@@ -137,6 +137,10 @@ pub const ENV_RETRY_BUDGET_PERCENT: &str = "RETRY_BUDGET_PERCENT";
 pub const DEFAULT_RETRY_BUDGET_PERCENT: u64 = 20;
 /// `OUTBOUND_ALLOW_PRIVATE`: `true` lets outbound fetches reach private and loopback addresses.
 pub const ENV_OUTBOUND_ALLOW_PRIVATE: &str = "OUTBOUND_ALLOW_PRIVATE";
+/// `EDGE_PURGE_URL`: the edge's purge endpoint, told about every tag invalidation.
+pub const ENV_EDGE_PURGE_URL: &str = "EDGE_PURGE_URL";
+/// `EDGE_PURGE_TOKEN`: the bearer token the edge's purge endpoint wants.
+pub const ENV_EDGE_PURGE_TOKEN: &str = "EDGE_PURGE_TOKEN";
 /// `OUTBOUND_MAX_BYTES`: most bytes read of a fetched page.
 pub const ENV_OUTBOUND_MAX_BYTES: &str = "OUTBOUND_MAX_BYTES";
 /// `METRICS_ADDR`: a second listener serving `/metrics` alone (the seed used port 9464).
@@ -243,6 +247,8 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// A listener for `/metrics` alone, besides the main port.
     pub metrics_addr: Option<SocketAddr>,
+    /// The edge's purge endpoint and its token.
+    pub edge_purge: Option<(String, Option<String>)>,
 }
 
 impl Default for Config {
@@ -282,6 +288,7 @@ impl Default for Config {
             retry_budget_percent: DEFAULT_RETRY_BUDGET_PERCENT,
             outbound: OutboundSettings::default(),
             metrics_addr: None,
+            edge_purge: None,
         }
     }
 }
@@ -636,6 +643,16 @@ impl Config {
             .min(100),
             outbound: outbound(&source)?,
             metrics_addr: address(&source, ENV_METRICS_ADDR)?,
+            edge_purge: match source(ENV_EDGE_PURGE_URL).filter(|url| !url.is_empty()) {
+                None => None,
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some((
+                    url,
+                    source(ENV_EDGE_PURGE_TOKEN).filter(|token| !token.is_empty()),
+                )),
+                Some(url) => {
+                    return Err(invalid(ENV_EDGE_PURGE_URL, &url, "must be an http(s) URL"))
+                }
+            },
         })
     }
 }

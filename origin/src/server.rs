@@ -20,6 +20,7 @@ use crate::core::breaker::CircuitBreaker;
 use crate::core::cache::{RedisTier, TieredCache};
 use crate::core::client::EdgeTrust;
 use crate::core::database::{Database, DbError, DbSettings};
+use crate::core::edge_purge::EdgePurge;
 use crate::core::listener::{self, ConnectionLimits, Drained, OpenConnections};
 use crate::core::outbound::{HttpClient, OutboundSettings};
 use crate::core::pipeline::{PipelineLayer, Stages};
@@ -219,6 +220,14 @@ pub fn response_cache(
     metrics: &metrics::RedisMetrics,
 ) -> ResponseCache {
     let mut cache = TieredCache::new(config.cache_max_bytes);
+    if let Some((url, token)) = &config.edge_purge {
+        match EdgePurge::new(url.clone(), token.clone()) {
+            Ok(edge) => cache = cache.with_edge_purge(edge),
+            Err(error) => {
+                tracing::error!(%error, "EDGE_PURGE_URL: no HTTP client, edge purges off")
+            }
+        }
+    }
     if let Some(url) = &config.redis_url {
         let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
         match RedisTier::new(url, &config.redis_key_prefix, timeout) {

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod client;
 pub mod compression;
 pub mod database;
+pub mod edge_purge;
 pub mod errors;
 pub mod extract;
 pub mod health;

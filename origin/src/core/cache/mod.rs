@@ -239,6 +239,8 @@ pub struct TieredCache {
     counters: Arc<Counters>,
     /// The shared Redis level, when configured.
     remote: Option<Arc<RedisTier>>,
+    /// The edge's purge endpoint, told about tag invalidations made here.
+    edge: Option<crate::core::edge_purge::EdgePurge>,
 }
 
 impl std::fmt::Debug for TieredCache {
@@ -283,7 +285,15 @@ impl TieredCache {
             generation: Arc::default(),
             counters: Arc::default(),
             remote: None,
+            edge: None,
         }
+    }
+
+    /// Forwards this instance's tag invalidations to the edge as well.
+    #[must_use]
+    pub fn with_edge_purge(mut self, edge: crate::core::edge_purge::EdgePurge) -> Self {
+        self.edge = Some(edge);
+        self
     }
 
     /// Adds the shared Redis level and starts listening for other instances' invalidations.
@@ -462,6 +472,9 @@ impl TieredCache {
         let removed = self.invalidate_local(tags, keys).await;
         if let Some(remote) = &self.remote {
             remote.invalidate(tags, keys).await;
+        }
+        if let Some(edge) = &self.edge {
+            edge.purge_tags(tags);
         }
         removed
     }

@@ -35,7 +35,8 @@ impl std::fmt::Display for OriginError {
     }
 }
 
-/// RFC 9110 §7.6.1 connection-specific fields, plus headers the edge sets itself.
+/// RFC 9110 §7.6.1 connection-specific fields, headers the edge sets itself, and unkeyed
+/// overrides.
 const NOT_FORWARDED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -47,6 +48,20 @@ const NOT_FORWARDED: &[&str] = &[
     "host",
     "accept-encoding",
     ORIGIN_AUTH_HEADER,
+    // Unkeyed overrides of the URL, scheme or method that frameworks honour: a client could use
+    // them to make the origin answer something else under this request's key. The edge sets
+    // its own X-Forwarded-Host and -Proto.
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Sends `request` to the origin at `target` (path and query).

@@ -92,6 +92,19 @@ async fn answer(
         _ => {}
     }
     let n = board.served.fetch_add(1, Ordering::SeqCst) + 1;
+    if path.ends_with("/poison") {
+        return echo(request, n).await;
+    }
+    if path.ends_with("/cookie") {
+        return (
+            [
+                (header::CACHE_CONTROL, "public, max-age=60".to_owned()),
+                (header::SET_COOKIE, format!("visitor={n}; Path=/")),
+            ],
+            format!("{path} #{n}"),
+        )
+            .into_response();
+    }
     let window = if path.ends_with("/swr") {
         "stale-while-revalidate=60"
     } else {
@@ -104,6 +117,33 @@ async fn answer(
             format!("public, max-age=1, {window}"),
         )],
         format!("{path} #{n}"),
+    )
+        .into_response()
+}
+
+/// What the origin saw of a request, in the (cacheable) body: poisoning would show up here.
+async fn echo(request: Request, n: u32) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let seen = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    let (host, proto) = (seen("x-forwarded-host"), seen("x-forwarded-proto"));
+    let (scheme, original) = (seen("x-forwarded-scheme"), seen("x-original-url"));
+    let target = parts.uri.to_string();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX);
+    (
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        format!(
+            "#{n} target={target} host={host} proto={proto} scheme={scheme} original={original} body={body}"
+        ),
     )
         .into_response()
 }
@@ -187,6 +227,86 @@ async fn concurrent_misses_share_one_origin_fetch() {
         "ten concurrent misses, one origin request"
     );
     assert_eq!(collapsed, 9, "{answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poisoning_attempts_change_nothing_that_is_served() {
+    let origin = TestOrigin::start().await;
+    let edge = Edge::start(&origin.url).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/tasks/poison", edge.url);
+
+    // Unkeyed headers and a fat GET body on the request that fills the entry.
+    let poisoned = client
+        .get(&url)
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-scheme", "nothttps")
+        .header("x-forwarded-proto", "gopher")
+        .header("x-original-url", "/api/admin/cache/invalidate")
+        .header("x-rewrite-url", "/api/admin")
+        .body("a fat GET body that must not reach the origin")
+        .send()
+        .await
+        .expect("edge reachable");
+    let stored = poisoned.text().await.expect("body");
+    let edge_host = edge.url.trim_start_matches("http://");
+    assert!(
+        stored.starts_with("#1 target=/api/tasks/poison "),
+        "{stored}"
+    );
+    assert!(
+        stored.contains(&format!("host={edge_host} ")),
+        "X-Forwarded-Host is the edge's: {stored}"
+    );
+    assert!(stored.contains("proto=http "), "{stored}");
+    assert!(
+        stored.contains("body=0"),
+        "the GET body is dropped: {stored}"
+    );
+    assert!(
+        !stored.contains("evil") && !stored.contains("gopher"),
+        "{stored}"
+    );
+
+    // What a clean request gets is that entry; tracking parameters share it; other parameters
+    // and other hosts get their own.
+    let (_, cache, body) = get(&client, &url).await;
+    assert!(cache.contains("hit"), "{cache}");
+    assert_eq!(body, stored);
+    let (_, cache, body) = get(&client, &format!("{url}?utm_source=mail&fbclid=x")).await;
+    assert!(cache.contains("hit") && body == stored, "{cache}");
+    let (_, cache, body) = get(&client, &format!("{url}?evil=1")).await;
+    assert!(
+        cache.contains("fwd=uri-miss") && body.starts_with("#2 target=/api/tasks/poison?evil=1"),
+        "{cache} {body}"
+    );
+    let other_host = client
+        .get(&url)
+        .header("host", "evil.example")
+        .send()
+        .await
+        .expect("edge reachable");
+    let other = cache_status(&other_host);
+    let other_body = other_host.text().await.expect("body");
+    assert!(
+        !other.contains("hit") || !other_body.contains(&stored),
+        "{other}"
+    );
+    let (_, cache, body) = get(&client, &url).await;
+    assert!(
+        cache.contains("hit") && body == stored,
+        "the real host's entry is untouched: {cache}"
+    );
+
+    // A response that sets a cookie is never stored.
+    let cookie_url = format!("{}/api/tasks/cookie", edge.url);
+    for _ in 0..2 {
+        let (_, cache, _) = get(&client, &cookie_url).await;
+        assert!(
+            cache.contains("fwd=uri-miss") && !cache.contains("stored"),
+            "{cache}"
+        );
+    }
 }
 
 async fn futures_join(client: &reqwest::Client, url: &str, n: usize) -> Vec<(u16, String, String)> {

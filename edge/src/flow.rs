@@ -11,7 +11,7 @@ use shared::validators::{Conditions, EntityTag};
 use worker::{Cache, Context, Env, Request, Response, Result};
 
 use crate::config::EdgeConfig;
-use crate::{coalesce, forward, purge, respond, revalidate, store};
+use crate::{coalesce, forward, minify, purge, respond, revalidate, store};
 
 /// Responses up to this size are buffered, stored before answering, and answered from the same
 /// bytes; larger ones are streamed to the client while a copy is stored in the background.
@@ -67,7 +67,8 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         let status = CacheStatus::forward(EDGE, forward_reason).with_detail(reason.as_str());
         return pass(&request, &target, &config, &status, &security).await;
     }
-    cached(&request, &key, &config, ctx, &security).await
+    let minify_html = decision.policy().is_some_and(|route| route.compress);
+    cached(&request, &key, &config, ctx, &security, minify_html).await
 }
 
 /// Forwards a request that caches must not handle.
@@ -92,6 +93,7 @@ async fn cached(
     config: &EdgeConfig,
     ctx: &Context,
     security: &SecurityOverrides,
+    minify_html: bool,
 ) -> Result<Response> {
     let cache = Cache::default();
     let cache_url = key.cache_url();
@@ -179,7 +181,10 @@ async fn cached(
     let mut response = respond::rebuild(response)?;
     if length.is_some_and(|length| length <= INLINE_STORE_LIMIT) {
         let code = response.status_code();
-        let body = response.bytes().await?;
+        let mut body = response.bytes().await?;
+        if minify_html && code == 200 {
+            body = minified(response.headers_mut(), body)?;
+        }
         let stored = store::put(
             &cache,
             &cache_url,
@@ -262,6 +267,32 @@ fn serve_hit(
         return respond::finish(head, &status, security);
     }
     respond::finish(response, &status, security)
+}
+
+/// An HTML body minified once, before it is stored; other bodies unchanged. The bytes differ
+/// from the origin's, so a strong `ETag` becomes weak and the length is recomputed.
+fn minified(headers: &mut worker::Headers, body: Vec<u8>) -> Result<Vec<u8>> {
+    let html = headers
+        .get("content-type")?
+        .is_some_and(|t| t.starts_with("text/html"));
+    if !html || headers.has("content-encoding")? {
+        return Ok(body);
+    }
+    let text = match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(not_utf8) => return Ok(not_utf8.into_bytes()),
+    };
+    let smaller = minify::html(&text);
+    if smaller.len() >= text.len() {
+        return Ok(text.into_bytes());
+    }
+    headers.delete("content-length")?;
+    if let Some(etag) = headers.get("etag")? {
+        if !etag.starts_with("W/") {
+            headers.set("etag", &format!("W/{etag}"))?;
+        }
+    }
+    Ok(smaller.into_bytes())
 }
 
 /// Serves the stale copy kept for stale-if-error, naming the failure in `Cache-Status`.

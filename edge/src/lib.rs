@@ -16,6 +16,7 @@
 //! | [`coalesce`] | one origin fetch for concurrent misses of a key |
 //! | [`tags`] | the index from `Cache-Tag` values to stored entries |
 //! | [`purge`] | `POST /__rampart/purge`, by URL and by tag |
+//! | [`minify`] | safe HTML minification before storing |
 //! | [`respond`] | response headers and error bodies |
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod coalesce;
 pub mod config;
 pub mod flow;
 pub mod forward;
+pub mod minify;
 pub mod purge;
 pub mod respond;
 pub mod revalidate;

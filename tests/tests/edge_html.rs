@@ -72,3 +72,50 @@ async fn pages_are_minified_before_they_are_stored() {
     assert!(cache_status(&second).contains("hit"));
     assert_eq!(second.text().await.expect("body"), minified);
 }
+
+/// Through the edge, text reaches clients compressed as they accept it. The Workers runtime
+/// does this itself (see README, "Compression at the edge"): the Worker answers with the
+/// identity bytes it stores, and the runtime encodes them per client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_reaches_clients_compressed_as_they_accept_it() {
+    use std::io::Read;
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/tasks?limit=50", edge.url);
+    let fetch = |coding: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let response = client
+                .get(url)
+                .header("accept-encoding", coding)
+                .send()
+                .await
+                .expect("edge reachable");
+            let encoding = response
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap_or("").to_owned());
+            (encoding, response.bytes().await.expect("body").to_vec())
+        }
+    };
+    let (encoding, identity) = fetch("identity").await;
+    assert_eq!(encoding, None);
+    assert!(identity.starts_with(b"{"), "identity JSON");
+    let (encoding, gzipped) = fetch("gzip").await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..])
+        .read_to_end(&mut decoded)
+        .expect("gzip, once");
+    assert_eq!(decoded, identity);
+    assert!(
+        gzipped.len() * 3 < identity.len(),
+        "{} of {}",
+        gzipped.len(),
+        identity.len()
+    );
+    let (encoding, brotli) = fetch("br").await;
+    assert_eq!(encoding.as_deref(), Some("br"));
+    assert!(brotli.len() < identity.len());
+}

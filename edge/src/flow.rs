@@ -111,8 +111,11 @@ async fn cached(
                 serve_while_revalidating: true,
                 ..
             } => {
-                let outgoing = forward::prepare(request, &key.target(), config)?;
-                revalidate::spawn(ctx, outgoing, cache_url, config.origin_timeout);
+                // Only a GET refreshes: a HEAD's answer has no body to store.
+                if request.method() == worker::Method::Get {
+                    let outgoing = forward::prepare(request, &key.target(), config)?;
+                    revalidate::spawn(ctx, outgoing, cache_url, config.origin_timeout);
+                }
                 let mut status = CacheStatus::hit(EDGE)
                     .with_ttl(-i64::from(stale_for))
                     .with_detail("stale-while-revalidate");

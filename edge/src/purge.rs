@@ -67,6 +67,13 @@ pub async fn handle(
     if !authorized {
         return respond::error(401, "UNAUTHORIZED", "a valid bearer token is required");
     }
+    let declared = request.headers().get("content-length")?;
+    if declared
+        .and_then(|length| length.parse::<usize>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES)
+    {
+        return respond::error(413, "PAYLOAD_TOO_LARGE", "the purge request is too large");
+    }
     let body = request.bytes().await?;
     if body.len() > MAX_BODY_BYTES {
         return respond::error(413, "PAYLOAD_TOO_LARGE", "the purge request is too large");

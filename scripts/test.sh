@@ -18,8 +18,11 @@ bash scripts/build-edge.sh
 log "building the shared crate for wasm32-unknown-unknown"
 (wasm_env && cargo build --quiet -p shared --release --target wasm32-unknown-unknown)
 
-log "running the tests: shared, origin, end-to-end through workerd"
+log "running the tests: shared, origin, deploy, end-to-end through workerd"
 cargo test --workspace --exclude edge --all-targets
+
+log "running the edge's own unit tests (natively)"
+cargo test -p edge --lib
 
 log "building the fuzz targets"
 (cd shared && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev >/dev/null)

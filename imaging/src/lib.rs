@@ -1,0 +1,203 @@
+//! Image transformations for the edge: bounded before any pixel is decoded, then decoded
+//! (JPEG, PNG, GIF's first frame, WebP), turned upright by its EXIF orientation, fitted to the
+//! requested box, and encoded without metadata. Pure Rust, so it builds for wasm32.
+//!
+//! The limits keep a decompression bomb from reaching the decoder: a 50 000 × 50 000 PNG of a
+//! few kilobytes is refused from its header, before it could ask for gigabytes.
+
+mod geometry;
+
+use std::io::Cursor;
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use shared::image::{ImageFormat, ImageRequest, SourceFormat};
+
+pub use geometry::{plan, Plan};
+
+/// Bounds on what a transformation accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest source, in bytes.
+    pub max_source_bytes: usize,
+    /// Most source pixels (width × height): decoded RGBA needs 4 bytes each, and a Worker
+    /// isolate has 128 MB.
+    pub max_source_pixels: u64,
+    /// Longest source side.
+    pub max_source_side: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_source_bytes: 20 * 1024 * 1024,
+            max_source_pixels: 16_000_000,
+            max_source_side: 12_000,
+        }
+    }
+}
+
+/// Why a transformation was refused or failed; each has a stable code and an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransformError {
+    /// The source has more bytes than allowed.
+    #[error("the source image has {bytes} bytes; at most {limit} are accepted")]
+    SourceTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The source's header declares too many pixels (a decompression bomb, or just too big).
+    #[error("the source image is {width}×{height}; at most {max_pixels} pixels and {max_side} px a side are accepted")]
+    TooManyPixels {
+        /// Declared width.
+        width: u64,
+        /// Declared height.
+        height: u64,
+        /// Pixel limit.
+        max_pixels: u64,
+        /// Side limit.
+        max_side: u32,
+    },
+    /// Not a JPEG, PNG, GIF or WebP.
+    #[error("the source is not a JPEG, PNG, GIF or WebP image")]
+    Unsupported,
+    /// The bytes do not decode.
+    #[error("the source image cannot be decoded: {0}")]
+    Undecodable(String),
+    /// This build has no encoder for the format.
+    #[error("no encoder for {0:?} in this build")]
+    NoEncoder(ImageFormat),
+    /// Encoding failed.
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+impl TransformError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::SourceTooLarge { .. } => "IMAGE_SOURCE_TOO_LARGE",
+            Self::TooManyPixels { .. } => "IMAGE_TOO_MANY_PIXELS",
+            Self::Unsupported => "IMAGE_UNSUPPORTED",
+            Self::Undecodable(_) => "IMAGE_UNDECODABLE",
+            Self::NoEncoder(_) | Self::Encode(_) => "IMAGE_ENCODE_FAILED",
+        }
+    }
+
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::SourceTooLarge { .. } => 413,
+            Self::Unsupported => 415,
+            Self::TooManyPixels { .. } | Self::Undecodable(_) => 422,
+            Self::NoEncoder(_) | Self::Encode(_) => 500,
+        }
+    }
+}
+
+/// A transformed image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The encoded bytes.
+    pub bytes: Vec<u8>,
+    /// Their format.
+    pub format: ImageFormat,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+}
+
+/// The encoders this build carries.
+pub const ENCODERS: [ImageFormat; 2] = [ImageFormat::Jpeg, ImageFormat::Png];
+
+/// Checks `source` against `limits` from its header alone, and names its format.
+pub fn inspect(source: &[u8], limits: &Limits) -> Result<SourceFormat, TransformError> {
+    if source.len() > limits.max_source_bytes {
+        return Err(TransformError::SourceTooLarge {
+            bytes: source.len(),
+            limit: limits.max_source_bytes,
+        });
+    }
+    let format = SourceFormat::sniff(source)
+        .filter(|format| *format != SourceFormat::Avif)
+        .ok_or(TransformError::Unsupported)?;
+    let size = imagesize::blob_size(source)
+        .map_err(|error| TransformError::Undecodable(error.to_string()))?;
+    let (width, height) = (size.width as u64, size.height as u64);
+    let side = u64::from(limits.max_source_side);
+    if width * height > limits.max_source_pixels || width > side || height > side {
+        return Err(TransformError::TooManyPixels {
+            width,
+            height,
+            max_pixels: limits.max_source_pixels,
+            max_side: limits.max_source_side,
+        });
+    }
+    Ok(format)
+}
+
+/// Transforms `source` as `request` asks, into `format`.
+pub fn transform(
+    source: &[u8],
+    request: &ImageRequest,
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<Output, TransformError> {
+    inspect(source, limits)?;
+    if !ENCODERS.contains(&format) {
+        return Err(TransformError::NoEncoder(format));
+    }
+    let image = decode_upright(source, limits)?;
+    let plan = plan(image.width(), image.height(), request);
+    let fitted = geometry::apply(image, &plan, format == ImageFormat::Png);
+    let bytes = encode(&fitted, format, request.quality)?;
+    Ok(Output {
+        bytes,
+        format,
+        width: fitted.width(),
+        height: fitted.height(),
+    })
+}
+
+fn decode_upright(source: &[u8], limits: &Limits) -> Result<DynamicImage, TransformError> {
+    let undecodable = |error: image::ImageError| TransformError::Undecodable(error.to_string());
+    let mut reader = ImageReader::new(Cursor::new(source))
+        .with_guessed_format()
+        .map_err(|error| TransformError::Undecodable(error.to_string()))?;
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_source_side);
+    decoder_limits.max_image_height = Some(limits.max_source_side);
+    decoder_limits.max_alloc = Some(limits.max_source_pixels * 4 + (16 << 20));
+    reader.limits(decoder_limits);
+    let mut decoder = reader.into_decoder().map_err(undecodable)?;
+    let orientation = decoder.orientation().map_err(undecodable)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+fn encode(
+    image: &DynamicImage,
+    format: ImageFormat,
+    quality: u8,
+) -> Result<Vec<u8>, TransformError> {
+    let failed = |error: image::ImageError| TransformError::Encode(error.to_string());
+    let mut out = Vec::new();
+    match format {
+        ImageFormat::Jpeg => {
+            let rgb = image.to_rgb8();
+            JpegEncoder::new_with_quality(&mut out, quality)
+                .encode_image(&rgb)
+                .map_err(failed)?;
+        }
+        ImageFormat::Png => image
+            .write_with_encoder(PngEncoder::new(&mut out))
+            .map_err(failed)?,
+        other => return Err(TransformError::NoEncoder(other)),
+    }
+    Ok(out)
+}

@@ -11,7 +11,7 @@ use shared::validators::{Conditions, EntityTag};
 use worker::{Cache, Context, Env, Request, Response, Result};
 
 use crate::config::EdgeConfig;
-use crate::{coalesce, forward, minify, purge, respond, revalidate, store};
+use crate::{coalesce, forward, images, minify, purge, respond, revalidate, store};
 
 /// Responses up to this size are buffered, stored before answering, and answered from the same
 /// bytes; larger ones are streamed to the client while a copy is stored in the background.
@@ -59,6 +59,12 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         .map(|p| p.security_headers.clone())
         .unwrap_or_default();
 
+    // Transformed images are public and keyed by URL alone, so a session cookie or an
+    // Authorization header does not bypass them (the page that embeds them may be personal).
+    let reads = matches!(request.method(), worker::Method::Get | worker::Method::Head);
+    if reads && key.path().starts_with(shared::image::PREFIX) {
+        return images::handle(&request, &key, &decision, &config, &security).await;
+    }
     if let Some(reason) = decision.bypass {
         let forward_reason = match reason {
             BypassReason::Method => ForwardReason::Method,

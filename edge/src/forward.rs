@@ -96,9 +96,18 @@ pub async fn send(
 /// The request the origin receives for `request` at `target`, ready for [`send`] (and, for a
 /// background refresh, to outlive the incoming request).
 pub fn prepare(request: &Request, target: &str, config: &EdgeConfig) -> Result<Request> {
+    prepare_as(request, request.method(), target, config)
+}
+
+/// Like [`prepare`], with another method (a transformation fetches its source with GET).
+pub fn prepare_as(
+    request: &Request,
+    method: Method,
+    target: &str,
+    config: &EdgeConfig,
+) -> Result<Request> {
     let url = config.origin_url.join(target)?;
     let headers = forwarded_headers(request, config)?;
-    let method = request.method();
     let mut init = RequestInit::new();
     init.with_method(method.clone())
         .with_headers(headers)

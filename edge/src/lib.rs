@@ -17,6 +17,7 @@
 //! | [`tags`] | the index from `Cache-Tag` values to stored entries |
 //! | [`purge`] | `POST /__rampart/purge`, by URL and by tag |
 //! | [`minify`] | safe HTML minification before storing |
+//! | [`images`] | `/cdn-cgi/image/…` resizing through the `imaging` crate |
 //! | [`respond`] | response headers and error bodies |
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod coalesce;
 pub mod config;
 pub mod flow;
 pub mod forward;
+pub mod images;
 pub mod minify;
 pub mod purge;
 pub mod respond;

@@ -68,7 +68,8 @@ impl TestOrigin {
     }
 }
 
-/// `/api/tasks/swr` and `/api/tasks/sie` are fresh for 1 s with a 60 s stale window of their kind.
+/// `/api/tasks/swr` and `/api/tasks/sie` are fresh for 1 s with a 60 s stale window of their
+/// kind; `/poison` echoes the request; `/cookie` sets a cookie.
 async fn answer(
     State(board): State<Arc<Switchboard>>,
     request: Request,
@@ -105,17 +106,18 @@ async fn answer(
         )
             .into_response();
     }
-    let window = if path.ends_with("/swr") {
-        "stale-while-revalidate=60"
+    // `/cold` stays fresh for a minute, so that waiting followers find it fresh however loaded
+    // the machine; the others go stale after a second.
+    let cache_control = if path.ends_with("/cold") {
+        "public, max-age=60"
+    } else if path.ends_with("/swr") {
+        "public, max-age=1, stale-while-revalidate=60"
     } else {
-        "stale-if-error=60"
+        "public, max-age=1, stale-if-error=60"
     };
     (
         axum::http::StatusCode::OK,
-        [(
-            header::CACHE_CONTROL,
-            format!("public, max-age=1, {window}"),
-        )],
+        [(header::CACHE_CONTROL, cache_control)],
         format!("{path} #{n}"),
     )
         .into_response()

@@ -1,6 +1,42 @@
 # Generated from shared/policy.toml by `cargo run -p deploy -- terraform`.
 # Do not edit: change the policy and run the command again (a test fails while they differ).
 
+locals {
+  rampart_cache_key = {
+    ignore_query_strings_order = true
+    cache_deception_armor      = true
+    custom_key = {
+      query_string = {
+        exclude = {
+          list = [
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "utm_term",
+            "utm_content",
+            "utm_id",
+            "utm_source_platform",
+            "fbclid",
+            "gclid",
+            "dclid",
+            "gbraid",
+            "wbraid",
+            "msclkid",
+            "mc_cid",
+            "mc_eid",
+            "_ga",
+            "_gl",
+            "yclid",
+            "igshid",
+            "twclid",
+            "ttclid"
+          ]
+        }
+      }
+    }
+  }
+}
+
 resource "cloudflare_ruleset" "cache_rules" {
   zone_id     = var.zone_id
   name        = "Rampart cache rules"
@@ -36,39 +72,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -100,39 +104,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -164,39 +136,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -228,39 +168,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -292,39 +200,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -356,39 +232,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -420,39 +264,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -484,39 +296,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -548,39 +328,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = false
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -652,39 +400,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = true
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -716,39 +432,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = true
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },
@@ -780,39 +464,7 @@ resource "cloudflare_ruleset" "cache_rules" {
           disable_stale_while_updating = true
         }
         respect_strong_etags = true
-        cache_key = {
-          ignore_query_strings_order = true
-          cache_deception_armor      = true
-          custom_key = {
-            query_string = {
-              exclude = {
-                list = [
-                  "utm_source",
-                  "utm_medium",
-                  "utm_campaign",
-                  "utm_term",
-                  "utm_content",
-                  "utm_id",
-                  "utm_source_platform",
-                  "fbclid",
-                  "gclid",
-                  "dclid",
-                  "gbraid",
-                  "wbraid",
-                  "msclkid",
-                  "mc_cid",
-                  "mc_eid",
-                  "_ga",
-                  "_gl",
-                  "yclid",
-                  "igshid",
-                  "twclid",
-                  "ttclid"
-                ]
-              }
-            }
-          }
-        }
+        cache_key            = local.rampart_cache_key
       }
       enabled = true
     },

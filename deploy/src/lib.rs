@@ -44,10 +44,7 @@ pub enum GenerateError {
 /// Every generated Terraform file for `policy`.
 pub fn generated_files(policy: &Policy) -> Result<Vec<GeneratedFile>, GenerateError> {
     let bodies = [
-        (
-            "cache_rules",
-            rulesets::body(rulesets::cache_rules(policy)?),
-        ),
+        ("cache_rules", rulesets::cache_rules(policy)?),
         (
             "compression_rules",
             rulesets::body(rulesets::compression_rules(policy)?),

@@ -20,22 +20,30 @@ const UNCACHED_STATUSES: (u16, u16) = (500, 599);
 /// The periods Cloudflare's rate limiting accepts, in seconds.
 pub const RATE_LIMIT_PERIODS: [u32; 6] = [10, 60, 120, 300, 600, 3600];
 
-/// `resource "cloudflare_ruleset" "cache_rules"` (phase `http_request_cache_settings`).
-pub fn cache_rules(policy: &Policy) -> Result<Block, UnsupportedPattern> {
+/// `resource "cloudflare_ruleset" "cache_rules"` (phase `http_request_cache_settings`), after
+/// the cache key every cacheable rule shares (`local.rampart_cache_key`).
+pub fn cache_rules(policy: &Policy) -> Result<Body, UnsupportedPattern> {
     let mut rules = Vec::with_capacity(policy.rules().len() + 1);
     for rule in policy.rules().iter().rev() {
-        rules.push(cache_rule(policy, rule)?);
+        rules.push(cache_rule(rule)?);
     }
     rules.push(authenticated_bypass(policy));
-    Ok(ruleset(
+    let locals = Block::builder("locals")
+        .add_attribute(("rampart_cache_key", cache_key(policy)))
+        .build();
+    let resource = ruleset(
         "cache_rules",
         "Rampart cache rules",
         "http_request_cache_settings",
         list(rules),
-    ))
+    );
+    Ok(Body::builder()
+        .add_block(locals)
+        .add_block(resource)
+        .build())
 }
 
-fn cache_rule(policy: &Policy, rule: &Rule) -> Result<Expression, UnsupportedPattern> {
+fn cache_rule(rule: &Rule) -> Result<Expression, UnsupportedPattern> {
     let route = &rule.policy;
     let parameters = if route.bypass {
         ObjectBuilder::new().set("cache", false)
@@ -57,7 +65,7 @@ fn cache_rule(policy: &Policy, rule: &Rule) -> Result<Expression, UnsupportedPat
             .set("browser_ttl", browser_ttl.build())
             .set("serve_stale", serve_stale.build())
             .set("respect_strong_etags", true)
-            .set("cache_key", cache_key(policy))
+            .set("cache_key", reference("local.rampart_cache_key"))
     };
     Ok(rule_object(
         &format!("rampart_cache_{}", rule.name.replace('-', "_")),
@@ -383,8 +391,8 @@ mod tests {
     #[test]
     fn the_policys_first_matching_rule_decides_the_cache_settings() {
         let policy = Policy::default();
-        let block = cache_rules(&policy).expect("translates");
-        let text = hcl::format::to_string(&body(block)).expect("formats");
+        let text =
+            hcl::format::to_string(&cache_rules(&policy).expect("translates")).expect("formats");
         let popular = text.find("rampart_cache_popular_tasks").expect("rule");
         let task = text.find("\"rampart_cache_task\"").expect("rule");
         let html = text.find("rampart_cache_html").expect("rule");

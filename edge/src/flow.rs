@@ -63,7 +63,12 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
     // Authorization header does not bypass them (the page that embeds them may be personal).
     let reads = matches!(request.method(), worker::Method::Get | worker::Method::Head);
     if reads && key.path().starts_with(shared::image::PREFIX) {
-        return images::handle(&request, &key, &decision, &config, &security).await;
+        let public = policy.decide(&RequestFacts {
+            method: &method,
+            path: key.path(),
+            ..RequestFacts::default()
+        });
+        return images::handle(&request, &key, &public, &config, &security).await;
     }
     if let Some(reason) = decision.bypass {
         let forward_reason = match reason {

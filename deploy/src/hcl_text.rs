@@ -41,10 +41,7 @@ impl ObjectBuilder {
 /// `root.attr.attr…`, e.g. `var.zone_id`.
 pub fn reference(path: &str) -> Expression {
     let mut parts = path.split('.');
-    let root = Variable::new(parts.next().unwrap_or_default()).unwrap_or_else(|_| {
-        Variable::new("invalid_reference").unwrap_or_else(|_| unreachable!("a valid identifier"))
-    });
-    let mut traversal = Traversal::builder(root);
+    let mut traversal = Traversal::builder(Variable::sanitized(parts.next().unwrap_or_default()));
     for part in parts {
         traversal = traversal.attr(part);
     }

@@ -11,7 +11,7 @@ use shared::validators::{Conditions, EntityTag};
 use worker::{Cache, Context, Env, Request, Response, Result};
 
 use crate::config::EdgeConfig;
-use crate::{coalesce, forward, images, minify, purge, respond, revalidate, store};
+use crate::{coalesce, forward, images, minify, purge, respond, revalidate, store, url_parts};
 
 /// Responses up to this size are buffered, stored before answering, and answered from the same
 /// bytes; larger ones are streamed to the client while a copy is stored in the background.
@@ -24,15 +24,10 @@ static POLICY: OnceLock<Policy> = OnceLock::new();
 pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let config = EdgeConfig::from_env(env)?;
     let url = request.url()?;
-    let host = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => return respond::error(400, "BAD_REQUEST", "the request has no host"),
+    let Some(host) = url_parts::authority(&url) else {
+        return respond::error(400, "BAD_REQUEST", "the request has no host");
     };
-    let target = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_owned(),
-    };
+    let target = url_parts::target(&url);
     let method = request.method().to_string();
     let policy = POLICY.get_or_init(Policy::default);
     if url.path() == purge::PATH {

@@ -127,11 +127,7 @@ fn forwarded_headers(request: &Request, config: &EdgeConfig) -> Result<Headers> 
         }
     }
     let url = request.url()?;
-    let host = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => String::new(),
-    };
+    let host = crate::url_parts::authority(&url).unwrap_or_default();
     headers.set("x-forwarded-host", &host)?;
     headers.set("x-forwarded-proto", url.scheme())?;
     // The edge caches identity bodies and negotiates encodings with clients itself.

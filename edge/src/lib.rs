@@ -16,6 +16,7 @@
 //! | [`coalesce`] | one origin fetch for concurrent misses of a key |
 //! | [`tags`] | the index from `Cache-Tag` values to stored entries |
 //! | [`purge`] | `POST /__rampart/purge`, by URL and by tag |
+//! | [`url_parts`] | a request URL's authority and target |
 //! | [`minify`] | safe HTML minification before storing |
 //! | [`images`] | `/cdn-cgi/image/…` resizing through the `imaging` crate |
 //! | [`respond`] | response headers and error bodies |
@@ -32,6 +33,7 @@ pub mod respond;
 pub mod revalidate;
 pub mod store;
 pub mod tags;
+pub mod url_parts;
 
 use worker::{event, Context, Env, Request, Response, Result};
 

@@ -11,7 +11,7 @@ use shared::policy::Policy;
 use worker::{Cache, CacheDeletionOutcome, Request, Response, Result, Url};
 
 use crate::config::EdgeConfig;
-use crate::{respond, tags};
+use crate::{respond, tags, url_parts};
 
 /// The purge endpoint's path.
 pub const PATH: &str = "/__rampart/purge";
@@ -131,15 +131,8 @@ fn cache_url_of(url: &str, policy: &Policy) -> Option<String> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return None;
     }
-    let host = match (parsed.host_str(), parsed.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => return None,
-    };
-    let target = match parsed.query() {
-        Some(query) => format!("{}?{query}", parsed.path()),
-        None => parsed.path().to_owned(),
-    };
+    let host = url_parts::authority(&parsed)?;
+    let target = url_parts::target(&parsed);
     CacheKey::new("GET", &host, &target, policy.keys())
         .ok()
         .map(|key| key.cache_url())

@@ -7,7 +7,8 @@ source "$(dirname "$0")/lib.sh"
 
 output="$ROOT/edge/build/index_bg.wasm"
 if [ -f "$output" ] && [ -z "$(find "$ROOT/edge/src" "$ROOT/edge/Cargo.toml" "$ROOT/shared/src" \
-     "$ROOT/shared/policy.toml" "$ROOT/shared/Cargo.toml" "$ROOT/Cargo.lock" -newer "$output" -print -quit)" ]; then
+     "$ROOT/shared/policy.toml" "$ROOT/shared/Cargo.toml" "$ROOT/imaging/src" "$ROOT/imaging/Cargo.toml" \
+     "$ROOT/Cargo.lock" "$ROOT/Cargo.toml" -newer "$output" -print -quit)" ]; then
   exit 0
 fi
 ensure_edge_tools

@@ -10,6 +10,8 @@ pub const VAR_ORIGIN_URL: &str = "ORIGIN_URL";
 pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
 /// `EDGE_PURGE_TOKEN`: the bearer token `POST /__rampart/purge` requires (unset: purging is off).
 pub const SECRET_EDGE_PURGE_TOKEN: &str = "EDGE_PURGE_TOKEN";
+/// `IMAGE_SIGNING_KEY`: when set, `/cdn-cgi/image/` URLs must carry a valid `sig=` option.
+pub const SECRET_IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
 /// `EXPOSE_CACHE_KEY`: `"true"` adds the cache key to `Cache-Status` (`key="…"`), for debugging
 /// and for the tests that check the wasm32 key equals the native one.
 pub const VAR_EXPOSE_CACHE_KEY: &str = "EXPOSE_CACHE_KEY";
@@ -33,6 +35,8 @@ pub struct EdgeConfig {
     pub origin_timeout: Duration,
     /// The purge endpoint's bearer token, when configured.
     pub purge_token: Option<String>,
+    /// The key image transformation URLs are signed with, when configured.
+    pub image_signing_key: Option<String>,
 }
 
 impl EdgeConfig {
@@ -61,12 +65,14 @@ impl EdgeConfig {
             Err(_) => DEFAULT_ORIGIN_TIMEOUT,
         };
         let purge_token = secret(env, SECRET_EDGE_PURGE_TOKEN);
+        let image_signing_key = secret(env, SECRET_IMAGE_SIGNING_KEY);
         Ok(Self {
             origin_url,
             origin_auth_token,
             expose_cache_key,
             origin_timeout,
             purge_token,
+            image_signing_key,
         })
     }
 }

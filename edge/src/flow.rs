@@ -65,6 +65,15 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         });
         return images::handle(&request, &key, &public, &config, &security).await;
     }
+    let image_route = decision.policy().is_some_and(|route| route.image_transform);
+    if reads && image_route && decision.bypass.is_none() {
+        if let Some(format) = images::preferred_format(&request) {
+            return images::handle_original(&request, &key, format, &decision, &config, &security)
+                .await;
+        }
+        let response = cached(&request, &key, &config, ctx, &security, false).await?;
+        return respond::vary_on_accept(response);
+    }
     if let Some(reason) = decision.bypass {
         let forward_reason = match reason {
             BypassReason::Method => ForwardReason::Method,

@@ -1,14 +1,21 @@
-//! `/cdn-cgi/image/<options>/<source>`: Cloudflare's URL format for resized images. The options
-//! are checked (bounded sizes, known names) before anything is fetched; the source comes from
-//! the origin, is bounded again by its bytes and its header's pixel count, transformed by the
-//! `imaging` crate, and stored under the transformation URL, so each variant is made once.
+//! Image variants: `/cdn-cgi/image/<options>/<source>` (Cloudflare's URL format for resized
+//! images) and, on routes whose policy allows it, the originals under `/images/*` re-encoded for
+//! clients that name AVIF or WebP in `Accept`. The options are checked (bounded sizes, known
+//! names) before anything is fetched; the source comes from the origin, is bounded again by its
+//! bytes and its header's pixel count, transformed by the `imaging` crate, and stored under the
+//! transformation URL plus the negotiated format, so each variant is made once.
 //!
-//! This build encodes JPEG and PNG: `format=auto` keeps the source's kind (JPEG stays JPEG,
-//! anything that may carry transparency becomes PNG), and an explicit `format=avif` or
-//! `format=webp` falls back the same way. When the output would not be smaller than the source
-//! at the same format, the source is served.
+//! With `IMAGE_SIGNING_KEY` set, a transformation URL must carry `sig=`, its HMAC (see
+//! `shared::image_signing`), or it is refused with 403 before anything is fetched.
+//!
+//! Format: `format=avif|webp|jpeg|png` is honoured; `format=auto` (and `/images/*`) gives AVIF to
+//! clients naming both `image/avif` and `image/webp` (every browser that decodes AVIF decodes
+//! WebP), WebP to those naming `image/webp`, and the source's kind to everyone else, with
+//! `Vary: Accept`. AVIF costs the most CPU: beyond its pixel budget WebP is made instead, and
+//! beyond WebP's the source's kind. When the output would not be smaller than the source and
+//! the client can take the source, the source is served.
 
-use imaging::{Limits, TransformError};
+use imaging::{Limits, SourceInfo, TransformError};
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
 use shared::freshness::FreshnessState;
 use shared::image::{FormatChoice, ImageFormat, ImageRequest, SourceFormat};
@@ -19,6 +26,54 @@ use worker::{Cache, Headers, Method, Request, Response, Result};
 
 use crate::config::EdgeConfig;
 use crate::{forward, respond, store};
+
+/// The output format a request settles on before the source is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Choice {
+    /// The format asked for, or negotiated; `None` is the source's own kind.
+    format: Option<ImageFormat>,
+    /// Whether it came from `Accept` (the response then says `Vary: Accept`).
+    negotiated: bool,
+    /// Whether the URL names the original (`/images/*`): it is then served as it is whenever no
+    /// smaller modern variant can be made (too costly, undecodable, or not smaller).
+    original: bool,
+}
+
+/// The modern format a client takes for an image, from its `Accept`: AVIF when it names AVIF
+/// and WebP, WebP when it names WebP, `None` otherwise.
+pub fn preferred_format(request: &Request) -> Option<ImageFormat> {
+    let accept = request.headers().get("accept").ok().flatten();
+    preferred(accept.as_deref())
+}
+
+fn preferred(accept: Option<&str>) -> Option<ImageFormat> {
+    let modern = [ImageFormat::Avif, ImageFormat::Webp];
+    // The source kind is a placeholder here: it stands for "not a modern format".
+    let takes = |allowed: &[ImageFormat]| {
+        shared::negotiate::image_format(accept, ImageFormat::Jpeg, allowed)
+    };
+    let webp = takes(&[ImageFormat::Webp]) == ImageFormat::Webp;
+    match takes(&modern) {
+        ImageFormat::Avif if webp => Some(ImageFormat::Avif),
+        _ if webp => Some(ImageFormat::Webp),
+        _ => None,
+    }
+}
+
+fn choose(request: &Request, ask: &ImageRequest) -> Choice {
+    match ask.format {
+        FormatChoice::Fixed(format) => Choice {
+            format: Some(format),
+            negotiated: false,
+            original: false,
+        },
+        FormatChoice::Auto => Choice {
+            format: preferred_format(request),
+            negotiated: true,
+            original: false,
+        },
+    }
+}
 
 /// Answers an image transformation request (GET or HEAD).
 pub async fn handle(
@@ -32,6 +87,47 @@ pub async fn handle(
         Ok(ask) => ask,
         Err(error) => return respond::error(400, error.code(), &error.to_string()),
     };
+    if let Some(key) = &config.image_signing_key {
+        if let Err(error) = shared::image_signing::verify(key.as_bytes(), &ask) {
+            return respond::error(403, error.code(), &error.to_string());
+        }
+    }
+    let choice = choose(request, &ask);
+    serve(request, key, &ask, choice, decision, config, security).await
+}
+
+/// Answers a read of an original image (`/images/*`) by a client that takes `format`: the
+/// original re-encoded at full size, stored as the URL's `format` variant.
+pub async fn handle_original(
+    request: &Request,
+    key: &CacheKey,
+    format: ImageFormat,
+    decision: &Decision<'_>,
+    config: &EdgeConfig,
+    security: &SecurityOverrides,
+) -> Result<Response> {
+    let ask = ImageRequest::original(&key.target());
+    let choice = Choice {
+        format: Some(format),
+        negotiated: true,
+        original: true,
+    };
+    serve(request, key, &ask, choice, decision, config, security).await
+}
+
+async fn serve(
+    request: &Request,
+    key: &CacheKey,
+    ask: &ImageRequest,
+    choice: Choice,
+    decision: &Decision<'_>,
+    config: &EdgeConfig,
+    security: &SecurityOverrides,
+) -> Result<Response> {
+    let key = match choice.format {
+        Some(format) if choice.negotiated => key.clone().with_image_format(format),
+        _ => key.clone(),
+    };
     let cache = Cache::default();
     let cache_url = key.cache_url();
     if let Some(stored) = store::lookup(&cache, &cache_url).await? {
@@ -39,18 +135,19 @@ pub async fn handle(
             let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
             let mut response = stored.response;
             response.headers_mut().set("age", &stored.age.to_string())?;
-            return finish(request, response, &status, security);
+            return finish(request, response, choice, &status, security);
         }
     }
     let status = CacheStatus::forward(EDGE, ForwardReason::UriMiss);
     let request_time = store::now();
-    let source = match fetch_source(request, &ask, config).await? {
+    let source = match fetch_source(request, ask, config).await? {
         Ok(source) => source,
         Err(refusal) => return respond::finish(refusal, &status, security),
     };
     let response_time = store::now();
-    let (bytes, content_type) = match convert(request, &ask, &source) {
+    let (bytes, content_type) = match convert(ask, choice, &source) {
         Ok(converted) => converted,
+        Err(_) if choice.original => as_is(source),
         Err(error) => {
             let refusal = respond::error(error.status(), error.code(), &error.to_string())?;
             return respond::finish(refusal, &status, security);
@@ -60,22 +157,27 @@ pub async fn handle(
     headers.set("content-type", content_type)?;
     headers.set("cache-control", &decision.cache_control().to_string())?;
     let response = Response::from_bytes(bytes.clone())?.with_headers(headers.clone());
-    let owned = store::OwnedFacts::of(&response)?;
-    let stored = match store::admit("GET", false, &owned.facts(), response_time) {
-        Ok(retention) => store::put(
-            &cache,
-            &cache_url,
-            200,
-            &headers,
-            bytes,
-            retention,
-            (request_time, response_time),
-        )
-        .await
-        .is_ok(),
-        Err(_) => false,
+    let times = (request_time, response_time);
+    let stored = keep(&cache, &cache_url, &response, &headers, bytes, times).await?;
+    finish(request, response, choice, &status.stored(stored), security)
+}
+
+/// Stores a made variant under `cache_url`; whether it was stored.
+async fn keep(
+    cache: &Cache,
+    cache_url: &str,
+    response: &Response,
+    headers: &Headers,
+    bytes: Vec<u8>,
+    (request_time, response_time): (u64, u64),
+) -> Result<bool> {
+    let owned = store::OwnedFacts::of(response)?;
+    let Ok(retention) = store::admit("GET", false, &owned.facts(), response_time) else {
+        return Ok(false);
     };
-    finish(request, response, &status.stored(stored), security)
+    let times = (request_time, response_time);
+    let put = store::put(cache, cache_url, 200, headers, bytes, retention, times).await;
+    Ok(put.is_ok())
 }
 
 /// The source's bytes, or the response refusing the request.
@@ -127,48 +229,78 @@ async fn fetch_source(
 
 /// The transformed bytes and their media type (or the source's, when it is smaller).
 fn convert(
-    request: &Request,
     ask: &ImageRequest,
+    choice: Choice,
     source: &[u8],
 ) -> std::result::Result<(Vec<u8>, &'static str), TransformError> {
     let limits = Limits::default();
-    let kind = imaging::inspect(source, &limits)?;
-    let format = output_format(request, ask, kind);
+    let info = imaging::measure(source, &limits)?;
+    let format = output_format(ask, choice, &info);
+    if choice.original && !format.is_modern() {
+        return Ok(as_is(source.to_vec()));
+    }
     let output = imaging::transform(source, ask, format, &limits)?;
-    let same_kind = format.mime() == kind.mime();
-    if same_kind && output.bytes.len() >= source.len() {
-        return Ok((source.to_vec(), kind.mime()));
+    let takes_source = choice.negotiated || format.mime() == info.format.mime();
+    if takes_source && output.bytes.len() >= source.len() {
+        return Ok((source.to_vec(), info.format.mime()));
     }
     Ok((output.bytes, format.mime()))
 }
 
-/// The format to encode: the requested one when this build has its encoder, else what the
-/// client accepts among those it has, else the source's kind.
-fn output_format(request: &Request, ask: &ImageRequest, kind: SourceFormat) -> ImageFormat {
-    let fallback = kind.fallback_output();
-    match ask.format {
-        FormatChoice::Fixed(format) if imaging::ENCODERS.contains(&format) => format,
-        FormatChoice::Fixed(_) => fallback,
-        FormatChoice::Auto => {
-            let accept = request.headers().get("accept").ok().flatten();
-            let modern: Vec<ImageFormat> = imaging::ENCODERS
-                .into_iter()
-                .filter(|format| format.is_modern())
-                .collect();
-            shared::negotiate::image_format(accept.as_deref(), fallback, &modern)
-        }
-    }
+/// The source unchanged, with the media type its first bytes show.
+fn as_is(source: Vec<u8>) -> (Vec<u8>, &'static str) {
+    let mime = SourceFormat::sniff(&source).map_or("application/octet-stream", |f| f.mime());
+    (source, mime)
 }
 
+/// The format to encode: the chosen one within its CPU budget, else the next affordable one.
+fn output_format(ask: &ImageRequest, choice: Choice, info: &SourceInfo) -> ImageFormat {
+    let fallback = info.format.fallback_output();
+    let wanted = choice.format.unwrap_or(fallback);
+    imaging::affordable(wanted, info.output_pixels(ask), fallback)
+}
+
+/// The answer, with `Vary: Accept` when the format was negotiated (the stored copy is keyed
+/// by its format instead, so it carries no `Vary`).
 fn finish(
     request: &Request,
     response: Response,
+    choice: Choice,
     status: &CacheStatus,
     security: &SecurityOverrides,
 ) -> Result<Response> {
-    if request.method() == Method::Head {
-        let head = Response::empty()?.with_headers(response.headers().clone());
-        return respond::finish(head, status, security);
-    }
+    let response = if request.method() == Method::Head {
+        Response::empty()?.with_headers(response.headers().clone())
+    } else {
+        response
+    };
+    let response = if choice.negotiated {
+        respond::vary_on_accept(response)?
+    } else {
+        response
+    };
     respond::finish(response, status, security)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+
+    #[test]
+    fn browsers_get_the_best_format_they_name() {
+        assert_eq!(preferred(Some(CHROME)), Some(ImageFormat::Avif));
+        assert_eq!(preferred(Some("image/webp,*/*")), Some(ImageFormat::Webp));
+        assert_eq!(preferred(Some("*/*")), None);
+        assert_eq!(preferred(None), None);
+        assert_eq!(
+            preferred(Some("image/*")),
+            None,
+            "wildcards never select a modern format"
+        );
+        // AVIF only for clients that would also take the WebP it falls back to.
+        assert_eq!(preferred(Some("image/avif,*/*")), None);
+        assert_eq!(preferred(Some("image/avif,image/webp;q=0,*/*")), None);
+    }
 }

@@ -79,3 +79,21 @@ pub fn origin_failure(timed_out: bool, wants_html: bool) -> Result<Response> {
     response.headers_mut().set("cache-control", "no-store")?;
     Ok(response)
 }
+
+/// Adds `Accept` to `Vary`: the URL answers in another format to clients that name AVIF or WebP.
+pub fn vary_on_accept(mut response: Response) -> Result<Response> {
+    let headers = response.headers_mut();
+    let vary = headers.get("vary")?.unwrap_or_default();
+    let listed = vary
+        .split(',')
+        .any(|name| name.trim().eq_ignore_ascii_case("accept") || name.trim() == "*");
+    if !listed {
+        let value = if vary.trim().is_empty() {
+            "Accept".to_owned()
+        } else {
+            format!("{vary}, Accept")
+        };
+        headers.set("vary", &value)?;
+    }
+    Ok(response)
+}

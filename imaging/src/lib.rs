@@ -1,19 +1,20 @@
 //! Image transformations for the edge: bounded before any pixel is decoded, then decoded
 //! (JPEG, PNG, GIF's first frame, WebP), turned upright by its EXIF orientation, fitted to the
-//! requested box, and encoded without metadata. Pure Rust, so it builds for wasm32.
+//! requested box, and encoded without metadata (AVIF, lossy WebP, JPEG, PNG). Pure Rust, so it
+//! builds for wasm32.
 //!
 //! The limits keep a decompression bomb from reaching the decoder: a 50 000 × 50 000 PNG of a
 //! few kilobytes is refused from its header, before it could ask for gigabytes.
 
+mod encode;
 mod geometry;
 
 use std::io::Cursor;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::PngEncoder;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use shared::image::{ImageFormat, ImageRequest, SourceFormat};
 
+pub use encode::{affordable, avif_speed, pixel_budget, ENCODERS};
 pub use geometry::{plan, Plan};
 
 /// Bounds on what a transformation accepts.
@@ -67,9 +68,6 @@ pub enum TransformError {
     /// The bytes do not decode.
     #[error("the source image cannot be decoded: {0}")]
     Undecodable(String),
-    /// This build has no encoder for the format.
-    #[error("no encoder for {0:?} in this build")]
-    NoEncoder(ImageFormat),
     /// Encoding failed.
     #[error("encoding failed: {0}")]
     Encode(String),
@@ -83,7 +81,7 @@ impl TransformError {
             Self::TooManyPixels { .. } => "IMAGE_TOO_MANY_PIXELS",
             Self::Unsupported => "IMAGE_UNSUPPORTED",
             Self::Undecodable(_) => "IMAGE_UNDECODABLE",
-            Self::NoEncoder(_) | Self::Encode(_) => "IMAGE_ENCODE_FAILED",
+            Self::Encode(_) => "IMAGE_ENCODE_FAILED",
         }
     }
 
@@ -93,7 +91,7 @@ impl TransformError {
             Self::SourceTooLarge { .. } => 413,
             Self::Unsupported => 415,
             Self::TooManyPixels { .. } | Self::Undecodable(_) => 422,
-            Self::NoEncoder(_) | Self::Encode(_) => 500,
+            Self::Encode(_) => 500,
         }
     }
 }
@@ -111,11 +109,35 @@ pub struct Output {
     pub height: u32,
 }
 
-/// The encoders this build carries.
-pub const ENCODERS: [ImageFormat; 2] = [ImageFormat::Jpeg, ImageFormat::Png];
+/// What a source's header says, read before any pixel is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// Its container.
+    pub format: SourceFormat,
+    /// Declared width.
+    pub width: u32,
+    /// Declared height.
+    pub height: u32,
+}
+
+impl SourceInfo {
+    /// How many pixels the output of `request` will have (EXIF rotation aside, which does not
+    /// change the count of a box fit by more than the aspect ratio).
+    pub fn output_pixels(&self, request: &ImageRequest) -> u64 {
+        let plan = plan(self.width, self.height, request);
+        let cropped = plan.crop.map(|(_, _, w, h)| (w, h));
+        let (width, height) = plan.canvas.or(cropped).unwrap_or((plan.width, plan.height));
+        u64::from(width) * u64::from(height)
+    }
+}
 
 /// Checks `source` against `limits` from its header alone, and names its format.
 pub fn inspect(source: &[u8], limits: &Limits) -> Result<SourceFormat, TransformError> {
+    measure(source, limits).map(|info| info.format)
+}
+
+/// Checks `source` against `limits` from its header alone, and reads its format and size.
+pub fn measure(source: &[u8], limits: &Limits) -> Result<SourceInfo, TransformError> {
     if source.len() > limits.max_source_bytes {
         return Err(TransformError::SourceTooLarge {
             bytes: source.len(),
@@ -137,7 +159,11 @@ pub fn inspect(source: &[u8], limits: &Limits) -> Result<SourceFormat, Transform
             max_side: limits.max_source_side,
         });
     }
-    Ok(format)
+    Ok(SourceInfo {
+        format,
+        width: width as u32,
+        height: height as u32,
+    })
 }
 
 /// Transforms `source` as `request` asks, into `format`.
@@ -148,13 +174,10 @@ pub fn transform(
     limits: &Limits,
 ) -> Result<Output, TransformError> {
     inspect(source, limits)?;
-    if !ENCODERS.contains(&format) {
-        return Err(TransformError::NoEncoder(format));
-    }
     let image = decode_upright(source, limits)?;
     let plan = plan(image.width(), image.height(), request);
     let fitted = geometry::apply(image, &plan, format == ImageFormat::Png);
-    let bytes = encode(&fitted, format, request.quality)?;
+    let bytes = encode::encode(&fitted, format, request.quality)?;
     Ok(Output {
         bytes,
         format,
@@ -178,26 +201,4 @@ fn decode_upright(source: &[u8], limits: &Limits) -> Result<DynamicImage, Transf
     let mut image = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
     image.apply_orientation(orientation);
     Ok(image)
-}
-
-fn encode(
-    image: &DynamicImage,
-    format: ImageFormat,
-    quality: u8,
-) -> Result<Vec<u8>, TransformError> {
-    let failed = |error: image::ImageError| TransformError::Encode(error.to_string());
-    let mut out = Vec::new();
-    match format {
-        ImageFormat::Jpeg => {
-            let rgb = image.to_rgb8();
-            JpegEncoder::new_with_quality(&mut out, quality)
-                .encode_image(&rgb)
-                .map_err(failed)?;
-        }
-        ImageFormat::Png => image
-            .write_with_encoder(PngEncoder::new(&mut out))
-            .map_err(failed)?,
-        other => return Err(TransformError::NoEncoder(other)),
-    }
-    Ok(out)
 }

@@ -143,14 +143,71 @@ fn bombs_and_junk_are_refused_before_decoding() {
     let error =
         transform(&truncated, &request("width=10"), ImageFormat::Jpeg, &limits).expect_err("fails");
     assert_eq!(error.code(), "IMAGE_UNDECODABLE", "{error:?}");
+}
+
+#[test]
+fn encodes_avif_and_lossy_webp() {
+    let source = jpeg(320, 200, None);
+    let limits = Limits::default();
+    let avif = transform(&source, &request("width=160"), ImageFormat::Avif, &limits)
+        .expect("encodes AVIF");
+    assert_eq!(&avif.bytes[4..12], b"ftypavif", "an AVIF file");
+    let size = imagesize::blob_size(&avif.bytes).expect("AVIF header readable");
+    assert_eq!((size.width, size.height), (160, 100));
+
+    let webp = transform(&source, &request("width=160"), ImageFormat::Webp, &limits)
+        .expect("encodes WebP");
     assert_eq!(
-        transform(
-            &jpeg(8, 8, None),
-            &request("width=4"),
-            ImageFormat::Avif,
-            &limits
-        ),
-        Err(TransformError::NoEncoder(ImageFormat::Avif))
+        (&webp.bytes[..4], &webp.bytes[8..12]),
+        (&b"RIFF"[..], &b"WEBP"[..])
+    );
+    assert!(
+        webp.bytes.windows(4).any(|w| w == b"VP8 "),
+        "a lossy (VP8) bitstream"
+    );
+    assert_eq!(dimensions(&webp.bytes), (160, 100));
+    // Lower quality, fewer bytes: the quality option reaches both encoders.
+    for format in [ImageFormat::Avif, ImageFormat::Webp] {
+        let low =
+            transform(&source, &request("width=160,quality=20"), format, &limits).expect("encodes");
+        let high =
+            transform(&source, &request("width=160,quality=95"), format, &limits).expect("encodes");
+        assert!(
+            low.bytes.len() < high.bytes.len(),
+            "{format:?}: {} vs {}",
+            low.bytes.len(),
+            high.bytes.len()
+        );
+    }
+}
+
+#[test]
+fn transparency_survives_into_avif_and_webp() {
+    let image = image::RgbaImage::from_fn(64, 64, |x, _| {
+        image::Rgba([200, 30, 30, if x < 32 { 0 } else { 255 }])
+    });
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(image.as_raw(), 64, 64, image::ExtendedColorType::Rgba8)
+        .expect("encodes");
+    let limits = Limits::default();
+    let webp = transform(&png, &request("width=32"), ImageFormat::Webp, &limits).expect("WebP");
+    let decoded = image::load_from_memory(&webp.bytes)
+        .expect("decodes")
+        .to_rgba8();
+    assert!(
+        decoded.get_pixel(2, 5)[3] < 16,
+        "transparent half stays transparent"
+    );
+    assert!(
+        decoded.get_pixel(30, 5)[3] > 240,
+        "opaque half stays opaque"
+    );
+    let avif = transform(&png, &request("width=32"), ImageFormat::Avif, &limits).expect("AVIF");
+    let text = String::from_utf8_lossy(&avif.bytes);
+    assert!(
+        text.contains("auxC") || text.contains("auxl"),
+        "an alpha plane is stored"
     );
 }
 

@@ -17,6 +17,9 @@ pub const ENV_ADDR: &str = "ORIGIN_ADDR";
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// `LOG_FORMAT`: `pretty` (default) or `json`.
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
+/// `IMAGE_SIGNING_KEY`: the key the edge checks `/cdn-cgi/image/` URLs with; the pages' image
+/// URLs are signed with it (unset: unsigned URLs).
+pub const ENV_IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
 /// `ADMIN_TOKEN`: bearer token for admin routes; unset disables them (403 `ADMIN_DISABLED`).
 pub const ENV_ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// `REDIS_URL`: the shared cache level; unset runs on the in-process level alone.
@@ -187,6 +190,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The admin bearer token, if admin routes are enabled.
     pub admin_token: Option<String>,
+    /// The key image transformation URLs are signed with, if the edge requires signatures.
+    pub image_signing_key: Option<String>,
     /// The shared cache level, if any.
     pub redis_url: Option<String>,
     /// Prefix of Redis keys and channels.
@@ -258,6 +263,7 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_format: LogFormat::Pretty,
             admin_token: None,
+            image_signing_key: None,
             redis_url: None,
             redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
             redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
@@ -554,6 +560,7 @@ impl Config {
             addr,
             log_format,
             admin_token: source(ENV_ADMIN_TOKEN).filter(|token| !token.is_empty()),
+            image_signing_key: source(ENV_IMAGE_SIGNING_KEY).filter(|key| !key.is_empty()),
             redis_url: source(ENV_REDIS_URL).filter(|url| !url.trim().is_empty()),
             redis_key_prefix: source(ENV_REDIS_KEY_PREFIX)
                 .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_owned()),

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::app::api::UploadLimits;
 use crate::app::store::seed::SeedSize;
 use crate::app::store::{Store, StoreError};
-use crate::app::{self, AppState};
+use crate::app::{self, AppState, ImageUrls};
 use crate::config::{Config, DemoData};
 use crate::core::admission::Admission;
 use crate::core::breaker::CircuitBreaker;
@@ -335,7 +335,8 @@ pub async fn run(
         max_pixels: config.upload_max_pixels,
     };
     let database = store.database().clone();
-    let state = AppState::new(store, core.cache.cache.clone(), uploads, http);
+    let images = ImageUrls::new(config.image_signing_key.clone());
+    let state = AppState::new(store, core.cache.cache.clone(), uploads, http, images);
     let router = core.wrap(app::router(state));
     let host = config
         .cache_warm_host

@@ -202,6 +202,9 @@ pub struct ImageRequest {
     pub metadata: Metadata,
     /// The source image path on the origin (starts with `/`).
     pub source: String,
+    /// The `sig=` option, when given (see [`crate::image_signing`]); never part of the
+    /// canonical options.
+    pub signature: Option<String>,
 }
 
 /// Why an image URL was refused.
@@ -276,6 +279,7 @@ impl ImageRequest {
             dpr_tenths: 10,
             metadata: Metadata::default(),
             source: validate_source(source)?,
+            signature: None,
         };
         let mut seen: Vec<&str> = Vec::new();
         for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -290,6 +294,22 @@ impl ImageRequest {
             request.set(name, value.trim())?;
         }
         Ok(request)
+    }
+
+    /// The original at `source` (a path on this site), at its own size and default quality,
+    /// its format negotiated: what `/images/*` serves to clients that name a modern format.
+    pub fn original(source: &str) -> Self {
+        Self {
+            width: None,
+            height: None,
+            fit: Fit::default(),
+            quality: DEFAULT_QUALITY,
+            format: FormatChoice::Auto,
+            dpr_tenths: 10,
+            metadata: Metadata::default(),
+            source: source.to_owned(),
+            signature: None,
+        }
     }
 
     fn set(&mut self, name: &'static str, value: &str) -> Result<(), ImageOptionError> {
@@ -320,6 +340,7 @@ impl ImageRequest {
                     other => FormatChoice::Fixed(ImageFormat::parse(other).ok_or_else(invalid)?),
                 };
             }
+            "sig" => self.signature = Some(value.to_owned()),
             "metadata" => {
                 self.metadata = [Metadata::None, Metadata::Copyright, Metadata::Keep]
                     .into_iter()
@@ -394,6 +415,7 @@ fn canonical_name(name: &str) -> Result<&'static str, ImageOptionError> {
         "fit" => "fit",
         "dpr" => "dpr",
         "metadata" => "metadata",
+        "sig" => "sig",
         other => return Err(ImageOptionError::UnknownOption(other.to_owned())),
     })
 }

@@ -25,6 +25,7 @@ pub mod cache_status;
 pub mod duration;
 pub mod freshness;
 pub mod image;
+pub mod image_signing;
 pub mod key;
 pub mod negotiate;
 pub mod policy;

@@ -2,6 +2,7 @@
 
 pub mod api;
 mod assets;
+mod image_urls;
 pub mod model;
 mod pages;
 pub mod store;
@@ -14,6 +15,7 @@ use axum::Router;
 
 use api::UploadLimits;
 pub use assets::Assets;
+pub use image_urls::ImageUrls;
 use store::Store;
 
 use crate::core::cache::TieredCache;
@@ -38,11 +40,19 @@ pub struct Shared {
     pub uploads: UploadLimits,
     /// Outbound HTTP, for link previews.
     pub http: HttpClient,
+    /// How pages address resized images.
+    pub images: ImageUrls,
 }
 
 impl AppState {
     /// State over `store`, invalidating `cache`, started now.
-    pub fn new(store: Store, cache: TieredCache, uploads: UploadLimits, http: HttpClient) -> Self {
+    pub fn new(
+        store: Store,
+        cache: TieredCache,
+        uploads: UploadLimits,
+        http: HttpClient,
+        images: ImageUrls,
+    ) -> Self {
         Self(Arc::new(Shared {
             started: Instant::now(),
             assets: Arc::new(Assets::build()),
@@ -50,6 +60,7 @@ impl AppState {
             cache,
             uploads,
             http,
+            images,
         }))
     }
 

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::model::{Comment, Status, Task, TaskDetail};
 use super::store::{Sort, StoreError, TaskFilter, TaskPage};
-use super::AppState;
+use super::{AppState, ImageUrls};
 use crate::core::errors::ApiError;
 
 /// Cards per board column.
@@ -39,6 +39,7 @@ struct TaskPageView<'a> {
     version: &'static str,
     detail: TaskDetail,
     comments: Vec<Comment>,
+    images: &'a ImageUrls,
 }
 
 fn label(status: Status) -> &'static str {
@@ -128,6 +129,7 @@ pub async fn task(
         version: env!("CARGO_PKG_VERSION"),
         detail,
         comments,
+        images: &state.images,
     });
     // Pages link their stylesheet early so that browsers (and Early Hints) fetch it at once.
     if let Ok(link) = format!(

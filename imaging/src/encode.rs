@@ -1,0 +1,141 @@
+//! Encoders, all pure Rust and permissively licensed so that they can ship in the Worker:
+//! AVIF through `ravif` (rav1e), lossy WebP through `webp-rust`, JPEG and PNG through the `image`
+//! crate. Every output is written without metadata.
+//!
+//! AVIF is the costly one: its speed preset is picked from the output's pixel count, so that a
+//! large image is encoded quickly rather than slowly and well (see [`avif_speed`]).
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::DynamicImage;
+use shared::image::ImageFormat;
+
+use crate::TransformError;
+
+/// The encoders this build carries.
+pub const ENCODERS: [ImageFormat; 4] = [
+    ImageFormat::Avif,
+    ImageFormat::Webp,
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+];
+
+/// rav1e's speed preset (1 slowest … 10 fastest) for an output of `pixels`: the encode time
+/// grows with the pixels, and the preset keeps it within a few seconds of Worker CPU. Speed 8
+/// makes files about as small as speed 6 in three quarters of the time; speed 10 is four times
+/// faster again, for about a third more bytes at the same DSSIM.
+pub fn avif_speed(pixels: u64) -> u8 {
+    if pixels <= 500_000 {
+        8
+    } else {
+        10
+    }
+}
+
+/// The most output pixels `format` is encoded at within one request's CPU budget (a few
+/// seconds of Worker CPU, measured in workerd by `scripts/bench-images.sh`).
+pub fn pixel_budget(format: ImageFormat) -> u64 {
+    match format {
+        ImageFormat::Avif => 2_000_000,
+        ImageFormat::Webp => 6_000_000,
+        ImageFormat::Jpeg | ImageFormat::Png => u64::MAX,
+    }
+}
+
+/// The format to encode `pixels` in when `wanted` is asked for: AVIF beyond its budget becomes
+/// WebP, WebP beyond its budget becomes `fallback` (the source's kind).
+pub fn affordable(wanted: ImageFormat, pixels: u64, fallback: ImageFormat) -> ImageFormat {
+    let fits = |format| pixels <= pixel_budget(format);
+    match wanted {
+        format if fits(format) => format,
+        ImageFormat::Avif if fits(ImageFormat::Webp) => ImageFormat::Webp,
+        _ => fallback,
+    }
+}
+
+/// Encodes `image` as `format` at `quality` (1–100).
+pub fn encode(
+    image: &DynamicImage,
+    format: ImageFormat,
+    quality: u8,
+) -> Result<Vec<u8>, TransformError> {
+    let quality = quality.clamp(1, 100);
+    match format {
+        ImageFormat::Avif => avif(image, quality),
+        ImageFormat::Webp => webp(image, quality),
+        ImageFormat::Jpeg => jpeg(image, quality),
+        ImageFormat::Png => png(image),
+    }
+}
+
+fn avif(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
+    let rgba = image.to_rgba8();
+    let (width, height) = (rgba.width() as usize, rgba.height() as usize);
+    let pixels: Vec<ravif::RGBA8> = rgba
+        .pixels()
+        .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
+        .collect();
+    let encoder = ravif::Encoder::new()
+        .with_quality(f32::from(quality))
+        .with_alpha_quality(f32::from(quality))
+        .with_speed(avif_speed((width * height) as u64))
+        .with_num_threads(Some(1));
+    // Opaque images are encoded without an alpha plane.
+    let encoded = encoder
+        .encode_rgba(ravif::Img::new(&pixels[..], width, height))
+        .map_err(|error| TransformError::Encode(error.to_string()))?;
+    Ok(encoded.avif_file)
+}
+
+fn webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
+    let rgba = image.to_rgba8();
+    let buffer = webp_rust::ImageBuffer {
+        width: rgba.width() as usize,
+        height: rgba.height() as usize,
+        rgba: rgba.into_raw(),
+    };
+    // Without spatial noise shaping: at equal bytes the output is a quarter closer to the
+    // source by DSSIM on photographs (measured by scripts/bench-images.sh).
+    let config = webp_rust::LossyEncodingConfig {
+        quality: f32::from(quality),
+        sns_strength: 0,
+        ..webp_rust::LossyEncodingConfig::default()
+    };
+    webp_rust::encode_lossy_with_config(&buffer, &config, None)
+        .map_err(|error| TransformError::Encode(error.to_string()))
+}
+
+fn jpeg(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, quality)
+        .encode_image(&image.to_rgb8())
+        .map_err(|error| TransformError::Encode(error.to_string()))?;
+    Ok(out)
+}
+
+fn png(image: &DynamicImage) -> Result<Vec<u8>, TransformError> {
+    let mut out = Vec::new();
+    image
+        .write_with_encoder(PngEncoder::new(&mut out))
+        .map_err(|error| TransformError::Encode(error.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costly_formats_give_way_beyond_their_budget() {
+        let (avif, webp, jpeg) = (ImageFormat::Avif, ImageFormat::Webp, ImageFormat::Jpeg);
+        assert_eq!(affordable(avif, 1_000_000, jpeg), avif);
+        assert_eq!(affordable(avif, 3_000_000, jpeg), webp);
+        assert_eq!(affordable(avif, 9_000_000, jpeg), jpeg);
+        assert_eq!(
+            affordable(webp, 9_000_000, ImageFormat::Png),
+            ImageFormat::Png
+        );
+        assert_eq!(affordable(jpeg, u64::MAX, ImageFormat::Png), jpeg);
+        assert!(avif_speed(640 * 480) < avif_speed(1920 * 1080));
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Measures the edge's image encoders against sharp (libvips: libaom AVIF, libwebp WebP) on the
+# photographs in ../shared/data/images, in one run:
+#   - bytes at equal visual quality: sharp encodes at its default quality; the Worker's quality
+#     is then searched for the smallest output whose DSSIM is no worse than sharp's; the ratio
+#     of bytes (ours / sharp) is reported per image and format;
+#   - time per megapixel: the Worker's whole conversion (fetch, decode, resize, encode) timed
+#     through workerd, against sharp doing the same natively on one thread.
+# Installs what is missing (sharp under target/bench-images, the dssim tool). Safe to re-run.
+#
+#   BENCH_IMAGES  folder of photographs  (default ../shared/data/images)
+#   BENCH_WIDTH   output width           (default 640)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+IMAGES=${BENCH_IMAGES:-$ROOT/../shared/data/images}
+[ -d "$IMAGES" ] || die "no photographs at $IMAGES: set BENCH_IMAGES to a folder of JPEG and PNG files"
+SHARP_VERSION=0.35.5
+DSSIM_VERSION=3.5.1
+BENCH_NODE="$ROOT/target/bench-images"
+
+ensure_edge_tools
+cargo_tool dssim "$DSSIM_VERSION" dssim
+if [ ! -f "$BENCH_NODE/node_modules/sharp/package.json" ] \
+   || ! grep -q "\"version\": \"$SHARP_VERSION\"" "$BENCH_NODE/node_modules/sharp/package.json"; then
+  log "installing sharp@$SHARP_VERSION (the peer) under target/bench-images"
+  mkdir -p "$BENCH_NODE"
+  (cd "$BENCH_NODE" && npm install --no-audit --no-fund --loglevel=error --no-save "sharp@$SHARP_VERSION" >/dev/null)
+fi
+bash scripts/build-edge.sh
+
+WORK=$(mktemp -d)
+ORIGIN_PID=
+EDGE_PID=
+cleanup() {
+  [ -n "$EDGE_PID" ] && kill -- -"$EDGE_PID" 2>/dev/null || true
+  [ -n "$ORIGIN_PID" ] && kill "$ORIGIN_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The origin: the photographs as static files under /images/.
+mkdir -p "$WORK/www"
+ln -s "$(cd "$IMAGES" && pwd)" "$WORK/www/images"
+ORIGIN_PORT=$(free_port)
+EDGE_PORT=$(free_port)
+python3 -m http.server "$ORIGIN_PORT" --bind 127.0.0.1 --directory "$WORK/www" >"$WORK/origin.log" 2>&1 &
+ORIGIN_PID=$!
+log "starting the edge in workerd"
+set -m
+"$ROOT/node_modules/.bin/wrangler" dev --ip 127.0.0.1 --port "$EDGE_PORT" --inspector-port "$(free_port)" \
+  --var "ORIGIN_URL:http://127.0.0.1:$ORIGIN_PORT" --persist-to "$WORK/state" \
+  --show-interactive-dev-session=false --log-level warn >"$WORK/edge.log" 2>&1 &
+EDGE_PID=$!
+set +m
+for _ in $(seq 240); do curl -sf "http://127.0.0.1:$EDGE_PORT/images/" -o /dev/null -w '' 2>/dev/null && break
+  curl -s "http://127.0.0.1:$EDGE_PORT/health" -o /dev/null 2>/dev/null && break; sleep 0.5; done
+curl -s "http://127.0.0.1:$EDGE_PORT/health" -o /dev/null || die "the edge did not start: $(cat "$WORK/edge.log")"
+
+SHARP_MODULES="$BENCH_NODE/node_modules" node "$ROOT/scripts/bench-images.cjs" \
+  "http://127.0.0.1:$EDGE_PORT" "$IMAGES" "${BENCH_WIDTH:-640}" "$WORK"

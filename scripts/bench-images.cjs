@@ -53,12 +53,59 @@ async function matchQuality(name, source, format, reference, target) {
   return best;
 }
 
+/** CPU seconds wrangler's workerd processes (its local entry proxy and the Worker) have used. */
+function workerdCpu() {
+  const pids = execFileSync('pgrep', ['-g', process.env.EDGE_PGID, '-f', 'workerd serve'], { encoding: 'utf8' });
+  return pids.trim().split(/\s+/).reduce((sum, pid) => {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return sum + (Number(fields[11]) + Number(fields[12])) / 100;
+  }, 0);
+}
+
+/** Mean workerd CPU milliseconds per request over the `count` URLs `urlOf(i)` gives. */
+async function cpuPerRequest(count, urlOf, accept = '*/*') {
+  const before = workerdCpu();
+  for (let i = 0; i < count; i++) {
+    const response = await fetch(urlOf(i), { headers: { accept } });
+    await response.arrayBuffer();
+    if (response.status !== 200) throw new Error(`${urlOf(i)}: ${response.status}`);
+  }
+  return ((workerdCpu() - before) * 1000) / count;
+}
+
+async function costs(file) {
+  const probe = `${edge}/cdn-cgi/image/zoom=1/images/${file}`; // refused before any fetch
+  const timed = async () => {
+    const started = process.hrtime.bigint();
+    await (await fetch(probe)).arrayBuffer();
+    return Number(process.hrtime.bigint() - started) / 1e6;
+  };
+  const cold = await timed();
+  let warm = Infinity;
+  for (let i = 0; i < 20; i++) warm = Math.min(warm, await timed());
+  const stored = `${edge}/cdn-cgi/image/width=320,format=jpeg/images/${file}`;
+  await (await fetch(stored)).arrayBuffer();
+  const hit = await cpuPerRequest(300, () => stored);
+  const miss = await cpuPerRequest(100, (i) => `${edge}/images/${file}?miss=${i}`);
+  const convert = {};
+  for (const format of ['jpeg', 'webp', 'avif']) {
+    convert[format] = await cpuPerRequest(3, (i) => `${edge}/cdn-cgi/image/width=${width},format=${format},quality=${70 + i}/images/${file}`);
+  }
+  const mb = (n) => (Number(n) / 1e6).toFixed(2);
+  console.log(`\nThe Worker in workerd: ${mb(process.env.WASM_BYTES)} MB of wasm, ${mb(process.env.WASM_GZIP)} MB gzipped (limit 3 MiB on Workers Free, 10 MiB on Paid)`);
+  console.log(`  first request after start ${cold.toFixed(0)} ms, warm ${warm.toFixed(1)} ms: cold start about ${(cold - warm).toFixed(0)} ms`);
+  console.log(`  workerd CPU per request (both processes, wrangler's local proxy included, so an upper bound): hit ${hit.toFixed(2)} ms, miss ${miss.toFixed(2)} ms (${file}, ${mb(fs.statSync(path.join(folder, file)).size)} MB through the cache)`);
+  console.log(`  conversion of ${file} to ${width} px: JPEG ${convert.jpeg.toFixed(0)} ms, WebP ${convert.webp.toFixed(0)} ms, AVIF ${convert.avif.toFixed(0)} ms of CPU`);
+}
+
 function geomean(values) {
   return Math.exp(values.reduce((sum, v) => sum + Math.log(v), 0) / values.length);
 }
 
 (async () => {
   const files = fs.readdirSync(folder).filter((f) => /\.(jpe?g|png)$/i.test(f)).sort();
+  await costs(files.find((f) => /\.jpe?g$/i.test(f)) ?? files[0]);
+  console.log('');
   const ratios = { avif: [], webp: [] };
   const speed = { avif: [], webp: [] };
   console.log(`width ${width} px; sharp ${sharp.versions.sharp} (vips ${sharp.versions.vips}), one thread`);

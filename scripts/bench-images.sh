@@ -5,7 +5,9 @@
 #     is then searched for the smallest output whose DSSIM is no worse than sharp's; the ratio
 #     of bytes (ours / sharp) is reported per image and format;
 #   - time per megapixel: the Worker's whole conversion (fetch, decode, resize, encode) timed
-#     through workerd, against sharp doing the same natively on one thread.
+#     through workerd, against sharp doing the same natively on one thread;
+#   - the Worker's costs in workerd: bundle size, first request after start against a warm one,
+#     and the workerd process's CPU time per cache hit, cache miss and conversion.
 # Installs what is missing (sharp under target/bench-images, the dssim tool). Safe to re-run.
 #
 #   BENCH_IMAGES  folder of photographs  (default ../shared/data/images)
@@ -21,11 +23,16 @@ DSSIM_VERSION=3.5.1
 BENCH_NODE="$ROOT/target/bench-images"
 
 ensure_edge_tools
-cargo_tool dssim "$DSSIM_VERSION" dssim
+if ! cargo install --list | grep -q "^dssim v$DSSIM_VERSION:"; then
+  log "cargo install dssim@$DSSIM_VERSION (the DSSIM measure; a few minutes, once)"
+  cargo install --locked --quiet "dssim@$DSSIM_VERSION"
+fi
 if [ ! -f "$BENCH_NODE/node_modules/sharp/package.json" ] \
    || ! grep -q "\"version\": \"$SHARP_VERSION\"" "$BENCH_NODE/node_modules/sharp/package.json"; then
   log "installing sharp@$SHARP_VERSION (the peer) under target/bench-images"
   mkdir -p "$BENCH_NODE"
+  # A package.json of its own, so that npm installs here and not into the project's packages.
+  [ -f "$BENCH_NODE/package.json" ] || echo '{"private": true}' >"$BENCH_NODE/package.json"
   (cd "$BENCH_NODE" && npm install --no-audit --no-fund --loglevel=error --no-save "sharp@$SHARP_VERSION" >/dev/null)
 fi
 bash scripts/build-edge.sh
@@ -55,9 +62,10 @@ set -m
   --show-interactive-dev-session=false --log-level warn >"$WORK/edge.log" 2>&1 &
 EDGE_PID=$!
 set +m
-for _ in $(seq 240); do curl -sf "http://127.0.0.1:$EDGE_PORT/images/" -o /dev/null -w '' 2>/dev/null && break
-  curl -s "http://127.0.0.1:$EDGE_PORT/health" -o /dev/null 2>/dev/null && break; sleep 0.5; done
-curl -s "http://127.0.0.1:$EDGE_PORT/health" -o /dev/null || die "the edge did not start: $(cat "$WORK/edge.log")"
+# Ready when workerd listens; the first request is left to the measurement (cold start).
+for _ in $(seq 240); do (exec 3<>"/dev/tcp/127.0.0.1/$EDGE_PORT") 2>/dev/null && break; sleep 0.25; done
+WASM_BYTES=$(stat -c %s edge/build/index_bg.wasm)
+WASM_GZIP=$(gzip -9 -c edge/build/index_bg.wasm | wc -c)
 
-SHARP_MODULES="$BENCH_NODE/node_modules" node "$ROOT/scripts/bench-images.cjs" \
+EDGE_PGID="$EDGE_PID" WASM_BYTES="$WASM_BYTES" WASM_GZIP="$WASM_GZIP" SHARP_MODULES="$BENCH_NODE/node_modules" node "$ROOT/scripts/bench-images.cjs" \
   "http://127.0.0.1:$EDGE_PORT" "$IMAGES" "${BENCH_WIDTH:-640}" "$WORK"

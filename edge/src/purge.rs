@@ -6,6 +6,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use shared::image::ImageFormat;
 use shared::key::CacheKey;
 use shared::policy::Policy;
 use worker::{Cache, CacheDeletionOutcome, Request, Response, Result, Url};
@@ -95,16 +96,22 @@ pub async fn handle(
     let cache = Cache::default();
     let mut report = PurgeReport::default();
     for url in purge.urls {
-        let Some(cache_url) = cache_url_of(&url, policy) else {
+        let Some(cache_urls) = cache_urls_of(&url, policy) else {
             return respond::error(
                 422,
                 "VALIDATION_ERROR",
                 &format!("{url:?} is not an absolute http(s) URL"),
             );
         };
-        match cache.delete(cache_url.as_str(), false).await? {
-            CacheDeletionOutcome::Success => report.purged_urls.push(url),
-            _ => report.not_cached.push(url),
+        let mut deleted = false;
+        for cache_url in cache_urls {
+            let outcome = cache.delete(cache_url.as_str(), false).await?;
+            deleted |= matches!(outcome, CacheDeletionOutcome::Success);
+        }
+        if deleted {
+            report.purged_urls.push(url);
+        } else {
+            report.not_cached.push(url);
         }
     }
     for tag in purge.tags {
@@ -125,17 +132,26 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The cache URL a client's GET of `url` is stored under.
-fn cache_url_of(url: &str, policy: &Policy) -> Option<String> {
+/// The cache URLs a client's GET of `url` is stored under: the URL's own and, for images, its
+/// negotiated AVIF and WebP variants.
+fn cache_urls_of(url: &str, policy: &Policy) -> Option<Vec<String>> {
     let parsed = Url::parse(url).ok()?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return None;
     }
     let host = url_parts::authority(&parsed)?;
     let target = url_parts::target(&parsed);
-    CacheKey::new("GET", &host, &target, policy.keys())
-        .ok()
-        .map(|key| key.cache_url())
+    let key = CacheKey::new("GET", &host, &target, policy.keys()).ok()?;
+    let mut urls = vec![key.cache_url()];
+    let image_route = policy
+        .route(key.path())
+        .is_some_and(|(rule, _)| rule.policy.image_transform);
+    if image_route {
+        for format in [ImageFormat::Avif, ImageFormat::Webp] {
+            urls.push(key.clone().with_image_format(format).cache_url());
+        }
+    }
+    Some(urls)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

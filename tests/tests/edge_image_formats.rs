@@ -184,9 +184,9 @@ async fn each_client_gets_the_best_format_it_names_made_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn originals_are_converted_for_browsers_and_bombs_refused() {
+async fn originals_are_converted_for_browsers_purged_with_their_variants_and_bombs_refused() {
     let (origin, images) = image_origin().await;
-    let edge = Edge::start(&origin).await;
+    let edge = Edge::start_with_vars(&origin, &[("EDGE_PURGE_TOKEN", "purge")]).await;
     let client = reqwest::Client::new();
     let url = format!("{}{PHOTO}", edge.url);
 
@@ -204,6 +204,18 @@ async fn originals_are_converted_for_browsers_and_bombs_refused() {
     let avif_again = get(&client, &url, CHROME).await;
     assert!(avif_again.status.contains("hit"), "{}", avif_again.status);
     assert_eq!(avif_again.bytes, avif.bytes);
+
+    // Purging the URL purges its format variants too.
+    let purged = client
+        .post(format!("{}/__rampart/purge", edge.url))
+        .bearer_auth("purge")
+        .json(&serde_json::json!({ "urls": [url] }))
+        .send()
+        .await
+        .expect("edge");
+    assert_eq!(purged.status(), 200);
+    let after = get(&client, &url, CHROME).await;
+    assert!(after.status.contains("fwd=uri-miss"), "{}", after.status);
 
     // A decompression bomb: refused from its header when resizing was asked for ...
     let refused = client

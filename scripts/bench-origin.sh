@@ -98,24 +98,44 @@ ORIGIN_HEAD=$(curl -sfI "$TASK_URL" | wc -c)
 NGINX_HEAD=$(curl -sfI "http://127.0.0.1:$NGINX_PORT/task.json" | wc -c)
 SAME_HEAD=$(curl -sfI "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" | wc -c)
 
-# wrk prints "Requests/sec: N" and, with --latency, "99% N{us,ms,s}".
+# CPU time (user + system, in clock ticks) the processes have used, all their threads included.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# run_wrk <url> <server pids...>: requests/s, p99 (ms) and the servers' CPU µs per request.
+# wrk prints "N requests in", "Requests/sec: N" and, with --latency, "99% N{us,ms,s}". CPU per
+# request is the steadier figure on a shared machine: the time the server spends on a request,
+# whoever else wants the cores.
 run_wrk() {
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$1" >"$WORK/wrk.txt"
-  local rps p99
+  local url=$1 before after requests rps p99
+  shift
+  before=$(cpu_ticks "$@")
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$url" >"$WORK/wrk.txt"
+  after=$(cpu_ticks "$@")
+  requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.txt")
-  echo "$rps $p99"
+  echo "$rps $p99 $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$requests" 'BEGIN {printf "%.1f", t * us / n}')"
 }
+NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
 log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s each: nginx, nginx with the same headers, bare handler, origin, bare handler, then both nginx again"
-read -r NGINX_RPS NGINX_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
-read -r SAME_RPS SAME_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json")
-read -r BARE_RPS BARE_P99 < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7")
-read -r ORIGIN_RPS ORIGIN_P99 < <(run_wrk "$TASK_URL")
-read -r BARE2_RPS BARE2_P99 < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7")
+# shellcheck disable=SC2086 # NGINX_PIDS is a list
+read -r NGINX_RPS NGINX_P99 NGINX_CPU < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json" $NGINX_PIDS)
+# shellcheck disable=SC2086
+read -r SAME_RPS SAME_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" $NGINX_PIDS)
+read -r BARE_RPS BARE_P99 BARE_CPU < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7" "$BARE_PID")
+read -r ORIGIN_RPS ORIGIN_P99 ORIGIN_CPU < <(run_wrk "$TASK_URL" "$ORIGIN_PID")
+read -r BARE2_RPS BARE2_P99 BARE2_CPU < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7" "$BARE_PID")
 kill "$BARE_PID" 2>/dev/null || true
 BARE_PID=
-read -r NGINX2_RPS NGINX2_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json")
-read -r SAME2_RPS SAME2_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json")
+# shellcheck disable=SC2086
+read -r NGINX2_RPS NGINX2_P99 NGINX2_CPU < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json" $NGINX_PIDS)
+# shellcheck disable=SC2086
+read -r SAME2_RPS SAME2_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" $NGINX_PIDS)
 kill "$NGINX_PID" 2>/dev/null || true
 NGINX_PID=
 
@@ -146,7 +166,8 @@ awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$N
     -v n2rps="$NGINX2_RPS" -v n2p99="$NGINX2_P99" -v srps="$SAME_RPS" -v sp99="$SAME_P99" \
     -v s2rps="$SAME2_RPS" -v s2p99="$SAME2_P99" -v ohead="$ORIGIN_HEAD" -v nhead="$NGINX_HEAD" \
     -v shead="$SAME_HEAD" -v brps="$BARE_RPS" -v b2rps="$BARE2_RPS" -v bp99="$BARE_P99" -v b2p99="$BARE2_P99" -v rows="$ROWS" -v secs="$EXPORT_SECONDS" \
-    -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" 'BEGIN {
+    -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" \
+    -v ocpu="$ORIGIN_CPU" -v bcpu="$BARE_CPU" -v b2cpu="$BARE2_CPU" -v ncpu="$NGINX_CPU" -v n2cpu="$NGINX2_CPU" 'BEGIN {
   nrps_mean = (nrps + n2rps) / 2; np99_mean = (np99 + n2p99) / 2
   srps_mean = (srps + s2rps) / 2; sp99_mean = (sp99 + s2p99) / 2
   printf "\nFigures (one run, loopback, 2 cores shared by server and load generator)\n"
@@ -158,6 +179,9 @@ awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$N
   printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", orps / nrps_mean, op99 / np99_mean
   printf "    bare axum handler, same head and body, no layers  %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", brps, b2rps, bp99, b2p99
   printf "    origin full stack / bare handler:  throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", orps / ((brps + b2rps) / 2), op99 / ((bp99 + b2p99) / 2)
+  printf "    server CPU per request: origin %.1f us, bare handler %.1f / %.1f us, nginx %.1f / %.1f us\n", ocpu, bcpu, b2cpu, ncpu, n2cpu
+  printf "      bare / origin CPU per request: %.2fx (the throughput the stack leaves on a CPU-bound server; target >= 0.85x)\n", ((bcpu + b2cpu) / 2) / ocpu
+  printf "      nginx / origin CPU per request: %.2fx\n", ((ncpu + n2cpu) / 2) / ocpu
   printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
   printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024
 }'

@@ -25,7 +25,11 @@ use shared::security::SecurityOverrides;
 use worker::{Cache, Headers, Method, Request, Response, Result};
 
 use crate::config::EdgeConfig;
-use crate::{forward, respond, store};
+use crate::{coalesce, forward, respond, store};
+
+/// How long a request waits for another one's conversion of the same variant, beyond the
+/// origin timeout: the slowest conversions (AVIF at its pixel budget) take a few seconds.
+const CONVERSION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The output format a request settles on before the source is seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,15 +134,25 @@ async fn serve(
     };
     let cache = Cache::default();
     let cache_url = key.cache_url();
-    if let Some(stored) = store::lookup(&cache, &cache_url).await? {
-        if let FreshnessState::Fresh { remaining } = stored.state {
-            let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
-            let mut response = stored.response;
-            response.headers_mut().set("age", &stored.age.to_string())?;
-            return finish(request, response, choice, &status, security);
-        }
+    if let Some((response, remaining)) = stored_fresh(&cache, &cache_url).await? {
+        let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
+        return finish(request, response, choice, &status, security);
     }
     let status = CacheStatus::forward(EDGE, ForwardReason::UriMiss);
+    // Held to the end: concurrent requests for one variant share one conversion (a popular
+    // page's new image would otherwise be converted once per visitor).
+    let _leader = match coalesce::lead(&cache_url) {
+        Some(leader) => Some(leader),
+        None => {
+            coalesce::wait(&cache_url, config.origin_timeout + CONVERSION_WAIT).await;
+            if let Some((response, remaining)) = stored_fresh(&cache, &cache_url).await? {
+                let status = status.collapsed(true).with_ttl(i64::from(remaining));
+                return finish(request, response, choice, &status, security);
+            }
+            // The leader's variant was not stored: this request makes its own.
+            None
+        }
+    };
     let request_time = store::now();
     let source = match fetch_source(request, ask, config).await? {
         Ok(source) => source,
@@ -160,6 +174,19 @@ async fn serve(
     let times = (request_time, response_time);
     let stored = keep(&cache, &cache_url, &response, &headers, bytes, times).await?;
     finish(request, response, choice, &status.stored(stored), security)
+}
+
+/// A fresh stored copy of `cache_url`, with its `Age`, and how long it stays fresh.
+async fn stored_fresh(cache: &Cache, cache_url: &str) -> Result<Option<(Response, u32)>> {
+    let Some(stored) = store::lookup(cache, cache_url).await? else {
+        return Ok(None);
+    };
+    let FreshnessState::Fresh { remaining } = stored.state else {
+        return Ok(None);
+    };
+    let mut response = stored.response;
+    response.headers_mut().set("age", &stored.age.to_string())?;
+    Ok(Some((response, remaining)))
 }
 
 /// Stores a made variant under `cache_url`; whether it was stored.

@@ -171,6 +171,33 @@ async fn each_client_gets_the_best_format_it_names_made_once() {
     let fetches = images.fetched.load(Ordering::SeqCst);
     assert_eq!(fetches, 3, "one source fetch per variant");
 
+    // Concurrent requests for a new variant share one conversion.
+    let burst = format!("{}/cdn-cgi/image/width=480{PHOTO}", edge.url);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (client, burst) = (client.clone(), burst.clone());
+        requests.spawn(async move { get(&client, &burst, CHROME).await });
+    }
+    let answers = requests.join_all().await;
+    assert_eq!(
+        images.fetched.load(Ordering::SeqCst),
+        4,
+        "one more source fetch"
+    );
+    let collapsed = answers
+        .iter()
+        .filter(|a| a.status.contains("collapsed"))
+        .count();
+    assert_eq!(
+        collapsed,
+        5,
+        "{:?}",
+        answers.iter().map(|a| &a.status).collect::<Vec<_>>()
+    );
+    assert!(answers
+        .iter()
+        .all(|a| a.bytes == answers[0].bytes && a.content_type == "image/avif"));
+
     // A fixed format is the URL's own: no negotiation, no Vary.
     let fixed = get(
         &client,

@@ -12,14 +12,6 @@ use shared::image::ImageFormat;
 
 use crate::TransformError;
 
-/// The encoders this build carries.
-pub const ENCODERS: [ImageFormat; 4] = [
-    ImageFormat::Avif,
-    ImageFormat::Webp,
-    ImageFormat::Jpeg,
-    ImageFormat::Png,
-];
-
 /// rav1e's speed preset (1 slowest … 10 fastest) for an output of `pixels`: the encode time
 /// grows with the pixels, and the preset keeps it within a few seconds of Worker CPU. Speed 8
 /// makes files about as small as speed 6 in three quarters of the time; speed 10 is four times

@@ -14,7 +14,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use shared::image::{ImageFormat, ImageRequest, SourceFormat};
 
-pub use encode::{affordable, avif_speed, pixel_budget, ENCODERS};
+pub use encode::{affordable, avif_speed, pixel_budget};
 pub use geometry::{plan, Plan};
 
 /// Bounds on what a transformation accepts.

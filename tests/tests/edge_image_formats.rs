@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 
 const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
 const PHOTO: &str = "/images/photo.jpg";
+/// The same photograph, answered after a pause: requests sent together overlap for sure.
+const SLOW_PHOTO: &str = "/images/slow.jpg";
 
 /// The origin's images, and how many times each was fetched.
 struct Images {
@@ -56,6 +58,10 @@ fn bomb() -> Vec<u8> {
 async fn serve(State(images): State<Arc<Images>>, request: Request) -> axum::response::Response {
     let (body, mime) = match request.uri().path() {
         PHOTO => (images.photo.clone(), "image/jpeg"),
+        SLOW_PHOTO => {
+            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            (images.photo.clone(), "image/jpeg")
+        }
         "/images/bomb.png" => (images.bomb.clone(), "image/png"),
         _ => return ([(header::CACHE_CONTROL, "no-store")], "ready").into_response(),
     };
@@ -172,7 +178,7 @@ async fn each_client_gets_the_best_format_it_names_made_once() {
     assert_eq!(fetches, 3, "one source fetch per variant");
 
     // Concurrent requests for a new variant share one conversion.
-    let burst = format!("{}/cdn-cgi/image/width=480{PHOTO}", edge.url);
+    let burst = format!("{}/cdn-cgi/image/width=480{SLOW_PHOTO}", edge.url);
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..6 {
         let (client, burst) = (client.clone(), burst.clone());

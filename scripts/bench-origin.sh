@@ -10,14 +10,29 @@
 #   4. export of 1,000,000 audit events: rows/s and peak RSS growth of the origin.
 # Installs what is missing (nginx-light, wrk, sqlite3). Safe to re-run.
 #
-#   BENCH_SECONDS      wrk duration per peer   (default 10)
-#   BENCH_CONNECTIONS  wrk connections         (default 64)
+# On a machine with two or more cores each server runs on core 0 alone and wrk on core 1, so
+# that the server is what limits throughput and the peers share the cores the same way; every
+# peer is measured once per round, rounds alternate, and each figure is the median over rounds.
+#
+#   BENCH_SECONDS      wrk duration per peer and round  (default 5)
+#   BENCH_ROUNDS       rounds                            (default 3)
+#   BENCH_CONNECTIONS  wrk connections                   (default 64)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+SECONDS_PER_RUN=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
+if [ "$(nproc)" -ge 2 ]; then
+  SERVER_CPU=(taskset -c 0)
+  LOAD_CPU=(taskset -c 1)
+  NGINX_WORKERS=1
+else
+  SERVER_CPU=()
+  LOAD_CPU=()
+  NGINX_WORKERS=auto
+fi
 ORIGIN_PORT=18181
 NGINX_PORT=18182
 BARE_PORT=18183
@@ -47,7 +62,7 @@ log "starting the origin with the full demo data"
 # One client sends everything: a budget no run can spend, so the rate limiter still runs.
 RATE_LIMIT_MAX_REQUESTS=4000000000 RATE_LIMIT_WINDOW_MS=1000 \
 DATABASE_URL="sqlite:$WORK/bench.db" CACHE_WARM_PATHS= RUST_LOG=warn ORIGIN_ADDR="127.0.0.1:$ORIGIN_PORT" \
-  "$ROOT/target/release/origin" >"$WORK/origin.log" 2>&1 &
+  "${SERVER_CPU[@]}" "$ROOT/target/release/origin" >"$WORK/origin.log" 2>&1 &
 ORIGIN_PID=$!
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/health" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$ORIGIN_PORT/health" >/dev/null || die "origin did not start: $(cat "$WORK/origin.log")"
@@ -60,7 +75,7 @@ curl -sf "$TASK_URL" -o "$WORK/www/task.json"
 curl -sfI "$TASK_URL" | grep -qi '^cache-status: rampart-origin; hit' || die "the task is not cached"
 # The middleware peer: a bare axum handler sending the hit's head and body, with no layers.
 curl -sfI "$TASK_URL" | tr -d '\r' >"$WORK/hit-head.txt"
-"$ROOT/target/release/examples/bare_hit" "127.0.0.1:$BARE_PORT" "$WORK/hit-head.txt" "$WORK/www/task.json" &
+"${SERVER_CPU[@]}" "$ROOT/target/release/examples/bare_hit" "127.0.0.1:$BARE_PORT" "$WORK/hit-head.txt" "$WORK/www/task.json" &
 BARE_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BARE_PORT/" >/dev/null && break; sleep 0.1; done
 cmp -s "$WORK/www/task.json" <(curl -sf "http://127.0.0.1:$BARE_PORT/") || die "the bare peer serves other bytes"
@@ -70,7 +85,7 @@ curl -sfI "$TASK_URL" | tr -d '\r' | awk -F': ' 'NR > 1 && NF >= 2 && tolower($1
   name = $1; $1 = ""; value = substr($0, 2); gsub(/"/, "\\\"", value)
   printf "      add_header %s \"%s\" always;\n", name, value }' >"$WORK/headers.conf"
 cat >"$WORK/nginx.conf" <<CONF
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
@@ -89,7 +104,7 @@ http {
   }
 }
 CONF
-nginx -c "$WORK/nginx.conf" -p "$WORK" &
+"${SERVER_CPU[@]}" nginx -c "$WORK/nginx.conf" -p "$WORK" &
 NGINX_PID=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$NGINX_PORT/task.json" >/dev/null && break; sleep 0.1; done
 cmp -s "$WORK/www/task.json" <(curl -sf "http://127.0.0.1:$NGINX_PORT/task.json") || die "nginx serves other bytes"
@@ -111,10 +126,11 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # request is the steadier figure on a shared machine: the time the server spends on a request,
 # whoever else wants the cores.
 run_wrk() {
-  local url=$1 before after requests rps p99
+  local url=$1 before after requests rps p99 threads=2
   shift
+  [ ${#LOAD_CPU[@]} -gt 0 ] && threads=1
   before=$(cpu_ticks "$@")
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$url" >"$WORK/wrk.txt"
+  "${LOAD_CPU[@]}" wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$url" >"$WORK/wrk.txt"
   after=$(cpu_ticks "$@")
   requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
@@ -122,23 +138,23 @@ run_wrk() {
   echo "$rps $p99 $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$requests" 'BEGIN {printf "%.1f", t * us / n}')"
 }
 NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
-log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s each: nginx, nginx with the same headers, bare handler, origin, bare handler, then both nginx again"
-# shellcheck disable=SC2086 # NGINX_PIDS is a list
-read -r NGINX_RPS NGINX_P99 NGINX_CPU < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json" $NGINX_PIDS)
-# shellcheck disable=SC2086
-read -r SAME_RPS SAME_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" $NGINX_PIDS)
-read -r BARE_RPS BARE_P99 BARE_CPU < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7" "$BARE_PID")
-read -r ORIGIN_RPS ORIGIN_P99 ORIGIN_CPU < <(run_wrk "$TASK_URL" "$ORIGIN_PID")
-read -r BARE2_RPS BARE2_P99 BARE2_CPU < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7" "$BARE_PID")
-kill "$BARE_PID" 2>/dev/null || true
+log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s per peer, $ROUNDS rounds of: nginx, nginx with the same headers, bare handler, origin"
+: >"$WORK/rounds.txt"
+for round in $(seq "$ROUNDS"); do
+  # shellcheck disable=SC2086 # NGINX_PIDS is a list
+  read -r NGINX_RPS NGINX_P99 NGINX_CPU < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json" $NGINX_PIDS)
+  # shellcheck disable=SC2086
+  read -r SAME_RPS SAME_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" $NGINX_PIDS)
+  read -r BARE_RPS BARE_P99 BARE_CPU < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7" "$BARE_PID")
+  read -r ORIGIN_RPS ORIGIN_P99 ORIGIN_CPU < <(run_wrk "$TASK_URL" "$ORIGIN_PID")
+  echo "$round $NGINX_RPS $NGINX_P99 $NGINX_CPU $SAME_RPS $SAME_P99 $BARE_RPS $BARE_P99 $BARE_CPU $ORIGIN_RPS $ORIGIN_P99 $ORIGIN_CPU" | tee -a "$WORK/rounds.txt"
+done
+kill "$BARE_PID" "$NGINX_PID" 2>/dev/null || true
 BARE_PID=
-# shellcheck disable=SC2086
-read -r NGINX2_RPS NGINX2_P99 NGINX2_CPU < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json" $NGINX_PIDS)
-# shellcheck disable=SC2086
-read -r SAME2_RPS SAME2_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" $NGINX_PIDS)
-kill "$NGINX_PID" 2>/dev/null || true
 NGINX_PID=
 
+# The export is measured on every core: its database thread runs beside the server's.
+[ ${#SERVER_CPU[@]} -gt 0 ] && taskset -a -p -c "0-$(($(nproc) - 1))" "$ORIGIN_PID" >/dev/null
 log "export: filling the audit log to $EVENTS events"
 sqlite3 "$WORK/bench.db" <<SQL
 .timeout 10000
@@ -162,26 +178,25 @@ ORIGIN_PID=
 log "stampede and stale-while-revalidate (cargo bench -p origin --bench cache_figures)"
 cargo bench --quiet -p origin --bench cache_figures 2>/dev/null | tee "$WORK/figures.txt"
 
-awk -v orps="$ORIGIN_RPS" -v op99="$ORIGIN_P99" -v nrps="$NGINX_RPS" -v np99="$NGINX_P99" \
-    -v n2rps="$NGINX2_RPS" -v n2p99="$NGINX2_P99" -v srps="$SAME_RPS" -v sp99="$SAME_P99" \
-    -v s2rps="$SAME2_RPS" -v s2p99="$SAME2_P99" -v ohead="$ORIGIN_HEAD" -v nhead="$NGINX_HEAD" \
-    -v shead="$SAME_HEAD" -v brps="$BARE_RPS" -v b2rps="$BARE2_RPS" -v bp99="$BARE_P99" -v b2p99="$BARE2_P99" -v rows="$ROWS" -v secs="$EXPORT_SECONDS" \
-    -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" \
-    -v ocpu="$ORIGIN_CPU" -v bcpu="$BARE_CPU" -v b2cpu="$BARE2_CPU" -v ncpu="$NGINX_CPU" -v n2cpu="$NGINX2_CPU" 'BEGIN {
-  nrps_mean = (nrps + n2rps) / 2; np99_mean = (np99 + n2p99) / 2
-  srps_mean = (srps + s2rps) / 2; sp99_mean = (sp99 + s2p99) / 2
-  printf "\nFigures (one run, loopback, 2 cores shared by server and load generator)\n"
-  printf "  cached GET /api/tasks/7, same body; response head: origin %d B, nginx %d B, nginx with the same headers %d B\n", ohead, nhead, shead
-  printf "    origin                       %6.0f req/s  p99 %.2f ms\n", orps, op99
-  printf "    nginx, same headers          %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", srps, s2rps, sp99, s2p99
-  printf "    nginx, plain static file     %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", nrps, n2rps, np99, n2p99
-  printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx\n", orps / srps_mean, op99 / sp99_mean
-  printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", orps / nrps_mean, op99 / np99_mean
-  printf "    bare axum handler, same head and body, no layers  %6.0f / %.0f req/s  p99 %.2f / %.2f ms\n", brps, b2rps, bp99, b2p99
-  printf "    origin full stack / bare handler:  throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", orps / ((brps + b2rps) / 2), op99 / ((bp99 + b2p99) / 2)
-  printf "    server CPU per request: origin %.1f us, bare handler %.1f / %.1f us, nginx %.1f / %.1f us\n", ocpu, bcpu, b2cpu, ncpu, n2cpu
-  printf "      bare / origin CPU per request: %.2fx (the throughput the stack leaves on a CPU-bound server; target >= 0.85x)\n", ((bcpu + b2cpu) / 2) / ocpu
-  printf "      nginx / origin CPU per request: %.2fx\n", ((ncpu + n2cpu) / 2) / ocpu
+printf "\nFigures (loopback; %s; %d rounds of %d s per peer; medians over rounds)\n" \
+  "$([ ${#SERVER_CPU[@]} -gt 0 ] && echo "each server alone on core 0, wrk on core 1" || echo "server and wrk share the cores")" "$ROUNDS" "$SECONDS_PER_RUN"
+echo "  cached GET /api/tasks/7, same body; response head: origin $ORIGIN_HEAD B, nginx $NGINX_HEAD B, nginx with the same headers $SAME_HEAD B"
+echo "  per round: round, nginx req/s p99 CPU-us, same-headers nginx req/s p99, bare req/s p99 CPU-us, origin req/s p99 CPU-us"
+sed 's/^/    /' "$WORK/rounds.txt"
+# Per-round ratios, then their medians (the middle value; the mean of the middle two when even).
+sort_median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ratio() { awk "{printf \"%.4f\\n\", $1}" "$WORK/rounds.txt" | sort_median; }
+awk -v nginx="$(ratio '$10 / $2')" -v nginx_p99="$(ratio '$11 / $3')" \
+    -v same="$(ratio '$10 / $5')" -v same_p99="$(ratio '$11 / $6')" \
+    -v bare="$(ratio '$10 / $7')" -v bare_p99="$(ratio '$11 / $8')" \
+    -v bare_cpu="$(ratio '$9 / $12')" -v nginx_cpu="$(ratio '$4 / $12')" \
+    -v origin_cpu="$(awk '{print $12}' "$WORK/rounds.txt" | sort_median)" \
+    -v rows="$ROWS" -v secs="$EXPORT_SECONDS" -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" \
+    -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" 'BEGIN {
+  printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", nginx, nginx_p99
+  printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx\n", same, same_p99
+  printf "    origin full stack / bare handler:     throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", bare, bare_p99
+  printf "    server CPU per request: origin %.1f us; bare / origin %.2fx, nginx / origin %.2fx\n", origin_cpu, bare_cpu, nginx_cpu
   printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
   printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024
 }'

@@ -5,10 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{middleware, Router};
 use shared::policy::Policy;
 use tokio::net::TcpListener;
+use tower::util::MapResponse;
+use tower::Layer;
+use tower_http::compression::{Compression, CompressionBody};
 
 use crate::app::api::UploadLimits;
 use crate::app::store::seed::SeedSize;
@@ -23,7 +28,7 @@ use crate::core::database::{Database, DbError, DbSettings};
 use crate::core::edge_purge::EdgePurge;
 use crate::core::listener::{self, ConnectionLimits, Drained, OpenConnections};
 use crate::core::outbound::{HttpClient, OutboundSettings};
-use crate::core::pipeline::{PipelineLayer, Stages};
+use crate::core::pipeline::{Pipeline, PipelineLayer, Stages};
 use crate::core::rate_limit::RateLimiter;
 use crate::core::response_cache::{CacheTuning, ResponseCache};
 use crate::core::retry::{Retrier, RetryBudget, RetryPolicy};
@@ -144,11 +149,18 @@ impl Core {
         ]
     }
 
-    /// `app` with the core's routes and layers. The policy and the response cache run around
-    /// the router, so a cache hit is answered before any routing or handler; the routes inside
-    /// tag their responses with their template, which cached copies keep, for the metrics.
-    /// Layers are listed innermost first: a request passes them from the bottom up.
+    /// `app` with the core's routes and layers, as a router (to merge into others, or to serve
+    /// with `axum::serve`). See [`Core::stack`].
     pub fn wrap(self, app: Router) -> Router {
+        Router::new().fallback_service(self.stack(app))
+    }
+
+    /// `app` with the core's routes and layers, as the service the listener runs. The policy
+    /// and the response cache run around the router, so a cache hit is answered before any
+    /// routing or handler; the routes inside tag their responses with their template, which
+    /// cached copies keep, for the metrics. No router stands in front: a hit passes three
+    /// concrete services and no boxed route.
+    pub fn stack(self, app: Router) -> Stack {
         let breakers = self.breakers();
         let admin = admin::AdminState {
             cache: self.cache.cache.clone(),
@@ -171,23 +183,29 @@ impl Core {
             )
             .route_layer(middleware::from_fn(metrics::tag_route))
             .fallback(errors::route_not_found);
-        Router::new()
-            .fallback_service(routes)
-            // Outermost: hits are compressed on their way out, as negotiated per request.
-            // Policy, response cache (hits skip the router) and metrics, in one service.
-            .layer(PipelineLayer::new(Stages {
-                policy: policy_headers::PolicyHeaders::new(self.policy),
-                cache: self.cache,
-                metrics: self.metrics,
-                limiter: self.limiter,
-                trust: self.trust,
-                slow_request: self.slow_request,
-                admission: self.admission,
-            }))
-            .layer(compression::layer())
-            .layer(tower::util::MapResponseLayer::new(compression::weaken_etag))
+        // Outermost: hits are compressed on their way out, as negotiated per request.
+        // Inside: policy, response cache (hits skip the router) and metrics, in one service.
+        let pipeline = PipelineLayer::new(Stages {
+            policy: policy_headers::PolicyHeaders::new(self.policy),
+            cache: self.cache,
+            metrics: self.metrics,
+            limiter: self.limiter,
+            trust: self.trust,
+            slow_request: self.slow_request,
+            admission: self.admission,
+        })
+        .layer(routes);
+        let finish: FinishResponse = compression::weaken_etag;
+        MapResponse::new(compression::layer().layer(pipeline), finish)
     }
 }
+
+/// The last step of every response: weaken a compressed body's ETag, box the body.
+type FinishResponse = fn(Response<CompressionBody<Body>>) -> Response;
+
+/// The origin core around an application (see [`Core::stack`]).
+pub type Stack =
+    MapResponse<Compression<Pipeline<Router>, compression::Compressible>, FinishResponse>;
 
 /// The rate limiter `config` asks for: shared through Redis when `REDIS_URL` is set.
 fn rate_limiter(
@@ -337,15 +355,15 @@ pub async fn run(
     let database = store.database().clone();
     let images = ImageUrls::new(config.image_signing_key.clone());
     let state = AppState::new(store, core.cache.cache.clone(), uploads, http, images);
-    let router = core.wrap(app::router(state));
+    let stack = core.stack(app::router(state));
     let host = config
         .cache_warm_host
         .clone()
         .or_else(|| listener.local_addr().ok().map(|addr| addr.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
     if config.cache_enabled && !config.cache_warm_paths.is_empty() {
-        let (router, paths) = (router.clone(), config.cache_warm_paths.clone());
-        tokio::spawn(async move { warm::warm(router, &host, &paths).await });
+        let (stack, paths) = (stack.clone(), config.cache_warm_paths.clone());
+        tokio::spawn(async move { warm::warm(stack, &host, &paths).await });
     }
     let shutdown = async move {
         shutdown.await;
@@ -353,7 +371,7 @@ pub async fn run(
     };
     let drained = listener::serve(
         listener,
-        router,
+        stack,
         ConnectionLimits {
             max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),

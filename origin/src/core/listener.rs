@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::Router;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -72,11 +72,37 @@ pub enum Drained {
     },
 }
 
-/// Serves `router` on `listener` until `shutdown` completes; then stops accepting, lets
+/// What the listener serves: an axum `Router`, or any service answering requests the same way
+/// (such as the origin core's stack, which needs no routing in front of it).
+pub trait App:
+    tower::Service<
+        axum::extract::Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets
 /// in-flight requests finish (up to the shutdown timeout) and returns how the drain ended.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: impl App,
     limits: ConnectionLimits,
     open: OpenConnections,
     shutdown: impl Future<Output = ()>,
@@ -95,7 +121,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let connection = serve_connection(&builder, stream, peer, router.clone());
+        let connection = serve_connection(&builder, stream, peer, app.clone());
         let watched = graceful.watch(connection.into_owned());
         let guard = open.open();
         tokio::spawn(async move {
@@ -134,7 +160,7 @@ fn serve_connection(
     builder: &Builder<TokioExecutor>,
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    app: impl App,
 ) -> hyper_util::server::conn::auto::UpgradeableConnection<
     '_,
     TokioIo<TcpStream>,
@@ -148,7 +174,7 @@ fn serve_connection(
 > {
     // Small responses go out as soon as they are written.
     let _ = stream.set_nodelay(true);
-    let service = router.map_request(move |request: hyper::Request<Incoming>| {
+    let service = app.map_request(move |request: hyper::Request<Incoming>| {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
         request

@@ -201,8 +201,13 @@ fn request_id(request: &mut Request) -> HeaderValue {
 
 /// 16 random hex digits.
 fn new_id() -> HeaderValue {
-    let text = format!("{:016x}", fastrand::u64(..));
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let random = fastrand::u64(..);
+    let mut text = [0u8; 16];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = DIGITS[((random >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// One debug line per request; a warning for slow requests and server errors, which carry the

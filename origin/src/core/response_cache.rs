@@ -355,7 +355,7 @@ fn respond(
     is_head: bool,
 ) -> Response {
     let status = match outcome {
-        Outcome::Hit { remaining } => CacheStatus::hit(ORIGIN).with_ttl(remaining.as_secs() as i64),
+        Outcome::Hit { remaining } => return hit(&stored, remaining, age, if_none_match, is_head),
         Outcome::Stale => CacheStatus::forward(ORIGIN, ForwardReason::Stale),
         Outcome::StaleOnError => {
             CacheStatus::forward(ORIGIN, ForwardReason::Stale).with_detail("stale-if-error")
@@ -364,10 +364,44 @@ fn respond(
             .stored(stored)
             .collapsed(collapsed),
     };
+    let status = HeaderValue::from_str(&status.to_string()).ok();
+    with_status(&stored, status, age, if_none_match, is_head)
+}
+
+/// A fresh hit: `Cache-Status: rampart-origin; hit; ttl=N`, written without the general
+/// formatter, on the origin's hottest path.
+fn hit(
+    stored: &Stored,
+    remaining: Duration,
+    age: Duration,
+    if_none_match: Option<&str>,
+    is_head: bool,
+) -> Response {
+    let status = hit_status(remaining.as_secs());
+    with_status(stored, Some(status), age, if_none_match, is_head)
+}
+
+fn hit_status(ttl: u64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let text = [HIT_PREFIX, digits.format(ttl).as_bytes()].concat();
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .expect("a token and digits are a valid header value")
+}
+
+/// What a hit's `Cache-Status` starts with (the TTL follows).
+const HIT_PREFIX: &[u8] = b"rampart-origin; hit; ttl=";
+
+fn with_status(
+    stored: &Stored,
+    status: Option<HeaderValue>,
+    age: Duration,
+    if_none_match: Option<&str>,
+    is_head: bool,
+) -> Response {
     let code = stored.status;
     let route = stored.route.clone();
     let mut headers = stored.headers.clone();
-    if let Ok(value) = HeaderValue::from_str(&status.to_string()) {
+    if let Some(value) = status {
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
     headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
@@ -408,4 +442,17 @@ fn with_head(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hit_says_what_the_general_formatter_says() {
+        for ttl in [0, 7, 299, 31_536_000] {
+            let general = CacheStatus::hit(ORIGIN).with_ttl(ttl as i64).to_string();
+            assert_eq!(hit_status(ttl).as_bytes(), general.as_bytes());
+        }
+    }
 }

@@ -3,11 +3,12 @@
 
 use axum::body::Body;
 use axum::http::{header, Request};
-use axum::Router;
 use tower::ServiceExt;
 
-/// Requests each of `paths` with `Host: host` through `router`; returns how many answered `200`.
-pub async fn warm(router: Router, host: &str, paths: &[String]) -> usize {
+use super::listener::App;
+
+/// Requests each of `paths` with `Host: host` through `app`; returns how many answered `200`.
+pub async fn warm(app: impl App, host: &str, paths: &[String]) -> usize {
     let mut warmed = 0;
     for path in paths {
         let request = Request::get(path.as_str())
@@ -17,7 +18,7 @@ pub async fn warm(router: Router, host: &str, paths: &[String]) -> usize {
             tracing::warn!(%path, "cache warming: not a valid path");
             continue;
         };
-        match router.clone().oneshot(request).await {
+        match app.clone().oneshot(request).await {
             Ok(response) if response.status().is_success() => {
                 // Drain the body so a streamed response completes its load.
                 let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await;

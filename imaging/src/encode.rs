@@ -1,5 +1,5 @@
 //! Encoders, all pure Rust and permissively licensed so that they can ship in the Worker:
-//! AVIF through `ravif` (rav1e), lossy WebP through `webp-rust`, JPEG and PNG through the `image`
+//! AVIF through rav1e ([`crate::avif`]), lossy WebP through `webp-rust`, JPEG and PNG through the `image`
 //! crate. Every output is written without metadata.
 //!
 //! AVIF is the costly one: its speed preset is picked from the output's pixel count, so that a
@@ -62,21 +62,8 @@ pub fn encode(
 
 fn avif(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
     let rgba = image.to_rgba8();
-    let (width, height) = (rgba.width() as usize, rgba.height() as usize);
-    let pixels: Vec<ravif::RGBA8> = rgba
-        .pixels()
-        .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
-        .collect();
-    let encoder = ravif::Encoder::new()
-        .with_quality(f32::from(quality))
-        .with_alpha_quality(f32::from(quality))
-        .with_speed(avif_speed((width * height) as u64))
-        .with_num_threads(Some(1));
-    // Opaque images are encoded without an alpha plane.
-    let encoded = encoder
-        .encode_rgba(ravif::Img::new(&pixels[..], width, height))
-        .map_err(|error| TransformError::Encode(error.to_string()))?;
-    Ok(encoded.avif_file)
+    let pixels = u64::from(rgba.width()) * u64::from(rgba.height());
+    crate::avif::encode(&rgba, quality, avif_speed(pixels))
 }
 
 fn webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {

@@ -6,6 +6,7 @@
 //! The limits keep a decompression bomb from reaching the decoder: a 50 000 × 50 000 PNG of a
 //! few kilobytes is refused from its header, before it could ask for gigabytes.
 
+mod avif;
 mod encode;
 mod geometry;
 

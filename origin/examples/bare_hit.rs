@@ -7,7 +7,7 @@
 //! HEAD_FILE holds `name: value` lines (as `curl -sI` prints them) and BODY_FILE the body.
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response};
 use axum::routing::get;
 use axum::Router;
 use std::time::Duration;
@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some(addr), Some(head), Some(body)) => (addr, head, body),
         _ => return Err(usage.into()),
     };
-    let mut headers = Vec::new();
+    let mut headers = HeaderMap::new();
     for line in std::fs::read_to_string(head)?.lines().skip(1) {
         let Some((name, value)) = line.trim_end().split_once(": ") else {
             continue;
@@ -32,14 +32,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if ["date", "content-length", "connection", "transfer-encoding"].contains(&name.as_str()) {
             continue;
         }
-        headers.push((name, HeaderValue::from_str(value)?));
+        headers.append(name, HeaderValue::from_str(value)?);
     }
     let body = bytes::Bytes::from(std::fs::read(body)?);
     let app = Router::new().fallback(get(move || {
         let (headers, body) = (headers.clone(), body.clone());
         async move {
+            // The head is built once and cloned, as the origin's cache does with a stored copy.
             let mut response = Response::new(Body::from(body));
-            response.headers_mut().extend(headers);
+            *response.headers_mut() = headers;
             response
         }
     }));

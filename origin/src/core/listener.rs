@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -22,6 +21,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
+
+use super::response_cache::Inner;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
@@ -72,37 +73,11 @@ pub enum Drained {
     },
 }
 
-/// What the listener serves: an axum `Router`, or any service answering requests the same way
-/// (such as the origin core's stack, which needs no routing in front of it).
-pub trait App:
-    tower::Service<
-        axum::extract::Request,
-        Response = Response,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S> App for S where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
-{
-}
-
 /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets
 /// in-flight requests finish (up to the shutdown timeout) and returns how the drain ended.
 pub async fn serve(
     listener: TcpListener,
-    app: impl App,
+    app: impl Inner,
     limits: ConnectionLimits,
     open: OpenConnections,
     shutdown: impl Future<Output = ()>,
@@ -160,7 +135,7 @@ fn serve_connection(
     builder: &Builder<TokioExecutor>,
     stream: TcpStream,
     peer: SocketAddr,
-    app: impl App,
+    app: impl Inner,
 ) -> hyper_util::server::conn::auto::UpgradeableConnection<
     '_,
     TokioIo<TcpStream>,

@@ -191,9 +191,10 @@ fn replay(parts: &Parts) -> Request {
     request
 }
 
-/// The service behind the cache: the application's router, or whatever the caller wraps.
+/// A service answering requests as an axum `Router` does: the application behind the cache, or
+/// the whole stack the listener serves.
 pub trait Inner:
-    Service<Request, Response = Response, Error = Infallible, Future: Send>
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
     + Clone
     + Send
     + Sync
@@ -202,7 +203,7 @@ pub trait Inner:
 }
 
 impl<S> Inner for S where
-    S: Service<Request, Response = Response, Error = Infallible, Future: Send>
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
         + Clone
         + Send
         + Sync

@@ -5,10 +5,10 @@ use axum::body::Body;
 use axum::http::{header, Request};
 use tower::ServiceExt;
 
-use super::listener::App;
+use super::response_cache::Inner;
 
 /// Requests each of `paths` with `Host: host` through `app`; returns how many answered `200`.
-pub async fn warm(app: impl App, host: &str, paths: &[String]) -> usize {
+pub async fn warm(app: impl Inner, host: &str, paths: &[String]) -> usize {
     let mut warmed = 0;
     for path in paths {
         let request = Request::get(path.as_str())

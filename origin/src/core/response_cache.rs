@@ -356,49 +356,18 @@ fn respond(
     is_head: bool,
 ) -> Response {
     let status = match outcome {
-        Outcome::Hit { remaining } => return hit(&stored, remaining, age, if_none_match, is_head),
-        Outcome::Stale => CacheStatus::forward(ORIGIN, ForwardReason::Stale),
-        Outcome::StaleOnError => {
-            CacheStatus::forward(ORIGIN, ForwardReason::Stale).with_detail("stale-if-error")
-        }
-        Outcome::Miss { collapsed, stored } => CacheStatus::forward(ORIGIN, ForwardReason::Miss)
-            .stored(stored)
-            .collapsed(collapsed),
+        // The hottest path: written without the general formatter.
+        Outcome::Hit { remaining } => Some(hit_status(remaining.as_secs())),
+        Outcome::Stale => general_status(CacheStatus::forward(ORIGIN, ForwardReason::Stale)),
+        Outcome::StaleOnError => general_status(
+            CacheStatus::forward(ORIGIN, ForwardReason::Stale).with_detail("stale-if-error"),
+        ),
+        Outcome::Miss { collapsed, stored } => general_status(
+            CacheStatus::forward(ORIGIN, ForwardReason::Miss)
+                .stored(stored)
+                .collapsed(collapsed),
+        ),
     };
-    let status = HeaderValue::from_str(&status.to_string()).ok();
-    with_status(&stored, status, age, if_none_match, is_head)
-}
-
-/// A fresh hit: `Cache-Status: rampart-origin; hit; ttl=N`, written without the general
-/// formatter, on the origin's hottest path.
-fn hit(
-    stored: &Stored,
-    remaining: Duration,
-    age: Duration,
-    if_none_match: Option<&str>,
-    is_head: bool,
-) -> Response {
-    let status = hit_status(remaining.as_secs());
-    with_status(stored, Some(status), age, if_none_match, is_head)
-}
-
-fn hit_status(ttl: u64) -> HeaderValue {
-    let mut digits = itoa::Buffer::new();
-    let text = [HIT_PREFIX, digits.format(ttl).as_bytes()].concat();
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-        .expect("a token and digits are a valid header value")
-}
-
-/// What a hit's `Cache-Status` starts with (the TTL follows).
-const HIT_PREFIX: &[u8] = b"rampart-origin; hit; ttl=";
-
-fn with_status(
-    stored: &Stored,
-    status: Option<HeaderValue>,
-    age: Duration,
-    if_none_match: Option<&str>,
-    is_head: bool,
-) -> Response {
     let code = stored.status;
     let route = stored.route.clone();
     let mut headers = stored.headers.clone();
@@ -435,6 +404,21 @@ fn with_status(
     }
     response
 }
+
+fn general_status(status: CacheStatus) -> Option<HeaderValue> {
+    HeaderValue::from_str(&status.to_string()).ok()
+}
+
+/// `Cache-Status: rampart-origin; hit; ttl=N`.
+fn hit_status(ttl: u64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let text = [HIT_PREFIX, digits.format(ttl).as_bytes()].concat();
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .expect("a token and digits are a valid header value")
+}
+
+/// What a hit's `Cache-Status` starts with (the TTL follows).
+const HIT_PREFIX: &[u8] = b"rampart-origin; hit; ttl=";
 
 /// A response with `status` and `headers` as they are (axum's tuple conversions would insert
 /// each header again).

@@ -103,12 +103,9 @@ fn settings(
 }
 
 /// The frame's planes, in order (Y, Cb, Cr; or the one plane of a monochrome frame).
-type Planes<'a> = [rav1e::prelude::Plane<u16>];
+type Planes = [rav1e::prelude::Plane<u16>];
 
-fn encode_frame(
-    config: Config,
-    fill: impl FnOnce(&mut Planes<'_>),
-) -> Result<Vec<u8>, TransformError> {
+fn encode_frame(config: Config, fill: impl FnOnce(&mut Planes)) -> Result<Vec<u8>, TransformError> {
     let failed = |error: &dyn std::fmt::Display| TransformError::Encode(error.to_string());
     let mut context: Context<u16> = config.new_context().map_err(|e| failed(&e))?;
     let mut frame = context.new_frame();
@@ -146,7 +143,7 @@ fn sample(value: f32, centre: f32) -> u16 {
 const CHROMA_CENTRE: f32 = 512.0;
 
 /// Luma at full resolution; each chroma sample the mean of a 2×2 block.
-fn fill_color(image: &RgbaImage, planes: &mut Planes<'_>) {
+fn fill_color(image: &RgbaImage, planes: &mut Planes) {
     let (width, height) = (image.width(), image.height());
     if let Some(luma) = planes.first_mut() {
         let mut rows = luma.mut_slice(Default::default());
@@ -184,7 +181,7 @@ fn block(cx: u32, cy: u32, width: u32, height: u32) -> impl Iterator<Item = (u32
         .filter(move |&(x, y)| x < width && y < height)
 }
 
-fn fill_alpha(image: &RgbaImage, planes: &mut Planes<'_>) {
+fn fill_alpha(image: &RgbaImage, planes: &mut Planes) {
     let Some(plane) = planes.first_mut() else {
         return;
     };

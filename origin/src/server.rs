@@ -5,15 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::response::Response;
 use axum::routing::get;
 use axum::{middleware, Router};
 use shared::policy::Policy;
 use tokio::net::TcpListener;
-use tower::util::MapResponse;
 use tower::Layer;
-use tower_http::compression::{Compression, CompressionBody};
 
 use crate::app::api::UploadLimits;
 use crate::app::store::seed::SeedSize;
@@ -195,17 +191,12 @@ impl Core {
             admission: self.admission,
         })
         .layer(routes);
-        let finish: FinishResponse = compression::weaken_etag;
-        MapResponse::new(compression::layer().layer(pipeline), finish)
+        compression::CompressLayer.layer(pipeline)
     }
 }
 
-/// The last step of every response: weaken a compressed body's ETag, box the body.
-type FinishResponse = fn(Response<CompressionBody<Body>>) -> Response;
-
 /// The origin core around an application (see [`Core::stack`]).
-pub type Stack =
-    MapResponse<Compression<Pipeline<Router>, compression::Compressible>, FinishResponse>;
+pub type Stack = compression::Compress<Pipeline<Router>>;
 
 /// The rate limiter `config` asks for: shared through Redis when `REDIS_URL` is set.
 fn rate_limiter(

@@ -2,14 +2,29 @@
 //! least 1 KiB that are not compressed already (images, archives, anything with a
 //! `Content-Encoding`); tower-http's compression layer does the work.
 //!
+//! [`Compress`] asks tower-http's own predicate first and hands a response to the layer only
+//! when the layer would change it: the layer's body type is nearly 6 KB (every encoder's state
+//! inline), and moving it costs a cache hit of a small body more than serving it.
+//!
 //! A compressed body is another representation of the resource, so a strong `ETag` becomes
 //! weak (as nginx does): `If-None-Match` still matches it, since that comparison is weak.
 
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::task::{Context, Poll};
+
 use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
+use futures::future::BoxFuture;
+use tower::{Layer, Service, ServiceExt};
 use tower_http::compression::predicate::{And, DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::{CompressionBody, CompressionLayer, CompressionLevel};
+
+use super::response_cache::Inner;
 
 /// Bodies smaller than this are sent as they are.
 pub const MIN_BYTES: u16 = 1024;
@@ -18,8 +33,8 @@ pub const MIN_BYTES: u16 = 1024;
 /// gRPC or event streams) and at least [`MIN_BYTES`].
 pub type Compressible = And<DefaultPredicate, SizeAbove>;
 
-/// The compression layer: brotli or gzip at a speed-minded level.
-pub fn layer() -> CompressionLayer<Compressible> {
+/// tower-http's compression layer: brotli or gzip at a speed-minded level.
+fn layer() -> CompressionLayer<Compressible> {
     CompressionLayer::new()
         .br(true)
         .gzip(true)
@@ -27,13 +42,130 @@ pub fn layer() -> CompressionLayer<Compressible> {
         .no_zstd()
         // Level 4 compresses text nearly as well as the defaults at a fraction of the CPU.
         .quality(CompressionLevel::Precise(4))
-        .compress_when(DefaultPredicate::new().and(SizeAbove::new(MIN_BYTES)))
+        .compress_when(compressible())
 }
 
-/// Weakens the `ETag` of a compressed response and gives it axum's body type (for
-/// `tower::util::MapResponse`, outside [`layer`]: a plain function, so the hot path gains no
-/// boxed future).
-pub fn weaken_etag(response: Response<CompressionBody<Body>>) -> Response {
+fn compressible() -> Compressible {
+    DefaultPredicate::new().and(SizeAbove::new(MIN_BYTES))
+}
+
+static LAYER: LazyLock<CompressionLayer<Compressible>> = LazyLock::new(layer);
+static PREDICATE: LazyLock<Compressible> = LazyLock::new(compressible);
+
+/// Whether [`layer`] would touch `response` (tower-http's own test): else it passes the
+/// response through unchanged, whatever the request accepts.
+fn layer_would_touch(response: &Response) -> bool {
+    let headers = response.headers();
+    !headers.contains_key(header::CONTENT_ENCODING)
+        && !headers.contains_key(header::CONTENT_RANGE)
+        && PREDICATE.should_compress(response)
+}
+
+/// Wraps a service in [`Compress`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompressLayer;
+
+impl<S> Layer<S> for CompressLayer {
+    type Service = Compress<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Compress { inner }
+    }
+}
+
+/// [`layer`] around `S`, skipped for responses it would leave unchanged.
+#[derive(Debug, Clone)]
+pub struct Compress<S> {
+    inner: S,
+}
+
+impl<S: Inner> Service<Request> for Compress<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = CompressFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let accepted = request
+            .headers()
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .cloned()
+            .collect();
+        CompressFuture::Serving {
+            inner: self.inner.call(request),
+            accepted,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of the service inside, compressed when the layer would compress it.
+    #[project = Step]
+    pub enum CompressFuture<F> {
+        /// The service inside is answering; the request's `Accept-Encoding` values are kept.
+        Serving { #[pin] inner: F, accepted: Vec<HeaderValue> },
+        /// The layer is compressing the answer.
+        Compressing { compressed: BoxFuture<'static, Response> },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for CompressFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let compressed = match self.as_mut().project() {
+                Step::Serving { inner, accepted } => {
+                    let Ok(response) = futures::ready!(inner.poll(cx));
+                    if !layer_would_touch(&response) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    compress(response, std::mem::take(accepted))
+                }
+                Step::Compressing { compressed } => return compressed.as_mut().poll(cx).map(Ok),
+            };
+            self.set(CompressFuture::Compressing { compressed });
+        }
+    }
+}
+
+/// `response` through [`layer`], as negotiated by `accepted` (the request's
+/// `Accept-Encoding` values).
+fn compress(response: Response, accepted: Vec<HeaderValue>) -> BoxFuture<'static, Response> {
+    let mut request = Request::new(Body::empty());
+    for value in accepted {
+        request.headers_mut().append(header::ACCEPT_ENCODING, value);
+    }
+    let service = LAYER.layer(Answered(Some(response)));
+    Box::pin(async move {
+        let Ok(response) = service.oneshot(request).await;
+        weaken_etag(response)
+    })
+}
+
+/// A service whose one answer is already made.
+struct Answered(Option<Response>);
+
+impl Service<Request> for Answered {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Ready<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request) -> Self::Future {
+        ready(Ok(self.0.take().unwrap_or_default()))
+    }
+}
+
+/// Weakens the `ETag` of a compressed response and gives it axum's body type.
+fn weaken_etag(response: Response<CompressionBody<Body>>) -> Response {
     let mut response = response.map(Body::new);
     if !response.headers().contains_key(header::CONTENT_ENCODING) {
         return response;
@@ -47,4 +179,76 @@ pub fn weaken_etag(response: Response<CompressionBody<Body>>) -> Response {
         response.headers_mut().insert(header::ETAG, weak);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    /// What [`Compress`] answers for a request accepting `accept` when the service inside
+    /// answers `bytes` bytes of `content_type` with a strong ETag and `extra` headers.
+    async fn answer(
+        accept: Option<&str>,
+        content_type: &'static str,
+        bytes: usize,
+        extra: &[(header::HeaderName, &'static str)],
+    ) -> (HeaderMap, usize) {
+        let extra: Vec<_> = extra.to_vec();
+        let inner = tower::service_fn(move |_request: Request| {
+            let mut response = Response::new(Body::from("a".repeat(bytes)));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+            for (name, value) in &extra {
+                headers.insert(name.clone(), HeaderValue::from_static(value));
+            }
+            ready(Ok::<_, Infallible>(response))
+        });
+        let mut request = Request::new(Body::empty());
+        if let Some(accept) = accept {
+            let value = HeaderValue::from_str(accept).expect("ascii");
+            request.headers_mut().insert(header::ACCEPT_ENCODING, value);
+        }
+        let Ok(response) = CompressLayer.layer(inner).oneshot(request).await;
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        (parts.headers, body.len())
+    }
+
+    #[tokio::test]
+    async fn large_text_is_compressed_with_a_weak_etag() {
+        let (headers, len) = answer(Some("gzip, br"), "application/json", 4096, &[]).await;
+        assert_eq!(headers[header::CONTENT_ENCODING], "br");
+        assert_eq!(headers[header::VARY], "accept-encoding");
+        assert_eq!(headers[header::ETAG], "W/\"v1\"");
+        assert!(len < 100, "{len} bytes");
+    }
+
+    #[tokio::test]
+    async fn large_text_for_a_client_without_encodings_still_varies() {
+        let (headers, len) = answer(None, "text/html", 4096, &[]).await;
+        assert!(headers.get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(headers[header::VARY], "accept-encoding");
+        assert_eq!(headers[header::ETAG], "\"v1\"");
+        assert_eq!(len, 4096);
+    }
+
+    #[tokio::test]
+    async fn small_bodies_images_and_encoded_bodies_pass_unchanged() {
+        let encoded = [(header::CONTENT_ENCODING, "gzip")];
+        for (content_type, bytes, extra) in [
+            ("application/json", 1000, &[][..]),
+            ("image/png", 4096, &[][..]),
+            ("application/json", 4096, &encoded[..]),
+        ] {
+            let (headers, len) = answer(Some("br"), content_type, bytes, extra).await;
+            assert!(
+                headers.get(header::VARY).is_none(),
+                "{content_type} {bytes}"
+            );
+            assert_eq!(headers[header::ETAG], "\"v1\"", "{content_type} {bytes}");
+            assert_eq!(len, bytes);
+        }
+    }
 }

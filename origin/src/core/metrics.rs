@@ -3,7 +3,7 @@
 //! Labels are bounded: routes are axum's matched templates (`/api/tasks/{id}`), never raw paths,
 //! and unknown methods collapse into `OTHER`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -21,6 +21,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use prometheus_client::metrics::gauge::ConstGauge;
+use rustc_hash::FxHashMap;
 
 use super::breaker::CircuitBreaker;
 use super::cache::{LevelCount, TieredCache};
@@ -226,6 +227,10 @@ pub struct Metrics {
     registry: Arc<Registry>,
     requests: Family<RequestLabels, Counter>,
     durations: DurationFamily,
+    /// Each request label set's duration histogram and counter, found by a fast hash: the
+    /// families hash with SipHash, which a request need not pay for labels it cannot choose
+    /// (route templates, known methods, statuses).
+    handles: Arc<RwLock<FxHashMap<RequestLabels, (Histogram, Counter)>>>,
     rate_limited: Family<TierLabels, Counter>,
     database: DbMetrics,
 }
@@ -364,6 +369,7 @@ impl Metrics {
             registry: Arc::new(registry),
             requests,
             durations,
+            handles: Arc::default(),
             rate_limited,
             database,
         }
@@ -425,26 +431,39 @@ impl Metrics {
     /// Records one request's count and latency, by the route template its response carries
     /// ([`RouteTemplate`]), or `unmatched`.
     pub fn observe(&self, method: &Method, response: &Response, elapsed: Duration) {
-        let method = method_label(method);
-        let route = RouteLabel(response.extensions().get::<RouteTemplate>().map_or_else(
-            || Arc::from("unmatched"),
+        let route = response.extensions().get::<RouteTemplate>().map_or_else(
+            || Arc::clone(&UNMATCHED),
             |template| Arc::clone(&template.0),
-        ));
-        self.durations
+        );
+        let labels = RequestLabels {
+            method: method_label(method),
+            route: RouteLabel(route),
+            status: response.status().as_u16(),
+        };
+        let seconds = elapsed.as_secs_f64();
+        let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((duration, count)) = handles.get(&labels) {
+            duration.observe(seconds);
+            count.inc();
+            return;
+        }
+        drop(handles);
+        let duration = self
+            .durations
             .get_or_create(&RouteLabels {
-                method,
-                route: route.clone(),
+                method: labels.method,
+                route: labels.route.clone(),
             })
-            .observe(elapsed.as_secs_f64());
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                route,
-                status: response.status().as_u16(),
-            })
-            .inc();
+            .clone();
+        let count = self.requests.get_or_create(&labels).clone();
+        duration.observe(seconds);
+        count.inc();
+        let mut handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        handles.insert(labels, (duration, count));
     }
 }
+
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
 
 /// `GET /metrics`.
 pub async fn endpoint(State(metrics): State<Metrics>) -> impl IntoResponse {

@@ -10,6 +10,7 @@ pub mod database;
 pub mod edge_purge;
 pub mod errors;
 pub mod extract;
+pub mod header_values;
 pub mod health;
 pub mod listener;
 pub mod metrics;

@@ -25,6 +25,7 @@ use shared::rate_limit::{is_crawler, RateLimitTier};
 use super::admission::{Admission, Admitted};
 use super::client::EdgeTrust;
 use super::errors::{ApiError, ErrorCode};
+use super::header_values::decimal;
 use super::metrics::Metrics;
 use super::policy_headers::{PolicyHeaders, Prepared, RouteCaching};
 use super::rate_limit::{RateLimiter, Verdict};
@@ -276,9 +277,9 @@ fn rate_limit_headers(verdict: &Verdict, headers: &mut HeaderMap) {
         .checked_add(verdict.reset_after)
         .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |at| at.as_secs() + u64::from(at.subsec_nanos() > 0));
-    headers.insert(LIMIT.clone(), HeaderValue::from(verdict.limit));
-    headers.insert(REMAINING.clone(), HeaderValue::from(verdict.remaining));
-    headers.insert(RESET.clone(), HeaderValue::from(reset));
+    headers.insert(LIMIT.clone(), decimal(verdict.limit.into()));
+    headers.insert(REMAINING.clone(), decimal(verdict.remaining.into()));
+    headers.insert(RESET.clone(), decimal(reset));
 }
 
 static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");

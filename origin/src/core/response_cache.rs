@@ -26,6 +26,7 @@ use shared::validators::{if_none_match_matches, EntityTag};
 use tower::{Service, ServiceExt};
 
 use super::cache::{CacheOptions, Loaded, Outcome, TieredCache};
+use super::header_values::decimal;
 use super::metrics::RouteTemplate;
 use super::policy_headers::RouteCaching;
 
@@ -374,7 +375,7 @@ fn respond(
     if let Some(value) = status {
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
-    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    headers.insert(header::AGE, decimal(age.as_secs()));
     if code == StatusCode::OK {
         if let Some(inm) = if_none_match {
             let etag = headers

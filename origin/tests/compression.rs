@@ -15,7 +15,8 @@ async fn text_is_compressed_as_negotiated_and_revalidates() {
     let plain = get("identity").await.expect("up");
     assert!(plain.headers().get("content-encoding").is_none());
     let plain_etag = plain.headers()["etag"].to_str().expect("ascii").to_owned();
-    let plain_len = plain.bytes().await.expect("body").len();
+    let plain_body = plain.bytes().await.expect("body");
+    let plain_len = plain_body.len();
     assert!(plain_len > 1024, "a list large enough to compress");
 
     for (accept, expected) in [("gzip, deflate, br", "br"), ("gzip", "gzip")] {
@@ -35,7 +36,15 @@ async fn text_is_compressed_as_negotiated_and_revalidates() {
             format!("W/{plain_etag}"),
             "a weak validator for the encoding"
         );
-        let compressed = response.bytes().await.expect("body").len();
+        let status = response.headers()["cache-status"].to_str().expect("ascii");
+        assert!(status.contains("; hit"), "served from the cache: {status}");
+        let body = response.bytes().await.expect("body");
+        assert_eq!(
+            decode(expected, &body),
+            plain_body,
+            "{expected} decodes to the same bytes"
+        );
+        let compressed = body.len();
         assert!(
             compressed * 3 < plain_len,
             "{compressed} of {plain_len} bytes"
@@ -60,4 +69,17 @@ async fn text_is_compressed_as_negotiated_and_revalidates() {
         small.headers().get("content-encoding").is_none(),
         "under 1 KiB"
     );
+}
+
+/// `body` decoded from `coding` (`br` or `gzip`).
+fn decode(coding: &str, body: &[u8]) -> Vec<u8> {
+    let mut decoded = Vec::new();
+    match coding {
+        "br" => brotli::BrotliDecompress(&mut &body[..], &mut decoded).expect("brotli"),
+        _ => {
+            let mut decoder = flate2::read::GzDecoder::new(body);
+            std::io::Read::read_to_end(&mut decoder, &mut decoded).expect("gzip");
+        }
+    }
+    decoded
 }

@@ -6,19 +6,25 @@
 //! when the layer would change it: the layer's body type is nearly 6 KB (every encoder's state
 //! inline), and moving it costs a cache hit of a small body more than serving it.
 //!
+//! The response cache serves its entries' compressed forms itself ([`Coding`], [`negotiate`],
+//! [`compressible`]): each entry is compressed once per coding, then served many times, as
+//! Varnish does, rather than compressed again on every hit.
+//!
 //! A compressed body is another representation of the resource, so a strong `ETag` becomes
 //! weak (as nginx does): `If-None-Match` still matches it, since that comparison is weak.
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
+use std::io::Write;
 use std::pin::Pin;
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::compression::predicate::{And, DefaultPredicate, Predicate, SizeAbove};
@@ -40,17 +46,16 @@ fn layer() -> CompressionLayer<Compressible> {
         .gzip(true)
         .no_deflate()
         .no_zstd()
-        // Level 4 compresses text nearly as well as the defaults at a fraction of the CPU.
-        .quality(CompressionLevel::Precise(4))
-        .compress_when(compressible())
+        .quality(CompressionLevel::Precise(LEVEL))
+        .compress_when(predicate())
 }
 
-fn compressible() -> Compressible {
+fn predicate() -> Compressible {
     DefaultPredicate::new().and(SizeAbove::new(MIN_BYTES))
 }
 
 static LAYER: LazyLock<CompressionLayer<Compressible>> = LazyLock::new(layer);
-static PREDICATE: LazyLock<Compressible> = LazyLock::new(compressible);
+static PREDICATE: LazyLock<Compressible> = LazyLock::new(predicate);
 
 /// Whether [`layer`] would touch `response` (tower-http's own test): else it passes the
 /// response through unchanged, whatever the request accepts. The size comes first: it is the
@@ -61,6 +66,103 @@ fn layer_would_touch(response: &Response) -> bool {
         && !headers.contains_key(header::CONTENT_ENCODING)
         && !headers.contains_key(header::CONTENT_RANGE)
         && PREDICATE.should_compress(response)
+}
+
+/// Whether [`layer`] would compress a response with `headers` and `body`: what the response
+/// cache asks once per entry before it serves the entry compressed itself.
+pub fn compressible(headers: &HeaderMap, body: &Bytes) -> bool {
+    let mut response = Response::new(Body::from(body.clone()));
+    *response.headers_mut() = headers.clone();
+    layer_would_touch(&response)
+}
+
+/// A content coding the origin compresses with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Coding {
+    /// `gzip`.
+    Gzip,
+    /// `br` (brotli), preferred over gzip at equal weight.
+    Brotli,
+}
+
+impl Coding {
+    /// The coding's `Content-Encoding` token.
+    pub fn token(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Gzip => "gzip",
+            Self::Brotli => "br",
+        })
+    }
+
+    /// `body` compressed, at the level [`layer`] uses; `None` if the encoder failed.
+    pub fn encode(self, body: &[u8]) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(body.len() / 4 + 64);
+        match self {
+            Self::Brotli => {
+                let params = brotli::enc::BrotliEncoderParams {
+                    quality: LEVEL,
+                    ..Default::default()
+                };
+                brotli::BrotliCompress(&mut &body[..], &mut out, &params).ok()?;
+            }
+            Self::Gzip => {
+                let level = flate2::Compression::new(LEVEL.unsigned_abs());
+                let mut encoder = flate2::write::GzEncoder::new(&mut out, level);
+                encoder.write_all(body).ok()?;
+                encoder.finish().ok()?;
+            }
+        }
+        Some(out.into())
+    }
+}
+
+/// The compression level: 4 compresses text nearly as well as the defaults at a fraction of
+/// the CPU.
+const LEVEL: i32 = 4;
+
+/// The coding a request's `Accept-Encoding` values prefer, as tower-http negotiates: the
+/// highest q-value wins, brotli before gzip before identity at equal weight, `q=0` refuses;
+/// `None` means the body goes as it is.
+pub fn negotiate<'a>(accepted: impl IntoIterator<Item = &'a HeaderValue>) -> Option<Coding> {
+    accepted
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|item| {
+            let mut parts = item.splitn(2, ';');
+            let token = parts.next().unwrap_or_default().trim();
+            let coding = if token.eq_ignore_ascii_case("br") {
+                Some(Coding::Brotli)
+            } else if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
+                Some(Coding::Gzip)
+            } else if token.eq_ignore_ascii_case("identity") {
+                None
+            } else {
+                return None;
+            };
+            let weight = parts.next().map_or(Some(1000), |q| q_value(q.trim()))?;
+            Some((weight, coding))
+        })
+        .filter(|(weight, _)| *weight > 0)
+        .max()
+        .and_then(|(_, coding)| coding)
+}
+
+/// A q-value (`q=0.5`) in thousandths, `None` when malformed.
+fn q_value(text: &str) -> Option<u16> {
+    let number = text
+        .strip_prefix("q=")
+        .or_else(|| text.strip_prefix("Q="))?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 /// Wraps a service in [`Compress`].
@@ -216,6 +318,48 @@ mod tests {
         let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
         (parts.headers, body.len())
+    }
+
+    #[test]
+    fn negotiation_follows_q_values_and_prefers_brotli() {
+        let cases = [
+            ("gzip, deflate, br", Some(Coding::Brotli)),
+            ("gzip", Some(Coding::Gzip)),
+            ("x-gzip;q=0.8, identity;q=0.5", Some(Coding::Gzip)),
+            ("br;q=0.5, gzip;q=0.6", Some(Coding::Gzip)),
+            ("BR;Q=1", Some(Coding::Brotli)),
+            ("identity", None),
+            ("identity;q=1, br;q=0.9", None),
+            ("br;q=0, gzip;q=0", None),
+            ("br;q=2, gzip;q=0.1", Some(Coding::Gzip)),
+            ("br;q=0.0001", None),
+            ("deflate, zstd", None),
+            ("", None),
+        ];
+        for (accept, expected) in cases {
+            let value = HeaderValue::from_static(accept);
+            assert_eq!(negotiate([&value]), expected, "{accept}");
+        }
+        let values = [
+            HeaderValue::from_static("gzip;q=0.5"),
+            HeaderValue::from_static("br;q=0.4"),
+        ];
+        assert_eq!(negotiate(&values), Some(Coding::Gzip));
+    }
+
+    #[test]
+    fn encoded_bodies_decode_to_the_original() {
+        let text = "task tracker ".repeat(500);
+        let brotli = Coding::Brotli.encode(text.as_bytes()).expect("encodes");
+        let mut decoded = Vec::new();
+        brotli::BrotliDecompress(&mut &brotli[..], &mut decoded).expect("decodes");
+        assert_eq!(decoded, text.as_bytes());
+        let gzip = Coding::Gzip.encode(text.as_bytes()).expect("encodes");
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut decoded)
+            .expect("decodes");
+        assert_eq!(decoded, text.as_bytes());
+        assert!(brotli.len() * 10 < text.len() && gzip.len() * 10 < text.len());
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! with a strong `ETag`, `Age`, and `Cache-Status: rampart-origin; …`; a matching
 //! `If-None-Match` gets `304`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, HttpBody};
@@ -26,6 +26,7 @@ use shared::validators::{if_none_match_matches, EntityTag};
 use tower::{Service, ServiceExt};
 
 use super::cache::{CacheOptions, Loaded, Outcome, TieredCache};
+use super::compression::{self, Coding};
 use super::header_values::decimal;
 use super::metrics::RouteTemplate;
 use super::policy_headers::RouteCaching;
@@ -143,6 +144,18 @@ struct Stored {
     route: Option<RouteTemplate>,
     headers: HeaderMap,
     body: Bytes,
+    /// Whether the compression layer would compress the body.
+    compressible: bool,
+    /// The body in each [`Coding`], made when first asked for (`None`: the encoder failed).
+    encoded: [OnceLock<Option<Bytes>>; 2],
+}
+
+impl Stored {
+    /// The body in `coding`, compressed on the first request for it.
+    fn encoded(&self, coding: Coding) -> Option<&Bytes> {
+        let slot = &self.encoded[coding as usize];
+        slot.get_or_init(|| coding.encode(&self.body)).as_ref()
+    }
 }
 
 fn decode(value: &Bytes) -> Option<Stored> {
@@ -176,8 +189,10 @@ fn decode(value: &Bytes) -> Option<Stored> {
     Some(Stored {
         status,
         route,
+        compressible: compression::compressible(&headers, &body),
         headers,
         body,
+        encoded: Default::default(),
     })
 }
 
@@ -243,6 +258,7 @@ impl ResponseCache {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let is_head = request.method() == Method::HEAD;
+        let coding = compression::negotiate(request.headers().get_all(header::ACCEPT_ENCODING));
         let (parts, body) = request.into_parts();
         // Shared with the loader, which copies it only when it runs (never on a hit).
         let parts = Arc::new(parts);
@@ -289,7 +305,7 @@ impl ResponseCache {
             cached.outcome,
             cached.age,
             if_none_match.as_deref(),
-            is_head,
+            (!is_head).then_some(coding),
         )
     }
 }
@@ -354,7 +370,8 @@ fn respond(
     outcome: Outcome,
     age: Duration,
     if_none_match: Option<&str>,
-    is_head: bool,
+    // `None` for HEAD (no body), else the coding the request negotiated (`Some(None)`: none).
+    body_coding: Option<Option<Coding>>,
 ) -> Response {
     let status = match outcome {
         // The hottest path: written without the general formatter.
@@ -393,10 +410,10 @@ fn respond(
             }
         }
     }
-    let body = if is_head {
-        Body::empty()
-    } else {
-        Body::from(stored.body.clone())
+    let body = match body_coding {
+        None => Body::empty(),
+        Some(coding) if stored.compressible => Body::from(in_coding(&stored, coding, &mut headers)),
+        Some(_) => Body::from(stored.body.clone()),
     };
     let mut response = with_head(code, headers, body);
     response.extensions_mut().insert(Stamped);
@@ -404,6 +421,34 @@ fn respond(
         response.extensions_mut().insert(route);
     }
     response
+}
+
+/// The body of a compressible entry in `coding` (as it is when `None` or when the encoder
+/// failed), with the headers the compression layer would have written.
+fn in_coding(stored: &Stored, coding: Option<Coding>, headers: &mut HeaderMap) -> Bytes {
+    let varies = headers.get_all(header::VARY).iter().any(|value| {
+        let value = value.as_bytes();
+        value
+            .windows(b"accept-encoding".len())
+            .any(|name| name.eq_ignore_ascii_case(b"accept-encoding"))
+    });
+    if !varies {
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    let Some((coding, body)) = coding.and_then(|c| Some((c, stored.encoded(c)?))) else {
+        return stored.body.clone();
+    };
+    headers.remove(header::ACCEPT_RANGES);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(header::CONTENT_ENCODING, coding.token());
+    let weak = headers
+        .get(header::ETAG)
+        .filter(|etag| etag.as_bytes().starts_with(b"\""))
+        .and_then(|etag| HeaderValue::from_bytes(&[b"W/", etag.as_bytes()].concat()).ok());
+    if let Some(weak) = weak {
+        headers.insert(header::ETAG, weak);
+    }
+    body.clone()
 }
 
 fn general_status(status: CacheStatus) -> Option<HeaderValue> {

@@ -4,7 +4,8 @@
 #      (same load generator, wrk, same connections and duration): requests/s and p99, against
 #      plain nginx and against nginx adding the same response headers (same bytes on the wire);
 #      and the origin's whole middleware stack against a bare axum handler sending the same
-#      head and body with no layers (origin/examples/bare_hit.rs);
+#      head and body with no layers (origin/examples/bare_hit.rs); and a cached page of 100
+#      tasks asked for with Accept-Encoding: br against nginx serving the same brotli bytes;
 #   2. 500 concurrent requests for one cold key: database queries caused;
 #   3. stale-while-revalidate: p99 of answers served stale against p99 of fresh hits;
 #   4. export of 1,000,000 audit events: rows/s and peak RSS growth of the origin.
@@ -22,7 +23,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 if [ "$(nproc)" -ge 2 ]; then
   SERVER_CPU=(taskset -c 0)
@@ -73,6 +74,10 @@ mkdir -p "$WORK/www"
 chmod 755 "$WORK" "$WORK/www"
 curl -sf "$TASK_URL" -o "$WORK/www/task.json"
 curl -sfI "$TASK_URL" | grep -qi '^cache-status: rampart-origin; hit' || die "the task is not cached"
+# A page of 100 tasks (32 KB of JSON), compressed: the cache keeps a brotli copy.
+LIST_URL="http://127.0.0.1:$ORIGIN_PORT/api/tasks?limit=100"
+curl -sf -H 'accept-encoding: br' "$LIST_URL" -o "$WORK/www/list.json.br"
+curl -sf -D - -o /dev/null -H 'accept-encoding: br' "$LIST_URL" | grep -qi '^content-encoding: br' || die "the page is not brotli-compressed"
 # The middleware peer: a bare axum handler sending the hit's head and body, with no layers.
 curl -sfI "$TASK_URL" | tr -d '\r' >"$WORK/hit-head.txt"
 "${SERVER_CPU[@]}" "$ROOT/target/release/examples/bare_hit" "127.0.0.1:$BARE_PORT" "$WORK/hit-head.txt" "$WORK/www/task.json" &
@@ -97,6 +102,11 @@ http {
   server {
     listen 127.0.0.1:$NGINX_PORT;
     root $WORK/www;
+    location = /list.json.br {
+      default_type application/json;
+      add_header Content-Encoding br always;
+      add_header Vary Accept-Encoding always;
+    }
     location = /same-headers/task.json {
       alias $WORK/www/task.json;
       include $WORK/headers.conf;
@@ -130,7 +140,8 @@ run_wrk() {
   shift
   [ ${#LOAD_CPU[@]} -gt 0 ] && threads=1
   before=$(cpu_ticks "$@")
-  "${LOAD_CPU[@]}" wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$url" >"$WORK/wrk.txt"
+  "${LOAD_CPU[@]}" wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
+    ${WRK_HEADER:+-H "$WRK_HEADER"} "$url" >"$WORK/wrk.txt"
   after=$(cpu_ticks "$@")
   requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
@@ -147,7 +158,10 @@ for round in $(seq "$ROUNDS"); do
   read -r SAME_RPS SAME_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" $NGINX_PIDS)
   read -r BARE_RPS BARE_P99 BARE_CPU < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7" "$BARE_PID")
   read -r ORIGIN_RPS ORIGIN_P99 ORIGIN_CPU < <(run_wrk "$TASK_URL" "$ORIGIN_PID")
-  echo "$round $NGINX_RPS $NGINX_P99 $NGINX_CPU $SAME_RPS $SAME_P99 $BARE_RPS $BARE_P99 $BARE_CPU $ORIGIN_RPS $ORIGIN_P99 $ORIGIN_CPU" | tee -a "$WORK/rounds.txt"
+  # shellcheck disable=SC2086
+  read -r BR_NGINX_RPS BR_NGINX_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/list.json.br" $NGINX_PIDS)
+  read -r BR_ORIGIN_RPS BR_ORIGIN_P99 _ < <(WRK_HEADER='accept-encoding: br' run_wrk "$LIST_URL" "$ORIGIN_PID")
+  echo "$round $NGINX_RPS $NGINX_P99 $NGINX_CPU $SAME_RPS $SAME_P99 $BARE_RPS $BARE_P99 $BARE_CPU $ORIGIN_RPS $ORIGIN_P99 $ORIGIN_CPU $BR_NGINX_RPS $BR_NGINX_P99 $BR_ORIGIN_RPS $BR_ORIGIN_P99" | tee -a "$WORK/rounds.txt"
 done
 kill "$BARE_PID" "$NGINX_PID" 2>/dev/null || true
 BARE_PID=
@@ -181,7 +195,7 @@ cargo bench --quiet -p origin --bench cache_figures 2>/dev/null | tee "$WORK/fig
 printf "\nFigures (loopback; %s; %d rounds of %d s per peer; medians over rounds)\n" \
   "$([ ${#SERVER_CPU[@]} -gt 0 ] && echo "each server alone on core 0, wrk on core 1" || echo "server and wrk share the cores")" "$ROUNDS" "$SECONDS_PER_RUN"
 echo "  cached GET /api/tasks/7, same body; response head: origin $ORIGIN_HEAD B, nginx $NGINX_HEAD B, nginx with the same headers $SAME_HEAD B"
-echo "  per round: round, nginx req/s p99 CPU-us, same-headers nginx req/s p99, bare req/s p99 CPU-us, origin req/s p99 CPU-us"
+echo "  per round: round, nginx req/s p99 CPU-us, same-headers nginx req/s p99, bare req/s p99 CPU-us, origin req/s p99 CPU-us, brotli page: nginx req/s p99, origin req/s p99"
 sed 's/^/    /' "$WORK/rounds.txt"
 # Per-round ratios, then their medians (the middle value; the mean of the middle two when even).
 sort_median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -189,6 +203,7 @@ ratio() { awk "{printf \"%.4f\\n\", $1}" "$WORK/rounds.txt" | sort_median; }
 awk -v nginx="$(ratio '$10 / $2')" -v nginx_p99="$(ratio '$11 / $3')" \
     -v same="$(ratio '$10 / $5')" -v same_p99="$(ratio '$11 / $6')" \
     -v bare="$(ratio '$10 / $7')" -v bare_p99="$(ratio '$11 / $8')" \
+    -v br="$(ratio '$15 / $13')" -v br_p99="$(ratio '$16 / $14')" \
     -v bare_cpu="$(ratio '$9 / $12')" -v nginx_cpu="$(ratio '$4 / $12')" \
     -v origin_cpu="$(awk '{print $12}' "$WORK/rounds.txt" | sort_median)" \
     -v rows="$ROWS" -v secs="$EXPORT_SECONDS" -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" \
@@ -196,6 +211,7 @@ awk -v nginx="$(ratio '$10 / $2')" -v nginx_p99="$(ratio '$11 / $3')" \
   printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", nginx, nginx_p99
   printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx\n", same, same_p99
   printf "    origin full stack / bare handler:     throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", bare, bare_p99
+  printf "    brotli page of 100 tasks, origin / nginx serving the same bytes: throughput %.2fx, p99 %.2fx\n", br, br_p99
   printf "    server CPU per request: origin %.1f us; bare / origin %.2fx, nginx / origin %.2fx\n", origin_cpu, bare_cpu, nginx_cpu
   printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
   printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024

@@ -6,7 +6,8 @@
 //! length under the body limit, without `Set-Cookie`, `private` or `no-store`; anything else is
 //! passed through unchanged (streamed responses keep streaming). Every cached response leaves
 //! with a strong `ETag`, `Age`, and `Cache-Status: rampart-origin; …`; a matching
-//! `If-None-Match` gets `304`.
+//! `If-None-Match` gets `304`. An entry the compression layer would compress is compressed here
+//! instead, once per coding, and that copy is served to every request negotiating the coding.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -146,7 +147,8 @@ struct Stored {
     body: Bytes,
     /// Whether the compression layer would compress the body.
     compressible: bool,
-    /// The body in each [`Coding`], made when first asked for (`None`: the encoder failed).
+    /// The body in each [`Coding`], made when first asked for (`None`: the encoder failed, or
+    /// its output was no smaller than the body, which then goes as it is).
     encoded: [OnceLock<Option<Bytes>>; 2],
 }
 
@@ -154,7 +156,12 @@ impl Stored {
     /// The body in `coding`, compressed on the first request for it.
     fn encoded(&self, coding: Coding) -> Option<&Bytes> {
         let slot = &self.encoded[coding as usize];
-        slot.get_or_init(|| coding.encode(&self.body)).as_ref()
+        slot.get_or_init(|| {
+            coding
+                .encode(&self.body)
+                .filter(|encoded| encoded.len() < self.body.len())
+        })
+        .as_ref()
     }
 }
 

@@ -247,7 +247,7 @@ fn compress(response: Response, accepted: Vec<HeaderValue>) -> BoxFuture<'static
     let service = LAYER.layer(Answered(Some(response)));
     Box::pin(async move {
         let Ok(response) = service.oneshot(request).await;
-        weaken_etag(response)
+        finish(response)
     })
 }
 
@@ -268,21 +268,24 @@ impl Service<Request> for Answered {
     }
 }
 
-/// Weakens the `ETag` of a compressed response and gives it axum's body type.
-fn weaken_etag(response: Response<CompressionBody<Body>>) -> Response {
+/// A compressed response from [`layer`] with axum's body type, its `ETag` weakened.
+fn finish(response: Response<CompressionBody<Body>>) -> Response {
     let mut response = response.map(Body::new);
-    if !response.headers().contains_key(header::CONTENT_ENCODING) {
-        return response;
-    }
-    let strong = response
-        .headers()
-        .get(header::ETAG)
-        .filter(|etag| etag.as_bytes().starts_with(b"\""))
-        .map(|etag| [b"W/", etag.as_bytes()].concat());
-    if let Some(weak) = strong.and_then(|weak| HeaderValue::from_bytes(&weak).ok()) {
-        response.headers_mut().insert(header::ETAG, weak);
+    if response.headers().contains_key(header::CONTENT_ENCODING) {
+        weaken_etag(response.headers_mut());
     }
     response
+}
+
+/// Makes a strong `ETag` weak: a compressed body is another representation of the resource.
+pub fn weaken_etag(headers: &mut HeaderMap) {
+    let weak = headers
+        .get(header::ETAG)
+        .filter(|etag| etag.as_bytes().starts_with(b"\""))
+        .and_then(|etag| HeaderValue::from_bytes(&[b"W/", etag.as_bytes()].concat()).ok());
+    if let Some(weak) = weak {
+        headers.insert(header::ETAG, weak);
+    }
 }
 
 #[cfg(test)]

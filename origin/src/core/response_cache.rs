@@ -448,13 +448,7 @@ fn in_coding(stored: &Stored, coding: Option<Coding>, headers: &mut HeaderMap) -
     headers.remove(header::ACCEPT_RANGES);
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(header::CONTENT_ENCODING, coding.token());
-    let weak = headers
-        .get(header::ETAG)
-        .filter(|etag| etag.as_bytes().starts_with(b"\""))
-        .and_then(|etag| HeaderValue::from_bytes(&[b"W/", etag.as_bytes()].concat()).ok());
-    if let Some(weak) = weak {
-        headers.insert(header::ETAG, weak);
-    }
+    compression::weaken_etag(headers);
     body.clone()
 }
 

@@ -157,7 +157,11 @@ fn q_value(text: &str) -> Option<u16> {
     if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    let thousandths = fraction
+        .bytes()
+        .zip([100, 10, 1])
+        .map(|(digit, place)| u16::from(digit - b'0') * place)
+        .sum::<u16>();
     match whole {
         "0" => Some(thousandths),
         "1" if thousandths == 0 => Some(1000),

@@ -179,7 +179,8 @@ impl Core {
             )
             .route_layer(middleware::from_fn(metrics::tag_route))
             .fallback(errors::route_not_found);
-        // Outermost: hits are compressed on their way out, as negotiated per request.
+        // Outermost: compression of what the cache did not compress already (its hits come
+        // with the copy in the negotiated coding).
         // Inside: policy, response cache (hits skip the router) and metrics, in one service.
         let pipeline = PipelineLayer::new(Stages {
             policy: policy_headers::PolicyHeaders::new(self.policy),

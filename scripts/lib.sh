@@ -71,6 +71,8 @@ ensure_edge_tools() {
   cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build
   cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
   ensure_wasm_target
+  # libwebp is C: clang compiles it for wasm32 against wasi-libc's headers.
+  apt_install clang llvm wasi-libc
 }
 
 # Prefer an installed rustup wasm32 target; otherwise build std for wasm32 with Debian's rustc.
@@ -95,6 +97,11 @@ wasm_env() {
   WASM_BINDGEN_BIN=$(command -v wasm-bindgen)
   WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
   ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+  # C for wasm32 (libwebp): clang, with wasi-libc's headers. They declare the C library for
+  # WASI only, so the C code is compiled for wasm32-wasi, whose objects link into the
+  # wasm32-unknown-unknown Worker; imaging's c_runtime answers the few C library calls.
+  export CC_wasm32_unknown_unknown=clang AR_wasm32_unknown_unknown=llvm-ar
+  export CFLAGS_wasm32_unknown_unknown="--target=wasm32-wasi -isystem ${WASI_INCLUDE:-/usr/include/wasm32-wasi}"
   if [ "${WASM_ROUTE:-}" = debian ]; then
     export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort
     CARGO_TARGET_DIR="$ROOT/target/wasm-debian"

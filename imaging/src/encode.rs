@@ -1,6 +1,6 @@
-//! Encoders, all pure Rust and permissively licensed so that they can ship in the Worker:
-//! AVIF through rav1e ([`crate::avif`]), lossy WebP through `webp-rust`, JPEG and PNG through the `image`
-//! crate. Every output is written without metadata.
+//! Encoders, all permissively licensed so that they can ship in the Worker: AVIF through rav1e
+//! ([`crate::avif`]), lossy WebP through libwebp ([`crate::webp`]), JPEG and PNG through the
+//! `image` crate. Every output is written without metadata.
 //!
 //! AVIF is the costly one: its speed preset is picked from the output's pixel count, so that a
 //! large image is encoded quickly rather than slowly and well (see [`avif_speed`]).
@@ -54,7 +54,7 @@ pub fn encode(
     let quality = quality.clamp(1, 100);
     match format {
         ImageFormat::Avif => avif(image, quality),
-        ImageFormat::Webp => webp(image, quality),
+        ImageFormat::Webp => crate::webp::encode(image, quality),
         ImageFormat::Jpeg => jpeg(image, quality),
         ImageFormat::Png => png(image),
     }
@@ -64,24 +64,6 @@ fn avif(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
     let rgba = image.to_rgba8();
     let pixels = u64::from(rgba.width()) * u64::from(rgba.height());
     crate::avif::encode(&rgba, quality, avif_speed(pixels))
-}
-
-fn webp(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {
-    let rgba = image.to_rgba8();
-    let buffer = webp_rust::ImageBuffer {
-        width: rgba.width() as usize,
-        height: rgba.height() as usize,
-        rgba: rgba.into_raw(),
-    };
-    // Without spatial noise shaping: at equal bytes the output is a quarter closer to the
-    // source by DSSIM on photographs (measured by scripts/bench-images.sh).
-    let config = webp_rust::LossyEncodingConfig {
-        quality: f32::from(quality),
-        sns_strength: 0,
-        ..webp_rust::LossyEncodingConfig::default()
-    };
-    webp_rust::encode_lossy_with_config(&buffer, &config, None)
-        .map_err(|error| TransformError::Encode(error.to_string()))
 }
 
 fn jpeg(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TransformError> {

@@ -22,6 +22,7 @@ const SLOW_PHOTO: &str = "/images/slow.jpg";
 /// The origin's images, and how many times each was fetched.
 struct Images {
     photo: Vec<u8>,
+    logo: Vec<u8>,
     bomb: Vec<u8>,
     fetched: AtomicU32,
 }
@@ -40,6 +41,19 @@ fn photo() -> Vec<u8> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
         .write_image(image.as_raw(), 640, 400, image::ExtendedColorType::Rgb8)
+        .expect("encodes");
+    out
+}
+
+/// A 240 × 160 PNG in three bands: transparent, half transparent, opaque.
+fn logo() -> Vec<u8> {
+    let image = image::RgbaImage::from_fn(240, 160, |x, y| {
+        let alpha = [0, 128, 255][(x / 80) as usize];
+        image::Rgba([(x + y) as u8, 90, (y * 3 / 2) as u8, alpha])
+    });
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(image.as_raw(), 240, 160, image::ExtendedColorType::Rgba8)
         .expect("encodes");
     out
 }
@@ -63,6 +77,7 @@ async fn serve(State(images): State<Arc<Images>>, request: Request) -> axum::res
             (images.photo.clone(), "image/jpeg")
         }
         "/images/bomb.png" => (images.bomb.clone(), "image/png"),
+        "/images/logo.png" => (images.logo.clone(), "image/png"),
         _ => return ([(header::CACHE_CONTROL, "no-store")], "ready").into_response(),
     };
     images.fetched.fetch_add(1, Ordering::SeqCst);
@@ -82,6 +97,7 @@ async fn image_origin() -> (String, Arc<Images>) {
     let url = format!("http://{}", listener.local_addr().expect("address"));
     let images = Arc::new(Images {
         photo: photo(),
+        logo: logo(),
         bomb: bomb(),
         fetched: AtomicU32::new(0),
     });
@@ -214,6 +230,33 @@ async fn each_client_gets_the_best_format_it_names_made_once() {
     assert_eq!(fixed.content_type, "image/webp");
     assert!(!fixed.vary.contains("Accept"), "{:?}", fixed.vary);
     assert_eq!(size(&fixed.bytes), (200, 125));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparency_survives_webp_conversion_in_workerd() {
+    // libwebp, compiled to wasm32, stores alpha as a losslessly compressed plane.
+    let (origin, _images) = image_origin().await;
+    let edge = Edge::start(&origin).await;
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/cdn-cgi/image/width=120,format=webp/images/logo.png",
+        edge.url
+    );
+    let answer = get(&client, &url, "*/*").await;
+    assert_eq!(answer.content_type, "image/webp");
+    let decoded = image::load_from_memory(&answer.bytes)
+        .expect("the WebP decodes")
+        .to_rgba8();
+    assert_eq!(decoded.dimensions(), (120, 80));
+    // Band centres, away from the edges the resize blends.
+    let alpha = |x: u32| decoded.get_pixel(x, 40)[3];
+    assert_eq!(alpha(20), 0, "the transparent band");
+    assert!(
+        (120..=136).contains(&alpha(60)),
+        "the half-transparent band has alpha {}",
+        alpha(60)
+    );
+    assert_eq!(alpha(100), 255, "the opaque band");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,8 +71,9 @@ ensure_edge_tools() {
   cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build
   cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
   ensure_wasm_target
-  # libwebp is C: clang compiles it for wasm32 against wasi-libc's headers.
-  apt_install clang llvm wasi-libc
+  # libaom and libwebp are C: clang compiles them for wasm32 against wasi-libc's headers;
+  # libaom builds with CMake, and natively (the imaging tests) with nasm for its x86 assembly.
+  apt_install clang llvm wasi-libc libc++-14-dev-wasm32 cmake nasm
 }
 
 # Prefer an installed rustup wasm32 target; otherwise build std for wasm32 with Debian's rustc.
@@ -97,11 +98,17 @@ wasm_env() {
   WASM_BINDGEN_BIN=$(command -v wasm-bindgen)
   WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
   ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
-  # C for wasm32 (libwebp): clang, with wasi-libc's headers. They declare the C library for
-  # WASI only, so the C code is compiled for wasm32-wasi, whose objects link into the
-  # wasm32-unknown-unknown Worker; imaging's c_runtime answers the few C library calls.
-  export CC_wasm32_unknown_unknown=clang AR_wasm32_unknown_unknown=llvm-ar
-  export CFLAGS_wasm32_unknown_unknown="--target=wasm32-wasi -isystem ${WASI_INCLUDE:-/usr/include/wasm32-wasi}"
+  # C for wasm32 (libaom, libwebp): clang, with wasi-libc's headers and imaging/wasm32's
+  # setjmp.h, never the host's. wasi-libc declares the C library for WASI only, so the C is
+  # compiled for wasm32-wasi, whose objects link into the wasm32-unknown-unknown Worker; the
+  # imaging crate supplies the few C library functions they call. libc++'s headers are there
+  # for the one C++ file libaom's build compiles (a library the Worker does not link).
+  local wasm32="$ROOT/imaging/wasm32" wasi="${WASI_INCLUDE:-/usr/include/wasm32-wasi}"
+  local headers="-nostdlibinc -isystem $wasm32/include -isystem $wasi"
+  export CC_wasm32_unknown_unknown=clang CXX_wasm32_unknown_unknown=clang++ AR_wasm32_unknown_unknown=llvm-ar
+  export CFLAGS_wasm32_unknown_unknown="--target=wasm32-wasi $headers"
+  export CXXFLAGS_wasm32_unknown_unknown="--target=wasm32-wasi -fno-exceptions -nostdlibinc -isystem ${LIBCXX_INCLUDE:-/usr/lib/llvm-14/include/wasm32-wasi/c++/v1} $headers"
+  export CMAKE_TOOLCHAIN_FILE_wasm32_unknown_unknown="$wasm32/toolchain.cmake"
   if [ "${WASM_ROUTE:-}" = debian ]; then
     export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort
     CARGO_TARGET_DIR="$ROOT/target/wasm-debian"

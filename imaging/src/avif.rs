@@ -1,41 +1,50 @@
-//! AVIF encoding with rav1e: 10-bit colour with 4:2:0 chroma (BT.601, full range, as sharp
-//! and libvips write AVIF), and transparency as a separate monochrome plane.
+//! AVIF encoding: libaom ([`crate::aom`]) for the AV1 picture, `avif-serialize` for the
+//! container. Colour is 10-bit with 4:2:0 chroma (BT.601, full range) and transparency a
+//! separate monochrome picture.
 //!
-//! Against 4:4:4 (what `ravif` writes), halving the chroma resolution makes photographs about
-//! a tenth smaller at the same DSSIM and saves the encoder half of its samples; 10 bits rather
-//! than 8 make them smaller again at no visible cost (`scripts/bench-images.sh` measures both).
+//! sharp writes 4:4:4 at 8 bits by default. Halving the chroma resolution makes photographs
+//! about a tenth smaller at the same DSSIM and saves the encoder half of its chroma samples;
+//! 10 bits rather than 8 make them smaller again at no visible cost
+//! (`scripts/bench-images.sh` measures the result against sharp).
 
 use image::RgbaImage;
-use rav1e::prelude::{
-    ChromaSamplePosition, ChromaSampling, ColorDescription, ColorPrimaries, Config, Context,
-    EncoderConfig, EncoderStatus, FrameType, MatrixCoefficients, PixelRange, SpeedSettings,
-    TransferCharacteristics, Tune,
-};
 
+use crate::aom::{self, Color, Frame, Settings};
 use crate::TransformError;
 
 /// Bits per sample of every plane.
-const DEPTH: usize = 10;
+const DEPTH: u8 = 10;
 /// The largest 10-bit sample.
 const MAX: f32 = 1023.0;
 
-/// Encodes `image` at `quality` (1–100) with rav1e's `speed` preset (1 slowest … 10 fastest).
-/// Opaque images get no alpha plane.
+/// H.273 code points: BT.709 primaries, sRGB transfer, BT.601 matrix.
+const SRGB_BT601: Color = Color {
+    primaries: 1,
+    transfer: 13,
+    matrix: 6,
+};
+
+/// Encodes `image` at `quality` (1–100) with libaom's `speed` (`cpu-used`, 0 slowest … 9
+/// fastest). Opaque images get no alpha plane.
 pub fn encode(image: &RgbaImage, quality: u8, speed: u8) -> Result<Vec<u8>, TransformError> {
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    let quantizer = quantizer(quality);
-    let color = encode_frame(
-        settings(width, height, ChromaSampling::Cs420, quantizer, speed),
-        |planes| fill_color(image, planes),
-    )?;
+    let (width, height) = (image.width(), image.height());
+    let settings = Settings {
+        cq_level: cq_level(quality),
+        speed,
+        monochrome: false,
+        color: Some(SRGB_BT601),
+    };
+    let color = aom::encode(&color_frame(image), &settings)?;
     let opaque = image.pixels().all(|pixel| pixel[3] == u8::MAX);
     let alpha = if opaque {
         None
     } else {
-        Some(encode_frame(
-            settings(width, height, ChromaSampling::Cs400, quantizer, speed),
-            |planes| fill_alpha(image, planes),
-        )?)
+        let alpha_settings = Settings {
+            monochrome: true,
+            color: None,
+            ..settings
+        };
+        Some(aom::encode(&alpha_frame(image), &alpha_settings)?)
     };
     let mut container = avif_serialize::Aviffy::new();
     container
@@ -44,83 +53,14 @@ pub fn encode(image: &RgbaImage, quality: u8, speed: u8) -> Result<Vec<u8>, Tran
         .set_chroma_subsampling((true, true))
         // The main profile: 4:2:0 and monochrome.
         .set_seq_profile(0);
-    Ok(container.to_vec(
-        &color,
-        alpha.as_deref(),
-        width as u32,
-        height as u32,
-        DEPTH as u8,
-    ))
+    Ok(container.to_vec(&color, alpha.as_deref(), width, height, DEPTH))
 }
 
-/// rav1e's quantizer (0 best … 255) for a quality of 1–100: the scale `ravif` and `cavif` use,
-/// so that a quality means what it meant before.
-fn quantizer(quality: u8) -> usize {
-    let q = f32::from(quality.clamp(1, 100)) / 100.0;
-    let x = if q >= 0.82 {
-        (1.0 - q) * 2.6
-    } else if q > 0.25 {
-        q.mul_add(-0.5, 1.0 - 0.125)
-    } else {
-        1.0 - q
-    };
-    (x * 255.0).round() as usize
-}
-
-fn settings(
-    width: usize,
-    height: usize,
-    chroma_sampling: ChromaSampling,
-    quantizer: usize,
-    speed: u8,
-) -> Config {
-    let mut speed_settings = SpeedSettings::from_preset(speed);
-    // One frame: nothing to look ahead to.
-    speed_settings.rdo_lookahead_frames = 1;
-    let color = chroma_sampling != ChromaSampling::Cs400;
-    Config::new()
-        // A Worker has one thread.
-        .with_threads(1)
-        .with_encoder_config(EncoderConfig {
-            width,
-            height,
-            bit_depth: DEPTH,
-            chroma_sampling,
-            chroma_sample_position: ChromaSamplePosition::Unknown,
-            pixel_range: PixelRange::Full,
-            color_description: color.then_some(ColorDescription {
-                transfer_characteristics: TransferCharacteristics::SRGB,
-                color_primaries: ColorPrimaries::BT709,
-                matrix_coefficients: MatrixCoefficients::BT601,
-            }),
-            still_picture: true,
-            quantizer,
-            min_quantizer: u8::try_from(quantizer).unwrap_or(u8::MAX),
-            tune: Tune::Psychovisual,
-            speed_settings,
-            ..EncoderConfig::default()
-        })
-}
-
-/// The frame's planes, in order (Y, Cb, Cr; or the one plane of a monochrome frame).
-type Planes = [rav1e::prelude::Plane<u16>];
-
-fn encode_frame(config: Config, fill: impl FnOnce(&mut Planes)) -> Result<Vec<u8>, TransformError> {
-    let failed = |error: &dyn std::fmt::Display| TransformError::Encode(error.to_string());
-    let mut context: Context<u16> = config.new_context().map_err(|e| failed(&e))?;
-    let mut frame = context.new_frame();
-    fill(&mut frame.planes[..]);
-    context.send_frame(frame).map_err(|e| failed(&e))?;
-    context.flush();
-    let mut out = Vec::new();
-    loop {
-        match context.receive_packet() {
-            Ok(mut packet) if packet.frame_type == FrameType::KEY => out.append(&mut packet.data),
-            Ok(_) => {}
-            Err(EncoderStatus::Encoded | EncoderStatus::LimitReached) => return Ok(out),
-            Err(error) => return Err(failed(&error)),
-        }
-    }
+/// libaom's constant-quality level (0 best … 63) for a quality of 1–100: the mapping libheif
+/// (and so sharp) uses, so that a quality means the same on both.
+fn cq_level(quality: u8) -> u32 {
+    let quality = u32::from(quality.clamp(1, 100));
+    ((100 - quality) * 63 + 50) / 100
 }
 
 /// BT.601 Y, Cb and Cr of an sRGB pixel on the 8-bit scale: Y in 0–255, Cb and Cr centred on 0.
@@ -143,33 +83,30 @@ fn sample(value: f32, centre: f32) -> u16 {
 const CHROMA_CENTRE: f32 = 512.0;
 
 /// Luma at full resolution; each chroma sample the mean of a 2×2 block.
-fn fill_color(image: &RgbaImage, planes: &mut Planes) {
+fn color_frame(image: &RgbaImage) -> Frame {
     let (width, height) = (image.width(), image.height());
-    if let Some(luma) = planes.first_mut() {
-        let mut rows = luma.mut_slice(Default::default());
-        for (y, row) in rows.rows_iter_mut().take(height as usize).enumerate() {
-            for (x, out) in row.iter_mut().take(width as usize).enumerate() {
-                *out = sample(ycbcr(image.get_pixel(x as u32, y as u32))[0], 0.0);
-            }
-        }
-    }
+    let luma = image
+        .pixels()
+        .map(|pixel| sample(ycbcr(pixel)[0], 0.0))
+        .collect();
     let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
-    for (channel, plane) in planes.iter_mut().enumerate().skip(1).take(2) {
-        let mut rows = plane.mut_slice(Default::default());
-        for (cy, row) in rows
-            .rows_iter_mut()
-            .take(chroma_height as usize)
-            .enumerate()
-        {
-            for (cx, out) in row.iter_mut().take(chroma_width as usize).enumerate() {
+    let chroma = |channel: usize| -> Vec<u16> {
+        (0..chroma_height)
+            .flat_map(|cy| (0..chroma_width).map(move |cx| (cx, cy)))
+            .map(|(cx, cy)| {
                 let (mut sum, mut count) = (0.0, 0.0);
-                for (x, y) in block(cx as u32, cy as u32, width, height) {
+                for (x, y) in block(cx, cy, width, height) {
                     sum += ycbcr(image.get_pixel(x, y))[channel];
                     count += 1.0;
                 }
-                *out = sample(sum / count, CHROMA_CENTRE);
-            }
-        }
+                sample(sum / count, CHROMA_CENTRE)
+            })
+            .collect()
+    };
+    Frame {
+        width,
+        height,
+        planes: vec![luma, chroma(1), chroma(2)],
     }
 }
 
@@ -181,19 +118,14 @@ fn block(cx: u32, cy: u32, width: u32, height: u32) -> impl Iterator<Item = (u32
         .filter(move |&(x, y)| x < width && y < height)
 }
 
-fn fill_alpha(image: &RgbaImage, planes: &mut Planes) {
-    let Some(plane) = planes.first_mut() else {
-        return;
-    };
-    let mut rows = plane.mut_slice(Default::default());
-    for (y, row) in rows
-        .rows_iter_mut()
-        .take(image.height() as usize)
-        .enumerate()
-    {
-        for (x, out) in row.iter_mut().take(image.width() as usize).enumerate() {
-            *out = sample(f32::from(image.get_pixel(x as u32, y as u32)[3]), 0.0);
-        }
+fn alpha_frame(image: &RgbaImage) -> Frame {
+    Frame {
+        width: image.width(),
+        height: image.height(),
+        planes: vec![image
+            .pixels()
+            .map(|pixel| sample(f32::from(pixel[3]), 0.0))
+            .collect()],
     }
 }
 
@@ -202,11 +134,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quality_maps_onto_the_quantizer_scale() {
-        assert!(quantizer(100) < quantizer(85));
-        assert!(quantizer(85) < quantizer(50));
-        assert!(quantizer(50) < quantizer(1));
-        assert!(quantizer(1) <= 255);
+    fn quality_maps_onto_libheifs_scale() {
+        assert_eq!(cq_level(100), 0);
+        assert_eq!(cq_level(50), 32, "sharp's default quality");
+        assert_eq!(cq_level(1), 62);
+        assert!(cq_level(85) < cq_level(50));
     }
 
     #[test]

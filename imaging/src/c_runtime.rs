@@ -1,6 +1,7 @@
-//! The C library functions that libwebp calls, for wasm32, where a Worker has no C library:
-//! `malloc`, `calloc` and `free` on Rust's allocator, and `qsort` on Rust's sort. (The math and
-//! `mem*` functions come with Rust's own runtime.) They take the C names on wasm32 only:
+//! The C library functions that libaom and libwebp call, for wasm32, where a Worker has no C
+//! library: `malloc`, `calloc`, `realloc` and `free` on Rust's allocator, and `qsort` on Rust's
+//! sort. (The math and `mem*` functions come with Rust's own runtime; the rest, which libaom
+//! refers to but never calls in a Worker, are in `imaging/wasm32/libc.c`.) They take the C names on wasm32 only:
 //! elsewhere the system's C library provides them, and these are compiled for the tests alone.
 #![allow(unsafe_code)]
 
@@ -79,6 +80,34 @@ pub unsafe extern "C" fn free(block: *mut c_void) {
     }
 }
 
+/// C's `realloc`: `block` resized to `size` bytes, its contents kept; null (and `block`
+/// untouched) when that fails.
+///
+/// # Safety
+/// `block` is null or came from [`malloc`], [`calloc`] or `realloc` and was not freed yet.
+#[cfg_attr(target_arch = "wasm32", unsafe(no_mangle))]
+pub unsafe extern "C" fn realloc(block: *mut c_void, size: usize) -> *mut c_void {
+    if block.is_null() {
+        // SAFETY: as the caller's.
+        return unsafe { malloc(size) };
+    }
+    let Some(new_layout) = layout(size) else {
+        return null_mut();
+    };
+    // SAFETY: as in `free`: the header gives the block's layout; std's realloc keeps the
+    // header and the contents, and the new header records the new size.
+    unsafe {
+        let base = block.cast::<u8>().sub(ALIGN);
+        let old = Layout::from_size_align_unchecked(base.cast::<usize>().read() + ALIGN, ALIGN);
+        let moved = std::alloc::realloc(base, old, new_layout.size());
+        if moved.is_null() {
+            return null_mut();
+        }
+        moved.cast::<usize>().write(size);
+        moved.add(ALIGN).cast()
+    }
+}
+
 /// C's `qsort`: sorts `count` elements of `size` bytes at `base` by `compare`.
 ///
 /// # Safety
@@ -128,7 +157,16 @@ mod tests {
             let block = malloc(17).cast::<u8>();
             assert_eq!(block as usize % ALIGN, 0);
             block.write_bytes(0xAB, 17);
-            free(block.cast());
+            let grown = realloc(block.cast(), 5000).cast::<u8>();
+            assert_eq!(grown as usize % ALIGN, 0);
+            assert!(std::slice::from_raw_parts(grown, 17)
+                .iter()
+                .all(|&b| b == 0xAB));
+            grown.add(4999).write(1);
+            let shrunk = realloc(grown.cast(), 3).cast::<u8>();
+            assert_eq!(std::slice::from_raw_parts(shrunk, 3), [0xAB; 3]);
+            free(shrunk.cast());
+            free(realloc(null_mut(), 8));
             free(zeroed.cast());
             free(null_mut());
             assert!(calloc(usize::MAX, 2).is_null(), "overflow gives null");

@@ -1,11 +1,12 @@
 //! Image transformations for the edge: bounded before any pixel is decoded, then decoded
 //! (JPEG, PNG, GIF's first frame, WebP), turned upright by its EXIF orientation, fitted to the
-//! requested box, and encoded without metadata (AVIF, lossy WebP, JPEG, PNG). Rust, and C only
-//! for libwebp, which builds for wasm32 with clang.
+//! requested box, and encoded without metadata (AVIF, lossy WebP, JPEG, PNG). Rust, and C for
+//! the reference encoders libaom and libwebp, which build for wasm32 with clang.
 //!
 //! The limits keep a decompression bomb from reaching the decoder: a 50 000 × 50 000 PNG of a
 //! few kilobytes is refused from its header, before it could ask for gigabytes.
 
+mod aom;
 mod avif;
 #[cfg(any(target_arch = "wasm32", test))]
 mod c_runtime;

@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 output="$ROOT/edge/build/index_bg.wasm"
 if [ -f "$output" ] && [ -z "$(find "$ROOT/edge/src" "$ROOT/edge/Cargo.toml" "$ROOT/shared/src" \
      "$ROOT/shared/policy.toml" "$ROOT/shared/Cargo.toml" "$ROOT/imaging/src" "$ROOT/imaging/Cargo.toml" \
+     "$ROOT/imaging/build.rs" "$ROOT/imaging/wasm32" \
      "$ROOT/Cargo.lock" "$ROOT/Cargo.toml" -newer "$output" -print -quit)" ]; then
   exit 0
 fi

@@ -61,9 +61,10 @@ pub fn encode(frame: &Frame, settings: &Settings) -> Result<Vec<u8>, TransformEr
     encoder.encode(&image)
 }
 
-/// An initialised libaom encoder.
+/// An initialised libaom encoder. The context is boxed: libaom is handed its address at
+/// initialisation, so it never moves afterwards.
 struct Encoder {
-    context: ffi::aom_codec_ctx_t,
+    context: Box<ffi::aom_codec_ctx_t>,
 }
 
 impl Encoder {
@@ -73,7 +74,7 @@ impl Encoder {
         let (mut config, mut context) = unsafe {
             (
                 MaybeUninit::<ffi::aom_codec_enc_cfg_t>::zeroed().assume_init(),
-                MaybeUninit::<ffi::aom_codec_ctx_t>::zeroed().assume_init(),
+                Box::new(MaybeUninit::<ffi::aom_codec_ctx_t>::zeroed().assume_init()),
             )
         };
         // SAFETY: the interface is a static table; `config` is writable.
@@ -93,10 +94,11 @@ impl Encoder {
         config.g_bit_depth = ffi::AOM_BITS_10;
         config.g_input_bit_depth = 10;
         config.monochrome = u32::from(settings.monochrome);
-        // SAFETY: `config` is complete; on failure libaom leaves nothing to release.
+        // SAFETY: `config` is complete (libaom copies it); on failure libaom leaves nothing to
+        // release.
         check(unsafe {
             ffi::aom_codec_enc_init_ver(
-                &mut context,
+                &mut *context,
                 ffi::aom_codec_av1_cx(),
                 &config,
                 HIGH_BIT_DEPTH,
@@ -125,7 +127,7 @@ impl Encoder {
         for (control, value) in controls {
             let value = c_int::try_from(value).map_err(|_| failed("control value out of range"))?;
             // SAFETY: the context is initialised; each of these controls takes one int.
-            check(unsafe { ffi::aom_codec_control(&mut self.context, control as c_int, value) })?;
+            check(unsafe { ffi::aom_codec_control(&mut *self.context, control as c_int, value) })?;
         }
         Ok(())
     }
@@ -134,10 +136,10 @@ impl Encoder {
         let mut out = Vec::new();
         // SAFETY: the context is initialised and `image` matches its configuration; a null
         // image flushes the encoder.
-        check(unsafe { ffi::aom_codec_encode(&mut self.context, image.raw, 0, 1, 0) })?;
+        check(unsafe { ffi::aom_codec_encode(&mut *self.context, image.raw, 0, 1, 0) })?;
         self.drain(&mut out);
         // SAFETY: as above.
-        check(unsafe { ffi::aom_codec_encode(&mut self.context, std::ptr::null(), 0, 1, 0) })?;
+        check(unsafe { ffi::aom_codec_encode(&mut *self.context, std::ptr::null(), 0, 1, 0) })?;
         self.drain(&mut out);
         if out.is_empty() {
             return Err(failed("libaom produced no frame"));
@@ -150,7 +152,7 @@ impl Encoder {
         let mut iterator: ffi::aom_codec_iter_t = std::ptr::null();
         loop {
             // SAFETY: the context is initialised; packets stay valid until the next call.
-            let packet = unsafe { ffi::aom_codec_get_cx_data(&mut self.context, &mut iterator) };
+            let packet = unsafe { ffi::aom_codec_get_cx_data(&mut *self.context, &mut iterator) };
             // SAFETY: a non-null packet is libaom's, valid for this iteration.
             let Some(packet) = (unsafe { packet.as_ref() }) else {
                 return;
@@ -171,7 +173,7 @@ impl Encoder {
 impl Drop for Encoder {
     fn drop(&mut self) {
         // SAFETY: the context was initialised by aom_codec_enc_init_ver.
-        unsafe { ffi::aom_codec_destroy(&mut self.context) };
+        unsafe { ffi::aom_codec_destroy(&mut *self.context) };
     }
 }
 

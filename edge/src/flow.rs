@@ -82,8 +82,8 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         let status = CacheStatus::forward(EDGE, forward_reason).with_detail(reason.as_str());
         return pass(&request, &target, &config, &status, &security).await;
     }
-    let minify_html = decision.policy().is_some_and(|route| route.compress);
-    cached(&request, &key, &config, ctx, &security, minify_html).await
+    let compress = decision.policy().is_some_and(|route| route.compress);
+    cached(&request, &key, &config, ctx, &security, compress).await
 }
 
 /// Forwards a request that caches must not handle.
@@ -102,19 +102,20 @@ async fn pass(
 
 /// The cacheable path: a fresh hit; a stale copy served at once while it is refreshed in the
 /// background; or forward, store, and fall back on a stale copy when the origin fails.
+/// `compress` (the route's policy) minifies HTML and stores text as a brotli copy.
 async fn cached(
     request: &Request,
     key: &CacheKey,
     config: &EdgeConfig,
     ctx: &Context,
     security: &SecurityOverrides,
-    minify_html: bool,
+    compress: bool,
 ) -> Result<Response> {
     let cache = Cache::default();
     let cache_url = key.cache_url();
     let shown_key = config.expose_cache_key.then(|| key.to_string());
     let mut fallback = None;
-    let reason = match store::lookup(&cache, &cache_url).await? {
+    let reason = match store::lookup(&cache, &cache_url, request).await? {
         Some(stored) => match stored.state {
             FreshnessState::Fresh { remaining } => {
                 let mut status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
@@ -129,7 +130,12 @@ async fn cached(
                 // Only a GET refreshes: a HEAD's answer has no body to store.
                 if request.method() == worker::Method::Get {
                     let outgoing = forward::prepare(request, &key.target(), config)?;
-                    revalidate::spawn(ctx, outgoing, cache_url, config.origin_timeout);
+                    let refresh = revalidate::Refresh {
+                        cache_url,
+                        timeout: config.origin_timeout,
+                        compress,
+                    };
+                    revalidate::spawn(ctx, outgoing, refresh);
                 }
                 let mut status = CacheStatus::hit(EDGE)
                     .with_ttl(-i64::from(stale_for))
@@ -149,7 +155,7 @@ async fn cached(
         Some(leader) => Some(leader),
         None => {
             coalesce::wait(&cache_url, config.origin_timeout).await;
-            if let Some(stored) = store::lookup(&cache, &cache_url).await? {
+            if let Some(stored) = store::lookup(&cache, &cache_url, request).await? {
                 if let FreshnessState::Fresh { remaining } = stored.state {
                     let mut status = CacheStatus::forward(EDGE, reason)
                         .collapsed(true)
@@ -200,7 +206,7 @@ async fn cached(
     if length.is_some_and(|length| length <= INLINE_STORE_LIMIT) {
         let code = response.status_code();
         let mut body = response.bytes().await?;
-        if minify_html && code == 200 {
+        if compress && code == 200 {
             body = minified(response.headers_mut(), body)?;
         }
         let stored = store::put(
@@ -211,6 +217,7 @@ async fn cached(
             body.clone(),
             retention,
             times,
+            compress,
         )
         .await;
         if let Err(error) = &stored {
@@ -235,6 +242,7 @@ async fn cached(
                 body,
                 retention,
                 times,
+                compress,
             )
             .await
             {

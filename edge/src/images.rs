@@ -134,7 +134,7 @@ async fn serve(
     };
     let cache = Cache::default();
     let cache_url = key.cache_url();
-    if let Some((response, remaining)) = stored_fresh(&cache, &cache_url).await? {
+    if let Some((response, remaining)) = stored_fresh(&cache, &cache_url, request).await? {
         let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
         return finish(request, response, choice, &status, security);
     }
@@ -145,7 +145,7 @@ async fn serve(
         Some(leader) => Some(leader),
         None => {
             coalesce::wait(&cache_url, config.origin_timeout + CONVERSION_WAIT).await;
-            if let Some((response, remaining)) = stored_fresh(&cache, &cache_url).await? {
+            if let Some((response, remaining)) = stored_fresh(&cache, &cache_url, request).await? {
                 let status = status.collapsed(true).with_ttl(i64::from(remaining));
                 return finish(request, response, choice, &status, security);
             }
@@ -177,8 +177,12 @@ async fn serve(
 }
 
 /// A fresh stored copy of `cache_url`, with its `Age`, and how long it stays fresh.
-async fn stored_fresh(cache: &Cache, cache_url: &str) -> Result<Option<(Response, u32)>> {
-    let Some(stored) = store::lookup(cache, cache_url).await? else {
+async fn stored_fresh(
+    cache: &Cache,
+    cache_url: &str,
+    request: &Request,
+) -> Result<Option<(Response, u32)>> {
+    let Some(stored) = store::lookup(cache, cache_url, request).await? else {
         return Ok(None);
     };
     let FreshnessState::Fresh { remaining } = stored.state else {
@@ -203,7 +207,10 @@ async fn keep(
         return Ok(false);
     };
     let times = (request_time, response_time);
-    let put = store::put(cache, cache_url, 200, headers, bytes, retention, times).await;
+    let put = store::put(
+        cache, cache_url, 200, headers, bytes, retention, times, false,
+    )
+    .await;
     Ok(put.is_ok())
 }
 

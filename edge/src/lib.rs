@@ -18,6 +18,7 @@
 //! | [`purge`] | `POST /__rampart/purge`, by URL and by tag |
 //! | [`url_parts`] | a request URL's authority and target |
 //! | [`minify`] | safe HTML minification before storing |
+//! | [`precompress`] | the brotli copy of stored text, served as it is to br clients |
 //! | [`images`] | `/cdn-cgi/image/…` resizing through the `imaging` crate |
 //! | [`respond`] | response headers and error bodies |
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod flow;
 pub mod forward;
 pub mod images;
 pub mod minify;
+pub mod precompress;
 pub mod purge;
 pub mod respond;
 pub mod revalidate;

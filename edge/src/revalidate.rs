@@ -31,15 +31,27 @@ impl Drop for Claim {
     }
 }
 
-/// Refreshes `cache_url` from the origin in the background, unless a refresh of it is already
+/// What to refresh, and how to store it.
+#[derive(Debug)]
+pub struct Refresh {
+    /// The stored entry's cache URL.
+    pub cache_url: String,
+    /// How long the origin may take.
+    pub timeout: Duration,
+    /// Whether the route's policy has text stored as a brotli copy.
+    pub compress: bool,
+}
+
+/// Refreshes an entry from the origin in the background, unless a refresh of it is already
 /// running here. A failed refresh keeps the stale copy; the next request past the window forwards.
-pub fn spawn(ctx: &Context, outgoing: Request, cache_url: String, timeout: Duration) {
-    let Some(claim) = Claim::take(&cache_url) else {
+pub fn spawn(ctx: &Context, outgoing: Request, refresh: Refresh) {
+    let Some(claim) = Claim::take(&refresh.cache_url) else {
         return;
     };
     ctx.wait_until(async move {
         let _claim = claim;
-        if let Err(reason) = refresh(&outgoing, &cache_url, timeout).await {
+        if let Err(reason) = run(&outgoing, &refresh).await {
+            let cache_url = &refresh.cache_url;
             worker::console_error!(
                 "rampart-edge: refresh of {cache_url} kept the stale copy: {reason}"
             );
@@ -47,9 +59,9 @@ pub fn spawn(ctx: &Context, outgoing: Request, cache_url: String, timeout: Durat
     });
 }
 
-async fn refresh(outgoing: &Request, cache_url: &str, timeout: Duration) -> Result<(), String> {
+async fn run(outgoing: &Request, refresh: &Refresh) -> Result<(), String> {
     let request_time = store::now();
-    let mut response = forward::send(outgoing, timeout)
+    let mut response = forward::send(outgoing, refresh.timeout)
         .await
         .map_err(|error| error.to_string())?;
     let response_time = store::now();
@@ -62,12 +74,13 @@ async fn refresh(outgoing: &Request, cache_url: &str, timeout: Duration) -> Resu
     let body = response.bytes().await.map_err(|e| e.to_string())?;
     store::put(
         &Cache::default(),
-        cache_url,
+        &refresh.cache_url,
         response.status_code(),
         response.headers(),
         body,
         retention,
         (request_time, response_time),
+        refresh.compress,
     )
     .await
     .map_err(|e| e.to_string())

@@ -10,11 +10,14 @@
 //! | `x-rampart-cache-control` | the origin's `Cache-Control`, restored on the way out |
 //! | `x-rampart-cdn-cache-control` | the origin's `CDN-Cache-Control` |
 //! | `x-rampart-request-time` / `x-rampart-response-time` | Unix seconds, for RFC 9111 §4.2.3 age |
+//! | `x-rampart-precompressed` | the body is the edge's brotli copy ([`precompress`]) |
 
 use shared::freshness::{
     current_age, storability, Freshness, FreshnessState, NotStorable, ResponseFacts,
 };
-use worker::{Cache, Headers, Response, Result};
+use worker::{Cache, EncodeBody, Headers, Request, Response, Result};
+
+use crate::precompress;
 
 const ORIGINAL_CACHE_CONTROL: &str = "x-rampart-cache-control";
 const ORIGINAL_CDN_CACHE_CONTROL: &str = "x-rampart-cdn-cache-control";
@@ -90,12 +93,28 @@ pub struct Stored {
     pub state: FreshnessState,
 }
 
-/// Looks up `cache_url`, restoring the origin's headers and computing freshness.
-pub async fn lookup(cache: &Cache, cache_url: &str) -> Result<Option<Stored>> {
+/// Looks up `cache_url` for `request`, restoring the origin's headers and computing freshness.
+/// A brotli copy is served as it is to a client that takes br, and decoded for any other.
+pub async fn lookup(cache: &Cache, cache_url: &str, request: &Request) -> Result<Option<Stored>> {
     let Some(found) = cache.get(cache_url, true).await? else {
         return Ok(None);
     };
     let mut response = crate::respond::rebuild(found)?;
+    if response.headers().has(precompress::MARKER)? {
+        if precompress::client_takes_brotli(request)? {
+            response = response.with_encode_body(EncodeBody::Manual);
+        } else {
+            let Some(decoded) = precompress::decode(&response.bytes().await?) else {
+                worker::console_error!("rampart-edge: the brotli copy of {cache_url} is corrupt");
+                return Ok(None);
+            };
+            let headers = response.headers().clone();
+            headers.delete("content-encoding")?;
+            response = Response::from_bytes(decoded)?
+                .with_status(response.status_code())
+                .with_headers(headers);
+        }
+    }
     let headers = response.headers_mut();
     let time = |name: &str| -> Result<u64> {
         Ok(headers.get(name)?.and_then(|v| v.parse().ok()).unwrap_or(0))
@@ -108,7 +127,7 @@ pub async fn lookup(cache: &Cache, cache_url: &str) -> Result<Option<Stored>> {
     if let Some(original) = headers.get(ORIGINAL_CDN_CACHE_CONTROL)? {
         headers.set("cdn-cache-control", &original)?;
     }
-    for name in INTERNAL {
+    for name in INTERNAL.iter().chain([&precompress::MARKER]) {
         headers.delete(name)?;
     }
     let owned = OwnedFacts::of(&response)?;
@@ -137,8 +156,10 @@ pub fn admit(
     Ok(retention)
 }
 
-/// Stores `body` with the headers of `origin_headers` under `cache_url`, and records its
-/// `Cache-Tag` values in the tag index.
+/// Stores `body` with the headers of `origin_headers` under `cache_url`, as a brotli copy when
+/// `compress` allows and the body is text worth it, and records its `Cache-Tag` values in the
+/// tag index.
+#[allow(clippy::too_many_arguments)]
 pub async fn put(
     cache: &Cache,
     cache_url: &str,
@@ -147,6 +168,7 @@ pub async fn put(
     body: Vec<u8>,
     retention: u32,
     times: (u64, u64),
+    compress: bool,
 ) -> Result<()> {
     let headers = Headers::new();
     for (name, value) in origin_headers.entries() {
@@ -160,6 +182,12 @@ pub async fn put(
     headers.set("cache-control", &format!("public, max-age={retention}"))?;
     headers.set(REQUEST_TIME, &times.0.to_string())?;
     headers.set(RESPONSE_TIME, &times.1.to_string())?;
+    let body = if compress && status == 200 && precompress::worthwhile(&headers, body.len())? {
+        precompress::mark(&headers)?;
+        precompress::brotli(&body)
+    } else {
+        body
+    };
     let stored = Response::from_bytes(body)?
         .with_status(status)
         .with_headers(headers);

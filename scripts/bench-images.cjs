@@ -63,10 +63,10 @@ function workerdCpu() {
 }
 
 /** Mean workerd CPU milliseconds per request over the `count` URLs `urlOf(i)` gives. */
-async function cpuPerRequest(count, urlOf, accept = '*/*') {
+async function cpuPerRequest(count, urlOf, accept = '*/*', acceptEncoding = 'identity') {
   const before = workerdCpu();
   for (let i = 0; i < count; i++) {
-    const response = await fetch(urlOf(i), { headers: { accept } });
+    const response = await fetch(urlOf(i), { headers: { accept, 'accept-encoding': acceptEncoding } });
     await response.arrayBuffer();
     if (response.status !== 200) throw new Error(`${urlOf(i)}: ${response.status}`);
   }
@@ -87,6 +87,14 @@ async function costs(file) {
   await (await fetch(stored)).arrayBuffer();
   const hit = await cpuPerRequest(300, () => stored);
   const miss = await cpuPerRequest(100, (i) => `${edge}/images/${file}?miss=${i}`);
+  // A text hit: the stored brotli copy as it is for br clients; decoded (and gzipped by the
+  // runtime) for gzip clients.
+  const text = `${edge}/assets/tasks.json`;
+  await (await fetch(text)).arrayBuffer();
+  const textHit = {};
+  for (const coding of ['br', 'gzip', 'identity']) {
+    textHit[coding] = await cpuPerRequest(300, () => text, '*/*', coding);
+  }
   const convert = {};
   for (const format of ['jpeg', 'webp', 'avif']) {
     convert[format] = await cpuPerRequest(3, (i) => `${edge}/cdn-cgi/image/width=${width},format=${format},quality=${70 + i}/images/${file}`);
@@ -95,6 +103,7 @@ async function costs(file) {
   console.log(`\nThe Worker in workerd: ${mb(process.env.WASM_BYTES)} MB of wasm, ${mb(process.env.WASM_GZIP)} MB gzipped (limit 3 MiB on Workers Free, 10 MiB on Paid)`);
   console.log(`  first request after start ${cold.toFixed(0)} ms, warm ${warm.toFixed(1)} ms: cold start about ${(cold - warm).toFixed(0)} ms`);
   console.log(`  workerd CPU per request (both processes, wrangler's local proxy included, so an upper bound): hit ${hit.toFixed(2)} ms, miss ${miss.toFixed(2)} ms (${file}, ${mb(fs.statSync(path.join(folder, file)).size)} MB through the cache)`);
+  console.log(`  text hit (${(fs.statSync(path.join(scratch, 'www/assets/tasks.json')).size / 1024).toFixed(0)} KiB of JSON): br ${textHit.br.toFixed(2)} ms (the stored copy as it is), gzip ${textHit.gzip.toFixed(2)} ms (decoded, gzipped by the runtime), identity ${textHit.identity.toFixed(2)} ms (decoded)`);
   console.log(`  conversion of ${file} to ${width} px: JPEG ${convert.jpeg.toFixed(0)} ms, WebP ${convert.webp.toFixed(0)} ms, AVIF ${convert.avif.toFixed(0)} ms of CPU`);
 }
 

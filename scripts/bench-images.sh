@@ -7,7 +7,8 @@
 #   - time per megapixel: the Worker's whole conversion (fetch, decode, resize, encode) timed
 #     through workerd, against sharp doing the same natively on one thread;
 #   - the Worker's costs in workerd: bundle size, first request after start against a warm one,
-#     and the workerd process's CPU time per cache hit, cache miss and conversion.
+#     and the workerd processes' CPU time per cache hit (an image; text per client coding),
+#     cache miss and conversion.
 # Installs what is missing (sharp under target/bench-images, the dssim tool). Safe to re-run.
 #
 #   BENCH_IMAGES  folder of photographs  (default ../shared/data/images)
@@ -48,9 +49,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The origin: the photographs as static files under /images/.
-mkdir -p "$WORK/www"
+# The origin: the photographs as static files under /images/, and a JSON file under /assets/ for
+# the cost of a text hit.
+mkdir -p "$WORK/www/assets"
 ln -s "$(cd "$IMAGES" && pwd)" "$WORK/www/images"
+python3 -c 'import json; print(json.dumps([{"id": i, "title": f"task {i}", "status": ["open", "done"][i % 2], "assignee": f"user{i % 7}"} for i in range(1000)]))' >"$WORK/www/assets/tasks.json"
 ORIGIN_PORT=$(free_port)
 EDGE_PORT=$(free_port)
 python3 -m http.server "$ORIGIN_PORT" --bind 127.0.0.1 --directory "$WORK/www" >"$WORK/origin.log" 2>&1 &

@@ -295,13 +295,14 @@ fn serve_hit(
     respond::finish(response, &status, security)
 }
 
-/// An HTML body minified once, before it is stored; other bodies unchanged. The bytes differ
-/// from the origin's, so a strong `ETag` becomes weak and the length is recomputed.
+/// An HTML body minified once, before it is stored; other bodies, and any the origin marked
+/// `no-transform`, unchanged. The bytes differ from the origin's, so a strong `ETag` becomes
+/// weak and the length is recomputed.
 fn minified(headers: &mut worker::Headers, body: Vec<u8>) -> Result<Vec<u8>> {
     let html = headers
         .get("content-type")?
         .is_some_and(|t| t.starts_with("text/html"));
-    if !html || headers.has("content-encoding")? {
+    if !html || headers.has("content-encoding")? || crate::precompress::no_transform(headers)? {
         return Ok(body);
     }
     let text = match String::from_utf8(body) {

@@ -29,15 +29,28 @@ const QUALITY: u32 = 9;
 /// Brotli's window, 2^22 bytes: the format's default.
 const WINDOW_BITS: u32 = 22;
 
-/// Whether a body of `length` bytes with these headers is text worth compressing: a textual
-/// content type, not encoded already, and between 1 KiB and 4 MiB.
+/// Whether a body of `length` bytes with the origin's `headers` is text worth compressing: a
+/// textual content type, not encoded already, between 1 KiB and 4 MiB, and not marked
+/// `no-transform` (RFC 9110 §7.7: intermediaries leave such content alone).
 pub fn worthwhile(headers: &Headers, length: usize) -> Result<bool> {
     if !(MIN_BYTES..=MAX_BYTES).contains(&length) || headers.has("content-encoding")? {
+        return Ok(false);
+    }
+    if no_transform(headers)? {
         return Ok(false);
     }
     Ok(headers
         .get("content-type")?
         .is_some_and(|value| textual(&value)))
+}
+
+/// Whether the origin's `Cache-Control` forbids intermediaries to transform the content.
+pub fn no_transform(headers: &Headers) -> Result<bool> {
+    Ok(headers.get("cache-control")?.is_some_and(|value| {
+        value
+            .split(',')
+            .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
+    }))
 }
 
 /// Whether a content type is text that compresses (HTML, CSS, JavaScript, JSON, XML, SVG...).

@@ -182,7 +182,8 @@ pub async fn put(
     headers.set("cache-control", &format!("public, max-age={retention}"))?;
     headers.set(REQUEST_TIME, &times.0.to_string())?;
     headers.set(RESPONSE_TIME, &times.1.to_string())?;
-    let body = if compress && status == 200 && precompress::worthwhile(&headers, body.len())? {
+    let body = if compress && status == 200 && precompress::worthwhile(origin_headers, body.len())?
+    {
         precompress::mark(&headers)?;
         precompress::brotli(&body)
     } else {

@@ -127,18 +127,7 @@ pub fn mark(headers: &Headers) -> Result<()> {
     headers.set("content-encoding", "br")?;
     headers.delete("content-length")?;
     headers.set(MARKER, "br")?;
-    let vary = headers.get("vary")?.unwrap_or_default();
-    let listed = vary
-        .split(',')
-        .any(|name| name.trim().eq_ignore_ascii_case("accept-encoding") || name.trim() == "*");
-    if !listed {
-        let value = if vary.trim().is_empty() {
-            "Accept-Encoding".to_owned()
-        } else {
-            format!("{vary}, Accept-Encoding")
-        };
-        headers.set("vary", &value)?;
-    }
+    crate::respond::add_vary(headers, "Accept-Encoding")?;
     if let Some(etag) = headers.get("etag")? {
         if !etag.starts_with("W/") {
             headers.set("etag", &format!("W/{etag}"))?;

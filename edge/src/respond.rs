@@ -82,18 +82,23 @@ pub fn origin_failure(timed_out: bool, wants_html: bool) -> Result<Response> {
 
 /// Adds `Accept` to `Vary`: the URL answers in another format to clients that name AVIF or WebP.
 pub fn vary_on_accept(mut response: Response) -> Result<Response> {
-    let headers = response.headers_mut();
+    add_vary(response.headers_mut(), "Accept")?;
+    Ok(response)
+}
+
+/// Lists `name` in `Vary`, unless it (or `*`) is there already.
+pub fn add_vary(headers: &Headers, name: &str) -> Result<()> {
     let vary = headers.get("vary")?.unwrap_or_default();
     let listed = vary
         .split(',')
-        .any(|name| name.trim().eq_ignore_ascii_case("accept") || name.trim() == "*");
+        .any(|listed| listed.trim().eq_ignore_ascii_case(name) || listed.trim() == "*");
     if !listed {
         let value = if vary.trim().is_empty() {
-            "Accept".to_owned()
+            name.to_owned()
         } else {
-            format!("{vary}, Accept")
+            format!("{vary}, {name}")
         };
         headers.set("vary", &value)?;
     }
-    Ok(response)
+    Ok(())
 }

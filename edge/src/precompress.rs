@@ -13,7 +13,7 @@
 use shared::negotiate::{content_encoding, ContentEncoding};
 use worker::js_sys::Reflect;
 use worker::wasm_bindgen::JsValue;
-use worker::{Headers, Request, Result};
+use worker::{EncodeBody, Headers, Request, Response, Result};
 
 /// Marks a stored copy the edge compressed itself: it is served as it is (`manual`).
 pub const MARKER: &str = "x-rampart-precompressed";
@@ -76,7 +76,7 @@ fn textual(content_type: &str) -> bool {
 
 /// Whether the client prefers br (its own `Accept-Encoding`, not the runtime's). A client that
 /// sent none is served identity, as nginx and Varnish do.
-pub fn client_takes_brotli(request: &Request) -> Result<bool> {
+fn client_takes_brotli(request: &Request) -> Result<bool> {
     let original = match client_accept_encoding(request) {
         Some(original) => original,
         // Outside Cloudflare's runtime (no `cf`), the header is the client's own.
@@ -100,9 +100,26 @@ fn client_accept_encoding(request: &Request) -> Option<String> {
         .as_string()
 }
 
+/// The stored brotli copy made ready for `request`'s client: as it is (`manual`) for a client
+/// that takes br, decoded for any other; `None` if it does not decode.
+pub async fn for_client(mut copy: Response, request: &Request) -> Result<Option<Response>> {
+    if client_takes_brotli(request)? {
+        return Ok(Some(copy.with_encode_body(EncodeBody::Manual)));
+    }
+    let Some(decoded) = decode(&copy.bytes().await?) else {
+        return Ok(None);
+    };
+    let headers = copy.headers().clone();
+    headers.delete("content-encoding")?;
+    let response = Response::from_bytes(decoded)?
+        .with_status(copy.status_code())
+        .with_headers(headers);
+    Ok(Some(response))
+}
+
 /// A stored copy decoded for a client that does not take br, or `None` if it is not valid
 /// brotli.
-pub fn decode(body: &[u8]) -> Option<Vec<u8>> {
+fn decode(body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() * 4);
     brotli::BrotliDecompress(&mut &body[..], &mut out).ok()?;
     Some(out)

@@ -15,7 +15,7 @@
 use shared::freshness::{
     current_age, storability, Freshness, FreshnessState, NotStorable, ResponseFacts,
 };
-use worker::{Cache, EncodeBody, Headers, Request, Response, Result};
+use worker::{Cache, Headers, Request, Response, Result};
 
 use crate::precompress;
 
@@ -101,19 +101,11 @@ pub async fn lookup(cache: &Cache, cache_url: &str, request: &Request) -> Result
     };
     let mut response = crate::respond::rebuild(found)?;
     if response.headers().has(precompress::MARKER)? {
-        if precompress::client_takes_brotli(request)? {
-            response = response.with_encode_body(EncodeBody::Manual);
-        } else {
-            let Some(decoded) = precompress::decode(&response.bytes().await?) else {
-                worker::console_error!("rampart-edge: the brotli copy of {cache_url} is corrupt");
-                return Ok(None);
-            };
-            let headers = response.headers().clone();
-            headers.delete("content-encoding")?;
-            response = Response::from_bytes(decoded)?
-                .with_status(response.status_code())
-                .with_headers(headers);
-        }
+        let Some(ready) = precompress::for_client(response, request).await? else {
+            worker::console_error!("rampart-edge: the brotli copy of {cache_url} is corrupt");
+            return Ok(None);
+        };
+        response = ready;
     }
     let headers = response.headers_mut();
     let time = |name: &str| -> Result<u64> {

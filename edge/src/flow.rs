@@ -302,7 +302,7 @@ fn minified(headers: &mut worker::Headers, body: Vec<u8>) -> Result<Vec<u8>> {
     let html = headers
         .get("content-type")?
         .is_some_and(|t| t.starts_with("text/html"));
-    if !html || headers.has("content-encoding")? || crate::precompress::no_transform(headers)? {
+    if !html || headers.has("content-encoding")? || respond::no_transform(headers)? {
         return Ok(body);
     }
     let text = match String::from_utf8(body) {
@@ -313,12 +313,7 @@ fn minified(headers: &mut worker::Headers, body: Vec<u8>) -> Result<Vec<u8>> {
     if smaller.len() >= text.len() {
         return Ok(text.into_bytes());
     }
-    headers.delete("content-length")?;
-    if let Some(etag) = headers.get("etag")? {
-        if !etag.starts_with("W/") {
-            headers.set("etag", &format!("W/{etag}"))?;
-        }
-    }
+    respond::body_changed(headers)?;
     Ok(smaller.into_bytes())
 }
 

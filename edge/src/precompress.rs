@@ -36,21 +36,12 @@ pub fn worthwhile(headers: &Headers, length: usize) -> Result<bool> {
     if !(MIN_BYTES..=MAX_BYTES).contains(&length) || headers.has("content-encoding")? {
         return Ok(false);
     }
-    if no_transform(headers)? {
+    if crate::respond::no_transform(headers)? {
         return Ok(false);
     }
     Ok(headers
         .get("content-type")?
         .is_some_and(|value| textual(&value)))
-}
-
-/// Whether the origin's `Cache-Control` forbids intermediaries to transform the content.
-pub fn no_transform(headers: &Headers) -> Result<bool> {
-    Ok(headers.get("cache-control")?.is_some_and(|value| {
-        value
-            .split(',')
-            .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
-    }))
 }
 
 /// Whether a content type is text that compresses (HTML, CSS, JavaScript, JSON, XML, SVG...).
@@ -142,15 +133,9 @@ pub fn brotli(body: &[u8]) -> Vec<u8> {
 /// `ETag` weakened (the bytes differ from the origin's), no `Content-Length`, and the marker.
 pub fn mark(headers: &Headers) -> Result<()> {
     headers.set("content-encoding", "br")?;
-    headers.delete("content-length")?;
     headers.set(MARKER, "br")?;
     crate::respond::add_vary(headers, "Accept-Encoding")?;
-    if let Some(etag) = headers.get("etag")? {
-        if !etag.starts_with("W/") {
-            headers.set("etag", &format!("W/{etag}"))?;
-        }
-    }
-    Ok(())
+    crate::respond::body_changed(headers)
 }
 
 #[cfg(test)]

@@ -102,3 +102,25 @@ pub fn add_vary(headers: &Headers, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Headers for a body the edge changed (minified, compressed): its bytes differ from the
+/// origin's, so a strong `ETag` becomes weak and the origin's `Content-Length` goes.
+pub fn body_changed(headers: &Headers) -> Result<()> {
+    headers.delete("content-length")?;
+    if let Some(etag) = headers.get("etag")? {
+        if !etag.starts_with("W/") {
+            headers.set("etag", &format!("W/{etag}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the origin's `Cache-Control` forbids intermediaries to transform the content
+/// (RFC 9110 §7.7).
+pub fn no_transform(headers: &Headers) -> Result<bool> {
+    Ok(headers.get("cache-control")?.is_some_and(|value| {
+        value
+            .split(',')
+            .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
+    }))
+}

@@ -6,24 +6,30 @@
 #      and the origin's whole middleware stack against a bare axum handler sending the same
 #      head and body with no layers (origin/examples/bare_hit.rs); and a cached page of 100
 #      tasks asked for with Accept-Encoding: br against nginx serving the same brotli bytes;
+#      then nginx and the origin again, paced by a think time after each response so that both
+#      serve about the same request rate below saturation: p99 at equal load;
 #   2. 500 concurrent requests for one cold key: database queries caused;
 #   3. stale-while-revalidate: p99 of answers served stale against p99 of fresh hits;
 #   4. export of 1,000,000 audit events: rows/s and peak RSS growth of the origin.
 # Installs what is missing (nginx-light, wrk, sqlite3). Safe to re-run.
 #
 # On a machine with two or more cores each server runs on core 0 alone and wrk on core 1, so
-# that the server is what limits throughput and the peers share the cores the same way; every
-# peer is measured once per round, rounds alternate, and each figure is the median over rounds.
+# that the server is what limits throughput and the peers share the cores the same way. Every
+# peer is measured once per round, in reverse order in even rounds. Each ratio is the median of
+# the per-round ratios; each peer's p99 is also taken over its requests pooled from all rounds
+# (from wrk's latency histograms), which one noisy round moves less.
 #
-#   BENCH_SECONDS      wrk duration per peer and round  (default 5)
-#   BENCH_ROUNDS       rounds                            (default 3)
-#   BENCH_CONNECTIONS  wrk connections                   (default 64)
+#   BENCH_SECONDS      wrk duration per peer and round     (default 5)
+#   BENCH_ROUNDS       rounds                               (default 8)
+#   BENCH_CONNECTIONS  wrk connections                      (default 64)
+#   BENCH_PACE_MS      think time of the paced runs, in ms  (default 1)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-8}
+PACE_MS=${BENCH_PACE_MS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 if [ "$(nproc)" -ge 2 ]; then
   SERVER_CPU=(taskset -c 0)
@@ -131,37 +137,84 @@ cpu_ticks() {
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
-# run_wrk <url> <server pids...>: requests/s, p99 (ms) and the servers' CPU µs per request.
-# wrk prints "N requests in", "Requests/sec: N" and, with --latency, "99% N{us,ms,s}". CPU per
-# request is the steadier figure on a shared machine: the time the server spends on a request,
-# whoever else wants the cores.
-run_wrk() {
-  local url=$1 before after requests rps p99 threads=2
-  shift
+# wrk's latency histogram (microseconds and count per line) goes to $WRK_HISTOGRAM, so that
+# every peer's latencies can be pooled over all rounds; a think time of $WRK_PACE_MS after each
+# response, when set, holds every peer to about the same request rate, below saturation.
+cat >"$WORK/wrk.lua" <<'LUA'
+local pace = tonumber(os.getenv("WRK_PACE_MS") or "")
+if pace then
+  delay = function() return pace end
+end
+done = function(summary, latency, requests)
+  local out = assert(io.open(os.getenv("WRK_HISTOGRAM"), "w"))
+  for i = 1, #latency do
+    local value, count = latency(i)
+    out:write(string.format("%d %d\n", value, count))
+  end
+  out:close()
+end
+LUA
+mkdir -p "$WORK/runs"
+chmod 755 "$WORK/runs"
+
+# measure <peer> <round> <url> <server pids...>: runs wrk and writes "$WORK/runs/<peer>.<round>"
+# holding requests/s, p99 (ms), the servers' CPU µs per request and wrk's share of its core, and
+# the histogram beside it (.hist). CPU per request is the steadier figure on a shared machine:
+# the time the server spends on a request, whoever else wants the cores. wrk's own share shows
+# how close the load generator is to its limit, which adds to every latency it measures.
+measure() {
+  local peer=$1 round=$2 url=$3 before after requests rps p99 threads=2 times
+  shift 3
   [ ${#LOAD_CPU[@]} -gt 0 ] && threads=1
   before=$(cpu_ticks "$@")
-  "${LOAD_CPU[@]}" wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
-    ${WRK_HEADER:+-H "$WRK_HEADER"} "$url" >"$WORK/wrk.txt"
+  times=$( { TIMEFORMAT='%U %S'; time WRK_HISTOGRAM="$WORK/runs/$peer.$round.hist" "${LOAD_CPU[@]}" \
+    wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/wrk.lua" \
+    ${WRK_HEADER:+-H "$WRK_HEADER"} "$url" >"$WORK/wrk.txt"; } 2>&1)
   after=$(cpu_ticks "$@")
   requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
-  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.txt")
-  echo "$rps $p99 $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$requests" 'BEGIN {printf "%.1f", t * us / n}')"
+  p99=$(percentile 0.99 "$WORK/runs/$peer.$round.hist")
+  echo "$rps $p99 $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$requests" 'BEGIN {printf "%.1f", t * us / n}') \
+$(awk -v s="$SECONDS_PER_RUN" '{printf "%.0f", ($1 + $2) * 100 / s}' <<<"$times")" >"$WORK/runs/$peer.$round"
 }
+
+# percentile <fraction> <histograms...>: the latency (ms) below which that fraction of all the
+# requests in the histograms fell.
+percentile() {
+  local fraction=$1
+  shift
+  cat "$@" | sort -n | awk -v f="$fraction" '{v[NR] = $1; c[NR] = $2; total += $2}
+    END {for (i = 1; i <= NR; i++) {seen += c[i]; if (seen >= total * f) {printf "%.3f", v[i] / 1000; exit}}}'
+}
+
 NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
-log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s per peer, $ROUNDS rounds of: nginx, nginx with the same headers, bare handler, origin"
-: >"$WORK/rounds.txt"
+# Each peer: name, URL, server pids, request header. Saturating load first, then the paced pair.
+# shellcheck disable=SC2206 # NGINX_PIDS is a list
+PEERS=(
+  "nginx|http://127.0.0.1:$NGINX_PORT/task.json|$NGINX_PIDS|"
+  "same|http://127.0.0.1:$NGINX_PORT/same-headers/task.json|$NGINX_PIDS|"
+  "bare|http://127.0.0.1:$BARE_PORT/api/tasks/7|$BARE_PID|"
+  "origin|$TASK_URL|$ORIGIN_PID|"
+  "br_nginx|http://127.0.0.1:$NGINX_PORT/list.json.br|$NGINX_PIDS|"
+  "br_origin|$LIST_URL|$ORIGIN_PID|accept-encoding: br"
+  "paced_nginx|http://127.0.0.1:$NGINX_PORT/task.json|$NGINX_PIDS|"
+  "paced_origin|$TASK_URL|$ORIGIN_PID|"
+)
+log "wrk: $CONNECTIONS connections, ${SECONDS_PER_RUN}s per peer, $ROUNDS rounds of: nginx, nginx with the same headers, bare handler, origin, the brotli page from nginx and the origin, and nginx and the origin with a ${PACE_MS} ms think time (order reversed in even rounds)"
 for round in $(seq "$ROUNDS"); do
-  # shellcheck disable=SC2086 # NGINX_PIDS is a list
-  read -r NGINX_RPS NGINX_P99 NGINX_CPU < <(run_wrk "http://127.0.0.1:$NGINX_PORT/task.json" $NGINX_PIDS)
-  # shellcheck disable=SC2086
-  read -r SAME_RPS SAME_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/same-headers/task.json" $NGINX_PIDS)
-  read -r BARE_RPS BARE_P99 BARE_CPU < <(run_wrk "http://127.0.0.1:$BARE_PORT/api/tasks/7" "$BARE_PID")
-  read -r ORIGIN_RPS ORIGIN_P99 ORIGIN_CPU < <(run_wrk "$TASK_URL" "$ORIGIN_PID")
-  # shellcheck disable=SC2086
-  read -r BR_NGINX_RPS BR_NGINX_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/list.json.br" $NGINX_PIDS)
-  read -r BR_ORIGIN_RPS BR_ORIGIN_P99 _ < <(WRK_HEADER='accept-encoding: br' run_wrk "$LIST_URL" "$ORIGIN_PID")
-  echo "$round $NGINX_RPS $NGINX_P99 $NGINX_CPU $SAME_RPS $SAME_P99 $BARE_RPS $BARE_P99 $BARE_CPU $ORIGIN_RPS $ORIGIN_P99 $ORIGIN_CPU $BR_NGINX_RPS $BR_NGINX_P99 $BR_ORIGIN_RPS $BR_ORIGIN_P99" | tee -a "$WORK/rounds.txt"
+  order=$(seq 0 $((${#PEERS[@]} - 1)))
+  [ $((round % 2)) -eq 0 ] && order=$(seq $((${#PEERS[@]} - 1)) -1 0)
+  for i in $order; do
+    IFS='|' read -r peer url pids header <<<"${PEERS[$i]}"
+    pace=
+    [[ $peer == paced_* ]] && pace=$PACE_MS
+    # shellcheck disable=SC2086 # pids is a list
+    WRK_HEADER=$header WRK_PACE_MS=$pace measure "$peer" "$round" "$url" $pids
+  done
+  printf "%s" "$round" >>"$WORK/rounds.txt"
+  for entry in "${PEERS[@]}"; do printf " %s" "$(cut -d' ' -f1-4 "$WORK/runs/${entry%%|*}.$round")" >>"$WORK/rounds.txt"; done
+  echo >>"$WORK/rounds.txt"
+  tail -n 1 "$WORK/rounds.txt"
 done
 kill "$BARE_PID" "$NGINX_PID" 2>/dev/null || true
 BARE_PID=
@@ -192,27 +245,40 @@ ORIGIN_PID=
 log "stampede and stale-while-revalidate (cargo bench -p origin --bench cache_figures)"
 cargo bench --quiet -p origin --bench cache_figures 2>/dev/null | tee "$WORK/figures.txt"
 
-printf "\nFigures (loopback; %s; %d rounds of %d s per peer; medians over rounds)\n" \
+printf "\nFigures (loopback; %s; %d rounds of %d s per peer)\n" \
   "$([ ${#SERVER_CPU[@]} -gt 0 ] && echo "each server alone on core 0, wrk on core 1" || echo "server and wrk share the cores")" "$ROUNDS" "$SECONDS_PER_RUN"
 echo "  cached GET /api/tasks/7, same body; response head: origin $ORIGIN_HEAD B, nginx $NGINX_HEAD B, nginx with the same headers $SAME_HEAD B"
-echo "  per round: round, nginx req/s p99 CPU-us, same-headers nginx req/s p99, bare req/s p99 CPU-us, origin req/s p99 CPU-us, brotli page: nginx req/s p99, origin req/s p99"
+echo "  per round, for each of nginx, nginx with the same headers, bare handler, origin, brotli page from nginx, from the origin,"
+echo "  nginx paced, origin paced: req/s, p99 ms, server CPU us per request, wrk's share of its core (%)"
 sed 's/^/    /' "$WORK/rounds.txt"
 # Per-round ratios, then their medians (the middle value; the mean of the middle two when even).
 sort_median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratio() { awk "{printf \"%.4f\\n\", $1}" "$WORK/rounds.txt" | sort_median; }
-awk -v nginx="$(ratio '$10 / $2')" -v nginx_p99="$(ratio '$11 / $3')" \
-    -v same="$(ratio '$10 / $5')" -v same_p99="$(ratio '$11 / $6')" \
-    -v bare="$(ratio '$10 / $7')" -v bare_p99="$(ratio '$11 / $8')" \
-    -v br="$(ratio '$15 / $13')" -v br_p99="$(ratio '$16 / $14')" \
-    -v bare_cpu="$(ratio '$9 / $12')" -v nginx_cpu="$(ratio '$4 / $12')" \
-    -v origin_cpu="$(awk '{print $12}' "$WORK/rounds.txt" | sort_median)" \
+median() { awk "{print \$$1}" "$WORK/rounds.txt" | sort_median; }
+# p99 of one peer's requests pooled over every round.
+pooled() { percentile 0.99 "$WORK"/runs/"$1".*.hist; }
+awk -v nginx="$(ratio '$14 / $2')" -v nginx_p99="$(ratio '$15 / $3')" \
+    -v same="$(ratio '$14 / $6')" -v same_p99="$(ratio '$15 / $7')" \
+    -v bare="$(ratio '$14 / $10')" -v bare_p99="$(ratio '$15 / $11')" \
+    -v br="$(ratio '$22 / $18')" -v br_p99="$(ratio '$23 / $19')" \
+    -v paced="$(ratio '$30 / $26')" -v paced_p99="$(ratio '$31 / $27')" \
+    -v bare_cpu="$(ratio '$12 / $16')" -v nginx_cpu="$(ratio '$4 / $16')" -v origin_cpu="$(median 16)" \
+    -v wrk_nginx="$(median 5)" -v wrk_origin="$(median 17)" -v wrk_same="$(median 9)" \
+    -v p_nginx="$(pooled nginx)" -v p_same="$(pooled same)" -v p_bare="$(pooled bare)" -v p_origin="$(pooled origin)" \
+    -v p_br_nginx="$(pooled br_nginx)" -v p_br_origin="$(pooled br_origin)" \
+    -v p_paced_nginx="$(pooled paced_nginx)" -v p_paced_origin="$(pooled paced_origin)" \
+    -v rate_nginx="$(median 26)" -v rate_origin="$(median 30)" -v pace="$PACE_MS" \
     -v rows="$ROWS" -v secs="$EXPORT_SECONDS" -v csvsecs="$CSV_SECONDS" -v bytes="$EXPORT_BYTES" \
     -v before="$RSS_BEFORE" -v peak="$RSS_PEAK" 'BEGIN {
-  printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx (targets: >= 1.0x, <= 1.0x)\n", nginx, nginx_p99
-  printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx\n", same, same_p99
-  printf "    origin full stack / bare handler:     throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx\n", bare, bare_p99
-  printf "    brotli page of 100 tasks, origin / nginx serving the same bytes: throughput %.2fx, p99 %.2fx\n", br, br_p99
+  print "  saturating load: throughput and p99 as the median of the per-round ratios; pooled p99 over all rounds"
+  printf "    origin / plain nginx:                 throughput %.2fx, p99 %.2fx; pooled p99 %.2fx (%.2f / %.2f ms) (targets: >= 1.0x, <= 1.0x)\n", nginx, nginx_p99, p_origin / p_nginx, p_origin, p_nginx
+  printf "    origin / nginx with the same headers: throughput %.2fx, p99 %.2fx; pooled p99 %.2fx (%.2f / %.2f ms)\n", same, same_p99, p_origin / p_same, p_origin, p_same
+  printf "    origin full stack / bare handler:     throughput %.2fx (target >= 0.85x: the stack costs <= 15%%), p99 %.2fx; pooled p99 %.2fx\n", bare, bare_p99, p_origin / p_bare
+  printf "    brotli page of 100 tasks, origin / nginx serving the same bytes: throughput %.2fx, p99 %.2fx; pooled p99 %.2fx\n", br, br_p99, p_br_origin / p_br_nginx
   printf "    server CPU per request: origin %.1f us; bare / origin %.2fx, nginx / origin %.2fx\n", origin_cpu, bare_cpu, nginx_cpu
+  printf "    wrk busy (median share of its core): %d%% on nginx, %d%% on nginx with the same headers, %d%% on the origin\n", wrk_nginx, wrk_same, wrk_origin
+  printf "  paced load (%d ms think time per connection: about %.0f req/s for nginx, %.0f for the origin)\n", pace, rate_nginx, rate_origin
+  printf "    origin / plain nginx:                 p99 %.2fx; pooled p99 %.2fx (%.2f / %.2f ms) (target <= 1.0x)\n", paced_p99, p_paced_origin / p_paced_nginx, p_paced_origin, p_paced_nginx
   printf "  export %d events (NDJSON, %.0f MB): %.2f s = %.0f rows/s (target >= 200000); CSV %.0f rows/s\n", rows, bytes / 1e6, secs, rows / secs, rows / csvsecs
   printf "    origin RSS %.1f MB before, peak %.1f MB during: growth %.1f MB (target < 50)\n", before / 1024, peak / 1024, (peak - before) / 1024
 }'

@@ -155,7 +155,15 @@ done = function(summary, latency, requests)
 end
 LUA
 mkdir -p "$WORK/runs"
-chmod 755 "$WORK/runs"
+
+# percentile <fraction> <histograms...>: the latency (ms) below which that fraction of all the
+# requests in the histograms fell.
+percentile() {
+  local fraction=$1
+  shift
+  cat "$@" | sort -n | awk -v f="$fraction" '{v[NR] = $1; c[NR] = $2; total += $2}
+    END {for (i = 1; i <= NR; i++) {seen += c[i]; if (seen >= total * f) {printf "%.3f", v[i] / 1000; exit}}}'
+}
 
 # measure <peer> <round> <url> <server pids...>: runs wrk and writes "$WORK/runs/<peer>.<round>"
 # holding requests/s, p99 (ms), the servers' CPU µs per request and wrk's share of its core, and
@@ -168,7 +176,7 @@ measure() {
   [ ${#LOAD_CPU[@]} -gt 0 ] && threads=1
   before=$(cpu_ticks "$@")
   times=$( { TIMEFORMAT='%U %S'; time WRK_HISTOGRAM="$WORK/runs/$peer.$round.hist" "${LOAD_CPU[@]}" \
-    wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/wrk.lua" \
+    wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -s "$WORK/wrk.lua" \
     ${WRK_HEADER:+-H "$WRK_HEADER"} "$url" >"$WORK/wrk.txt"; } 2>&1)
   after=$(cpu_ticks "$@")
   requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
@@ -178,18 +186,8 @@ measure() {
 $(awk -v s="$SECONDS_PER_RUN" '{printf "%.0f", ($1 + $2) * 100 / s}' <<<"$times")" >"$WORK/runs/$peer.$round"
 }
 
-# percentile <fraction> <histograms...>: the latency (ms) below which that fraction of all the
-# requests in the histograms fell.
-percentile() {
-  local fraction=$1
-  shift
-  cat "$@" | sort -n | awk -v f="$fraction" '{v[NR] = $1; c[NR] = $2; total += $2}
-    END {for (i = 1; i <= NR; i++) {seen += c[i]; if (seen >= total * f) {printf "%.3f", v[i] / 1000; exit}}}'
-}
-
 NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
-# Each peer: name, URL, server pids, request header. Saturating load first, then the paced pair.
-# shellcheck disable=SC2206 # NGINX_PIDS is a list
+# Each peer: name, URL, server pids, request header. The paced pair runs with a think time.
 PEERS=(
   "nginx|http://127.0.0.1:$NGINX_PORT/task.json|$NGINX_PIDS|"
   "same|http://127.0.0.1:$NGINX_PORT/same-headers/task.json|$NGINX_PIDS|"
@@ -212,7 +210,7 @@ for round in $(seq "$ROUNDS"); do
     WRK_HEADER=$header WRK_PACE_MS=$pace measure "$peer" "$round" "$url" $pids
   done
   printf "%s" "$round" >>"$WORK/rounds.txt"
-  for entry in "${PEERS[@]}"; do printf " %s" "$(cut -d' ' -f1-4 "$WORK/runs/${entry%%|*}.$round")" >>"$WORK/rounds.txt"; done
+  for entry in "${PEERS[@]}"; do printf " %s" "$(<"$WORK/runs/${entry%%|*}.$round")" >>"$WORK/rounds.txt"; done
   echo >>"$WORK/rounds.txt"
   tail -n 1 "$WORK/rounds.txt"
 done

@@ -15,6 +15,8 @@ die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 APT_UPDATED=
+# Another apt (a second setup run, unattended upgrades) may hold dpkg's lock: wait for it.
+APT_WAIT=(-o DPkg::Lock::Timeout=600)
 apt_install() {
   local missing=()
   for package in "$@"; do
@@ -24,11 +26,11 @@ apt_install() {
   command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} by hand"
   if [ -z "$APT_UPDATED" ]; then
     log "apt-get update"
-    as_root apt-get update -qq
+    as_root apt-get "${APT_WAIT[@]}" update -qq
     APT_UPDATED=1
   fi
   log "installing Debian packages: ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get "${APT_WAIT[@]}" install -y -qq "${missing[@]}" >/dev/null
 }
 
 ensure_node() {

@@ -160,8 +160,8 @@ async fn timed(client: &reqwest::Client, url: &str, control: bool) -> Sample {
 /// else, and the control shows what that costs a request that has no loader at all.
 ///
 /// Without `pause` the clients send as fast as they are answered, which saturates the cores;
-/// with it each client rests that long after each pair, which leaves the refresh's query a
-/// core of its own, as a server that is not overloaded has.
+/// with it each client rests that long after each pair, which leaves the cores idle capacity,
+/// as a server that is not overloaded has.
 async fn stale_while_revalidate(client: &reqwest::Client, base: &str, pause: Option<Duration>) {
     let url = format!("{base}/api/stats");
     let control = format!("{base}/api/tasks/1/comments?limit=1");

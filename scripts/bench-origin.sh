@@ -259,7 +259,7 @@ awk -v nginx="$(ratio '$14 / $2')" -v nginx_p99="$(ratio '$15 / $3')" \
     -v same="$(ratio '$14 / $6')" -v same_p99="$(ratio '$15 / $7')" \
     -v bare="$(ratio '$14 / $10')" -v bare_p99="$(ratio '$15 / $11')" \
     -v br="$(ratio '$22 / $18')" -v br_p99="$(ratio '$23 / $19')" \
-    -v paced="$(ratio '$30 / $26')" -v paced_p99="$(ratio '$31 / $27')" \
+    -v paced_p99="$(ratio '$31 / $27')" \
     -v bare_cpu="$(ratio '$12 / $16')" -v nginx_cpu="$(ratio '$4 / $16')" -v origin_cpu="$(median 16)" \
     -v wrk_nginx="$(median 5)" -v wrk_origin="$(median 17)" -v wrk_same="$(median 9)" \
     -v p_nginx="$(pooled nginx)" -v p_same="$(pooled same)" -v p_bare="$(pooled bare)" -v p_origin="$(pooled origin)" \

@@ -21,10 +21,11 @@ use shared::freshness::FreshnessState;
 use shared::image::{FormatChoice, ImageFormat, ImageRequest, SourceFormat};
 use shared::key::CacheKey;
 use shared::policy::Decision;
-use shared::security::SecurityOverrides;
-use worker::{Cache, Headers, Method, Request, Response, Result};
+use worker::{Cache, Headers, Request, Response, Result};
 
 use crate::config::EdgeConfig;
+use crate::forward::{Deadline, Outgoing};
+use crate::respond::Security;
 use crate::{coalesce, forward, respond, store};
 
 /// How long a request waits for another one's conversion of the same variant, beyond the
@@ -85,7 +86,7 @@ pub async fn handle(
     key: &CacheKey,
     decision: &Decision<'_>,
     config: &EdgeConfig,
-    security: &SecurityOverrides,
+    security: &Security,
 ) -> Result<Response> {
     let ask = match ImageRequest::parse(key.path()) {
         Ok(ask) => ask,
@@ -108,7 +109,7 @@ pub async fn handle_original(
     format: ImageFormat,
     decision: &Decision<'_>,
     config: &EdgeConfig,
-    security: &SecurityOverrides,
+    security: &Security,
 ) -> Result<Response> {
     let ask = ImageRequest::original(&key.target());
     let choice = Choice {
@@ -126,7 +127,7 @@ async fn serve(
     choice: Choice,
     decision: &Decision<'_>,
     config: &EdgeConfig,
-    security: &SecurityOverrides,
+    security: &Security,
 ) -> Result<Response> {
     let key = match choice.format {
         Some(format) if choice.negotiated => key.clone().with_image_format(format),
@@ -203,14 +204,19 @@ async fn keep(
     (request_time, response_time): (u64, u64),
 ) -> Result<bool> {
     let owned = store::OwnedFacts::of(response)?;
-    let Ok(retention) = store::admit("GET", false, &owned.facts(), response_time) else {
+    let Ok(retention) = store::admit("GET", false, &owned.facts(), response_time, false) else {
         return Ok(false);
     };
-    let times = (request_time, response_time);
-    let put = store::put(
-        cache, cache_url, 200, headers, bytes, retention, times, false,
-    )
-    .await;
+    let entry = store::Entry {
+        status: 200,
+        headers,
+        body: bytes,
+        retention,
+        times: (request_time, response_time),
+        compress: false,
+        authorized: false,
+    };
+    let put = store::put(cache, cache_url, &Headers::new(), entry).await;
     Ok(put.is_ok())
 }
 
@@ -220,8 +226,15 @@ async fn fetch_source(
     ask: &ImageRequest,
     config: &EdgeConfig,
 ) -> Result<std::result::Result<Vec<u8>, Response>> {
-    let outgoing = forward::prepare_as(request, Method::Get, &ask.source, config)?;
-    let mut response = match forward::send(&outgoing, config.origin_timeout).await {
+    let request_id = forward::request_id(request);
+    let outgoing = Outgoing {
+        method: "GET",
+        target: &ask.source,
+        fill: Some(&forward::Validators::default()),
+        request_id: &request_id,
+    };
+    let deadline = Deadline::after(config.origin_timeout);
+    let response = match forward::to_origin(request, &outgoing, config, deadline).await {
         Ok(response) => response,
         Err(error) => {
             let timed_out = matches!(error, forward::OriginError::Timeout(_));
@@ -258,7 +271,24 @@ async fn fetch_source(
             &error.to_string(),
         )?));
     }
-    Ok(Ok(response.bytes().await?))
+    match forward::read_body(response, limit, deadline).await {
+        Ok(Ok((_, bytes))) => Ok(Ok(bytes)),
+        Ok(Err(_)) => {
+            let error = TransformError::SourceTooLarge {
+                bytes: limit + 1,
+                limit,
+            };
+            Ok(Err(respond::error(
+                error.status(),
+                error.code(),
+                &error.to_string(),
+            )?))
+        }
+        Err(error) => {
+            let timed_out = matches!(error, forward::OriginError::Timeout(_));
+            Ok(Err(respond::origin_failure(timed_out, false)?))
+        }
+    }
 }
 
 /// The transformed bytes and their media type (or the source's, when it is smaller).
@@ -301,9 +331,9 @@ fn finish(
     response: Response,
     choice: Choice,
     status: &CacheStatus,
-    security: &SecurityOverrides,
+    security: &Security,
 ) -> Result<Response> {
-    let response = if request.method() == Method::Head {
+    let response = if crate::runtime::method(request) == "HEAD" {
         Response::empty()?.with_headers(response.headers().clone())
     } else {
         response

@@ -21,6 +21,7 @@
 //! | [`precompress`] | the brotli copy of stored text, served as it is to br clients |
 //! | [`images`] | `/cdn-cgi/image/…` resizing through the `imaging` crate |
 //! | [`respond`] | response headers and error bodies |
+//! | [`runtime`] | responses and methods without the `worker` crate's panics |
 #![forbid(unsafe_code)]
 
 pub mod coalesce;
@@ -33,21 +34,29 @@ pub mod precompress;
 pub mod purge;
 pub mod respond;
 pub mod revalidate;
+pub mod runtime;
 pub mod store;
 pub mod tags;
 pub mod url_parts;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, web_sys, Context, Env, Request, Result};
 
 /// The Worker's entry point: hands off to [`flow::handle`], turning any internal failure into a
-/// 502 with a JSON body rather than Cloudflare's generic error page.
+/// 502 with a JSON body rather than Cloudflare's generic error page. Responses are converted
+/// for the runtime by [`runtime::into_runtime`], which cannot panic: no request and no origin
+/// answer can abort the isolate.
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
-    match flow::handle(request, &env, &ctx).await {
+async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
+    let outcome = flow::handle(request, &env, &ctx)
+        .await
+        .and_then(runtime::into_runtime);
+    match outcome {
         Ok(response) => Ok(response),
         Err(error) => {
             worker::console_error!("rampart-edge: {error}");
-            respond::error(502, "EDGE_ERROR", "the edge could not complete the request")
+            let fallback =
+                respond::error(502, "EDGE_ERROR", "the edge could not complete the request")?;
+            runtime::into_runtime(fallback)
         }
     }
 }

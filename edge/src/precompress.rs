@@ -92,9 +92,14 @@ fn client_accept_encoding(request: &Request) -> Option<String> {
 }
 
 /// The stored brotli copy made ready for `request`'s client: as it is (`manual`) for a client
-/// that takes br, decoded for any other; `None` if it does not decode.
-pub async fn for_client(mut copy: Response, request: &Request) -> Result<Option<Response>> {
-    if client_takes_brotli(request)? {
+/// that takes br, decoded for any other or when `identity` is asked (byte ranges are ranges of
+/// the identity body); `None` if it does not decode.
+pub async fn for_client(
+    mut copy: Response,
+    request: &Request,
+    identity: bool,
+) -> Result<Option<Response>> {
+    if !identity && client_takes_brotli(request)? {
         return Ok(Some(copy.with_encode_body(EncodeBody::Manual)));
     }
     let Some(decoded) = decode(&copy.bytes().await?) else {

@@ -4,8 +4,33 @@
 //! outgoing response is rebuilt around a fresh header set first ([`rebuild`]).
 
 use shared::cache_status::CacheStatus;
-use shared::security::SecurityOverrides;
+use shared::policy::RoutePolicy;
 use worker::{Headers, Response, Result};
+
+/// The security headers a route's responses leave with.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// The policy's set, overrides applied.
+    headers: Vec<(String, String)>,
+    /// Names whose policy value replaces the origin's.
+    enforced: Vec<String>,
+}
+
+impl Security {
+    /// The set for a route (the defaults when no rule matched).
+    pub fn of(route: Option<&RoutePolicy>) -> Self {
+        match route {
+            Some(route) => Self {
+                headers: shared::security::headers(&route.security_headers),
+                enforced: route.enforced_security_headers.clone(),
+            },
+            None => Self {
+                headers: shared::security::headers(&Default::default()),
+                enforced: Vec::new(),
+            },
+        }
+    }
+}
 
 /// A mutable copy of `response` (same status and body, copied headers).
 pub fn rebuild(response: Response) -> Result<Response> {
@@ -21,12 +46,12 @@ pub fn rebuild(response: Response) -> Result<Response> {
 }
 
 /// Stamps the outgoing headers: `Cache-Status` appended after the origin's own members (RFC 9211
-/// lists caches from the origin outwards, so the edge's member comes last), security headers,
-/// and implementation details removed.
+/// lists caches from the origin outwards, so the edge's member comes last), the security headers
+/// the origin did not set itself (and the enforced ones), and implementation details removed.
 pub fn finish(
     mut response: Response,
     status: &CacheStatus,
-    security: &SecurityOverrides,
+    security: &Security,
 ) -> Result<Response> {
     let headers = response.headers_mut();
     let members = match headers.get("cache-status")? {
@@ -34,8 +59,11 @@ pub fn finish(
         _ => status.to_string(),
     };
     headers.set("cache-status", &members)?;
-    for (name, value) in shared::security::headers(security) {
-        headers.set(&name, &value)?;
+    let present = |name: &str| headers.has(name).unwrap_or(false);
+    let missing: Vec<&(String, String)> =
+        shared::security::to_apply(&security.headers, &security.enforced, present).collect();
+    for (name, value) in missing {
+        headers.set(name, value)?;
     }
     for name in shared::security::REMOVED {
         headers.delete(name)?;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use worker::{Cache, Context, Request};
 
-use crate::{forward, store};
+use crate::forward::{self, Deadline};
+use crate::store;
 
 thread_local! {
     /// Cache URLs being refreshed by this isolate (wasm32 Workers run one thread per isolate).
@@ -34,16 +35,21 @@ impl Drop for Claim {
 /// What to refresh, and how to store it.
 #[derive(Debug)]
 pub struct Refresh {
-    /// The stored entry's cache URL.
+    /// The URL's cache URL (where a new response is stored, as a variant when it varies).
     pub cache_url: String,
+    /// Where the stale response lives (freshened in place by a `304`).
+    pub stored_url: String,
     /// How long the origin may take.
     pub timeout: Duration,
     /// Whether the route's policy has text stored as a brotli copy.
     pub compress: bool,
+    /// The id of the request that started the refresh, for logs.
+    pub request_id: String,
 }
 
 /// Refreshes an entry from the origin in the background, unless a refresh of it is already
-/// running here. A failed refresh keeps the stale copy; the next request past the window forwards.
+/// running here. A failed refresh keeps the stale copy; the next request past the window
+/// forwards.
 pub fn spawn(ctx: &Context, outgoing: Request, refresh: Refresh) {
     let Some(claim) = Claim::take(&refresh.cache_url) else {
         return;
@@ -51,37 +57,52 @@ pub fn spawn(ctx: &Context, outgoing: Request, refresh: Refresh) {
     ctx.wait_until(async move {
         let _claim = claim;
         if let Err(reason) = run(&outgoing, &refresh).await {
-            let cache_url = &refresh.cache_url;
+            let (id, cache_url) = (&refresh.request_id, &refresh.cache_url);
             worker::console_error!(
-                "rampart-edge: refresh of {cache_url} kept the stale copy: {reason}"
+                "rampart-edge: request {id}: refresh of {cache_url} kept the stale copy: {reason}"
             );
         }
     });
 }
 
+/// Sends the (conditional) refresh: a `304` freshens the stored response, a new one replaces it.
 async fn run(outgoing: &Request, refresh: &Refresh) -> Result<(), String> {
+    let deadline = Deadline::after(refresh.timeout);
     let request_time = store::now();
-    let mut response = forward::send(outgoing, refresh.timeout)
+    let response = forward::send(outgoing, false, deadline)
         .await
         .map_err(|error| error.to_string())?;
-    let response_time = store::now();
-    let owned = store::OwnedFacts::of(&response).map_err(|e| e.to_string())?;
-    if response.status_code() >= 500 {
-        return Err(format!("the origin answered {}", response.status_code()));
+    let times = (request_time, store::now());
+    let cache = Cache::default();
+    let code = response.status_code();
+    if code == 304 {
+        return store::freshen(&cache, &refresh.stored_url, response.headers(), times)
+            .await
+            .map_err(|e| e.to_string());
     }
-    let retention = store::admit("GET", false, &owned.facts(), response_time)
-        .map_err(|reason| format!("not storable: {reason:?}"))?;
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    store::put(
-        &Cache::default(),
-        &refresh.cache_url,
-        response.status_code(),
-        response.headers(),
+    if code >= 500 {
+        return Err(format!("the origin answered {code}"));
+    }
+    let owned = store::OwnedFacts::of(&response).map_err(|e| e.to_string())?;
+    let validator = store::has_validator(response.headers()).map_err(|e| e.to_string())?;
+    let retention = store::admit("GET", false, &owned.facts(), times.1, validator)
+        .map_err(|reason| format!("not storable: {}", reason.as_str()))?;
+    let (head, body) = match forward::read_body(response, usize::MAX, deadline).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(_)) => return Err("the body is too large".to_owned()),
+        Err(error) => return Err(error.to_string()),
+    };
+    let entry = store::Entry {
+        status: code,
+        headers: head.headers(),
         body,
         retention,
-        (request_time, response_time),
-        refresh.compress,
-    )
-    .await
-    .map_err(|e| e.to_string())
+        times,
+        compress: refresh.compress,
+        authorized: false,
+    };
+    store::put(&cache, &refresh.cache_url, outgoing.headers(), entry)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -1,34 +1,72 @@
 //! Stored entries in the Workers Cache API, with freshness tracked by the Worker itself.
 //!
-//! The Cache API only stores and matches: it has no stale-while-revalidate or stale-if-error. So
-//! an entry is stored with a *physical* lifetime (`Cache-Control: max-age=<retention>`) long
-//! enough to cover the stale windows, while its *logical* freshness is computed on every lookup by
-//! the shared crate from the origin's original headers, kept beside it:
+//! The Cache API only stores and matches: it has no stale-while-revalidate or stale-if-error,
+//! and no `Vary`. So an entry is stored with a *physical* lifetime (`Cache-Control:
+//! max-age=<retention>`) long enough to cover the stale windows, while its *logical* freshness
+//! is computed on every lookup by the shared crate from the origin's original headers, kept
+//! beside it:
 //!
 //! | header on the stored copy | meaning |
 //! | --- | --- |
 //! | `x-rampart-cache-control` | the origin's `Cache-Control`, restored on the way out |
 //! | `x-rampart-cdn-cache-control` | the origin's `CDN-Cache-Control` |
+//! | `x-rampart-age` | the origin's `Age`, which counts toward the current age |
 //! | `x-rampart-request-time` / `x-rampart-response-time` | Unix seconds, for RFC 9111 §4.2.3 age |
+//! | `x-rampart-authorized` | stored from a request with `Authorization` (§3.5 allowed it) |
+//! | `x-rampart-vary-key` | the secondary key the variant was selected by |
 //! | `x-rampart-precompressed` | the body is the edge's brotli copy ([`precompress`]) |
+//!
+//! **Vary** (§4.1): a response with `Vary` is stored under its URL plus a digest of its
+//! secondary key ([`shared::vary`]); the URL itself holds a small marker naming the fields and a
+//! generation id. A lookup reads the marker, computes the request's secondary key, and reads that
+//! variant; several variants live side by side. Storing a response without `Vary` replaces the
+//! marker, and purging or invalidating the URL deletes it, which orphans every variant (a new
+//! marker has a new generation).
 
 use shared::freshness::{
     current_age, storability, Freshness, FreshnessState, NotStorable, ResponseFacts,
 };
 use worker::{Cache, Headers, Request, Response, Result};
 
-use crate::precompress;
+use crate::{precompress, runtime};
 
 const ORIGINAL_CACHE_CONTROL: &str = "x-rampart-cache-control";
 const ORIGINAL_CDN_CACHE_CONTROL: &str = "x-rampart-cdn-cache-control";
+const ORIGINAL_AGE: &str = "x-rampart-age";
 const REQUEST_TIME: &str = "x-rampart-request-time";
 const RESPONSE_TIME: &str = "x-rampart-response-time";
+const AUTHORIZED: &str = "x-rampart-authorized";
+const VARY_KEY: &str = "x-rampart-vary-key";
+const VARY_MARKER: &str = "x-rampart-vary";
+const VARY_GENERATION: &str = "x-rampart-vary-generation";
 const INTERNAL: &[&str] = &[
     ORIGINAL_CACHE_CONTROL,
     ORIGINAL_CDN_CACHE_CONTROL,
+    ORIGINAL_AGE,
     REQUEST_TIME,
     RESPONSE_TIME,
+    AUTHORIZED,
+    VARY_KEY,
+    precompress::MARKER,
 ];
+
+/// Headers a 304 or HEAD that freshens a stored response does not replace (RFC 9111 §3.2):
+/// the stored body's length, and what the edge never stores.
+const NOT_UPDATED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "set-cookie",
+    "cache-status",
+];
+
+/// How long an entry is kept past its freshness (and its stale windows): a stale copy can
+/// then be revalidated with a conditional request instead of fetched whole, and served when
+/// the origin cannot be reached (RFC 9111 §4.2.4 allows it to a disconnected cache, unless the
+/// response forbids it).
+pub const STALE_RETENTION: u32 = 86_400;
+
+/// How long a Vary marker is kept: longer than its variants, which expire on their own.
+const MARKER_RETENTION: u32 = 30 * 86_400;
 
 /// The current time in Unix seconds.
 pub fn now() -> u64 {
@@ -52,9 +90,13 @@ pub struct OwnedFacts {
 impl OwnedFacts {
     /// Reads the facts of a response as the origin sent it.
     pub fn of(response: &Response) -> Result<Self> {
-        let headers = response.headers();
+        Self::of_headers(response.status_code(), response.headers())
+    }
+
+    /// Reads the facts of `status` and `headers`.
+    pub fn of_headers(status: u16, headers: &Headers) -> Result<Self> {
         Ok(Self {
-            status: response.status_code(),
+            status,
             cache_control: headers.get("cache-control")?,
             cdn_cache_control: headers.get("cdn-cache-control")?,
             expires: headers.get("expires")?,
@@ -82,27 +124,45 @@ impl OwnedFacts {
     }
 }
 
-/// A stored response found for a key.
+/// A stored response found for a request.
 #[derive(Debug)]
 pub struct Stored {
     /// The response with the origin's headers restored (mutable).
     pub response: Response,
     /// Its current age in seconds.
     pub age: u64,
+    /// Its freshness.
+    pub freshness: Freshness,
     /// Fresh, or stale and what may still be done with it.
     pub state: FreshnessState,
+    /// The cache URL it lives under (the variant's, for a response with `Vary`).
+    pub cache_url: String,
+    /// Stored from a request with `Authorization`.
+    pub authorized: bool,
 }
 
-/// Looks up `cache_url` for `request`, restoring the origin's headers and computing freshness.
-/// A brotli copy is served as it is to a client that takes br, and decoded for any other.
+/// Looks up what is stored for `request` under `cache_url` (following a Vary marker to the
+/// request's variant), restoring the origin's headers and computing freshness. A brotli copy is
+/// served as it is to a client that takes br (unless `identity` is asked), and decoded for any
+/// other.
 pub async fn lookup(cache: &Cache, cache_url: &str, request: &Request) -> Result<Option<Stored>> {
-    let Some(found) = cache.get(cache_url, true).await? else {
+    lookup_as(cache, cache_url, request, false).await
+}
+
+/// [`lookup`], with `identity` forcing a decoded body (for byte ranges).
+pub async fn lookup_as(
+    cache: &Cache,
+    cache_url: &str,
+    request: &Request,
+    identity: bool,
+) -> Result<Option<Stored>> {
+    let Some((found, found_url)) = find(cache, cache_url, request.headers()).await? else {
         return Ok(None);
     };
     let mut response = crate::respond::rebuild(found)?;
     if response.headers().has(precompress::MARKER)? {
-        let Some(ready) = precompress::for_client(response, request).await? else {
-            worker::console_error!("rampart-edge: the brotli copy of {cache_url} is corrupt");
+        let Some(ready) = precompress::for_client(response, request, identity).await? else {
+            worker::console_error!("rampart-edge: the brotli copy of {found_url} is corrupt");
             return Ok(None);
         };
         response = ready;
@@ -112,6 +172,51 @@ pub async fn lookup(cache: &Cache, cache_url: &str, request: &Request) -> Result
         Ok(headers.get(name)?.and_then(|v| v.parse().ok()).unwrap_or(0))
     };
     let (request_time, response_time) = (time(REQUEST_TIME)?, time(RESPONSE_TIME)?);
+    let authorized = headers.has(AUTHORIZED)?;
+    let upstream_age = headers.get(ORIGINAL_AGE)?;
+    restore_origin_headers(headers)?;
+    let mut owned = OwnedFacts::of(&response)?;
+    owned.age = upstream_age;
+    let facts = owned.facts();
+    let age = current_age(&facts, request_time, response_time, now());
+    let freshness = Freshness::of(&facts, response_time);
+    Ok(Some(Stored {
+        response,
+        age,
+        state: freshness.state(age),
+        freshness,
+        cache_url: found_url,
+        authorized,
+    }))
+}
+
+/// The raw stored entry for `request` and the URL it lives under: the entry at `cache_url`, or
+/// the request's variant when that is a Vary marker.
+async fn find(
+    cache: &Cache,
+    cache_url: &str,
+    request_headers: &Headers,
+) -> Result<Option<(Response, String)>> {
+    let Some(found) = cache.get(cache_url, true).await? else {
+        return Ok(None);
+    };
+    let Some(marker) = VaryMarker::of(found.headers())? else {
+        return Ok(Some((found, cache_url.to_owned())));
+    };
+    let secondary = marker.secondary_key(request_headers);
+    let variant_url = marker.variant_url(cache_url, &secondary);
+    let Some(variant) = cache.get(variant_url.as_str(), true).await? else {
+        return Ok(None);
+    };
+    // The URL holds a digest: the exact key guards against collisions.
+    if variant.headers().get(VARY_KEY)?.as_deref() != Some(escape(&secondary).as_str()) {
+        return Ok(None);
+    }
+    Ok(Some((variant, variant_url)))
+}
+
+/// `Cache-Control` and `CDN-Cache-Control` as the origin sent them; internal headers removed.
+fn restore_origin_headers(headers: &Headers) -> Result<()> {
     match headers.get(ORIGINAL_CACHE_CONTROL)? {
         Some(original) => headers.set("cache-control", &original)?,
         None => headers.delete("cache-control")?,
@@ -119,75 +224,268 @@ pub async fn lookup(cache: &Cache, cache_url: &str, request: &Request) -> Result
     if let Some(original) = headers.get(ORIGINAL_CDN_CACHE_CONTROL)? {
         headers.set("cdn-cache-control", &original)?;
     }
-    for name in INTERNAL.iter().chain([&precompress::MARKER]) {
+    for name in INTERNAL {
         headers.delete(name)?;
     }
-    let owned = OwnedFacts::of(&response)?;
-    let facts = owned.facts();
-    let age = current_age(&facts, request_time, response_time, now());
-    let state = Freshness::of(&facts, response_time).state(age);
-    Ok(Some(Stored {
-        response,
-        age,
-        state,
-    }))
+    Ok(())
 }
 
-/// Whether and for how long a fetched response may be stored (its retention in seconds).
+/// The fields a URL's responses vary on, and the generation of its variants.
+#[derive(Debug)]
+struct VaryMarker {
+    fields: Vec<String>,
+    generation: String,
+}
+
+impl VaryMarker {
+    fn of(headers: &Headers) -> Result<Option<Self>> {
+        let (Some(fields), Some(generation)) =
+            (headers.get(VARY_MARKER)?, headers.get(VARY_GENERATION)?)
+        else {
+            return Ok(None);
+        };
+        let fields = fields
+            .split(',')
+            .map(|f| f.trim().to_owned())
+            .filter(|f| !f.is_empty())
+            .collect();
+        Ok(Some(Self { fields, generation }))
+    }
+
+    fn secondary_key(&self, request_headers: &Headers) -> String {
+        shared::vary::secondary_key(&self.fields, |name| {
+            request_headers.get(name).ok().flatten()
+        })
+    }
+
+    fn variant_url(&self, cache_url: &str, secondary_key: &str) -> String {
+        let separator = if cache_url.contains('?') { '|' } else { '?' };
+        format!(
+            "{cache_url}{separator}|vary={}.{}",
+            self.generation,
+            shared::vary::digest(secondary_key)
+        )
+    }
+
+    async fn put(&self, cache: &Cache, cache_url: &str) -> Result<()> {
+        let headers = Headers::new();
+        headers.set(VARY_MARKER, &self.fields.join(","))?;
+        headers.set(VARY_GENERATION, &self.generation)?;
+        headers.set(
+            "cache-control",
+            &format!("public, max-age={MARKER_RETENTION}"),
+        )?;
+        let marker = Response::empty()?.with_headers(headers);
+        cache.put(cache_url, runtime::checked(marker)?).await
+    }
+}
+
+/// A secondary key in a form a header value can carry.
+fn escape(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'%' | 0..=0x1f | 0x7f.. => format!("%{b:02X}"),
+            _ => (b as char).to_string(),
+        })
+        .collect()
+}
+
+/// Whether and for how long a fetched response may be stored (its retention in seconds). A
+/// response with no freshness is kept only when it has a validator, to be revalidated later.
 pub fn admit(
     method: &str,
     has_authorization: bool,
     facts: &ResponseFacts<'_>,
     response_time: u64,
+    has_validator: bool,
 ) -> std::result::Result<u32, NotStorable> {
     storability(method, has_authorization, facts)?;
-    let retention = Freshness::of(facts, response_time).retention();
-    if retention == 0 {
+    let freshness = Freshness::of(facts, response_time);
+    if freshness.retention() == 0 && !has_validator {
         return Err(NotStorable::NoFreshness);
     }
-    Ok(retention)
+    Ok(retention(&freshness))
 }
 
-/// Stores `body` with the headers of `origin_headers` under `cache_url`, as a brotli copy when
-/// `compress` allows and the body is text worth it, and records its `Cache-Tag` values in the
-/// tag index.
-#[allow(clippy::too_many_arguments)]
+/// The physical lifetime of an entry: its freshness, its stale windows, and a day to be
+/// revalidated or stand in for an unreachable origin.
+fn retention(freshness: &Freshness) -> u32 {
+    freshness
+        .retention()
+        .max(freshness.lifetime.saturating_add(STALE_RETENTION))
+}
+
+/// Whether `headers` carry a validator (`ETag` or `Last-Modified`).
+pub fn has_validator(headers: &Headers) -> Result<bool> {
+    Ok(headers.has("etag")? || headers.has("last-modified")?)
+}
+
+/// A response about to be stored.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    /// Its status.
+    pub status: u16,
+    /// The origin's headers.
+    pub headers: &'a Headers,
+    /// The body, as the client will get it (identity).
+    pub body: Vec<u8>,
+    /// Physical lifetime in the cache, in seconds.
+    pub retention: u32,
+    /// When the request was sent and the response received (Unix seconds).
+    pub times: (u64, u64),
+    /// Whether text may be stored as a brotli copy.
+    pub compress: bool,
+    /// Stored from a request with `Authorization`.
+    pub authorized: bool,
+}
+
+/// Stores `entry` for the request with `request_headers` under `cache_url` (as a variant, when
+/// it has a `Vary`), and records its `Cache-Tag` values in the tag index. Returns the cache URL
+/// it was stored under.
 pub async fn put(
     cache: &Cache,
     cache_url: &str,
-    status: u16,
-    origin_headers: &Headers,
-    body: Vec<u8>,
-    retention: u32,
-    times: (u64, u64),
-    compress: bool,
+    request_headers: &Headers,
+    entry: Entry<'_>,
+) -> Result<String> {
+    let fields = entry
+        .headers
+        .get("vary")?
+        .and_then(|vary| shared::vary::fields(&vary))
+        .unwrap_or_default();
+    let stored_url = if fields.is_empty() {
+        (cache_url.to_owned(), None)
+    } else {
+        let marker = match cache.get(cache_url, true).await? {
+            Some(found) => VaryMarker::of(found.headers())?.filter(|m| m.fields == fields),
+            None => None,
+        };
+        let marker = match marker {
+            Some(marker) => marker,
+            None => {
+                let marker = VaryMarker {
+                    fields,
+                    generation: crate::forward::random_id(),
+                };
+                marker.put(cache, cache_url).await?;
+                marker
+            }
+        };
+        let secondary = marker.secondary_key(request_headers);
+        (
+            marker.variant_url(cache_url, &secondary),
+            Some(escape(&secondary)),
+        )
+    };
+    write(cache, &stored_url.0, entry, stored_url.1.as_deref()).await?;
+    Ok(stored_url.0)
+}
+
+async fn write(
+    cache: &Cache,
+    stored_url: &str,
+    entry: Entry<'_>,
+    vary_key: Option<&str>,
 ) -> Result<()> {
     let headers = Headers::new();
-    for (name, value) in origin_headers.entries() {
+    for (name, value) in entry.headers.entries() {
         match name.as_str() {
             "cache-control" => headers.set(ORIGINAL_CACHE_CONTROL, &value)?,
             "cdn-cache-control" => headers.set(ORIGINAL_CDN_CACHE_CONTROL, &value)?,
-            "set-cookie" | "age" | "cache-status" => {}
+            "age" => headers.set(ORIGINAL_AGE, &value)?,
+            "set-cookie" | "cache-status" => {}
             _ => headers.append(&name, &value)?,
         }
     }
-    headers.set("cache-control", &format!("public, max-age={retention}"))?;
-    headers.set(REQUEST_TIME, &times.0.to_string())?;
-    headers.set(RESPONSE_TIME, &times.1.to_string())?;
-    let body = if compress && status == 200 && precompress::worthwhile(origin_headers, body.len())?
-    {
+    if let Some(key) = vary_key {
+        headers.set(VARY_KEY, key)?;
+    }
+    headers.set(
+        "cache-control",
+        &format!("public, max-age={}", entry.retention),
+    )?;
+    headers.set(REQUEST_TIME, &entry.times.0.to_string())?;
+    headers.set(RESPONSE_TIME, &entry.times.1.to_string())?;
+    if entry.authorized {
+        headers.set(AUTHORIZED, "1")?;
+    }
+    let compress = entry.compress
+        && entry.status == 200
+        && precompress::worthwhile(entry.headers, entry.body.len())?;
+    let body = if compress {
         precompress::mark(&headers)?;
-        precompress::brotli(&body)
+        precompress::brotli(&entry.body)
     } else {
-        body
+        entry.body
     };
     let stored = Response::from_bytes(body)?
-        .with_status(status)
+        .with_status(entry.status)
         .with_headers(headers);
-    cache.put(cache_url, stored).await?;
-    let tags: Vec<String> = match origin_headers.get("cache-tag")? {
+    cache.put(stored_url, runtime::checked(stored)?).await?;
+    let tags: Vec<String> = match entry.headers.get("cache-tag")? {
         Some(value) => crate::tags::parse(&value).map(str::to_owned).collect(),
         None => Vec::new(),
     };
-    crate::tags::record(cache, &tags, cache_url).await
+    crate::tags::record(cache, &tags, stored_url).await
+}
+
+/// Freshens the entry stored under `stored_url` with the headers of a `304` or `HEAD` response
+/// (RFC 9111 §3.2, §4.3.4, §4.3.5): each field it carries replaces the stored one, except the
+/// stored body's framing; the exchange's times replace the stored ones.
+pub async fn freshen(
+    cache: &Cache,
+    stored_url: &str,
+    update: &Headers,
+    times: (u64, u64),
+) -> Result<()> {
+    let Some(found) = cache.get(stored_url, true).await? else {
+        return Ok(());
+    };
+    let found = crate::respond::rebuild(found)?;
+    let headers = found.headers();
+    // The brotli copy's coding is the edge's own.
+    let precompressed = headers.has(precompress::MARKER)?;
+    let mut replaced: Vec<String> = Vec::new();
+    for (name, value) in update.entries() {
+        let framing = precompressed && name == "content-encoding";
+        if framing || NOT_UPDATED.contains(&name.as_str()) || INTERNAL.contains(&name.as_str()) {
+            continue;
+        }
+        let stored_name = match name.as_str() {
+            "cache-control" => ORIGINAL_CACHE_CONTROL,
+            "cdn-cache-control" => ORIGINAL_CDN_CACHE_CONTROL,
+            "age" => ORIGINAL_AGE,
+            other => other,
+        };
+        if !replaced.iter().any(|r| r == stored_name) {
+            headers.delete(stored_name)?;
+            replaced.push(stored_name.to_owned());
+        }
+        headers.append(stored_name, &value)?;
+    }
+    if !replaced.iter().any(|r| r == ORIGINAL_AGE) {
+        headers.delete(ORIGINAL_AGE)?;
+    }
+    headers.set(REQUEST_TIME, &times.0.to_string())?;
+    headers.set(RESPONSE_TIME, &times.1.to_string())?;
+    let retention = retention_of(found.status_code(), headers, times.1)?;
+    headers.set("cache-control", &format!("public, max-age={retention}"))?;
+    cache.put(stored_url, runtime::checked(found)?).await
+}
+
+/// The physical lifetime of a stored entry with `headers` (internal names included).
+fn retention_of(status: u16, stored_headers: &Headers, response_time: u64) -> Result<u32> {
+    let view = Headers::new();
+    for (name, value) in stored_headers.entries() {
+        view.append(&name, &value)?;
+    }
+    restore_origin_headers(&view)?;
+    let owned = OwnedFacts::of_headers(status, &view)?;
+    Ok(retention(&Freshness::of(&owned.facts(), response_time)))
+}
+
+/// Removes what is stored for `cache_url` (its variants with it); whether anything was.
+pub async fn invalidate(cache: &Cache, cache_url: &str) -> Result<bool> {
+    let outcome = cache.delete(cache_url, true).await?;
+    Ok(matches!(outcome, worker::CacheDeletionOutcome::Success))
 }

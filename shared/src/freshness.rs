@@ -98,6 +98,16 @@ pub fn heuristically_cacheable(status: u16) -> bool {
     )
 }
 
+/// The status codes whose caching semantics this cache implements (§5.2.2.3): the final codes
+/// RFC 9110 defines, less 206 and 304, which it never stores.
+fn understood(status: u16) -> bool {
+    matches!(
+        status,
+        200..=205 | 300..=303 | 305 | 307 | 308 | 400..=417 | 421..=426 | 428 | 429 | 431 | 451
+            | 500..=505 | 511
+    )
+}
+
 /// Whether a shared cache may store `response` to a request with `method`, following RFC 9111
 /// §3 (plus two CDN rules: `Set-Cookie` responses and partial content are never stored).
 pub fn storability(
@@ -113,7 +123,12 @@ pub fn storability(
         return Err(NotStorable::Status);
     }
     let (cc, _) = response.directives();
-    if cc.no_store {
+    // §5.2.2.3: with must-understand, a cache stores only statuses it understands, and then
+    // ignores no-store.
+    if cc.must_understand && !understood(status) {
+        return Err(NotStorable::Status);
+    }
+    if cc.no_store && !(cc.must_understand && understood(status)) {
         return Err(NotStorable::NoStore);
     }
     if cc.private.is_some() {
@@ -163,6 +178,80 @@ pub struct Freshness {
     pub stale_while_revalidate: u32,
     /// Seconds after expiry during which a stale copy is served when the origin fails.
     pub stale_if_error: u32,
+    /// Once stale, the response must not be used without validation, whatever a client's
+    /// `max-stale` says (`must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`).
+    pub must_revalidate: bool,
+}
+
+/// The request's own cache directives (§5.2.1), as a shared cache reads them. `Pragma:
+/// no-cache` counts as `Cache-Control: no-cache` when the request has no `Cache-Control`
+/// (§5.4, for HTTP/1.0 clients).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestDirectives {
+    /// `no-cache`: use nothing stored without validating it first.
+    pub no_cache: bool,
+    /// `no-store`: store nothing of this exchange.
+    pub no_store: bool,
+    /// `max-age`: nothing older than this.
+    pub max_age: Option<u32>,
+    /// `min-fresh`: only what stays fresh at least this much longer.
+    pub min_fresh: Option<u32>,
+    /// `max-stale`: stale responses are acceptable (`Some(None)`: however stale).
+    pub max_stale: Option<Option<u32>>,
+    /// `only-if-cached`: answer from the cache or with 504, never forward.
+    pub only_if_cached: bool,
+}
+
+impl RequestDirectives {
+    /// Reads the request's `Cache-Control` and `Pragma` values.
+    pub fn parse(cache_control: Option<&str>, pragma: Option<&str>) -> Self {
+        let Some(value) = cache_control.filter(|v| !v.trim().is_empty()) else {
+            let no_cache = pragma.is_some_and(|p| {
+                p.split(',')
+                    .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+            });
+            return Self {
+                no_cache,
+                ..Self::default()
+            };
+        };
+        let cc = CacheControl::parse(value);
+        Self {
+            no_cache: cc.no_cache.is_some(),
+            no_store: cc.no_store,
+            max_age: cc.max_age,
+            min_fresh: cc.min_fresh,
+            max_stale: cc.max_stale,
+            only_if_cached: cc.only_if_cached,
+        }
+    }
+}
+
+/// How a stored response may be used for a request (§4, RFC 5861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Fresh for `remaining` more seconds: serve it.
+    Fresh {
+        /// Seconds until it becomes stale.
+        remaining: u32,
+    },
+    /// Stale but inside the stale-while-revalidate window: serve it and refresh it in the
+    /// background.
+    WhileRevalidating {
+        /// Seconds since it became stale.
+        stale_for: u32,
+    },
+    /// Stale, and the client's `max-stale` accepts it: serve it.
+    StaleAccepted {
+        /// Seconds since it became stale.
+        stale_for: u32,
+    },
+    /// Not usable as it is: validate it with the origin (forward a conditional request), and
+    /// serve it if the origin fails while `serve_if_error` holds.
+    Validate {
+        /// Inside the stale-if-error window.
+        serve_if_error: bool,
+    },
 }
 
 /// Where a stored response stands at a given age.
@@ -200,6 +289,46 @@ impl Freshness {
             lifetime,
             stale_while_revalidate: window(cc.stale_while_revalidate),
             stale_if_error: window(cc.stale_if_error),
+            must_revalidate: !stale_allowed || cc.s_maxage.is_some(),
+        }
+    }
+
+    /// How a response whose current age is `age` may answer a request with `request`'s
+    /// directives (§5.2.1): `no-cache`, `max-age` and `min-fresh` send it to validation;
+    /// `max-stale` accepts a stale response unless the response forbids serving it stale.
+    pub fn reuse(&self, age: u64, request: &RequestDirectives) -> Reuse {
+        let state = self.state(age);
+        let serve_if_error = match state {
+            FreshnessState::Stale { serve_if_error, .. } => serve_if_error,
+            FreshnessState::Fresh { .. } => self.stale_if_error > 0,
+        };
+        let validate = Reuse::Validate { serve_if_error };
+        if request.no_cache || request.max_age.is_some_and(|max| age > u64::from(max)) {
+            return validate;
+        }
+        match state {
+            FreshnessState::Fresh { remaining } => {
+                if request.min_fresh.is_some_and(|min| remaining < min) {
+                    return validate;
+                }
+                Reuse::Fresh { remaining }
+            }
+            FreshnessState::Stale {
+                stale_for,
+                serve_while_revalidating,
+                ..
+            } => {
+                let accepted = request
+                    .max_stale
+                    .is_some_and(|limit| limit.is_none_or(|limit| stale_for <= limit));
+                if accepted && !self.must_revalidate {
+                    Reuse::StaleAccepted { stale_for }
+                } else if serve_while_revalidating && request.min_fresh.is_none() {
+                    Reuse::WhileRevalidating { stale_for }
+                } else {
+                    validate
+                }
+            }
         }
     }
 
@@ -260,6 +389,13 @@ fn lifetime(
     }
 }
 
+/// An `Age` value in seconds (§5.1): of a list, the first member; an invalid value (negative,
+/// not a number) is ignored, and one too large to represent is 2^31.
+pub fn age_seconds(value: &str) -> u32 {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    crate::cache_control::parse_delta_seconds(first).unwrap_or(0)
+}
+
 /// The current age of a stored response (§4.2.3).
 ///
 /// `request_time` and `response_time` are when the cache sent the request and received the
@@ -270,10 +406,7 @@ pub fn current_age(
     response_time: u64,
     now: u64,
 ) -> u64 {
-    let age_value = response
-        .age
-        .and_then(|age| crate::cache_control::parse_delta_seconds(age.trim()))
-        .map_or(0, u64::from);
+    let age_value = response.age.map_or(0, |age| u64::from(age_seconds(age)));
     let date_value = response
         .date
         .and_then(parse_http_date)
@@ -489,6 +622,86 @@ mod tests {
     }
 
     #[test]
+    fn must_understand_stores_understood_statuses_despite_no_store() {
+        // §5.2.2.3.
+        let understood = ok("must-understand, no-store, max-age=60");
+        assert_eq!(storability("GET", false, &understood), Ok(()));
+        let unknown = ResponseFacts {
+            status: 299,
+            ..understood
+        };
+        assert_eq!(
+            storability("GET", false, &unknown),
+            Err(NotStorable::Status)
+        );
+        assert_eq!(
+            storability("GET", false, &ok("no-store, max-age=60")),
+            Err(NotStorable::NoStore)
+        );
+    }
+
+    #[test]
+    fn age_values_follow_section_5_1() {
+        assert_eq!(age_seconds("10"), 10);
+        assert_eq!(age_seconds("10, 20"), 10);
+        assert_eq!(age_seconds("-5"), 0);
+        assert_eq!(age_seconds("abc"), 0);
+        assert_eq!(
+            age_seconds("99999999999999"),
+            crate::cache_control::DELTA_SECONDS_MAX
+        );
+        // An upstream Age makes a response stale on arrival.
+        let facts = ResponseFacts {
+            age: Some("7200"),
+            ..ok("max-age=3600")
+        };
+        let age = current_age(&facts, NOW, NOW, NOW);
+        assert_eq!(age, 7200);
+        assert!(matches!(
+            Freshness::of(&facts, NOW).state(age),
+            FreshnessState::Stale { .. }
+        ));
+    }
+
+    #[test]
+    fn request_directives_decide_reuse() {
+        let f = Freshness::of(&ok("max-age=100, stale-while-revalidate=50"), NOW);
+        let none = RequestDirectives::default();
+        assert_eq!(f.reuse(10, &none), Reuse::Fresh { remaining: 90 });
+        assert_eq!(
+            f.reuse(120, &none),
+            Reuse::WhileRevalidating { stale_for: 20 }
+        );
+        let validate = Reuse::Validate {
+            serve_if_error: false,
+        };
+        assert_eq!(f.reuse(200, &none), validate);
+        let no_cache = RequestDirectives::parse(Some("no-cache"), None);
+        assert_eq!(f.reuse(10, &no_cache), validate);
+        let pragma = RequestDirectives::parse(None, Some("no-cache"));
+        assert!(pragma.no_cache);
+        let max_age = RequestDirectives::parse(Some("max-age=5"), None);
+        assert_eq!(f.reuse(10, &max_age), validate);
+        assert_eq!(f.reuse(4, &max_age), Reuse::Fresh { remaining: 96 });
+        let min_fresh = RequestDirectives::parse(Some("min-fresh=95"), None);
+        assert_eq!(f.reuse(10, &min_fresh), validate);
+        let max_stale = RequestDirectives::parse(Some("max-stale=500"), None);
+        assert_eq!(
+            f.reuse(400, &max_stale),
+            Reuse::StaleAccepted { stale_for: 300 }
+        );
+        let any_stale = RequestDirectives::parse(Some("max-stale"), None);
+        assert_eq!(
+            f.reuse(9000, &any_stale),
+            Reuse::StaleAccepted { stale_for: 8900 }
+        );
+        // must-revalidate overrides max-stale.
+        let strict = Freshness::of(&ok("max-age=100, must-revalidate"), NOW);
+        assert_eq!(strict.reuse(400, &any_stale), validate);
+        assert!(RequestDirectives::parse(Some("only-if-cached"), None).only_if_cached);
+    }
+
+    #[test]
     fn http_dates_round_trip() {
         assert_eq!(
             format_http_date(784_111_777),
@@ -507,5 +720,27 @@ mod tests {
             Some(784_111_777)
         );
         assert_eq!(parse_http_date("yesterday"), None);
+        // RFC 9110 §5.6.7: only GMT, exact spacing, four-digit years in IMF-fixdate.
+        for invalid in [
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT, Thu, 18 Aug 2050 2:01:18 GMT",
+        ] {
+            assert_eq!(parse_http_date(invalid), None, "{invalid}");
+        }
+        for valid in [
+            "Tue, 19 Jan 2038 14:14:08 GMT",
+            "Sun, 21 Nov 2286 04:46:39 GMT",
+            "Thursday, 18-Aug-50 02:01:18 GMT",
+            "Mon Aug  8 02:01:18 2050",
+        ] {
+            assert!(parse_http_date(valid).is_some(), "{valid}");
+        }
     }
 }

@@ -10,7 +10,9 @@
 //! | [`key`] | the canonical cache key of a request, plus its negotiated variant |
 //! | [`policy`] | which route rule applies, and whether the request bypasses caches |
 //! | [`cache_control`] | `Cache-Control` / `CDN-Cache-Control` parsing and emission (RFC 9111, 5861, 9213) |
-//! | [`freshness`] | freshness lifetime, current age and storability in a shared cache (RFC 9111) |
+//! | [`freshness`] | storability, freshness lifetime, current age, and reuse for a request's directives (RFC 9111) |
+//! | [`vary`] | secondary keys from `Vary` (RFC 9111 §4.1) |
+//! | [`range`] | byte ranges served from a stored response (RFC 9110 §14) |
 //! | [`validators`] | entity tags and conditional requests (RFC 9110 §8.8, §13) |
 //! | [`cache_status`] | the `Cache-Status` response header (RFC 9211) |
 //! | [`negotiate`] | image format from `Accept`, content coding from `Accept-Encoding` |
@@ -29,7 +31,9 @@ pub mod image_signing;
 pub mod key;
 pub mod negotiate;
 pub mod policy;
+pub mod range;
 pub mod rate_limit;
 pub mod security;
 mod structured;
 pub mod validators;
+pub mod vary;

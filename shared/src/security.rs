@@ -78,6 +78,18 @@ pub fn headers(overrides: &SecurityOverrides) -> Vec<(String, String)> {
     out
 }
 
+/// The security headers to add to a response: each header of `set` the response lacks
+/// (`present` says which it has), and those named in `enforced` whatever the response says.
+pub fn to_apply<'a>(
+    set: &'a [(String, String)],
+    enforced: &'a [String],
+    present: impl Fn(&str) -> bool + 'a,
+) -> impl Iterator<Item = &'a (String, String)> + 'a {
+    set.iter().filter(move |(name, _)| {
+        enforced.iter().any(|e| e.eq_ignore_ascii_case(name)) || !present(name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +107,25 @@ mod tests {
         assert_eq!(get("cross-origin-resource-policy"), Some("same-origin"));
         assert!(get("permissions-policy").is_some_and(|v| v.contains("camera=()")));
         assert!(get("referrer-policy").is_some());
+    }
+
+    #[test]
+    fn the_origins_own_headers_win_unless_enforced() {
+        let set = headers(&SecurityOverrides::default());
+        let origin_has =
+            |name: &str| name == "content-security-policy" || name == "x-frame-options";
+        let applied: Vec<&str> = to_apply(&set, &[], origin_has)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(!applied.contains(&"content-security-policy"));
+        assert!(!applied.contains(&"x-frame-options"));
+        assert!(applied.contains(&"x-content-type-options"));
+        let enforced = ["X-Frame-Options".to_owned()];
+        let applied: Vec<&str> = to_apply(&set, &enforced, origin_has)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(applied.contains(&"x-frame-options"));
+        assert!(!applied.contains(&"content-security-policy"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod test_origin;
+
 /// How `TempDir::new("edge-state")` names an edge's directory; the owning test's pid follows.
 const STATE_PREFIX: &str = "rampart-edge-state-";
 
@@ -146,6 +148,11 @@ impl Edge {
         };
         edge.wait_ready().await;
         edge
+    }
+
+    /// What `wrangler dev` (and the Worker's console) has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._state.path.join("wrangler.log")).unwrap_or_default()
     }
 
     async fn wait_ready(&self) {

@@ -50,6 +50,10 @@ pub struct RoutePolicy {
     /// Changes to the default security headers.
     #[serde(default, skip_serializing_if = "SecurityOverrides::is_empty")]
     pub security_headers: SecurityOverrides,
+    /// Security headers whose policy value replaces the origin's own. The others are defaults:
+    /// an origin that sends its own `Content-Security-Policy` keeps it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enforced_security_headers: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -65,7 +69,24 @@ pub(super) struct PolicyFile {
     keys: KeyConfig,
     #[serde(default = "default_session_cookies")]
     session_cookies: Vec<String>,
+    #[serde(default)]
+    client_cache_control: ClientCacheControl,
     rules: Vec<Map<String, Value>>,
+}
+
+/// What shared caches do with a request's own `Cache-Control` (`no-cache`, `max-age`,
+/// `min-fresh`, `max-stale`, `only-if-cached`, `no-store`; RFC 9111 §5.2.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCacheControl {
+    /// As the RFC describes for a shared cache (the default): `no-cache` revalidates with the
+    /// origin (a conditional request when a validator is stored), `max-stale` accepts stale
+    /// copies, `only-if-cached` never forwards.
+    #[default]
+    Honour,
+    /// Ignored, as several CDNs do by default, so that no client can make the edge forward
+    /// what it holds fresh.
+    Ignore,
 }
 
 fn default_session_cookies() -> Vec<String> {
@@ -149,6 +170,7 @@ impl PolicyFile {
             rules.push(rule);
         }
         Ok(Policy {
+            client_cache_control: self.client_cache_control,
             keys: self.keys,
             session_cookies: self.session_cookies,
             rules,
@@ -225,6 +247,18 @@ fn validate_route(
             rule,
             "security_headers",
             format!("invalid header names {bad_headers:?}"),
+        ));
+    }
+    let bad_enforced: Vec<&String> = policy
+        .enforced_security_headers
+        .iter()
+        .filter(|name| name.is_empty() || !name.bytes().all(crate::cache_control::is_tchar))
+        .collect();
+    if !bad_enforced.is_empty() {
+        return Err(invalid(
+            rule,
+            "enforced_security_headers",
+            format!("invalid header names {bad_enforced:?}"),
         ));
     }
     Ok(())

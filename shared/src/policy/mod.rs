@@ -8,7 +8,7 @@
 mod config;
 mod pattern;
 
-pub use config::{PolicyError, RoutePolicy};
+pub use config::{ClientCacheControl, PolicyError, RoutePolicy};
 pub use pattern::{PathPattern, PatternSegment};
 
 use crate::cache_control::CacheControl;
@@ -31,6 +31,7 @@ pub struct Rule {
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    client_cache_control: ClientCacheControl,
     keys: KeyConfig,
     session_cookies: Vec<String>,
     rules: Vec<Rule>,
@@ -151,6 +152,12 @@ impl Policy {
     /// The rules, in matching order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Whether caches follow a request's own `Cache-Control` (the policy's
+    /// `client_cache_control`).
+    pub fn honours_client_directives(&self) -> bool {
+        self.client_cache_control == ClientCacheControl::Honour
     }
 
     /// Cookie names that mark a personal session.

@@ -444,15 +444,78 @@ async fn fetch(
         }
         Ok(response) => response,
     };
-    if let Some(validation) = validating {
+    if let Some(validation) = validating.as_ref() {
         if response.status_code() == 304 {
-            return freshened(exchange, cache, fill, validation, &response, times).await;
+            if let Some(validation) = validating {
+                return freshened(exchange, cache, fill, validation, &response, times).await;
+            }
         }
         if exchange.head() {
             freshen_from_head(exchange, cache, &validation.stored, &response, times).await?;
         }
     }
-    store_and_answer(exchange, cache, fill, response, reason, times).await
+    let admitted = admission(exchange, fill, &response, times)?;
+    let fetched = match read(exchange, response, admitted.is_some()).await {
+        Ok(fetched) => fetched,
+        Err(error) if stands_in(&validating, &error) => {
+            exchange.log(&format!("origin body failed, serving stale: {error}"));
+            return stale_on_error(exchange, validating, None, fill).await;
+        }
+        Err(error) => {
+            let status = fill.status(CacheStatus::forward(EDGE, reason));
+            return origin_failed(exchange, &error, &status);
+        }
+    };
+    store_and_answer(exchange, cache, fill, fetched, admitted, reason, times).await
+}
+
+/// A fetched response: its head and whole body, or still streaming (too large to hold, or not
+/// to be stored and of unknown length).
+enum Fetched {
+    Whole(Response, Vec<u8>),
+    Streaming(Response),
+}
+
+/// How long a fetched response may be stored, if at all.
+fn admission(
+    exchange: &Exchange<'_>,
+    fill: &Fill<'_>,
+    response: &Response,
+    times: (u64, u64),
+) -> Result<Option<u32>> {
+    if exchange.head() || fill.no_store {
+        return Ok(None);
+    }
+    let owned = store::OwnedFacts::of(response)?;
+    let validator = store::has_validator(response.headers())?;
+    Ok(store::admit("GET", fill.authorized, &owned.facts(), times.1, validator).ok())
+}
+
+/// Reads a body of known, small length (or any body to be stored, up to the inline limit)
+/// before answering, so that a body cut short or too slow is an error, never a truncated
+/// answer or a stored one; others stream on.
+async fn read(
+    exchange: &Exchange<'_>,
+    response: Response,
+    storing: bool,
+) -> std::result::Result<Fetched, OriginError> {
+    let length = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    let small = length.is_some_and(|length| length <= INLINE_STORE_LIMIT);
+    let unknown = length.is_none();
+    if !(small || (storing && unknown)) {
+        return Ok(Fetched::Streaming(response));
+    }
+    Ok(
+        match forward::read_body(response, INLINE_STORE_LIMIT, exchange.deadline).await? {
+            Ok((head, body)) => Fetched::Whole(head, body),
+            Err(streaming) => Fetched::Streaming(streaming),
+        },
+    )
 }
 
 /// A `304` answered a validation: the stored response is freshened with its headers (§4.3.4)
@@ -517,34 +580,33 @@ async fn store_and_answer(
     exchange: &Exchange<'_>,
     cache: &Cache,
     fill: &Fill<'_>,
-    response: Response,
+    fetched: Fetched,
+    admitted: Option<u32>,
     reason: ForwardReason,
     times: (u64, u64),
 ) -> Result<Response> {
-    let code = response.status_code();
-    let status = fill.status(CacheStatus::forward(EDGE, reason).with_fwd_status(code));
-    let owned = store::OwnedFacts::of(&response)?;
-    let validator = store::has_validator(response.headers())?;
-    let admitted = (!exchange.head() && !fill.no_store)
-        .then(|| store::admit("GET", fill.authorized, &owned.facts(), times.1, validator).ok())
-        .flatten();
-    let Some(retention) = admitted else {
-        return answer(exchange, response, None, status).await;
+    let (head, mut body) = match fetched {
+        Fetched::Whole(head, body) => (head, body),
+        Fetched::Streaming(response) => {
+            let code = response.status_code();
+            let status = fill.status(CacheStatus::forward(EDGE, reason).with_fwd_status(code));
+            return match admitted {
+                Some(retention) => {
+                    stream_and_store(exchange, fill, response, retention, times, status)
+                }
+                None => answer(exchange, response, None, status).await,
+            };
+        }
     };
-    let length = response
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.parse::<usize>().ok());
-    if length.is_some_and(|length| length > INLINE_STORE_LIMIT) {
-        return stream_and_store(exchange, fill, response, retention, times, status);
-    }
-    let (head, mut body) =
-        match forward::read_body(response, INLINE_STORE_LIMIT, exchange.deadline).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(streaming)) => return answer(exchange, streaming, None, status).await,
-            Err(error) => return origin_failed(exchange, &error, &status),
-        };
+    let code = head.status_code();
+    let status = fill.status(CacheStatus::forward(EDGE, reason).with_fwd_status(code));
     let mut headers = head.headers().clone();
+    let Some(retention) = admitted else {
+        let whole = Response::from_bytes(body)?
+            .with_status(code)
+            .with_headers(headers);
+        return answer(exchange, whole, None, status).await;
+    };
     if fill.compress && code == 200 {
         body = minified(&mut headers, body)?;
     }
@@ -562,16 +624,10 @@ async fn store_and_answer(
         // A cache that cannot store must not fail the request: serve what the origin sent.
         exchange.log(&format!("cache put failed: {error}"));
     }
-    let answer_response = Response::from_bytes(body)?
+    let whole = Response::from_bytes(body)?
         .with_status(code)
         .with_headers(headers);
-    answer(
-        exchange,
-        answer_response,
-        None,
-        status.stored(stored.is_ok()),
-    )
-    .await
+    answer(exchange, whole, None, status.stored(stored.is_ok())).await
 }
 
 /// A large response: streamed to the client while a copy is stored in the background.
@@ -777,7 +833,12 @@ async fn stale_on_error(
     if let Some(code) = origin_status {
         status = status.with_fwd_status(code);
     }
-    let stored = validation.stored;
+    // Read again: a failed fetch can take the first read's body stream down with it.
+    let cache = Cache::default();
+    let stored = match lookup(exchange, &cache, fill).await {
+        Ok(Some(again)) => again,
+        _ => validation.stored,
+    };
     answer(
         exchange,
         stored.response,

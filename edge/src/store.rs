@@ -11,6 +11,8 @@
 //! | `x-rampart-cache-control` | the origin's `Cache-Control`, restored on the way out |
 //! | `x-rampart-cdn-cache-control` | the origin's `CDN-Cache-Control` |
 //! | `x-rampart-age` | the origin's `Age`, which counts toward the current age |
+//! | `x-rampart-date` | the origin's `Date` (the Cache API sets its own) |
+//! | `x-rampart-status` | the origin's status: every entry is stored as a `200`, which the Cache API takes whatever the status |
 //! | `x-rampart-request-time` / `x-rampart-response-time` | Unix seconds, for RFC 9111 §4.2.3 age |
 //! | `x-rampart-authorized` | stored from a request with `Authorization` (§3.5 allowed it) |
 //! | `x-rampart-vary-key` | the secondary key the variant was selected by |
@@ -33,6 +35,8 @@ use crate::{precompress, runtime};
 const ORIGINAL_CACHE_CONTROL: &str = "x-rampart-cache-control";
 const ORIGINAL_CDN_CACHE_CONTROL: &str = "x-rampart-cdn-cache-control";
 const ORIGINAL_AGE: &str = "x-rampart-age";
+const ORIGINAL_DATE: &str = "x-rampart-date";
+const ORIGINAL_STATUS: &str = "x-rampart-status";
 const REQUEST_TIME: &str = "x-rampart-request-time";
 const RESPONSE_TIME: &str = "x-rampart-response-time";
 const AUTHORIZED: &str = "x-rampart-authorized";
@@ -43,6 +47,9 @@ const INTERNAL: &[&str] = &[
     ORIGINAL_CACHE_CONTROL,
     ORIGINAL_CDN_CACHE_CONTROL,
     ORIGINAL_AGE,
+    ORIGINAL_DATE,
+    ORIGINAL_STATUS,
+    "cf-cache-status",
     REQUEST_TIME,
     RESPONSE_TIME,
     AUTHORIZED,
@@ -159,7 +166,7 @@ pub async fn lookup_as(
     let Some((found, found_url)) = find(cache, cache_url, request.headers()).await? else {
         return Ok(None);
     };
-    let mut response = crate::respond::rebuild(found)?;
+    let mut response = unwrap_status(crate::respond::rebuild(found)?)?;
     if response.headers().has(precompress::MARKER)? {
         let Some(ready) = precompress::for_client(response, request, identity).await? else {
             worker::console_error!("rampart-edge: the brotli copy of {found_url} is corrupt");
@@ -215,8 +222,34 @@ async fn find(
     Ok(Some((variant, variant_url)))
 }
 
-/// `Cache-Control` and `CDN-Cache-Control` as the origin sent them; internal headers removed.
+/// A stored entry with the origin's status back (entries are stored as `200`s), and no body
+/// where the status allows none.
+fn unwrap_status(stored: Response) -> Result<Response> {
+    let status = stored
+        .headers()
+        .get(ORIGINAL_STATUS)?
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| runtime::valid_status(*s))
+        .unwrap_or(200);
+    let headers = stored.headers().clone();
+    let (_, body) = stored.into_parts();
+    let body = if runtime::null_body_status(status) {
+        worker::ResponseBody::Empty
+    } else {
+        body
+    };
+    Ok(Response::from_body(body)?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+/// `Cache-Control`, `CDN-Cache-Control` and `Date` as the origin sent them; internal headers
+/// removed.
 fn restore_origin_headers(headers: &Headers) -> Result<()> {
+    match headers.get(ORIGINAL_DATE)? {
+        Some(original) => headers.set("date", &original)?,
+        None => headers.delete("date")?,
+    }
     match headers.get(ORIGINAL_CACHE_CONTROL)? {
         Some(original) => headers.set("cache-control", &original)?,
         None => headers.delete("cache-control")?,
@@ -393,10 +426,12 @@ async fn write(
             "cache-control" => headers.set(ORIGINAL_CACHE_CONTROL, &value)?,
             "cdn-cache-control" => headers.set(ORIGINAL_CDN_CACHE_CONTROL, &value)?,
             "age" => headers.set(ORIGINAL_AGE, &value)?,
+            "date" => headers.set(ORIGINAL_DATE, &value)?,
             "set-cookie" | "cache-status" => {}
             _ => headers.append(&name, &value)?,
         }
     }
+    headers.set(ORIGINAL_STATUS, &entry.status.to_string())?;
     if let Some(key) = vary_key {
         headers.set(VARY_KEY, key)?;
     }
@@ -418,9 +453,7 @@ async fn write(
     } else {
         entry.body
     };
-    let stored = Response::from_bytes(body)?
-        .with_status(entry.status)
-        .with_headers(headers);
+    let stored = Response::from_bytes(body)?.with_headers(headers);
     cache.put(stored_url, runtime::checked(stored)?).await?;
     let tags: Vec<String> = match entry.headers.get("cache-tag")? {
         Some(value) => crate::tags::parse(&value).map(str::to_owned).collect(),
@@ -455,6 +488,7 @@ pub async fn freshen(
             "cache-control" => ORIGINAL_CACHE_CONTROL,
             "cdn-cache-control" => ORIGINAL_CDN_CACHE_CONTROL,
             "age" => ORIGINAL_AGE,
+            "date" => ORIGINAL_DATE,
             other => other,
         };
         if !replaced.iter().any(|r| r == stored_name) {
@@ -463,12 +497,23 @@ pub async fn freshen(
         }
         headers.append(stored_name, &value)?;
     }
-    if !replaced.iter().any(|r| r == ORIGINAL_AGE) {
-        headers.delete(ORIGINAL_AGE)?;
+    // Age and Date describe the exchange that freshened it; without them, its times do.
+    for name in [ORIGINAL_AGE, ORIGINAL_DATE] {
+        if !replaced.iter().any(|r| r == name) {
+            headers.delete(name)?;
+        }
+    }
+    // Added by the Cache API to what it returns.
+    for name in ["age", "cf-cache-status"] {
+        headers.delete(name)?;
     }
     headers.set(REQUEST_TIME, &times.0.to_string())?;
     headers.set(RESPONSE_TIME, &times.1.to_string())?;
-    let retention = retention_of(found.status_code(), headers, times.1)?;
+    let status = headers
+        .get(ORIGINAL_STATUS)?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let retention = retention_of(status, headers, times.1)?;
     headers.set("cache-control", &format!("public, max-age={retention}"))?;
     cache.put(stored_url, runtime::checked(found)?).await
 }

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
 use shared::freshness::{RequestDirectives, Reuse};
 use shared::key::CacheKey;
-use shared::policy::{Policy, RequestFacts};
+use shared::policy::{Policy, RequestFacts, RoutePolicy};
 use shared::range::RangeAnswer;
 use shared::validators::{Conditions, EntityTag};
 use worker::{Cache, Context, Env, Headers, Request, Response, Result};
@@ -119,15 +119,14 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
             return images::handle_original(&request, &key, format, &decision, &config, security)
                 .await;
         }
-        let response = cached(&exchange, &key, false, policy).await?;
+        let response = cached(&exchange, &key, decision.policy(), policy).await?;
         return respond::vary_on_accept(response);
     }
     if let Some(reason) = decision.bypass {
         let status = CacheStatus::forward(EDGE, ForwardReason::Bypass).with_detail(reason.as_str());
         return pass(&exchange, &target, &status).await;
     }
-    let compress = decision.policy().is_some_and(|route| route.compress);
-    cached(&exchange, &key, compress, policy).await
+    cached(&exchange, &key, decision.policy(), policy).await
 }
 
 /// Forwards a request that caches must not handle, as it came.
@@ -238,6 +237,8 @@ struct Fill<'a> {
     no_store: bool,
     /// The request carries `Authorization`.
     authorized: bool,
+    /// The route lets responses that set cookies be stored.
+    store_set_cookie: bool,
     /// The key, when `Cache-Status` names it.
     shown_key: Option<String>,
 }
@@ -256,7 +257,7 @@ impl Fill<'_> {
 async fn cached(
     exchange: &Exchange<'_>,
     key: &CacheKey,
-    compress: bool,
+    route: Option<&RoutePolicy>,
     policy: &Policy,
 ) -> Result<Response> {
     let cache = Cache::default();
@@ -264,7 +265,8 @@ async fn cached(
     let fill = Fill {
         key,
         cache_url: key.cache_url(),
-        compress,
+        compress: route.is_some_and(|route| route.compress),
+        store_set_cookie: route.is_some_and(|route| route.store_set_cookie),
         no_store: directives.no_store,
         authorized: exchange.request.headers().has("authorization")?,
         shown_key: exchange.config.expose_cache_key.then(|| key.to_string()),
@@ -348,6 +350,7 @@ fn refresh(exchange: &Exchange<'_>, stored: &Stored, fill: &Fill<'_>) -> Result<
         stored_url: stored.cache_url.clone(),
         timeout: exchange.config.origin_timeout,
         compress: fill.compress,
+        keep_set_cookie: fill.store_set_cookie,
         request_id: exchange.id.clone(),
     };
     revalidate::spawn(exchange.ctx, prepared, refresh);
@@ -487,8 +490,10 @@ fn admission(
         return Ok(None);
     }
     let owned = store::OwnedFacts::of(response)?;
+    let mut facts = owned.facts();
+    facts.has_set_cookie &= !fill.store_set_cookie;
     let validator = store::has_validator(response.headers())?;
-    Ok(store::admit("GET", fill.authorized, &owned.facts(), times.1, validator).ok())
+    Ok(store::admit("GET", fill.authorized, &facts, times.1, validator).ok())
 }
 
 /// Reads a body of known, small length (or any body to be stored, up to the inline limit)
@@ -618,6 +623,7 @@ async fn store_and_answer(
         times,
         compress: fill.compress,
         authorized: fill.authorized,
+        keep_set_cookie: fill.store_set_cookie,
     };
     let stored = store::put(cache, &fill.cache_url, exchange.request.headers(), entry).await;
     if let Err(error) = &stored {
@@ -643,8 +649,12 @@ fn stream_and_store(
     let headers = copy.headers().clone();
     let request_headers = exchange.request.headers().clone();
     let code = copy.status_code();
-    let (cache_url, compress, authorized) =
-        (fill.cache_url.clone(), fill.compress, fill.authorized);
+    let (cache_url, compress, authorized, keep_set_cookie) = (
+        fill.cache_url.clone(),
+        fill.compress,
+        fill.authorized,
+        fill.store_set_cookie,
+    );
     let id = exchange.id.clone();
     exchange.ctx.wait_until(async move {
         let Ok(body) = copy.bytes().await else {
@@ -658,6 +668,7 @@ fn stream_and_store(
             times,
             compress,
             authorized,
+            keep_set_cookie,
         };
         if let Err(error) = store::put(&Cache::default(), &cache_url, &request_headers, entry).await
         {

@@ -215,6 +215,7 @@ async fn keep(
         times: (request_time, response_time),
         compress: false,
         authorized: false,
+        keep_set_cookie: false,
     };
     let put = store::put(cache, cache_url, &Headers::new(), entry).await;
     Ok(put.is_ok())

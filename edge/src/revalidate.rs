@@ -43,6 +43,8 @@ pub struct Refresh {
     pub timeout: Duration,
     /// Whether the route's policy has text stored as a brotli copy.
     pub compress: bool,
+    /// Whether the route's policy lets responses that set cookies be stored.
+    pub keep_set_cookie: bool,
     /// The id of the request that started the refresh, for logs.
     pub request_id: String,
 }
@@ -84,8 +86,10 @@ async fn run(outgoing: &Request, refresh: &Refresh) -> Result<(), String> {
         return Err(format!("the origin answered {code}"));
     }
     let owned = store::OwnedFacts::of(&response).map_err(|e| e.to_string())?;
+    let mut facts = owned.facts();
+    facts.has_set_cookie &= !refresh.keep_set_cookie;
     let validator = store::has_validator(response.headers()).map_err(|e| e.to_string())?;
-    let retention = store::admit("GET", false, &owned.facts(), times.1, validator)
+    let retention = store::admit("GET", false, &facts, times.1, validator)
         .map_err(|reason| format!("not storable: {}", reason.as_str()))?;
     let (head, body) = match forward::read_body(response, usize::MAX, deadline).await {
         Ok(Ok(read)) => read,
@@ -100,6 +104,7 @@ async fn run(outgoing: &Request, refresh: &Refresh) -> Result<(), String> {
         times,
         compress: refresh.compress,
         authorized: false,
+        keep_set_cookie: refresh.keep_set_cookie,
     };
     store::put(&cache, &refresh.cache_url, outgoing.headers(), entry)
         .await

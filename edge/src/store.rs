@@ -41,6 +41,9 @@ const REQUEST_TIME: &str = "x-rampart-request-time";
 const RESPONSE_TIME: &str = "x-rampart-response-time";
 const AUTHORIZED: &str = "x-rampart-authorized";
 const VARY_KEY: &str = "x-rampart-vary-key";
+/// Prefix of the stored `Set-Cookie` lines, one numbered header each (the Cache API refuses
+/// responses that set cookies, and one combined value would lose their boundaries).
+const SET_COOKIE_PREFIX: &str = "x-rampart-set-cookie-";
 const VARY_MARKER: &str = "x-rampart-vary";
 const VARY_GENERATION: &str = "x-rampart-vary-generation";
 const INTERNAL: &[&str] = &[
@@ -243,9 +246,17 @@ fn unwrap_status(stored: Response) -> Result<Response> {
         .with_headers(headers))
 }
 
-/// `Cache-Control`, `CDN-Cache-Control` and `Date` as the origin sent them; internal headers
-/// removed.
+/// `Cache-Control`, `CDN-Cache-Control`, `Date` and `Set-Cookie` as the origin sent them;
+/// internal headers removed.
 fn restore_origin_headers(headers: &Headers) -> Result<()> {
+    let cookies: Vec<(String, String)> = headers
+        .entries()
+        .filter(|(name, _)| name.starts_with(SET_COOKIE_PREFIX))
+        .collect();
+    for (name, value) in cookies {
+        headers.delete(&name)?;
+        headers.append("set-cookie", &value)?;
+    }
     match headers.get(ORIGINAL_DATE)? {
         Some(original) => headers.set("date", &original)?,
         None => headers.delete("date")?,
@@ -370,6 +381,8 @@ pub struct Entry<'a> {
     pub compress: bool,
     /// Stored from a request with `Authorization`.
     pub authorized: bool,
+    /// The route's policy lets its `Set-Cookie` be stored.
+    pub keep_set_cookie: bool,
 }
 
 /// Stores `entry` for the request with `request_headers` under `cache_url` (as a variant, when
@@ -421,12 +434,17 @@ async fn write(
     vary_key: Option<&str>,
 ) -> Result<()> {
     let headers = Headers::new();
+    let mut cookies = 0;
     for (name, value) in entry.headers.entries() {
         match name.as_str() {
             "cache-control" => headers.set(ORIGINAL_CACHE_CONTROL, &value)?,
             "cdn-cache-control" => headers.set(ORIGINAL_CDN_CACHE_CONTROL, &value)?,
             "age" => headers.set(ORIGINAL_AGE, &value)?,
             "date" => headers.set(ORIGINAL_DATE, &value)?,
+            "set-cookie" if entry.keep_set_cookie => {
+                cookies += 1;
+                headers.set(&format!("{SET_COOKIE_PREFIX}{cookies}"), &value)?;
+            }
             "set-cookie" | "cache-status" => {}
             _ => headers.append(&name, &value)?,
         }

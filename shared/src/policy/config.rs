@@ -50,6 +50,10 @@ pub struct RoutePolicy {
     /// Changes to the default security headers.
     #[serde(default, skip_serializing_if = "SecurityOverrides::is_empty")]
     pub security_headers: SecurityOverrides,
+    /// Whether caches may store responses that set cookies (off by default: a cookie is usually
+    /// personal, and a stored one would be given to every visitor). RFC 9111 §3 allows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_set_cookie: bool,
     /// Security headers whose policy value replaces the origin's own. The others are defaults:
     /// an origin that sends its own `Content-Security-Policy` keeps it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

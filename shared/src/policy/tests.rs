@@ -218,3 +218,34 @@ fn json_and_toml_load_the_same_policy() {
         Policy::from_toml(toml).expect("valid toml")
     );
 }
+
+#[test]
+fn cookies_and_client_directives_are_opt_in_and_opt_out() {
+    let policy = Policy::default();
+    assert!(policy.honours_client_directives());
+    assert!(policy
+        .rules()
+        .iter()
+        .all(|rule| !rule.policy.store_set_cookie));
+    let custom = Policy::from_toml(
+        "client_cache_control = \"ignore\"\n\
+         [[rules]]\nname = \"r\"\npattern = \"/*\"\nedge_ttl = \"1m\"\n\
+         store_set_cookie = true\nenforced_security_headers = [\"x-frame-options\"]\n",
+    )
+    .expect("valid policy");
+    assert!(!custom.honours_client_directives());
+    let rule = &custom.rules()[0].policy;
+    assert!(rule.store_set_cookie);
+    assert_eq!(rule.enforced_security_headers, vec!["x-frame-options"]);
+    assert!(Policy::from_toml(
+        "client_cache_control = \"sometimes\"\n[[rules]]\nname = \"r\"\npattern = \"/*\"\n"
+    )
+    .is_err());
+    let (rule, field) = error_of(
+        "[[rules]]\nname = \"r\"\npattern = \"/*\"\nenforced_security_headers = [\"bad name\"]\n",
+    );
+    assert_eq!(
+        (rule.as_str(), field.as_str()),
+        ("r", "enforced_security_headers")
+    );
+}

@@ -30,7 +30,6 @@ if [ ! -d "$BASE_TREE/.git" ] && [ ! -f "$BASE_TREE/.git" ]; then
 else
   git -C "$BASE_TREE" checkout --quiet --detach "$base_commit"
 fi
-ln -sfn "$ROOT/node_modules" "$BASE_TREE/node_modules"
 (cd "$BASE_TREE" && bash scripts/build-edge.sh)
 
 WORK=$(mktemp -d)

@@ -38,14 +38,18 @@ struct Exchange<'a> {
     ctx: &'a Context,
     /// The method as sent, upper-cased (unknown methods included).
     method: String,
-    /// The request id, in logs and sent to the origin.
-    id: String,
+    /// The request id, in logs and sent to the origin (made when first needed: a hit needs none).
+    id: std::cell::OnceCell<String>,
     security: Security,
     /// When the origin's answer is due.
     deadline: Deadline,
 }
 
 impl Exchange<'_> {
+    fn id(&self) -> &str {
+        self.id.get_or_init(|| forward::request_id(self.request))
+    }
+
     fn head(&self) -> bool {
         self.method == "HEAD"
     }
@@ -55,7 +59,7 @@ impl Exchange<'_> {
     }
 
     fn log(&self, event: &str) {
-        worker::console_error!("rampart-edge: request {}: {event}", self.id);
+        worker::console_error!("rampart-edge: request {}: {event}", self.id());
     }
 }
 
@@ -93,7 +97,7 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         request: &request,
         config: &config,
         ctx,
-        id: forward::request_id(&request),
+        id: std::cell::OnceCell::new(),
         security: Security::of(decision.policy()),
         deadline: Deadline::after(config.origin_timeout),
         method,
@@ -135,7 +139,7 @@ async fn pass(exchange: &Exchange<'_>, target: &str, status: &CacheStatus) -> Re
         method: &exchange.method,
         target,
         fill: None,
-        request_id: &exchange.id,
+        request_id: exchange.id(),
     };
     let fetched = forward::to_origin(
         exchange.request,
@@ -159,7 +163,7 @@ async fn write(exchange: &Exchange<'_>, key: &CacheKey, target: &str) -> Result<
         method: &exchange.method,
         target,
         fill: None,
-        request_id: &exchange.id,
+        request_id: exchange.id(),
     };
     let fetched = forward::to_origin(
         exchange.request,
@@ -342,7 +346,7 @@ fn refresh(exchange: &Exchange<'_>, stored: &Stored, fill: &Fill<'_>) -> Result<
         method: "GET",
         target: &target,
         fill: Some(&validators),
-        request_id: &exchange.id,
+        request_id: exchange.id(),
     };
     let prepared = forward::prepare(exchange.request, &outgoing, exchange.config)?;
     let refresh = revalidate::Refresh {
@@ -351,7 +355,7 @@ fn refresh(exchange: &Exchange<'_>, stored: &Stored, fill: &Fill<'_>) -> Result<
         timeout: exchange.config.origin_timeout,
         compress: fill.compress,
         keep_set_cookie: fill.store_set_cookie,
-        request_id: exchange.id.clone(),
+        request_id: exchange.id().to_owned(),
     };
     revalidate::spawn(exchange.ctx, prepared, refresh);
     Ok(())
@@ -418,7 +422,7 @@ async fn fetch(
         method: &exchange.method,
         target: &target,
         fill: validators.as_ref(),
-        request_id: &exchange.id,
+        request_id: exchange.id(),
     };
     let request_time = store::now();
     let fetched = forward::to_origin(
@@ -655,7 +659,7 @@ fn stream_and_store(
         fill.authorized,
         fill.store_set_cookie,
     );
-    let id = exchange.id.clone();
+    let id = exchange.id().to_owned();
     exchange.ctx.wait_until(async move {
         let Ok(body) = copy.bytes().await else {
             return;

@@ -249,13 +249,13 @@ fn unwrap_status(stored: Response) -> Result<Response> {
 /// `Cache-Control`, `CDN-Cache-Control`, `Date` and `Set-Cookie` as the origin sent them;
 /// internal headers removed.
 fn restore_origin_headers(headers: &Headers) -> Result<()> {
-    let cookies: Vec<(String, String)> = headers
-        .entries()
-        .filter(|(name, _)| name.starts_with(SET_COOKIE_PREFIX))
-        .collect();
-    for (name, value) in cookies {
+    for number in 1.. {
+        let name = format!("{SET_COOKIE_PREFIX}{number}");
+        let Some(cookie) = headers.get(&name)? else {
+            break;
+        };
         headers.delete(&name)?;
-        headers.append("set-cookie", &value)?;
+        headers.append("set-cookie", &cookie)?;
     }
     match headers.get(ORIGINAL_DATE)? {
         Some(original) => headers.set("date", &original)?,

@@ -10,6 +10,9 @@
 //! | --- | --- |
 //! | [`config`] | `[vars]` and secrets |
 //! | [`flow`] | the request flow: decide, look up, forward, store |
+//! | `exchange` | one request and what every step needs to know about it |
+//! | `fill` | misses and validations: fetch, freshen, store, stand in when the origin fails |
+//! | `answer` | conditions, ranges and HEAD answered from a response; the edge's own errors |
 //! | [`forward`] | the request to the origin |
 //! | [`store`] | stored entries and their logical freshness |
 //! | [`revalidate`] | background refreshes for stale-while-revalidate |
@@ -24,8 +27,11 @@
 //! | [`runtime`] | responses and methods without the `worker` crate's panics |
 #![forbid(unsafe_code)]
 
+mod answer;
 pub mod coalesce;
 pub mod config;
+mod exchange;
+mod fill;
 pub mod flow;
 pub mod forward;
 pub mod images;

@@ -1,0 +1,41 @@
+//! One request and what every step of its flow needs to know about it.
+
+use std::cell::OnceCell;
+
+use worker::{Context, Request};
+
+use crate::config::EdgeConfig;
+use crate::forward::{self, Deadline};
+use crate::respond::Security;
+
+/// One request and what every step needs to know about it.
+pub(crate) struct Exchange<'a> {
+    pub(crate) request: &'a Request,
+    pub(crate) config: &'a EdgeConfig,
+    pub(crate) ctx: &'a Context,
+    /// The method as sent, upper-cased (unknown methods included).
+    pub(crate) method: String,
+    /// The request id, in logs and sent to the origin (made when first needed: a hit needs none).
+    pub(crate) id: OnceCell<String>,
+    pub(crate) security: Security,
+    /// When the origin's answer is due.
+    pub(crate) deadline: Deadline,
+}
+
+impl Exchange<'_> {
+    pub(crate) fn id(&self) -> &str {
+        self.id.get_or_init(|| forward::request_id(self.request))
+    }
+
+    pub(crate) fn head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.request.headers().get(name).ok().flatten()
+    }
+
+    pub(crate) fn log(&self, event: &str) {
+        worker::console_error!("rampart-edge: request {}: {event}", self.id());
+    }
+}

@@ -1,0 +1,451 @@
+//! Misses and validations: one origin fetch per key and isolate, a `304` or `HEAD` that
+//! freshens the stored response (RFC 9111 §4.3.4–4.3.5), what may be stored and how (§3), and
+//! the stored response standing in when the origin fails (§4.2.4, RFC 5861).
+
+use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
+use shared::freshness::{RequestDirectives, Reuse};
+use shared::key::CacheKey;
+use worker::{Cache, Headers, Response, Result};
+
+use crate::answer::{answer, origin_failed, wants_html};
+use crate::exchange::Exchange;
+use crate::forward::{self, OriginError, Outgoing, Validators};
+use crate::store::{self, Stored};
+use crate::{coalesce, minify, respond};
+
+/// Responses up to this size are buffered, stored before answering, and answered from the same
+/// bytes; larger ones are streamed to the client while a copy is stored in the background.
+const INLINE_STORE_LIMIT: usize = 4 << 20;
+
+/// A stored response that must be validated before it is used.
+pub(crate) struct Validation {
+    pub(crate) stored: Stored,
+    /// It may stand in if the origin fails (stale-if-error).
+    pub(crate) serve_if_error: bool,
+    /// Why it is not used as it is.
+    pub(crate) reason: ForwardReason,
+}
+
+/// What a fetch fills the cache with.
+pub(crate) struct Fill<'a> {
+    pub(crate) key: &'a CacheKey,
+    pub(crate) cache_url: String,
+    /// Text is stored as a brotli copy.
+    pub(crate) compress: bool,
+    /// The request said `no-store`.
+    pub(crate) no_store: bool,
+    /// The request carries `Authorization`.
+    pub(crate) authorized: bool,
+    /// The route lets responses that set cookies be stored.
+    pub(crate) store_set_cookie: bool,
+    /// The key, when `Cache-Status` names it.
+    pub(crate) shown_key: Option<String>,
+}
+
+impl Fill<'_> {
+    pub(crate) fn status(&self, status: CacheStatus) -> CacheStatus {
+        CacheStatus {
+            key: self.shown_key.clone(),
+            ..status
+        }
+    }
+}
+
+/// What is stored for the request and usable by it (§3.5: a request with Authorization reuses
+/// only what was stored for one).
+pub(crate) async fn lookup(
+    exchange: &Exchange<'_>,
+    cache: &Cache,
+    fill: &Fill<'_>,
+) -> Result<Option<Stored>> {
+    let ranged = exchange.request.headers().has("range")?;
+    let stored = store::lookup_as(cache, &fill.cache_url, exchange.request, ranged).await?;
+    Ok(stored.filter(|stored| !fill.authorized || stored.authorized))
+}
+
+/// The validators of a stored response, sent to revalidate it.
+pub(crate) fn validators_of(stored: &Stored) -> Result<Validators> {
+    let headers = stored.response.headers();
+    Ok(Validators {
+        etag: headers.get("etag")?,
+        last_modified: headers.get("last-modified")?,
+    })
+}
+
+/// Fetches from the origin for a miss or a validation. Concurrent GETs of one key share one
+/// fetch; a `304` freshens the stored response and answers from it; a failure falls back on
+/// the stored response inside its stale-if-error window.
+pub(crate) async fn fetch(
+    exchange: &Exchange<'_>,
+    cache: &Cache,
+    fill: &Fill<'_>,
+    validating: Option<Validation>,
+) -> Result<Response> {
+    let reason = validating
+        .as_ref()
+        .map_or(ForwardReason::UriMiss, |v| v.reason);
+    // Held to the end: the key's followers go on once this request has stored its response.
+    let _leader = if exchange.head() {
+        None
+    } else {
+        match coalesce::lead(&fill.cache_url) {
+            Some(leader) => Some(leader),
+            None => {
+                coalesce::wait(&fill.cache_url, exchange.deadline.remaining()).await;
+                if let Some(stored) = lookup(exchange, cache, fill).await? {
+                    if let Reuse::Fresh { remaining } = stored
+                        .freshness
+                        .reuse(stored.age, &RequestDirectives::default())
+                    {
+                        let status = CacheStatus::forward(EDGE, reason)
+                            .collapsed(true)
+                            .with_ttl(i64::from(remaining));
+                        return answer(
+                            exchange,
+                            stored.response,
+                            Some(stored.age),
+                            fill.status(status),
+                        )
+                        .await;
+                    }
+                }
+                // The leader's response was not stored: this request fetches for itself.
+                None
+            }
+        }
+    };
+    // A revalidation sends the stored validators; a miss forwards the client's own.
+    let validators = validating
+        .as_ref()
+        .map(|validation| validators_of(&validation.stored))
+        .transpose()?;
+    let target = fill.key.target();
+    let outgoing = Outgoing {
+        method: &exchange.method,
+        target: &target,
+        fill: validators.as_ref(),
+        request_id: exchange.id(),
+    };
+    let request_time = store::now();
+    let fetched = forward::to_origin(
+        exchange.request,
+        &outgoing,
+        exchange.config,
+        exchange.deadline,
+    )
+    .await;
+    let times = (request_time, store::now());
+    let response = match fetched {
+        Err(error) if stands_in(&validating, &error) => {
+            exchange.log(&format!("origin failed, serving stale: {error}"));
+            return stale_on_error(exchange, validating, None, fill).await;
+        }
+        Err(error) => {
+            let status = fill.status(CacheStatus::forward(EDGE, reason));
+            return origin_failed(exchange, &error, &status);
+        }
+        Ok(response)
+            if response.status_code() >= 500
+                && validating.as_ref().is_some_and(|v| v.serve_if_error) =>
+        {
+            let code = response.status_code();
+            return stale_on_error(exchange, validating, Some(code), fill).await;
+        }
+        Ok(response) => response,
+    };
+    if let Some(validation) = validating.as_ref() {
+        if response.status_code() == 304 {
+            if let Some(validation) = validating {
+                return freshened(exchange, cache, fill, validation, &response, times).await;
+            }
+        }
+        if exchange.head() {
+            freshen_from_head(exchange, cache, &validation.stored, &response, times).await?;
+        }
+    }
+    let admitted = admission(exchange, fill, &response, times)?;
+    let fetched = match read(exchange, response, admitted.is_some()).await {
+        Ok(fetched) => fetched,
+        Err(error) if stands_in(&validating, &error) => {
+            exchange.log(&format!("origin body failed, serving stale: {error}"));
+            return stale_on_error(exchange, validating, None, fill).await;
+        }
+        Err(error) => {
+            let status = fill.status(CacheStatus::forward(EDGE, reason));
+            return origin_failed(exchange, &error, &status);
+        }
+    };
+    store_and_answer(exchange, cache, fill, fetched, admitted, reason, times).await
+}
+
+/// A fetched response: its head and whole body, or still streaming (too large to hold, or not
+/// to be stored and of unknown length).
+enum Fetched {
+    Whole(Response, Vec<u8>),
+    Streaming(Response),
+}
+
+/// How long a fetched response may be stored, if at all.
+fn admission(
+    exchange: &Exchange<'_>,
+    fill: &Fill<'_>,
+    response: &Response,
+    times: (u64, u64),
+) -> Result<Option<u32>> {
+    if exchange.head() || fill.no_store {
+        return Ok(None);
+    }
+    let owned = store::OwnedFacts::of(response)?;
+    let mut facts = owned.facts();
+    facts.has_set_cookie &= !fill.store_set_cookie;
+    let validator = store::has_validator(response.headers())?;
+    Ok(store::admit("GET", fill.authorized, &facts, times.1, validator).ok())
+}
+
+/// Reads a body of known, small length (or any body to be stored, up to the inline limit)
+/// before answering, so that a body cut short or too slow is an error, never a truncated
+/// answer or a stored one; others stream on.
+async fn read(
+    exchange: &Exchange<'_>,
+    response: Response,
+    storing: bool,
+) -> std::result::Result<Fetched, OriginError> {
+    let length = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    let small = length.is_some_and(|length| length <= INLINE_STORE_LIMIT);
+    let unknown = length.is_none();
+    if !(small || (storing && unknown)) {
+        return Ok(Fetched::Streaming(response));
+    }
+    Ok(
+        match forward::read_body(response, INLINE_STORE_LIMIT, exchange.deadline).await? {
+            Ok((head, body)) => Fetched::Whole(head, body),
+            Err(streaming) => Fetched::Streaming(streaming),
+        },
+    )
+}
+
+/// A `304` answered a validation: the stored response is freshened with its headers (§4.3.4)
+/// and answers the request.
+async fn freshened(
+    exchange: &Exchange<'_>,
+    cache: &Cache,
+    fill: &Fill<'_>,
+    validation: Validation,
+    not_modified: &Response,
+    times: (u64, u64),
+) -> Result<Response> {
+    let stored_url = &validation.stored.cache_url;
+    if let Err(error) = store::freshen(cache, stored_url, not_modified.headers(), times).await {
+        exchange.log(&format!("freshening {stored_url} failed: {error}"));
+    }
+    let status = CacheStatus::forward(EDGE, validation.reason).with_fwd_status(304);
+    let current = lookup(exchange, cache, fill)
+        .await?
+        .unwrap_or(validation.stored);
+    let status = match current.state {
+        shared::freshness::FreshnessState::Fresh { remaining } => {
+            status.with_ttl(i64::from(remaining)).stored(true)
+        }
+        _ => status.stored(true),
+    };
+    answer(
+        exchange,
+        current.response,
+        Some(current.age),
+        fill.status(status),
+    )
+    .await
+}
+
+/// A `HEAD` response freshens the stored `GET` response it describes, when their validators
+/// agree (§4.3.5).
+async fn freshen_from_head(
+    exchange: &Exchange<'_>,
+    cache: &Cache,
+    stored: &Stored,
+    head: &Response,
+    times: (u64, u64),
+) -> Result<()> {
+    if head.status_code() != 200 {
+        return Ok(());
+    }
+    let (now, before) = (head.headers(), stored.response.headers());
+    let same = |name: &str| -> Result<bool> { Ok(now.get(name)? == before.get(name)?) };
+    let validated =
+        (now.has("etag")? || now.has("last-modified")?) && same("etag")? && same("last-modified")?;
+    if validated {
+        if let Err(error) = store::freshen(cache, &stored.cache_url, now, times).await {
+            exchange.log(&format!("freshening from HEAD failed: {error}"));
+        }
+    }
+    Ok(())
+}
+
+/// Stores a fetched response when it may be, and answers with it.
+async fn store_and_answer(
+    exchange: &Exchange<'_>,
+    cache: &Cache,
+    fill: &Fill<'_>,
+    fetched: Fetched,
+    admitted: Option<u32>,
+    reason: ForwardReason,
+    times: (u64, u64),
+) -> Result<Response> {
+    let (head, mut body) = match fetched {
+        Fetched::Whole(head, body) => (head, body),
+        Fetched::Streaming(response) => {
+            let code = response.status_code();
+            let status = fill.status(CacheStatus::forward(EDGE, reason).with_fwd_status(code));
+            return match admitted {
+                Some(retention) => {
+                    stream_and_store(exchange, fill, response, retention, times, status)
+                }
+                None => answer(exchange, response, None, status).await,
+            };
+        }
+    };
+    let code = head.status_code();
+    let status = fill.status(CacheStatus::forward(EDGE, reason).with_fwd_status(code));
+    let mut headers = head.headers().clone();
+    let Some(retention) = admitted else {
+        let whole = Response::from_bytes(body)?
+            .with_status(code)
+            .with_headers(headers);
+        return answer(exchange, whole, None, status).await;
+    };
+    if fill.compress && code == 200 {
+        body = minified(&mut headers, body)?;
+    }
+    let entry = store::Entry {
+        status: code,
+        headers: &headers,
+        body: body.clone(),
+        retention,
+        times,
+        compress: fill.compress,
+        authorized: fill.authorized,
+        keep_set_cookie: fill.store_set_cookie,
+    };
+    let stored = store::put(cache, &fill.cache_url, exchange.request.headers(), entry).await;
+    if let Err(error) = &stored {
+        // A cache that cannot store must not fail the request: serve what the origin sent.
+        exchange.log(&format!("cache put failed: {error}"));
+    }
+    let whole = Response::from_bytes(body)?
+        .with_status(code)
+        .with_headers(headers);
+    answer(exchange, whole, None, status.stored(stored.is_ok())).await
+}
+
+/// A large response: streamed to the client while a copy is stored in the background.
+fn stream_and_store(
+    exchange: &Exchange<'_>,
+    fill: &Fill<'_>,
+    mut response: Response,
+    retention: u32,
+    times: (u64, u64),
+    status: CacheStatus,
+) -> Result<Response> {
+    let mut copy = response.cloned()?;
+    let headers = copy.headers().clone();
+    let request_headers = exchange.request.headers().clone();
+    let code = copy.status_code();
+    let (cache_url, compress, authorized, keep_set_cookie) = (
+        fill.cache_url.clone(),
+        fill.compress,
+        fill.authorized,
+        fill.store_set_cookie,
+    );
+    let id = exchange.id().to_owned();
+    exchange.ctx.wait_until(async move {
+        let Ok(body) = copy.bytes().await else {
+            return;
+        };
+        let entry = store::Entry {
+            status: code,
+            headers: &headers,
+            body,
+            retention,
+            times,
+            compress,
+            authorized,
+            keep_set_cookie,
+        };
+        if let Err(error) = store::put(&Cache::default(), &cache_url, &request_headers, entry).await
+        {
+            worker::console_error!("rampart-edge: request {id}: cache put failed: {error}");
+        }
+    });
+    respond::finish(response, &status.stored(true), &exchange.security)
+}
+
+/// An HTML body minified once, before it is stored; other bodies, and any the origin marked
+/// `no-transform`, unchanged. The bytes differ from the origin's, so a strong `ETag` becomes
+/// weak and the length is recomputed.
+fn minified(headers: &mut Headers, body: Vec<u8>) -> Result<Vec<u8>> {
+    let html = headers
+        .get("content-type")?
+        .is_some_and(|t| t.starts_with("text/html"));
+    if !html || headers.has("content-encoding")? || respond::no_transform(headers)? {
+        return Ok(body);
+    }
+    let text = match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(not_utf8) => return Ok(not_utf8.into_bytes()),
+    };
+    let smaller = minify::html(&text);
+    if smaller.len() >= text.len() {
+        return Ok(text.into_bytes());
+    }
+    respond::body_changed(headers)?;
+    Ok(smaller.into_bytes())
+}
+
+/// Whether the stored response being validated may stand in for an origin that failed with
+/// `error`: inside its stale-if-error window, or, when the origin could not be reached at all,
+/// unless the response forbids serving it stale (RFC 9111 §4.2.4).
+fn stands_in(validating: &Option<Validation>, error: &OriginError) -> bool {
+    let disconnected = matches!(error, OriginError::Timeout(_) | OriginError::Unreachable(_));
+    validating.as_ref().is_some_and(|validation| {
+        validation.serve_if_error || (disconnected && !validation.stored.freshness.must_revalidate)
+    })
+}
+
+/// Serves the stored response kept for stale-if-error, naming the failure in `Cache-Status`.
+async fn stale_on_error(
+    exchange: &Exchange<'_>,
+    validating: Option<Validation>,
+    origin_status: Option<u16>,
+    fill: &Fill<'_>,
+) -> Result<Response> {
+    let Some(validation) = validating else {
+        return respond::origin_failure(false, wants_html(exchange));
+    };
+    let detail = if validation.serve_if_error {
+        "stale-if-error"
+    } else {
+        "origin-unreachable"
+    };
+    let mut status = CacheStatus::forward(EDGE, ForwardReason::Stale).with_detail(detail);
+    if let Some(code) = origin_status {
+        status = status.with_fwd_status(code);
+    }
+    // Read again: a failed fetch can take the first read's body stream down with it.
+    let cache = Cache::default();
+    let stored = match lookup(exchange, &cache, fill).await {
+        Ok(Some(again)) => again,
+        _ => validation.stored,
+    };
+    answer(
+        exchange,
+        stored.response,
+        Some(stored.age),
+        fill.status(status),
+    )
+    .await
+}

@@ -181,10 +181,27 @@ pub fn origin_url(origin: &worker::Url, target: &str) -> worker::Url {
 }
 
 /// Sends a prepared request, aborting it when `deadline` passes, and returns the origin's
-/// response with mutable headers, hop-by-hop fields removed and no body where none belongs.
+/// response with mutable headers, hop-by-hop fields removed and no body where none belongs. A
+/// `GET` or `HEAD` whose connection fails (refused, reset, a kept-alive connection the origin
+/// closed or left unusable) is sent once more, on a new connection, within the same deadline.
 pub async fn send(
     prepared: &Request,
     head: bool,
+    deadline: Deadline,
+) -> std::result::Result<Response, OriginError> {
+    let safe = matches!(prepared.inner().method().as_str(), "GET" | "HEAD");
+    let outcome = match attempt(prepared, deadline).await {
+        Err(OriginError::Unreachable(_)) if safe && !deadline.remaining().is_zero() => {
+            attempt(prepared, deadline).await
+        }
+        outcome => outcome,
+    };
+    sanitize(outcome?, head)
+}
+
+/// One fetch of `prepared`, aborted when `deadline` passes.
+async fn attempt(
+    prepared: &Request,
     deadline: Deadline,
 ) -> std::result::Result<Response, OriginError> {
     let controller = AbortController::default();
@@ -198,7 +215,7 @@ pub async fn send(
     if matches!(outcome, Err(OriginError::Timeout(_))) {
         controller.abort();
     }
-    sanitize(outcome?, head)
+    outcome
 }
 
 /// The origin's response as the edge relays it.

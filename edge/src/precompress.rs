@@ -44,22 +44,6 @@ pub fn worthwhile(headers: &Headers, length: usize) -> Result<bool> {
         .is_some_and(|value| textual(&value)))
 }
 
-/// Whether the runtime may compress a response with these headers on its way to a client: text
-/// of at least 1 KiB (or of unknown length), not encoded already, not `no-transform`.
-pub fn runtime_may_compress(headers: &Headers) -> Result<bool> {
-    if headers.has("content-encoding")? || crate::respond::no_transform(headers)? {
-        return Ok(false);
-    }
-    let small = headers
-        .get("content-length")?
-        .and_then(|length| length.trim().parse::<usize>().ok())
-        .is_some_and(|length| length < MIN_BYTES);
-    Ok(!small
-        && headers
-            .get("content-type")?
-            .is_some_and(|value| textual(&value)))
-}
-
 /// Whether a content type is text that compresses (HTML, CSS, JavaScript, JSON, XML, SVG...).
 fn textual(content_type: &str) -> bool {
     let essence = content_type

@@ -47,8 +47,7 @@ pub fn rebuild(response: Response) -> Result<Response> {
 
 /// Stamps the outgoing headers: `Cache-Status` appended after the origin's own members (RFC 9211
 /// lists caches from the origin outwards, so the edge's member comes last), the security headers
-/// the origin did not set itself (and the enforced ones), and implementation details removed;
-/// a body not worth compressing is marked to leave the runtime as it is.
+/// the origin did not set itself (and the enforced ones), and implementation details removed.
 pub fn finish(
     mut response: Response,
     status: &CacheStatus,
@@ -68,11 +67,6 @@ pub fn finish(
     }
     for name in shared::security::REMOVED {
         headers.delete(name)?;
-    }
-    // The runtime compresses what a Worker returns for clients that accept it, dropping
-    // `Content-Length`; bodies not worth it (small, not text, `no-transform`) go as they are.
-    if !crate::precompress::runtime_may_compress(headers)? {
-        response = response.with_encode_body(worker::EncodeBody::Manual);
     }
     Ok(response)
 }

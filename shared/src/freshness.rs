@@ -157,10 +157,9 @@ pub fn storability(
     Ok(())
 }
 
-/// Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime) to Unix seconds.
+/// Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime) to Unix seconds ([`crate::http_date`]).
 pub fn parse_http_date(text: &str) -> Option<u64> {
-    let time = httpdate::parse_http_date(text.trim()).ok()?;
-    Some(time.duration_since(UNIX_EPOCH).ok()?.as_secs())
+    crate::http_date::parse(text)
 }
 
 /// Formats Unix seconds as an IMF-fixdate.
@@ -379,9 +378,11 @@ fn lifetime(
             });
         }
     }
+    // §4.2.2: heuristics apply to heuristically cacheable statuses and to responses marked
+    // explicitly cacheable (`public`).
     let last_modified = response.last_modified.and_then(parse_http_date);
     match last_modified {
-        Some(modified) if heuristically_cacheable(response.status) => {
+        Some(modified) if heuristically_cacheable(response.status) || cc.public => {
             let tenth = date.saturating_sub(modified) / 10;
             tenth.min(u64::from(HEURISTIC_CAP)) as u32
         }
@@ -738,7 +739,7 @@ mod tests {
             "Tue, 19 Jan 2038 14:14:08 GMT",
             "Sun, 21 Nov 2286 04:46:39 GMT",
             "Thursday, 18-Aug-50 02:01:18 GMT",
-            "Mon Aug  8 02:01:18 2050",
+            "Thu Aug  8 02:01:18 2050",
         ] {
             assert!(parse_http_date(valid).is_some(), "{valid}");
         }

@@ -11,6 +11,7 @@
 //! | [`policy`] | which route rule applies, and whether the request bypasses caches |
 //! | [`cache_control`] | `Cache-Control` / `CDN-Cache-Control` parsing and emission (RFC 9111, 5861, 9213) |
 //! | [`freshness`] | storability, freshness lifetime, current age, and reuse for a request's directives (RFC 9111) |
+//! | [`http_date`] | HTTP dates in their three forms (RFC 9110 §5.6.7) |
 //! | [`vary`] | secondary keys from `Vary` (RFC 9111 §4.1) |
 //! | [`range`] | byte ranges served from a stored response (RFC 9110 §14) |
 //! | [`validators`] | entity tags and conditional requests (RFC 9110 §8.8, §13) |
@@ -26,6 +27,7 @@ pub mod cache_control;
 pub mod cache_status;
 pub mod duration;
 pub mod freshness;
+pub mod http_date;
 pub mod image;
 pub mod image_signing;
 pub mod key;

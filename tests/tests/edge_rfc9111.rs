@@ -461,6 +461,8 @@ async fn expires_against_date(c: Arc<Ctx>) -> Outcome {
     reused(&c, "/s4.2.1/expires-future", future).await?;
     let rfc850 = Reply::ok("x").header("Expires", "Thursday, 18-Aug-50 02:01:18 GMT");
     reused(&c, "/s5.6.7/expires-rfc850", rfc850).await?;
+    let shouting = Reply::ok("x").header("Expires", "THU, 18 AUG 2050 02:01:18 gmt");
+    reused(&c, "/s5.6.7/expires-case", shouting).await?;
     let utc = Reply::ok("x").header("Expires", "Thu, 18 Aug 2050 02:01:18 UTC");
     not_reused(&c, "/s5.6.7/expires-utc", utc).await
 }
@@ -518,6 +520,15 @@ async fn heuristic_freshness_for_heuristic_statuses_only(c: Arc<Ctx>) -> Outcome
         "/s4.2.2/heuristic-404",
         Reply::status(404)
             .body("x")
+            .header("Last-Modified", &modified),
+    )
+    .await?;
+    reused(
+        &c,
+        "/s4.2.2/heuristic-public-599",
+        Reply::status(599)
+            .body("x")
+            .header("Cache-Control", "public")
             .header("Last-Modified", &modified),
     )
     .await?;

@@ -15,5 +15,10 @@ fi
 ensure_edge_tools
 wasm_env
 log "building the edge Worker (wasm32, $WASM_ROUTE route)"
+# The build is dated from its start, so that a source saved while it runs is newer than it and
+# the next run builds again.
+started=$(mktemp)
+trap 'rm -f "$started"' EXIT
 cd "$ROOT/edge"
 worker-build --release
+touch -r "$started" "$output"

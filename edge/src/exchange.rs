@@ -2,10 +2,10 @@
 
 use std::cell::OnceCell;
 
-use worker::{Context, Request};
+use worker::{Context, Request, Response};
 
 use crate::config::EdgeConfig;
-use crate::forward::{self, Deadline};
+use crate::forward::{self, Deadline, OriginError, Outgoing, Validators};
 use crate::respond::Security;
 
 /// One request and what every step needs to know about it.
@@ -37,5 +37,21 @@ impl Exchange<'_> {
 
     pub(crate) fn log(&self, event: &str) {
         worker::console_error!("rampart-edge: request {}: {event}", self.id());
+    }
+
+    /// Sends the request on to the origin at `target`, as it came, or as a revalidation with
+    /// a stored response's `validators`.
+    pub(crate) async fn forward(
+        &self,
+        target: &str,
+        validators: Option<&Validators>,
+    ) -> Result<Response, OriginError> {
+        let outgoing = Outgoing {
+            method: &self.method,
+            target,
+            fill: validators,
+            request_id: self.id(),
+        };
+        forward::to_origin(self.request, &outgoing, self.config, self.deadline).await
     }
 }

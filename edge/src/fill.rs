@@ -9,7 +9,7 @@ use worker::{Cache, Headers, Response, Result};
 
 use crate::answer::{answer, origin_failed, wants_html};
 use crate::exchange::Exchange;
-use crate::forward::{self, OriginError, Outgoing, Validators};
+use crate::forward::{self, OriginError, Validators};
 use crate::store::{self, Stored};
 use crate::{coalesce, minify, respond};
 
@@ -120,20 +120,8 @@ pub(crate) async fn fetch(
         .map(|validation| validators_of(&validation.stored))
         .transpose()?;
     let target = fill.key.target();
-    let outgoing = Outgoing {
-        method: &exchange.method,
-        target: &target,
-        fill: validators.as_ref(),
-        request_id: exchange.id(),
-    };
     let request_time = store::now();
-    let fetched = forward::to_origin(
-        exchange.request,
-        &outgoing,
-        exchange.config,
-        exchange.deadline,
-    )
-    .await;
+    let fetched = exchange.forward(&target, validators.as_ref()).await;
     let times = (request_time, store::now());
     let response = match fetched {
         Err(error) if stands_in(&validating, &error) => {

@@ -101,19 +101,7 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
 
 /// Forwards a request that caches must not handle, as it came.
 async fn pass(exchange: &Exchange<'_>, target: &str, status: &CacheStatus) -> Result<Response> {
-    let outgoing = Outgoing {
-        method: &exchange.method,
-        target,
-        fill: None,
-        request_id: exchange.id(),
-    };
-    let fetched = forward::to_origin(
-        exchange.request,
-        &outgoing,
-        exchange.config,
-        exchange.deadline,
-    )
-    .await;
+    let fetched = exchange.forward(target, None).await;
     match fetched {
         Ok(response) => respond::finish(response, status, &exchange.security),
         Err(error) => origin_failed(exchange, &error, status),
@@ -125,19 +113,7 @@ async fn pass(exchange: &Exchange<'_>, target: &str, status: &CacheStatus) -> Re
 /// `Content-Location` it answers with is invalidated (RFC 9111 §4.4).
 async fn write(exchange: &Exchange<'_>, key: &CacheKey, target: &str) -> Result<Response> {
     let status = CacheStatus::forward(EDGE, ForwardReason::Method);
-    let outgoing = Outgoing {
-        method: &exchange.method,
-        target,
-        fill: None,
-        request_id: exchange.id(),
-    };
-    let fetched = forward::to_origin(
-        exchange.request,
-        &outgoing,
-        exchange.config,
-        exchange.deadline,
-    )
-    .await;
+    let fetched = exchange.forward(target, None).await;
     let response = match fetched {
         Ok(response) => response,
         Err(error) => return origin_failed(exchange, &error, &status),

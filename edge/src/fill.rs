@@ -141,15 +141,12 @@ pub(crate) async fn fetch(
         }
         Ok(response) => response,
     };
-    if let Some(validation) = validating.as_ref() {
-        if response.status_code() == 304 {
-            if let Some(validation) = validating {
-                return freshened(exchange, cache, fill, validation, &response, times).await;
-            }
+    if response.status_code() == 304 {
+        if let Some(validation) = validating {
+            return freshened(exchange, cache, fill, validation, &response, times).await;
         }
-        if exchange.head() {
-            freshen_from_head(exchange, cache, &validation.stored, &response, times).await?;
-        }
+    } else if let (true, Some(validation)) = (exchange.head(), validating.as_ref()) {
+        freshen_from_head(exchange, cache, &validation.stored, &response, times).await?;
     }
     let admitted = admission(exchange, fill, &response, times)?;
     let fetched = match read(exchange, response, admitted.is_some()).await {

@@ -234,16 +234,13 @@ fn unwrap_status(stored: Response) -> Result<Response> {
         .and_then(|s| s.parse::<u16>().ok())
         .filter(|s| runtime::valid_status(*s))
         .unwrap_or(200);
-    let headers = stored.headers().clone();
-    let (_, body) = stored.into_parts();
+    let (builder, body) = stored.into_parts();
     let body = if runtime::null_body_status(status) {
         worker::ResponseBody::Empty
     } else {
         body
     };
-    Ok(Response::from_body(body)?
-        .with_status(status)
-        .with_headers(headers))
+    Ok(builder.with_status(status).body(body))
 }
 
 /// `Cache-Control`, `CDN-Cache-Control`, `Date` and `Set-Cookie` as the origin sent them;

@@ -100,13 +100,7 @@ pub(crate) async fn fetch(
                         let status = CacheStatus::forward(EDGE, reason)
                             .collapsed(true)
                             .with_ttl(i64::from(remaining));
-                        return answer(
-                            exchange,
-                            stored.response,
-                            Some(stored.age),
-                            fill.status(status),
-                        )
-                        .await;
+                        return answer_stored(exchange, fill, stored, status).await;
                     }
                 }
                 // The leader's response was not stored: this request fetches for itself.
@@ -161,6 +155,22 @@ pub(crate) async fn fetch(
         }
     };
     store_and_answer(exchange, cache, fill, fetched, admitted, reason, times).await
+}
+
+/// Answers from a stored response, with its current age as `Age`.
+pub(crate) async fn answer_stored(
+    exchange: &Exchange<'_>,
+    fill: &Fill<'_>,
+    stored: Stored,
+    status: CacheStatus,
+) -> Result<Response> {
+    answer(
+        exchange,
+        stored.response,
+        Some(stored.age),
+        fill.status(status),
+    )
+    .await
 }
 
 /// A fetched response: its head and whole body, or still streaming (too large to hold, or not
@@ -238,13 +248,7 @@ async fn freshened(
         }
         _ => status.stored(true),
     };
-    answer(
-        exchange,
-        current.response,
-        Some(current.age),
-        fill.status(status),
-    )
-    .await
+    answer_stored(exchange, fill, current, status).await
 }
 
 /// A `HEAD` response freshens the stored `GET` response it describes, when their validators
@@ -426,11 +430,5 @@ async fn stale_on_error(
         Ok(Some(again)) => again,
         _ => validation.stored,
     };
-    answer(
-        exchange,
-        stored.response,
-        Some(stored.age),
-        fill.status(status),
-    )
-    .await
+    answer_stored(exchange, fill, stored, status).await
 }

@@ -17,10 +17,10 @@ use shared::key::CacheKey;
 use shared::policy::{Policy, RequestFacts, RoutePolicy};
 use worker::{Cache, Context, Env, Request, Response, Result};
 
-use crate::answer::{answer, origin_failed};
+use crate::answer::origin_failed;
 use crate::config::EdgeConfig;
 use crate::exchange::Exchange;
-use crate::fill::{fetch, lookup, validators_of, Fill, Validation};
+use crate::fill::{answer_stored, fetch, lookup, validators_of, Fill, Validation};
 use crate::forward::{Deadline, Outgoing};
 use crate::respond::Security;
 use crate::store::{self, Stored};
@@ -217,13 +217,7 @@ async fn cached(
             return fetch(exchange, &cache, &fill, Some(validation)).await;
         }
     };
-    answer(
-        exchange,
-        stored.response,
-        Some(stored.age),
-        fill.status(status),
-    )
-    .await
+    answer_stored(exchange, &fill, stored, status).await
 }
 
 /// `504` for `only-if-cached` with nothing usable stored (§5.2.1.7).

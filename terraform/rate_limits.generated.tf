@@ -39,7 +39,7 @@ locals {
     {
       ref         = "rampart_rate_limit_crawler"
       description = "crawler tier: 10 requests per 900 s per client, counting only requests that reach the origin"
-      expression  = "(not (((http.request.uri.path eq \"/health\" or http.request.uri.path strict wildcard \"/health/*\") or http.request.uri.path eq \"/metrics\" or (http.request.uri.path eq \"/api/admin\" or http.request.uri.path strict wildcard \"/api/admin/*\") or (http.request.uri.path eq \"/api/cache\" or http.request.uri.path strict wildcard \"/api/cache/*\") or (http.request.uri.path eq \"/api/auth\" or http.request.uri.path strict wildcard \"/api/auth/*\"))) and (lower(http.user_agent) contains \"bot\" or lower(http.user_agent) contains \"crawler\" or lower(http.user_agent) contains \"spider\" or lower(http.user_agent) contains \"slurp\" or lower(http.user_agent) contains \"facebookexternalhit\" or lower(http.user_agent) contains \"bingpreview\" or lower(http.user_agent) contains \"curl/\" or lower(http.user_agent) contains \"wget/\" or lower(http.user_agent) contains \"python-requests\" or lower(http.user_agent) contains \"go-http-client\" or lower(http.user_agent) contains \"headlesschrome\"))"
+      expression  = "((http.request.uri.path strict wildcard \"/api/tasks/*/links\" and not (http.request.uri.path strict wildcard \"/api/tasks/*/*/links\")) and not http.request.method in {\"GET\" \"HEAD\" \"OPTIONS\"})"
       action      = "block"
       ratelimit = {
         characteristics = [

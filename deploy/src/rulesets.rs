@@ -9,7 +9,7 @@
 use hcl::expr::Expression;
 use hcl::{Block, Body};
 use shared::policy::{Policy, Rule};
-use shared::rate_limit::{RateLimit, RateLimitTier, CRAWLER_MARKERS};
+use shared::rate_limit::{RateLimit, RateLimitTier};
 
 use crate::expression::{disjoint, quote, Condition, UnsupportedPattern};
 use crate::hcl_text::{list, raw, reference, ObjectBuilder};
@@ -212,20 +212,18 @@ pub fn rate_limits(policy: &Policy) -> Result<Body, UnsupportedPattern> {
         |tier: RateLimitTier| decided_by(policy, move |rule| rule.policy.rate_limit == tier);
     let aggressive = tier_paths(RateLimitTier::Aggressive)?;
     let ordinary = tier_paths(RateLimitTier::Default)?;
-    let crawler = Condition::Any(
-        CRAWLER_MARKERS
-            .iter()
-            .map(|marker| {
-                Condition::Raw(format!("lower(http.user_agent) contains {}", quote(marker)))
-            })
-            .collect(),
-    );
+    // The crawler tier: writes to the routes that fetch outside URLs (`write_rate_limit`).
+    let crawler_routes = decided_by(policy, |rule| {
+        rule.policy.write_rate_limit == Some(RateLimitTier::Crawler)
+    })?;
+    let writes =
+        Condition::Raw(r#"not http.request.method in {"GET" "HEAD" "OPTIONS"}"#.to_owned());
     let rules = [
         (RateLimitTier::Aggressive, aggressive, false),
-        (RateLimitTier::Default, ordinary.clone(), true),
+        (RateLimitTier::Default, ordinary, true),
         (
             RateLimitTier::Crawler,
-            Condition::all(vec![ordinary, crawler]),
+            Condition::all(vec![crawler_routes, writes]),
             true,
         ),
     ];

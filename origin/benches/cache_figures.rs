@@ -262,7 +262,7 @@ fn main() {
         comments_cache_ttl: 600,
         cache_stale_while_revalidate_ttl: 600,
         // One client sends everything: budgets no run can spend, so the limiter still runs.
-        rate_limits: Some(origin::core::rate_limit::Budgets {
+        rate_limits: Some(origin::core::layers::rate_limit::Budgets {
             default: unlimited_budget(),
             crawler: unlimited_budget(),
             aggressive: unlimited_budget(),

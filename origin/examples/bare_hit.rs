@@ -46,12 +46,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let defaults = origin::config::Config::default();
-    let limits = origin::core::listener::ConnectionLimits {
+    let limits = origin::core::serving::listener::ConnectionLimits {
         max_header_bytes: usize::try_from(defaults.max_header_bytes)?,
         header_read_timeout: Duration::from_millis(defaults.header_read_timeout_ms),
         shutdown_timeout: Duration::from_millis(defaults.shutdown_timeout_ms),
     };
-    let open = origin::core::listener::OpenConnections::default();
-    origin::core::listener::serve(listener, app, limits, open, std::future::pending()).await;
+    let open = origin::core::serving::listener::OpenConnections::default();
+    origin::core::serving::listener::serve(listener, app, limits, open, std::future::pending())
+        .await;
     Ok(())
 }

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 
 use shared::rate_limit::RateLimit;
 
-use crate::core::admission::AdmissionLimits;
-use crate::core::breaker::BreakerSettings;
-use crate::core::client::{parse_proxies, EdgeTrust};
-use crate::core::outbound::OutboundSettings;
-use crate::core::rate_limit::Budgets;
-use crate::core::retry::RetryPolicy;
+use crate::core::dependencies::breaker::BreakerSettings;
+use crate::core::dependencies::outbound::OutboundSettings;
+use crate::core::dependencies::retry::RetryPolicy;
+use crate::core::http::client::{parse_proxies, EdgeTrust};
+use crate::core::layers::admission::AdmissionLimits;
+use crate::core::layers::rate_limit::Budgets;
 
 /// `ORIGIN_ADDR`: where the origin listens.
 pub const ENV_ADDR: &str = "ORIGIN_ADDR";

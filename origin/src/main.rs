@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use origin::config::Config;
-use origin::core::telemetry;
+use origin::core::observability::telemetry;
 
 // A request allocates many small, short-lived objects; mimalloc serves them faster than glibc.
 #[global_allocator]
@@ -56,7 +56,7 @@ async fn serve(config: Config) -> ExitCode {
         .local_addr()
         .map_or_else(|_| config.addr.to_string(), |a| a.to_string());
     tracing::info!("origin listening on http://{addr}");
-    match origin::server::run(listener, config, origin::core::shutdown::signal()).await {
+    match origin::server::run(listener, config, origin::core::serving::shutdown::signal()).await {
         Ok(()) => {
             tracing::info!("origin stopped");
             ExitCode::SUCCESS

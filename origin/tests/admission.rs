@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 use common::serve_wrapped_with;
 use origin::config::Config;
-use origin::core::admission::AdmissionLimits;
+use origin::core::layers::admission::AdmissionLimits;
 use serde_json::Value;
 
 /// `/api/slow` sleeps, then answers `no-store` (so that every request reaches it).

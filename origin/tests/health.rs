@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{metrics, start};
 use origin::config::Config;
-use origin::core::breaker::BreakerSettings;
+use origin::core::dependencies::breaker::BreakerSettings;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 

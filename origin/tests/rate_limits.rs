@@ -4,8 +4,8 @@ mod common;
 
 use common::start;
 use origin::config::Config;
-use origin::core::client::EdgeTrust;
-use origin::core::rate_limit::Budgets;
+use origin::core::http::client::EdgeTrust;
+use origin::core::layers::rate_limit::Budgets;
 use serde_json::Value;
 use shared::rate_limit::RateLimit;
 
@@ -138,7 +138,7 @@ async fn spoofed_forwarding_headers_gain_no_quota() {
 }
 
 #[tokio::test]
-async fn crawlers_and_sensitive_routes_have_their_own_tiers() {
+async fn the_crawler_tier_is_for_endpoints_that_fetch_urls_not_for_user_agents() {
     let origin = start(Config {
         rate_limits: Some(budgets(50, 1)),
         admin_token: Some("admin".into()),
@@ -146,18 +146,47 @@ async fn crawlers_and_sensitive_routes_have_their_own_tiers() {
     })
     .await;
     let url = format!("{}/api/tasks/3", origin.base);
-    let bot = [("user-agent", "Mozilla/5.0 (compatible; Googlebot/2.1)")];
-    assert_eq!(get(&url, &bot).await.status(), 200);
-    let second = get(&url, &bot).await;
+    for agent in [
+        "curl/8.5.0",
+        "python-requests/2.31.0",
+        "Go-http-client/1.1",
+        "Wget/1.21",
+        "Mozilla/5.0 (compatible; Googlebot/2.1)",
+    ] {
+        let response = get(&url, &[("user-agent", agent)]).await;
+        assert_eq!(response.status(), 200, "{agent}");
+        assert_eq!(header(&response, "x-ratelimit-limit"), "50", "{agent}");
+    }
+    let links = format!("{}/api/tasks/3/links", origin.base);
+    let add = || async {
+        reqwest::Client::new()
+            .post(&links)
+            .header("x-actor", "tester")
+            .json(&serde_json::json!({ "url": "http://127.0.0.1:9/" }))
+            .send()
+            .await
+            .expect("reachable")
+    };
+    let first = add().await;
+    assert_ne!(first.status(), 429);
+    assert_eq!(header(&first, "x-ratelimit-limit"), "1");
+    let second = add().await;
     assert_eq!(second.status(), 429);
     let body: Value = second.json().await.expect("json");
     assert_eq!(body["metadata"]["tier"], "crawler");
-    assert_eq!(
-        get(&url, &[]).await.status(),
-        200,
-        "a browser is not a crawler"
-    );
+    let read = get(&links, &[]).await;
+    assert_eq!(read.status(), 200, "reading links is an ordinary read");
+    assert_eq!(header(&read, "x-ratelimit-limit"), "50");
+}
 
+#[tokio::test]
+async fn sensitive_routes_have_their_own_tier() {
+    let origin = start(Config {
+        rate_limits: Some(budgets(50, 1)),
+        admin_token: Some("admin".into()),
+        ..Config::default()
+    })
+    .await;
     let stats = format!("{}/api/cache/stats", origin.base);
     let auth = [("authorization", "Bearer admin")];
     let first = get(&stats, &auth).await;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use shared::validators::EntityTag;
 
 use super::AppState;
-use crate::core::errors::ApiError;
+use crate::core::http::errors::ApiError;
 
 const STYLESHEET: &str = include_str!("../../assets/rampart.css");
 

@@ -8,18 +8,33 @@ mod pages;
 pub mod store;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
 
-use api::UploadLimits;
 pub use assets::Assets;
 pub use image_urls::ImageUrls;
 use store::Store;
 
 use crate::core::cache::TieredCache;
-use crate::core::outbound::HttpClient;
+use crate::core::dependencies::outbound::HttpClient;
+
+/// How long the origin keeps the application's responses fresh, per policy rule, where it
+/// differs from what the policy tells the edge and browsers: a task's comments change often
+/// and are read often, so the origin keeps them `COMMENTS_CACHE_TTL` seconds.
+pub fn cache_rule_ttls(comments_ttl: Duration) -> Vec<(String, Duration)> {
+    vec![("task-comments".to_owned(), comments_ttl)]
+}
+
+/// Bounds on uploads.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Largest image, in bytes.
+    pub max_bytes: usize,
+    /// Most pixels (width × height).
+    pub max_pixels: u64,
+}
 
 /// What handlers share; cheap to clone (axum clones it for every request).
 #[derive(Debug, Clone)]

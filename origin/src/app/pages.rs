@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use super::model::{Comment, Status, Task, TaskDetail};
 use super::store::{Sort, StoreError, TaskFilter, TaskPage};
 use super::{AppState, ImageUrls};
-use crate::core::errors::ApiError;
+use crate::core::http::errors::ApiError;
 
 /// Cards per board column.
 const COLUMN_CARDS: u32 = 30;
@@ -64,7 +64,7 @@ fn render(template: &impl Template) -> Response {
             tracing::error!(%error, "template failed");
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                crate::core::errors::ErrorCode::InternalError,
+                crate::core::http::errors::ErrorCode::InternalError,
                 "the page could not be rendered",
             )
             .into_response()

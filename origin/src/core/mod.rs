@@ -1,26 +1,26 @@
-//! The reusable origin core: layers any axum application can wrap itself in.
+//! The reusable origin core: everything any axum application gets by being wrapped in it. It
+//! never names the application's routes or resources; the application hands it what it needs
+//! (its router, its database, per-rule cache lifetimes).
+//!
+//! | where | what |
+//! | --- | --- |
+//! | [`stack`] | [`Core`](stack::Core) and the one function that assembles every layer, in request order |
+//! | [`layers`] | the layers a request passes: compression, the pipeline (request id, policy, rate limit, cache, admission, metrics, log) |
+//! | [`cache`] | the two-level response cache (in-process + Redis), single flight, tags |
+//! | [`dependencies`] | database, outbound HTTP, edge purge: each call timed, guarded by a breaker, retried within a budget |
+//! | [`endpoints`] | routes the core adds: health, admin, metrics |
+//! | [`observability`] | Prometheus metrics, logs, OpenTelemetry traces |
+//! | [`serving`] | the listener, shutdown, cache warm-up |
+//! | [`http`] | the error model, extractors, pagination, client address, header values |
+//! | [`service`], [`route`] | plumbing: what a wrapped service is; which route answered |
 
-pub mod admin;
-pub mod admission;
-pub mod breaker;
 pub mod cache;
-pub mod client;
-pub mod compression;
-pub mod database;
-pub mod edge_purge;
-pub mod errors;
-pub mod extract;
-pub mod header_values;
-pub mod health;
-pub mod listener;
-pub mod metrics;
-pub mod outbound;
-pub mod pagination;
-pub mod pipeline;
-pub mod policy_headers;
-pub mod rate_limit;
-pub mod response_cache;
-pub mod retry;
-pub mod shutdown;
-pub mod telemetry;
-pub mod warm;
+pub mod dependencies;
+pub mod endpoints;
+pub mod http;
+pub mod layers;
+pub mod observability;
+pub mod route;
+pub mod service;
+pub mod serving;
+pub mod stack;

@@ -5,7 +5,7 @@
 
 use axum::Router;
 use origin::config::Config;
-use origin::server::Core;
+use origin::core::stack::Core;
 use tokio::net::TcpListener;
 
 async fn listen() -> (TcpListener, String) {

@@ -47,6 +47,15 @@ pub struct RoutePolicy {
     /// The rate-limit tier requests on this route draw from.
     #[serde(default)]
     pub rate_limit: RateLimitTier,
+    /// The tier writes (methods other than `GET`, `HEAD` and `OPTIONS`) on this route draw
+    /// from, where it differs from `rate_limit`: `crawler` for endpoints that fetch outside
+    /// URLs on a client's behalf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_rate_limit: Option<RateLimitTier>,
+    /// Requests skip the origin's admission control (concurrency limit, wait queue, request
+    /// timeout): health checks, metrics and operators' calls must answer under any load.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exempt_from_admission: bool,
     /// Changes to the default security headers.
     #[serde(default, skip_serializing_if = "SecurityOverrides::is_empty")]
     pub security_headers: SecurityOverrides,

@@ -12,22 +12,13 @@ use imagesize::ImageType;
 use super::tasks::task_tags;
 use super::{created, parse_id, store_error, Actor};
 use crate::app::store::{content_key, NewImage};
-use crate::app::AppState;
-use crate::core::errors::{ApiError, ErrorCode, FieldError};
+use crate::app::{AppState, UploadLimits};
+use crate::core::http::errors::{ApiError, ErrorCode, FieldError};
 
 /// Room for multipart boundaries and part headers on top of the image itself.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 /// Largest width or height accepted.
 const MAX_SIDE: usize = 16_384;
-
-/// Bounds on uploads.
-#[derive(Debug, Clone, Copy)]
-pub struct UploadLimits {
-    /// Largest image, in bytes.
-    pub max_bytes: usize,
-    /// Most pixels (width × height).
-    pub max_pixels: u64,
-}
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(

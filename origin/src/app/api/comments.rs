@@ -9,9 +9,9 @@ use super::tasks::{task_tags, MAX_PAGE};
 use super::{check, created, parse_bounded, parse_id, store_error, Actor};
 use crate::app::store::NewComment;
 use crate::app::AppState;
-use crate::core::errors::{ApiError, FieldError};
-use crate::core::extract::{Json, Query};
-use crate::core::pagination;
+use crate::core::http::errors::{ApiError, FieldError};
+use crate::core::http::extract::{Json, Query};
+use crate::core::http::pagination;
 
 const BODY_MAX: usize = 5_000;
 

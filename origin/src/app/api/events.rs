@@ -12,9 +12,9 @@ use super::{check, parse_bounded, store_error};
 use crate::app::model::{now_ms, parse_rfc3339};
 use crate::app::store::{EventFilter, ExportFormat, NewEvent};
 use crate::app::AppState;
-use crate::core::errors::{ApiError, ErrorCode, FieldError};
-use crate::core::extract::{Json, Query};
-use crate::core::pagination;
+use crate::core::http::errors::{ApiError, ErrorCode, FieldError};
+use crate::core::http::extract::{Json, Query};
+use crate::core::http::pagination;
 
 /// Most events one bulk request may carry.
 pub const BULK_MAX: usize = 10_000;

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::tasks::task_tags;
 use super::{check, created, parse_id, store_error, Actor};
 use crate::app::AppState;
-use crate::core::errors::{ApiError, FieldError};
-use crate::core::extract::Json;
+use crate::core::http::errors::{ApiError, FieldError};
+use crate::core::http::extract::Json;
 
 /// Longest URL accepted.
 const URL_MAX: usize = 2048;

@@ -15,9 +15,7 @@ use axum::Router;
 
 use super::store::StoreError;
 use super::AppState;
-use crate::core::errors::{ApiError, FieldError};
-
-pub use attachments::UploadLimits;
+use crate::core::http::errors::{ApiError, FieldError};
 
 /// Largest bulk-insert body.
 const BULK_BODY_MAX: usize = 16 << 20;

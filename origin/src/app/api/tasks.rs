@@ -10,9 +10,9 @@ use super::{check, created, parse_bounded, parse_id, store_error, Actor};
 use crate::app::model::{parse_rfc3339, Priority, Status};
 use crate::app::store::{NewTask, Sort, TaskChanges, TaskFilter, TaskPage};
 use crate::app::AppState;
-use crate::core::errors::{ApiError, FieldError};
-use crate::core::extract::{Json, Query};
-use crate::core::pagination;
+use crate::core::http::errors::{ApiError, FieldError};
+use crate::core::http::extract::{Json, Query};
+use crate::core::http::pagination;
 
 /// Largest page.
 pub const MAX_PAGE: u32 = 100;

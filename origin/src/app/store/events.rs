@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use super::{Sql, Store, StoreError};
 use crate::app::model::{rfc3339, Event};
-use crate::core::database::{Backend, DbError};
+use crate::core::dependencies::database::{Backend, DbError};
 
 /// Rows read per query while exporting.
 const EXPORT_BATCH: i64 = 2000;

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::{append_event, task_exists, NewEvent, Store, StoreError};
 use crate::app::model::{now_ms, rfc3339, Attachment};
-use crate::core::database::DbError;
+use crate::core::dependencies::database::DbError;
 
 /// A checked upload.
 #[derive(Debug, Clone)]

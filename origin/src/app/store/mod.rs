@@ -13,7 +13,7 @@ use sqlx::migrate::Migrator;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
-use crate::core::database::{Database, DbError};
+use crate::core::dependencies::database::{Database, DbError};
 
 pub use comments::{CommentPage, NewComment};
 pub use events::{BulkOutcome, EventFilter, EventPage, ExportFormat, NewEvent};

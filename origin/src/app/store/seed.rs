@@ -8,7 +8,7 @@ use serde_json::json;
 use super::images::content_key;
 use super::{NewImage, Sql, Store, StoreError};
 use crate::app::model::{now_ms, Priority, Status};
-use crate::core::database::DbError;
+use crate::core::dependencies::database::DbError;
 
 /// How much demo data to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -561,7 +561,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(crate::core::database::DbError::from)?;
+            .map_err(crate::core::dependencies::database::DbError::from)?;
         Ok(tasks)
     }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
-use super::{CacheOptions, Entry};
+use super::entry::{CacheOptions, Entry};
 
 /// Values larger than this are compressed.
 pub const COMPRESS_ABOVE: usize = 1024;

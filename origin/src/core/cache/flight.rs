@@ -9,7 +9,17 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use super::LoadError;
+/// Why a load failed; shared by every caller that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(Arc<str>);
+
+impl LoadError {
+    /// An error with this message.
+    pub fn from_message(message: impl Into<String>) -> Self {
+        Self(Arc::from(message.into()))
+    }
+}
 
 /// A load in progress; clone it to wait for it too.
 pub type Flight<T> = Shared<BoxFuture<'static, Result<T, LoadError>>>;

@@ -30,19 +30,8 @@ use tokio::time::{Duration, Instant};
 
 pub use entry::{CacheOptions, Entry, State};
 use flight::Flights;
+pub use flight::LoadError;
 pub use remote::{Invalidation, RedisTier};
-
-/// Why a load failed; shared by every caller that waited for it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct LoadError(Arc<str>);
-
-impl LoadError {
-    /// An error with this message.
-    pub fn from_message(message: impl Into<String>) -> Self {
-        Self(Arc::from(message.into()))
-    }
-}
 
 /// What a loader produced: the value, whether it may be stored, and whether it reports a
 /// failure. A value that must not be stored (e.g. a response marked `no-store`) still reaches
@@ -240,7 +229,7 @@ pub struct TieredCache {
     /// The shared Redis level, when configured.
     remote: Option<Arc<RedisTier>>,
     /// The edge's purge endpoint, told about tag invalidations made here.
-    edge: Option<crate::core::edge_purge::EdgePurge>,
+    edge: Option<crate::core::dependencies::edge_purge::EdgePurge>,
 }
 
 impl std::fmt::Debug for TieredCache {
@@ -291,7 +280,10 @@ impl TieredCache {
 
     /// Forwards this instance's tag invalidations to the edge as well.
     #[must_use]
-    pub fn with_edge_purge(mut self, edge: crate::core::edge_purge::EdgePurge) -> Self {
+    pub fn with_edge_purge(
+        mut self,
+        edge: crate::core::dependencies::edge_purge::EdgePurge,
+    ) -> Self {
         self.edge = Some(edge);
         self
     }

@@ -15,8 +15,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
-use crate::core::breaker::CircuitBreaker;
-use crate::core::metrics::RedisMetrics;
+use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
+use crate::core::observability::dependency_metrics::RedisMetrics;
 
 /// An invalidation as published to the other instances.
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,9 +36,8 @@ pub struct RedisTier {
     conn: ConnectionManager,
     prefix: String,
     instance: String,
-    timeout: Duration,
+    guard: Guard,
     errors: Arc<AtomicU64>,
-    breaker: Option<CircuitBreaker>,
     metrics: RedisMetrics,
 }
 
@@ -64,9 +64,8 @@ impl RedisTier {
             conn,
             prefix: prefix.to_owned(),
             instance,
-            timeout,
+            guard: Guard::unguarded(timeout),
             errors: Arc::default(),
-            breaker: None,
             metrics: RedisMetrics::default(),
         })
     }
@@ -74,7 +73,7 @@ impl RedisTier {
     /// Skips Redis while `breaker` is open, and tells it how calls went.
     #[must_use]
     pub fn with_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.breaker = Some(breaker);
+        self.guard.breaker = Some(breaker);
         self
     }
 
@@ -91,10 +90,13 @@ impl RedisTier {
         let mut conn = self.conn.clone();
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut conn);
-        match tokio::time::timeout(self.timeout, ping).await {
-            Ok(Ok(_)) => Ok(started.elapsed()),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        match Guard::unguarded(self.guard.timeout)
+            .call(ping, |_| true, |_, _| {})
+            .await
+        {
+            Ok(_) => Ok(started.elapsed()),
+            Err(Failure::Error(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.guard.timeout)),
         }
     }
 
@@ -120,51 +122,25 @@ impl RedisTier {
         operation: &'static str,
         command: &redis::Pipeline,
     ) -> Option<T> {
-        let started = std::time::Instant::now();
-        if self
-            .breaker
-            .as_ref()
-            .is_some_and(|breaker| !breaker.allows())
-        {
-            self.metrics
-                .record(operation, "circuit_open", Duration::ZERO);
-            return None;
-        }
         let mut conn = self.conn.clone();
-        let result = tokio::time::timeout(self.timeout, command.query_async::<T>(&mut conn)).await;
-        let outcome = match &result {
-            Ok(Ok(_)) => "ok",
-            Ok(Err(_)) => "error",
-            Err(_) => "timeout",
-        };
-        self.metrics.record(operation, outcome, started.elapsed());
-        match result {
-            Ok(Ok(value)) => {
-                if let Some(breaker) = &self.breaker {
-                    breaker.succeeded();
-                }
-                Some(value)
-            }
-            Ok(Err(error)) => {
-                self.failed(&error.to_string());
-                None
-            }
-            Err(_) => {
-                self.failed("timed out");
-                None
-            }
+        let call = command.query_async::<T>(&mut conn);
+        let record =
+            |outcome: Outcome, elapsed| self.metrics.record(operation, outcome.as_str(), elapsed);
+        match self.guard.call(call, |_| true, record).await {
+            Ok(value) => Some(value),
+            Err(Failure::CircuitOpen) => None,
+            Err(Failure::Error(error)) => self.failed(&error.to_string()),
+            Err(Failure::Timeout(_)) => self.failed("timed out"),
         }
     }
 
-    fn failed(&self, why: &str) {
+    fn failed<T>(&self, why: &str) -> Option<T> {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        if let Some(breaker) = &self.breaker {
-            breaker.failed();
-        }
         tracing::warn!(
             error = why,
             "redis call failed; serving without the shared cache"
         );
+        None
     }
 
     /// The stored bytes of `key`, if any and reachable.
@@ -259,9 +235,11 @@ impl RedisTier {
                             }
                         }
                     }
-                    self.failed("invalidation subscription lost");
+                    self.failed::<()>("invalidation subscription lost");
                 }
-                Err(error) => self.failed(&error.to_string()),
+                Err(error) => {
+                    self.failed::<()>(&error.to_string());
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -1,5 +1,9 @@
 //! The one error model every client sees: `{"error", "code", "statusCode", "metadata"}` with a
-//! stable machine-readable `code`. Causes are logged, never sent.
+//! stable machine-readable `code`. Causes are never sent: an error carries its cause to the
+//! pipeline ([`ErrorCause`]), which logs it with the request's id.
+
+use std::any::Any;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -7,8 +11,8 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::database::DbError;
-use super::outbound::OutboundError;
+use crate::core::dependencies::database::DbError;
+use crate::core::dependencies::outbound::OutboundError;
 
 /// Stable error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,11 +67,17 @@ impl FieldError {
     }
 }
 
+/// What went wrong inside, carried on an error response's extensions for the log; never sent.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub Arc<str>);
+
 /// A client-facing error.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
     status: StatusCode,
+    #[serde(skip)]
+    cause: Option<Arc<str>>,
     error: String,
     code: ErrorCode,
     #[serde(rename = "statusCode")]
@@ -80,6 +90,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
+            cause: None,
             error: message.into(),
             code,
             status_code: status.as_u16(),
@@ -126,6 +137,13 @@ impl ApiError {
         self.code
     }
 
+    /// Records what went wrong inside, for the request's log line (never sent).
+    #[must_use]
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(Arc::from(cause.to_string()));
+        self
+    }
+
     /// Attaches structured details (e.g. the invalid fields).
     #[must_use]
     pub fn with_metadata(mut self, metadata: Value) -> Self {
@@ -137,7 +155,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
+        let cause = self.cause.clone();
         let mut response = (status, Json(self)).into_response();
+        if let Some(cause) = cause {
+            response.extensions_mut().insert(ErrorCause(cause));
+        }
         // Errors are never cached by shared caches.
         response.headers_mut().insert(
             axum::http::header::CACHE_CONTROL,
@@ -158,56 +180,83 @@ impl IntoResponse for ApiError {
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::Timeout(after) => {
-                tracing::warn!(?after, "database query timed out");
-                Self::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    ErrorCode::Timeout,
-                    "the database did not answer in time",
-                )
-            }
+            DbError::Timeout(after) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::Timeout,
+                "the database did not answer in time",
+            )
+            .with_cause(format_args!("database query timed out after {after:?}")),
             DbError::CircuitOpen => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::CircuitOpen,
                 "the database is failing: its circuit breaker is open; retry later",
             )
             .with_metadata(serde_json::json!({ "dependency": "database" })),
-            DbError::Unavailable(cause) => {
-                tracing::error!(%cause, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::ServiceUnavailable,
-                    "the database is unavailable",
-                )
-            }
-            other => {
-                tracing::error!(error = %other, "database error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::DatabaseError,
-                    "the database failed to answer",
-                )
-            }
+            DbError::Unavailable(cause) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServiceUnavailable,
+                "the database is unavailable",
+            )
+            .with_cause(format_args!("database unavailable: {cause}")),
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::DatabaseError,
+                "the database failed to answer",
+            )
+            .with_cause(other),
         }
     }
 }
 
 impl From<OutboundError> for ApiError {
     fn from(error: OutboundError) -> Self {
-        let (status, code) = match &error {
+        let (status, code, message) = match &error {
             OutboundError::InvalidUrl | OutboundError::Forbidden => {
                 return Self::invalid_fields(vec![FieldError::new("url", error.to_string())])
             }
-            OutboundError::CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::CircuitOpen),
-            OutboundError::Timeout => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Timeout),
-            OutboundError::Unreachable(_) | OutboundError::ServerError(_) => {
-                (StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError)
-            }
+            OutboundError::CircuitOpen => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::CircuitOpen,
+                "outbound requests are failing: circuit open",
+            ),
+            OutboundError::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::Timeout,
+                "the target did not answer in time",
+            ),
+            OutboundError::Unreachable(_) => (
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::UpstreamError,
+                "the target could not be reached",
+            ),
+            OutboundError::ServerError(_) => (
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::UpstreamError,
+                "the target answered with a server error",
+            ),
         };
-        tracing::warn!(%error, "outbound request failed");
-        Self::new(status, code, error.to_string())
+        // The client sees a fixed message; reqwest's text (addresses, TLS details) is logged.
+        Self::new(status, code, message)
+            .with_cause(format_args!("outbound request failed: {error}"))
             .with_metadata(serde_json::json!({ "dependency": "http" }))
     }
+}
+
+/// The answer when a handler panicked: `500 INTERNAL_ERROR`, with the panic's message logged
+/// (through the response's [`ErrorCause`]) and never sent.
+pub fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::InternalError,
+        "internal error",
+    )
+    .with_cause(format_args!("handler panicked: {message}"))
+    .into_response()
 }
 
 /// The fallback for unknown routes.

@@ -7,7 +7,7 @@
 //! at once, so that an overloaded origin answers quickly instead of collapsing. A handler that
 //! has not produced a response head within the request timeout gets `504 TIMEOUT` (streaming
 //! bodies, such as exports, are not cut once their head is out). Health, metrics and admin
-//! routes are exempt (see [`super::pipeline`]).
+//! routes are exempt (see [`crate::core::layers::pipeline`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tower::Service;
 
-use super::errors::{ApiError, ErrorCode};
-use super::response_cache::{self, Inner};
+use crate::core::http::errors::{ApiError, ErrorCode};
+use crate::core::service::{self, Inner};
 
 /// The limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl Admission {
                 }
             }
         };
-        let response = tokio::time::timeout(timeout, response_cache::call(inner, request)).await;
+        let response = tokio::time::timeout(timeout, service::call(inner, request)).await;
         drop(permit);
         response.unwrap_or_else(|_| {
             ApiError::new(

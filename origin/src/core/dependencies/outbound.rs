@@ -14,8 +14,9 @@ use bytes::{Bytes, BytesMut};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{redirect, Url};
 
-use super::breaker::CircuitBreaker;
-use super::retry::Retrier;
+use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::dependencies::guarded::{Failure, Guard};
+use crate::core::dependencies::retry::Retrier;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
@@ -227,16 +228,20 @@ impl HttpClient {
     }
 
     async fn attempt(&self, url: Url) -> Result<Fetched, OutboundError> {
-        if !self.breaker.allows() {
-            return Err(OutboundError::CircuitOpen);
+        let guard = Guard {
+            breaker: Some(self.breaker.clone()),
+            timeout: self.settings.timeout,
+        };
+        let fetch = self.fetch(url);
+        match guard
+            .call(fetch, OutboundError::is_failure, |_, _| {})
+            .await
+        {
+            Ok(fetched) => Ok(fetched),
+            Err(Failure::Error(error)) => Err(error),
+            Err(Failure::Timeout(_)) => Err(OutboundError::Timeout),
+            Err(Failure::CircuitOpen) => Err(OutboundError::CircuitOpen),
         }
-        let result = self.fetch(url).await;
-        match &result {
-            Err(error) if error.is_failure() => self.breaker.failed(),
-            Err(_) => {}
-            Ok(_) => self.breaker.succeeded(),
-        }
-        result
     }
 
     async fn fetch(&self, url: Url) -> Result<Fetched, OutboundError> {

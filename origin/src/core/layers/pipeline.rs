@@ -1,36 +1,38 @@
 //! The origin core's request pipeline: one tower service around the application that, for
-//! every request, decides the shared policy, applies the route's rate limit to the client,
-//! answers cacheable reads from the response cache (before any routing), stamps the policy's
-//! headers and records the request's metrics; with OpenTelemetry on, all of it runs inside the
-//! request's server span.
+//! every request, takes its id, decides the shared policy, applies the route's rate limit to
+//! the client, answers cacheable reads from the response cache (before any routing), admits
+//! the rest, stamps the policy's headers, records the request's metrics and logs it; with
+//! OpenTelemetry on, all of it runs inside the request's server span.
 //!
 //! The steps run in one future per request rather than as stacked middleware: a cache hit is
 //! the origin's hottest path, and each middleware layer costs it a boxed future and a clone of
 //! the service below.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use shared::rate_limit::{is_crawler, RateLimitTier};
+use shared::rate_limit::RateLimitTier;
 
-use super::admission::{Admission, Admitted};
-use super::client::EdgeTrust;
-use super::errors::{ApiError, ErrorCode};
-use super::header_values::decimal;
-use super::metrics::Metrics;
-use super::policy_headers::{PolicyHeaders, Prepared, RouteCaching};
-use super::rate_limit::{RateLimiter, Verdict};
-use super::response_cache::{self, Inner, ResponseCache, Stamped};
-use super::telemetry;
+use crate::core::http::client::EdgeTrust;
+use crate::core::http::errors::{ApiError, ErrorCause, ErrorCode};
+use crate::core::http::header_values::decimal;
+use crate::core::layers::admission::{Admission, Admitted};
+use crate::core::layers::policy_headers::{PolicyHeaders, Prepared, RouteCaching};
+use crate::core::layers::rate_limit::{RateLimiter, Verdict};
+use crate::core::layers::request_id::{self, REQUEST_ID};
+use crate::core::layers::response_cache::{ResponseCache, Stamped};
+use crate::core::observability::metrics::Metrics;
+use crate::core::observability::telemetry;
+use crate::core::service::{self, Inner};
 
 /// What the pipeline shares between requests.
 #[derive(Debug)]
@@ -109,58 +111,80 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
     }
 }
 
+/// One request, step by step, in the order [`crate::core::stack::Core::stack`] lists them.
 async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
-    let request_id = request_id(&mut request);
-    let uri = request.uri().clone();
+    let id = request_id::take_or_make(&mut request);
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let mut prepared = stages.policy.prepare(&request);
-    let verdict = match &stages.limiter {
-        Some(limiter) => {
-            let tier = effective_tier(prepared.tier, &request);
-            let client = stages.trust.client_ip(&request);
-            limiter
-                .check(tier, client)
-                .await
-                .map(|verdict| (tier, verdict))
-        }
-        None => None,
+    let client = stages
+        .limiter
+        .is_some()
+        .then(|| stages.trust.client_ip(&request));
+    let limited = rate_limit(&stages, &prepared, client).await;
+    let mut response = match &limited {
+        Some(limited) if !limited.verdict.allowed => refuse(&stages, limited),
+        _ => serve(&stages, request, &mut prepared, inner).await,
     };
-    let mut response = match (verdict, prepared.caching.take()) {
-        (Some((tier, verdict)), _) if !verdict.allowed => {
-            stages.metrics.rate_limited(tier.as_str());
-            too_many_requests(tier, &verdict)
-        }
-        (_, caching) => {
-            // Health, metrics and admin routes are never shed nor timed out.
-            let exempt = matches!(
-                prepared.tier,
-                RateLimitTier::Unlimited | RateLimitTier::Aggressive
-            );
-            if exempt {
-                through(&stages, request, caching, &prepared, inner).await
-            } else {
-                let timeout = stages
-                    .admission
-                    .timeout_for(stages.policy.rule_name(&prepared));
-                let admitted = Admitted::new(inner, Arc::clone(&stages.admission), timeout);
-                through(&stages, request, caching, &prepared, admitted).await
-            }
-        }
-    };
+    stamp(&stages, prepared, limited.as_ref(), &mut response);
+    let elapsed = started.elapsed();
+    stages.metrics.observe(&method, &response, elapsed);
+    log(&stages, &id, &method, &uri, &response, elapsed);
+    response.headers_mut().insert(REQUEST_ID.clone(), id);
+    response
+}
+
+/// A rate-limit decision and the tier it was made in.
+struct Limited {
+    tier: RateLimitTier,
+    verdict: Verdict,
+}
+
+/// The rate limiter's decision for this client on the route's tier; `None` when limits are
+/// off or the tier is unlimited.
+async fn rate_limit(
+    stages: &Stages,
+    prepared: &Prepared,
+    client: Option<IpAddr>,
+) -> Option<Limited> {
+    let (limiter, client) = (stages.limiter.as_ref()?, client?);
+    let tier = prepared.tier;
+    let verdict = limiter.check(tier, client).await?;
+    Some(Limited { tier, verdict })
+}
+
+/// `429 RATE_LIMITED`, counted.
+fn refuse(stages: &Stages, limited: &Limited) -> Response {
+    stages.metrics.rate_limited(limited.tier.as_str());
+    too_many_requests(limited.tier, &limited.verdict)
+}
+
+/// The response from the cache or the application; admitted first unless the policy exempts
+/// the route (health, metrics and admin calls must answer under any load).
+async fn serve<S: Inner>(
+    stages: &Arc<Stages>,
+    request: Request,
+    prepared: &mut Prepared,
+    inner: S,
+) -> Response {
+    let caching = prepared.caching.take();
+    if prepared.exempt {
+        return through(stages, request, caching, prepared, inner).await;
+    }
+    let rule = stages.policy.rule_name(prepared);
+    let timeout = stages.admission.timeout_for(rule);
+    let admitted = Admitted::new(inner, Arc::clone(&stages.admission), timeout);
+    through(stages, request, caching, prepared, admitted).await
+}
+
+/// The policy's headers (unless a cached copy carries them already) and the rate limit's.
+fn stamp(stages: &Stages, prepared: Prepared, limited: Option<&Limited>, response: &mut Response) {
     if response.extensions().get::<Stamped>().is_none() {
         stages.policy.stamp(prepared, response.headers_mut());
     }
-    if let Some((_, verdict)) = verdict {
-        rate_limit_headers(&verdict, response.headers_mut());
+    if let Some(limited) = limited {
+        rate_limit_headers(&limited.verdict, response.headers_mut());
     }
-    let elapsed = started.elapsed();
-    stages.metrics.observe(&method, &response, elapsed);
-    log(&stages, &request_id, &method, &uri, &response, elapsed);
-    response
-        .headers_mut()
-        .insert(REQUEST_ID.clone(), request_id);
-    response
 }
 
 /// The response from the cache when the request may be cached, else from `inner`.
@@ -177,42 +201,13 @@ async fn through<S: Inner>(
             let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with, headers);
             stages.cache.serve(request, &caching, inner, stamp).await
         }
-        None => response_cache::call(inner, request).await,
+        None => service::call(inner, request).await,
     }
 }
 
-/// The request's `X-Request-Id`: the edge's (or any client's) when it is a sane token, else a
-/// new one, written back into the request so that the application sees it too.
-fn request_id(request: &mut Request) -> HeaderValue {
-    let given = request.headers().get(&REQUEST_ID).filter(|id| {
-        let bytes = id.as_bytes();
-        !bytes.is_empty()
-            && bytes.len() <= 128
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    });
-    if let Some(id) = given {
-        return id.clone();
-    }
-    let id = new_id();
-    request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-    id
-}
-
-/// 16 random hex digits.
-fn new_id() -> HeaderValue {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let random = fastrand::u64(..);
-    let mut text = [0u8; 16];
-    for (i, digit) in text.iter_mut().enumerate() {
-        *digit = DIGITS[((random >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
-}
-
-/// One debug line per request; a warning for slow requests and server errors, which carry the
-/// request id so that an operator can find the same request at the edge.
+/// One debug line per request; a warning for errors (with their cause, when one was recorded),
+/// slow requests and server errors. Each carries the request id, so that an operator can find
+/// the same request at the edge.
 fn log(
     stages: &Stages,
     request_id: &HeaderValue,
@@ -224,30 +219,14 @@ fn log(
     let id = request_id.to_str().unwrap_or("-");
     let status = response.status().as_u16();
     let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
-    if elapsed >= stages.slow_request {
+    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+        tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, %cause, "request failed");
+    } else if elapsed >= stages.slow_request {
         tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, "slow request");
     } else if response.status().is_server_error() {
         tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, "request failed");
     } else {
         tracing::debug!(request_id = id, %method, %uri, status, elapsed_ms, "request served");
-    }
-}
-
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The route's tier, or the crawler tier for a well-known crawler on an ordinary route.
-fn effective_tier(tier: RateLimitTier, request: &Request) -> RateLimitTier {
-    let crawler = || {
-        request
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|agent| agent.to_str().ok())
-            .is_some_and(is_crawler)
-    };
-    if tier == RateLimitTier::Default && crawler() {
-        RateLimitTier::Crawler
-    } else {
-        tier
     }
 }
 

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::errors::{ApiError, ErrorCode};
+use crate::core::http::errors::{ApiError, ErrorCode};
 
 /// A JSON body of type `T`.
 #[derive(Debug, Clone, Copy, Default)]

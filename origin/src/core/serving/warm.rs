@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{header, Request};
 use tower::ServiceExt;
 
-use super::response_cache::Inner;
+use crate::core::service::Inner;
 
 /// Requests each of `paths` with `Host: host` through `app`; returns how many answered `200`.
 pub async fn warm(app: impl Inner, host: &str, paths: &[String]) -> usize {

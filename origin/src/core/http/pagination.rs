@@ -6,7 +6,7 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::errors::{ApiError, FieldError};
+use crate::core::http::errors::{ApiError, FieldError};
 
 /// `position` as an opaque cursor.
 pub fn encode<T: Serialize>(position: &T) -> String {

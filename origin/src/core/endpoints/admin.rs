@@ -13,10 +13,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::breaker::CircuitBreaker;
-use super::cache::TieredCache;
-use super::client::constant_time_eq;
-use super::errors::{ApiError, ErrorCode};
+use crate::core::cache::TieredCache;
+use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::http::client::constant_time_eq;
+use crate::core::http::errors::{ApiError, ErrorCode};
 
 /// Most tags or keys one invalidation request may name.
 pub const MAX_INVALIDATION_ITEMS: usize = 1000;

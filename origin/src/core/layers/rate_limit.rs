@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shared::rate_limit::{RateLimit, RateLimitTier};
 
-use super::breaker::CircuitBreaker;
-use super::metrics::RedisMetrics;
+use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
+use crate::core::observability::dependency_metrics::RedisMetrics;
 
 /// The budgets per tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +159,7 @@ struct Shared {
     conn: ConnectionManager,
     script: redis::Script,
     prefix: String,
-    timeout: Duration,
-    breaker: CircuitBreaker,
+    guard: Guard,
     metrics: RedisMetrics,
 }
 
@@ -170,12 +170,6 @@ impl Shared {
         limit: RateLimit,
         client: IpAddr,
     ) -> Option<Verdict> {
-        let started = std::time::Instant::now();
-        if !self.breaker.allows() {
-            self.metrics
-                .record("rate_limit", "circuit_open", Duration::ZERO);
-            return None;
-        }
         let key = format!("{}rl:{}:{client}", self.prefix, tier.as_str());
         let mut conn = self.conn.clone();
         let mut invocation = self.script.key(key);
@@ -183,32 +177,24 @@ impl Shared {
             .arg(interval_us(limit))
             .arg(u64::from(limit.window_seconds) * 1_000_000);
         let call = invocation.invoke_async::<(u8, u64, u64, u64)>(&mut conn);
-        let result = tokio::time::timeout(self.timeout, call).await;
-        let outcome = match &result {
-            Ok(Ok(_)) => "ok",
-            Ok(Err(_)) => "error",
-            Err(_) => "timeout",
+        let record = |outcome: Outcome, elapsed| {
+            self.metrics.record("rate_limit", outcome.as_str(), elapsed)
         };
-        self.metrics
-            .record("rate_limit", outcome, started.elapsed());
-        match result {
-            Ok(Ok((allowed, remaining, reset, retry))) => {
-                self.breaker.succeeded();
-                Some(Verdict {
-                    allowed: allowed == 1,
-                    limit: limit.max_requests,
-                    remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-                    reset_after: Duration::from_micros(reset),
-                    retry_after: Duration::from_micros(retry),
-                })
-            }
-            Ok(Err(error)) => self.failed(&error.to_string()),
-            Err(_) => self.failed("timed out"),
+        match self.guard.call(call, |_| true, record).await {
+            Ok((allowed, remaining, reset, retry)) => Some(Verdict {
+                allowed: allowed == 1,
+                limit: limit.max_requests,
+                remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                reset_after: Duration::from_micros(reset),
+                retry_after: Duration::from_micros(retry),
+            }),
+            Err(Failure::CircuitOpen) => None,
+            Err(Failure::Error(error)) => self.failed(&error.to_string()),
+            Err(Failure::Timeout(_)) => self.failed("timed out"),
         }
     }
 
     fn failed(&self, why: &str) -> Option<Verdict> {
-        self.breaker.failed();
         tracing::warn!(
             error = why,
             "rate limit via redis failed; deciding in-process"
@@ -261,8 +247,10 @@ impl RateLimiter {
             conn: ConnectionManager::new_lazy_with_config(client, config)?,
             script: redis::Script::new(GCRA_SCRIPT),
             prefix: prefix.to_owned(),
-            timeout,
-            breaker,
+            guard: Guard {
+                breaker: Some(breaker),
+                timeout,
+            },
             metrics,
         });
         Ok(self)

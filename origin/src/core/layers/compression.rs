@@ -30,7 +30,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_http::compression::predicate::{And, DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::{CompressionBody, CompressionLayer, CompressionLevel};
 
-use super::response_cache::Inner;
+use crate::core::service::Inner;
 
 /// Bodies smaller than this are sent as they are.
 pub const MIN_BYTES: u16 = 1024;

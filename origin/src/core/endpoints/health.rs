@@ -21,9 +21,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 
-use super::breaker::{BreakerReport, BreakerState, CircuitBreaker};
-use super::cache::TieredCache;
-use super::database::Database;
+use crate::core::cache::TieredCache;
+use crate::core::dependencies::breaker::{BreakerReport, BreakerState, CircuitBreaker};
+use crate::core::dependencies::database::Database;
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

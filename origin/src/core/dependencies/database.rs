@@ -14,9 +14,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-use super::breaker::CircuitBreaker;
-use super::metrics::DbMetrics;
-use super::retry::Retrier;
+use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
+use crate::core::dependencies::retry::Retrier;
+use crate::core::observability::dependency_metrics::DbMetrics;
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +185,7 @@ impl Database {
             metrics,
             breaker: None,
             retrier: Retrier {
-                policy: super::retry::RetryPolicy {
+                policy: crate::core::dependencies::retry::RetryPolicy {
                     attempts: 1,
                     ..Default::default()
                 },
@@ -246,7 +247,8 @@ impl Database {
     /// itself, whatever the breaker says.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, DbError> {
         let started = Instant::now();
-        self.timed(timeout, "select", "ping", async {
+        let guard = Guard::unguarded(timeout);
+        self.guarded(&guard, "select", "ping", async {
             sqlx::query("SELECT 1").execute(&self.pool).await
         })
         .await?;
@@ -293,26 +295,17 @@ impl Database {
     where
         F: Future<Output = Result<T, sqlx::Error>>,
     {
-        let Some(breaker) = &self.breaker else {
-            return self.timed(timeout, operation, table, query).await;
+        let guard = Guard {
+            breaker: self.breaker.clone(),
+            timeout,
         };
-        if !breaker.allows() {
-            self.metrics
-                .record(operation, table, "circuit_open", Duration::ZERO);
-            return Err(DbError::CircuitOpen);
-        }
-        let result = self.timed(timeout, operation, table, query).await;
-        match &result {
-            Err(error) if error.is_outage() => breaker.failed(),
-            _ => breaker.succeeded(),
-        }
-        result
+        self.guarded(&guard, operation, table, query).await
     }
 
-    /// Runs `query` under `timeout`, counted and timed.
-    async fn timed<T, F>(
+    /// Runs `query` through `guard`, counted and timed.
+    async fn guarded<T, F>(
         &self,
-        timeout: Duration,
+        guard: &Guard,
         operation: &'static str,
         table: &'static str,
         query: F,
@@ -320,19 +313,19 @@ impl Database {
     where
         F: Future<Output = Result<T, sqlx::Error>>,
     {
-        let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, query).await {
-            Ok(result) => result.map_err(DbError::from),
-            Err(_) => Err(DbError::Timeout(timeout)),
+        let query = async { query.await.map_err(DbError::from) };
+        let record = |outcome: Outcome, elapsed| {
+            self.metrics
+                .record(operation, table, outcome.as_str(), elapsed)
         };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(DbError::Timeout(_)) => "timeout",
-            Err(_) => "error",
-        };
-        self.metrics
-            .record(operation, table, outcome, started.elapsed());
-        result
+        guard
+            .call(query, DbError::is_outage, record)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Error(error) => error,
+                Failure::Timeout(after) => DbError::Timeout(after),
+                Failure::CircuitOpen => DbError::CircuitOpen,
+            })
     }
 
     /// Takes this database's write lock inside `transaction`, so that concurrent starts of

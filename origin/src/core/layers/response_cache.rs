@@ -1,7 +1,7 @@
 //! Caches whole responses of any route the shared policy marks cacheable, through
 //! [`TieredCache`], so repeated reads skip the handler (and its database) entirely.
 //!
-//! Called by the [`super::pipeline`] with the policy's [`RouteCaching`] for cacheable requests. Only `GET`
+//! Called by the [`crate::core::layers::pipeline`] with the policy's [`RouteCaching`] for cacheable requests. Only `GET`
 //! and `HEAD` are served from the cache. A response is stored when it is a `200` with a known
 //! length under the body limit, without `Set-Cookie`, `private` or `no-store`; anything else is
 //! passed through unchanged (streamed responses keep streaming). Every cached response leaves
@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, HttpBody};
-use std::convert::Infallible;
 
 use axum::extract::Request;
 use axum::http::request::Parts;
@@ -24,13 +23,13 @@ use shared::cache_control::CacheControl;
 use shared::cache_status::{CacheStatus, ForwardReason, ORIGIN};
 use shared::validators::{if_none_match_matches, EntityTag};
 
-use tower::{Service, ServiceExt};
+use crate::core::service::{call, Inner};
 
-use super::cache::{CacheOptions, Loaded, Outcome, TieredCache};
-use super::compression::{self, Coding};
-use super::header_values::decimal;
-use super::metrics::RouteTemplate;
-use super::policy_headers::RouteCaching;
+use crate::core::cache::{CacheOptions, Loaded, Outcome, TieredCache};
+use crate::core::http::header_values::decimal;
+use crate::core::layers::compression::{self, Coding};
+use crate::core::layers::policy_headers::RouteCaching;
+use crate::core::route::RouteTemplate;
 
 /// Response headers never stored with a cached response.
 const UNSTORED: &[&str] = &[
@@ -212,34 +211,6 @@ fn replay(parts: &Parts) -> Request {
     *request.headers_mut() = parts.headers.clone();
     *request.extensions_mut() = parts.extensions.clone();
     request
-}
-
-/// A service answering requests as an axum `Router` does: the application behind the cache, or
-/// the whole stack the listener serves.
-pub trait Inner:
-    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S> Inner for S where
-    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// Runs `request` on `inner`.
-pub async fn call<S: Inner>(inner: S, request: Request) -> Response {
-    match inner.oneshot(request).await {
-        Ok(response) => response,
-        Err(infallible) => match infallible {},
-    }
 }
 
 impl ResponseCache {

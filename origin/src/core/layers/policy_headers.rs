@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use shared::key::CacheKey;
-use shared::policy::{BypassReason, Decision, Policy, RequestFacts};
+use shared::policy::{BypassReason, Decision, Policy, RequestFacts, RoutePolicy};
 use shared::rate_limit::RateLimitTier;
 use shared::security::SecurityOverrides;
 
@@ -119,8 +119,10 @@ pub struct Prepared {
     tags: Option<HeaderValue>,
     /// Present when the response may be cached.
     pub caching: Option<Arc<RouteCaching>>,
-    /// The rule's rate-limit tier (the default tier when no rule matched).
+    /// The rule's rate-limit tier for this method (the default tier when no rule matched).
     pub tier: RateLimitTier,
+    /// The rule exempts the request from admission control.
+    pub exempt: bool,
 }
 
 impl PolicyHeaders {
@@ -203,7 +205,10 @@ impl PolicyHeaders {
             caching,
             tier: decision
                 .rule
-                .map_or(RateLimitTier::Default, |rule| rule.policy.rate_limit),
+                .map_or(RateLimitTier::Default, |rule| tier(&rule.policy, method)),
+            exempt: decision
+                .rule
+                .is_some_and(|rule| rule.policy.exempt_from_admission),
         }
     }
 
@@ -225,6 +230,15 @@ impl PolicyHeaders {
         for name in shared::security::REMOVED {
             headers.remove(*name);
         }
+    }
+}
+
+/// The tier a request with `method` draws from on a route with `policy`.
+fn tier(policy: &RoutePolicy, method: &str) -> RateLimitTier {
+    let reads = matches!(method, "GET" | "HEAD" | "OPTIONS");
+    match policy.write_rate_limit {
+        Some(tier) if !reads => tier,
+        _ => policy.rate_limit,
     }
 }
 

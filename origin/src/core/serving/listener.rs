@@ -22,7 +22,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use super::response_cache::Inner;
+use crate::core::service::Inner;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]

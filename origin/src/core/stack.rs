@@ -1,0 +1,294 @@
+//! The origin core assembled: [`Core`] holds what the layers share, and [`Core::stack`] puts
+//! every layer around an application, in the order a request meets them.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{middleware, Router};
+use shared::policy::Policy;
+use tower::Layer;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::Config;
+use crate::core::cache::{RedisTier, TieredCache};
+use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::dependencies::database::Database;
+use crate::core::dependencies::edge_purge::EdgePurge;
+use crate::core::dependencies::outbound::{HttpClient, OutboundSettings};
+use crate::core::dependencies::retry::{Retrier, RetryBudget, RetryPolicy};
+use crate::core::endpoints::{self, admin, health};
+use crate::core::http::client::EdgeTrust;
+use crate::core::http::errors;
+use crate::core::layers::admission::Admission;
+use crate::core::layers::compression;
+use crate::core::layers::pipeline::{Pipeline, PipelineLayer, Stages};
+use crate::core::layers::policy_headers::PolicyHeaders;
+use crate::core::layers::rate_limit::RateLimiter;
+use crate::core::layers::response_cache::{CacheTuning, ResponseCache};
+use crate::core::observability::collectors::Sources;
+use crate::core::observability::dependency_metrics::RedisMetrics;
+use crate::core::observability::metrics::Metrics;
+use crate::core::route;
+use crate::core::serving::listener::OpenConnections;
+
+/// The reusable origin core, ready to wrap any axum application.
+#[derive(Debug, Clone)]
+pub struct Core {
+    /// The shared route policy.
+    pub policy: Arc<Policy>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The response cache.
+    pub cache: ResponseCache,
+    /// The admin bearer token; `None` disables admin routes.
+    pub admin_token: Option<Arc<str>>,
+    /// Rate limits; `None` when turned off.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// What proves a request came through the edge.
+    pub trust: EdgeTrust,
+    /// The breaker guarding Redis calls.
+    pub redis_breaker: CircuitBreaker,
+    /// The breaker guarding database queries.
+    pub database_breaker: CircuitBreaker,
+    /// The breaker guarding outbound HTTP requests.
+    pub http_breaker: CircuitBreaker,
+    /// Retries of idempotent calls, with one budget per dependency kind's callers.
+    pub retry: RetryPolicy,
+    /// Retries may be at most this share of calls.
+    pub retry_budget_ratio: f64,
+    /// The application's database, for readiness.
+    pub database: Option<Database>,
+    /// Open client connections.
+    pub connections: OpenConnections,
+    /// Set once a shutdown signal arrived: readiness answers 503.
+    pub draining: Arc<AtomicBool>,
+    /// When the core was built.
+    pub started: Instant,
+    /// Requests slower than this are logged as warnings.
+    pub slow_request: Duration,
+    /// Concurrency limit, wait queue and request timeout.
+    pub admission: Arc<Admission>,
+}
+
+impl Core {
+    /// The core `config` describes, with the embedded policy.
+    pub fn from_config(config: &Config) -> Self {
+        let redis_breaker = CircuitBreaker::new("redis", config.breakers);
+        let database_breaker = CircuitBreaker::new("database", config.breakers);
+        let http_breaker = CircuitBreaker::new("http", config.breakers);
+        let redis_metrics = RedisMetrics::default();
+        let cache = response_cache(config, &redis_breaker, &redis_metrics);
+        let connections = OpenConnections::default();
+        let sources = Sources {
+            cache: Some(cache.cache.clone()),
+            connections: connections.clone(),
+            breakers: vec![
+                redis_breaker.clone(),
+                database_breaker.clone(),
+                http_breaker.clone(),
+            ],
+            redis: redis_metrics.clone(),
+        };
+        Self {
+            policy: Arc::new(Policy::default()),
+            metrics: Metrics::new(sources),
+            cache,
+            admin_token: config.admin_token.as_deref().map(Arc::from),
+            limiter: rate_limiter(config, &redis_breaker, &redis_metrics).map(Arc::new),
+            trust: config.edge_trust.clone(),
+            redis_breaker,
+            database_breaker,
+            http_breaker,
+            retry: config.retry,
+            retry_budget_ratio: config.retry_budget_percent as f64 / 100.0,
+            database: None,
+            connections,
+            draining: Arc::default(),
+            started: Instant::now(),
+            slow_request: Duration::from_millis(config.slow_request_ms),
+            admission: Arc::new(
+                Admission::new(config.admission)
+                    .with_rule_timeouts(config.request_timeout_rules.clone()),
+            ),
+        }
+    }
+
+    /// The core with the application's `database`, whose reachability decides readiness.
+    /// Its queries are guarded by the database breaker and its reads retried.
+    #[must_use]
+    pub fn with_database(mut self, database: Database) -> Self {
+        let database = database
+            .with_breaker(self.database_breaker.clone())
+            .with_retries(self.retrier());
+        self.database = Some(database);
+        self
+    }
+
+    /// The core with the application's own cache lifetimes: the origin keeps responses of the
+    /// policy rule named by each pair fresh for its duration (before `CACHE_TTL`).
+    #[must_use]
+    pub fn with_rule_ttls(mut self, rule_ttls: Vec<(String, Duration)>) -> Self {
+        let tuning = CacheTuning {
+            rule_ttls,
+            ..CacheTuning::clone(&self.cache.tuning)
+        };
+        self.cache.tuning = Arc::new(tuning);
+        self
+    }
+
+    /// A retrier with the configured policy and a budget of its own.
+    pub fn retrier(&self) -> Retrier {
+        Retrier {
+            policy: self.retry,
+            budget: RetryBudget::new(self.retry_budget_ratio, 3),
+        }
+    }
+
+    /// The guarded client for outbound HTTP requests.
+    pub fn http_client(&self, settings: OutboundSettings) -> HttpClient {
+        HttpClient::new(settings, self.http_breaker.clone(), self.retrier())
+    }
+
+    /// Every dependency's breaker.
+    pub fn breakers(&self) -> Vec<CircuitBreaker> {
+        vec![
+            self.redis_breaker.clone(),
+            self.database_breaker.clone(),
+            self.http_breaker.clone(),
+        ]
+    }
+
+    /// `app` with the core's routes and layers, as a router (to merge into others, or to serve
+    /// with `axum::serve`). See [`Core::stack`].
+    pub fn wrap(self, app: Router) -> Router {
+        Router::new().fallback_service(self.stack(app))
+    }
+
+    /// `app` with the core's routes and layers, as the service the listener runs. Read top to
+    /// bottom, this is the order a request meets them. The pipeline's steps run in one
+    /// service rather than as stacked middleware: a cache hit is the hottest path, and each
+    /// layer would cost it a boxed future and a clone of the service below; a hit passes three
+    /// concrete services (compression, pipeline, nothing else) and no router.
+    pub fn stack(self, app: Router) -> Stack {
+        let endpoints = self.endpoints();
+        let stages = Stages {
+            // 1. Request id: the edge's, or a new one, so that both tiers' logs name the request.
+            // 2. Policy: the shared route rule decides caching, headers and the rate-limit tier.
+            policy: PolicyHeaders::new(self.policy),
+            // 3. Rate limit: per client and tier, before any work is spent on the request.
+            limiter: self.limiter,
+            trust: self.trust,
+            // 4. Exemption: routes the policy marks exempt skip admission and the timeout.
+            // 5. Response cache: a hit is answered here, before routing or any handler.
+            cache: self.cache,
+            // 6. Admission: a concurrency limit, a bounded wait queue, a per-request timeout.
+            admission: self.admission,
+            // 7. Router (below), 8. policy headers stamped, 9. metrics, 10. a log line.
+            metrics: self.metrics,
+            slow_request: self.slow_request,
+        };
+        let routes = app
+            .merge(endpoints)
+            // Route identity: every response names its route template, for the metrics.
+            .route_layer(middleware::from_fn(route::tag_route))
+            .fallback(errors::route_not_found)
+            // A handler that panics answers 500 with the standard error body; the process goes on.
+            .layer(CatchPanicLayer::custom(errors::panicked));
+        let pipeline = PipelineLayer::new(stages).layer(routes);
+        // Outermost: compression of what the cache did not compress already (its hits come
+        // with the copy in the negotiated coding).
+        compression::CompressLayer.layer(pipeline)
+    }
+
+    /// The routes the core adds: admin, health, metrics.
+    fn endpoints(&self) -> Router {
+        let breakers = self.breakers();
+        let admin = admin::AdminState {
+            cache: self.cache.cache.clone(),
+            token: self.admin_token.clone(),
+            breakers: breakers.clone(),
+        };
+        let health = health::HealthState {
+            started: self.started,
+            database: self.database.clone(),
+            cache: self.cache.cache.clone(),
+            breakers,
+            draining: Arc::clone(&self.draining),
+        };
+        admin::router(admin).merge(health::router(health)).route(
+            "/metrics",
+            get(endpoints::metrics::endpoint).with_state(self.metrics.clone()),
+        )
+    }
+}
+
+/// The origin core around an application (see [`Core::stack`]).
+pub type Stack = compression::Compress<Pipeline<Router>>;
+
+/// The rate limiter `config` asks for: shared through Redis when `REDIS_URL` is set.
+fn rate_limiter(
+    config: &Config,
+    breaker: &CircuitBreaker,
+    metrics: &RedisMetrics,
+) -> Option<RateLimiter> {
+    let budgets = config.rate_limits?;
+    let Some(url) = &config.redis_url else {
+        return Some(RateLimiter::local(budgets));
+    };
+    let timeout = Duration::from_millis(config.redis_timeout_ms);
+    let shared = RateLimiter::local(budgets).with_redis(
+        url,
+        &config.redis_key_prefix,
+        timeout,
+        breaker.clone(),
+        metrics.clone(),
+    );
+    Some(shared.unwrap_or_else(|error| {
+        tracing::error!(%error, "REDIS_URL is invalid: rate limits are per instance");
+        RateLimiter::local(budgets)
+    }))
+}
+
+/// The response cache `config` asks for: in-process, plus Redis when `REDIS_URL` is set.
+pub fn response_cache(
+    config: &Config,
+    breaker: &CircuitBreaker,
+    metrics: &RedisMetrics,
+) -> ResponseCache {
+    let mut cache = TieredCache::new(config.cache_max_bytes);
+    if let Some((url, token)) = &config.edge_purge {
+        match EdgePurge::new(url.clone(), token.clone()) {
+            Ok(edge) => cache = cache.with_edge_purge(edge),
+            Err(error) => {
+                tracing::error!(%error, "EDGE_PURGE_URL: no HTTP client, edge purges off")
+            }
+        }
+    }
+    if let Some(url) = &config.redis_url {
+        let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
+        match RedisTier::new(url, &config.redis_key_prefix, timeout) {
+            Ok(tier) => {
+                let tier = tier
+                    .with_breaker(breaker.clone())
+                    .with_metrics(metrics.clone());
+                cache = cache.with_redis(tier);
+            }
+            Err(error) => {
+                tracing::error!(%error, "REDIS_URL is invalid: running on the in-process cache alone")
+            }
+        }
+    }
+    let seconds = Duration::from_secs;
+    ResponseCache {
+        cache,
+        max_body: usize::try_from(config.cache_max_body_bytes).unwrap_or(usize::MAX),
+        tuning: Arc::new(CacheTuning {
+            enabled: config.cache_enabled,
+            ttl: config.cache_ttl.map(seconds),
+            rule_ttls: Vec::new(),
+            stale_while_revalidate: Some(seconds(config.cache_stale_while_revalidate_ttl)),
+        }),
+    }
+}

@@ -144,3 +144,37 @@ async fn a_policy_rule_can_have_its_own_request_timeout() {
         "the rest 100 ms"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_routes_the_policy_exempts_skip_admission() {
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        "done"
+    };
+    let app = Router::new()
+        .route("/api/auth/login", get(slow))
+        .route("/api/cache/report", get(slow));
+    let base = serve_wrapped_with(
+        app,
+        &config(AdmissionLimits {
+            max_concurrent: 4,
+            max_queued: 4,
+            queue_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_millis(150),
+        }),
+    )
+    .await;
+    let get = |path: &str| reqwest::get(format!("{base}{path}"));
+    let auth = get("/api/auth/login").await.expect("reachable");
+    assert_eq!(
+        auth.status(),
+        504,
+        "auth routes are rate limited hard but not exempt from the request timeout"
+    );
+    let admin = get("/api/cache/report").await.expect("reachable");
+    assert_eq!(
+        admin.status(),
+        200,
+        "cache-admin is exempt (exempt_from_admission)"
+    );
+}

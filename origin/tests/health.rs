@@ -179,6 +179,11 @@ async fn reads_go_on_while_redis_is_stopped_and_the_breaker_recovers() {
     let (status, ready) = json(format!("{base}/health/ready")).await;
     assert_eq!(status, 200, "Redis down leaves the origin ready: {ready}");
     assert_eq!(ready["status"], "degraded");
+    let (status, health) = json(format!("{base}/health")).await;
+    assert_eq!(status, 503, "a degraded service says so: {health}");
+    assert_eq!(health["status"], "degraded");
+    let (status, _) = json(format!("{base}/health/live")).await;
+    assert_eq!(status, 200, "the process still serves");
     let text = metrics(&base).await;
     assert!(text.contains("circuit_breaker_state{name=\"redis\"} 1"));
     // The client's own response timeout reports an error; the call's bound, a timeout.

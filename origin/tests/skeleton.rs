@@ -41,7 +41,7 @@ async fn health_is_json_and_never_cached() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: serde_json::Value = response.json().await.expect("json");
-    assert_eq!(body["status"], "ok");
+    assert_eq!(body["status"], "healthy");
     assert!(body["uptime_seconds"].is_u64());
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
 }

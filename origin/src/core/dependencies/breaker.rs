@@ -9,9 +9,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
+// Tokio's clock: the same as std's in production, and pausable in tests.
+use tokio::time::Instant;
 
 /// A breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -215,13 +217,13 @@ mod tests {
         BreakerSettings {
             failure_threshold: 3,
             window: Duration::from_secs(60),
-            reset_timeout: Duration::from_millis(50),
+            reset_timeout: Duration::from_secs(60),
             success_threshold: 2,
         }
     }
 
-    #[test]
-    fn opens_after_the_threshold_and_closes_after_successes() {
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_the_threshold_and_closes_after_successes() {
         let breaker = CircuitBreaker::new("test", quick());
         breaker.failed();
         breaker.failed();
@@ -230,7 +232,9 @@ mod tests {
         breaker.failed();
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(!breaker.allows(), "open refuses at once");
-        std::thread::sleep(Duration::from_millis(60));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(!breaker.allows(), "still open before the reset timeout");
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert!(
             breaker.allows(),
             "after the reset timeout a trial goes through"
@@ -243,13 +247,13 @@ mod tests {
         assert_eq!(breaker.report().transitions, 3);
     }
 
-    #[test]
-    fn a_half_open_failure_reopens_and_old_failures_expire() {
+    #[tokio::test(start_paused = true)]
+    async fn a_half_open_failure_reopens_and_old_failures_expire() {
         let breaker = CircuitBreaker::new("test", quick());
         for _ in 0..3 {
             breaker.failed();
         }
-        std::thread::sleep(Duration::from_millis(60));
+        tokio::time::advance(Duration::from_secs(61)).await;
         assert!(breaker.allows());
         breaker.failed();
         assert_eq!(breaker.state(), BreakerState::Open);
@@ -257,13 +261,13 @@ mod tests {
         let windowed = CircuitBreaker::new(
             "test",
             BreakerSettings {
-                window: Duration::from_millis(20),
+                window: Duration::from_secs(20),
                 ..quick()
             },
         );
         windowed.failed();
         windowed.failed();
-        std::thread::sleep(Duration::from_millis(30));
+        tokio::time::advance(Duration::from_secs(30)).await;
         windowed.failed();
         assert_eq!(
             windowed.state(),

@@ -1,8 +1,9 @@
 //! Health endpoints for load balancers, orchestrators and operators. None is ever cached or
 //! rate limited (the shared policy's `health` rule).
 //!
-//! - `/health`: answers at once, touching nothing: status, timestamp, uptime, version.
-//! - `/health/live`: the process serves requests.
+//! - `/health`: the service's status (each dependency probed, breakers read), timestamp,
+//!   uptime, version: `200` when `healthy`, `503` when `degraded`, `unhealthy` or draining.
+//! - `/health/live`: `200` while the process serves requests, whatever its dependencies say.
 //! - `/health/ready`: `503` while the database is unreachable or the origin is draining; a
 //!   Redis outage leaves it ready (`degraded`), since the origin fails open without Redis.
 //! - `/health/detailed`: each dependency's status and response time, breaker states and cache
@@ -122,13 +123,24 @@ fn timestamp() -> String {
 }
 
 async fn summary(State(state): State<HealthState>) -> Response {
-    Json(json!({
-        "status": "ok",
+    let dependencies = state.dependencies().await;
+    let status = if state.draining.load(Ordering::Relaxed) {
+        "draining"
+    } else {
+        overall(&dependencies, &state.reports())
+    };
+    let code = if status == "healthy" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": status,
         "timestamp": timestamp(),
         "uptime_seconds": state.uptime_seconds(),
         "version": env!("CARGO_PKG_VERSION"),
-    }))
-    .into_response()
+    });
+    (code, Json(body)).into_response()
 }
 
 async fn live() -> Response {

@@ -26,6 +26,7 @@ use shared::validators::{if_none_match_matches, EntityTag};
 use crate::core::service::{call, Inner};
 
 use crate::core::cache::{CacheOptions, Loaded, Outcome, TieredCache};
+use crate::core::http::errors::ErrorCause;
 use crate::core::http::header_values::decimal;
 use crate::core::layers::compression::{self, Coding};
 use crate::core::layers::policy_headers::RouteCaching;
@@ -242,8 +243,8 @@ impl ResponseCache {
         let parts = Arc::new(parts);
         let loader_parts = Arc::clone(&parts);
 
-        // A streamed (uncacheable) response reaches the caller that started the load here.
-        let passthrough: Arc<Mutex<Option<Response>>> = Arc::default();
+        // What the loader hands the caller that started the load, beside the cache value.
+        let passthrough: Arc<Mutex<Handover>> = Arc::default();
         let slot = Arc::clone(&passthrough);
         let loader_inner = inner.clone();
         let max_body = self.max_body;
@@ -254,19 +255,24 @@ impl ResponseCache {
                 let mut response = call(loader_inner, replay(&loader_parts)).await;
                 stamp(response.headers_mut());
                 response.extensions_mut().insert(Stamped);
-                match capture(response, max_body).await {
-                    Ok(loaded) => Ok(loaded),
-                    Err(response) => {
-                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(response);
-                        Err("response streamed: not cacheable")
-                    }
-                }
+                let cause = response.extensions_mut().remove::<ErrorCause>();
+                let loaded = capture(response, max_body).await;
+                let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
+                handover.cause = cause;
+                loaded.map_err(|response| {
+                    handover.streamed = Some(response);
+                    "response streamed: not cacheable"
+                })
             })
             .await;
         let cached = match result {
             Ok(cached) => cached,
             Err(_) => {
-                let taken = passthrough.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let taken = passthrough
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .streamed
+                    .take();
                 // The starting caller gets the streamed response; callers that waited run the
                 // route themselves.
                 return match taken {
@@ -278,14 +284,34 @@ impl ResponseCache {
         let Some(stored) = cached.decoded(decode) else {
             return call(inner, original(parts, body)).await;
         };
-        respond(
+        let loaded_here = matches!(cached.outcome, Outcome::Miss { .. } | Outcome::StaleOnError);
+        let mut response = respond(
             stored,
             cached.outcome,
             cached.age,
             if_none_match.as_deref(),
             (!is_head).then_some(coding),
-        )
+        );
+        if loaded_here {
+            let cause = passthrough
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .cause
+                .take();
+            if let Some(cause) = cause {
+                response.extensions_mut().insert(cause);
+            }
+        }
+        response
     }
+}
+
+/// What a load hands the caller that started it, beside the cache value: the response itself
+/// when it streams (it cannot be cached), and the cause of an error response, for its log line.
+#[derive(Debug, Default)]
+struct Handover {
+    streamed: Option<Response>,
+    cause: Option<ErrorCause>,
 }
 
 /// The request again, from its shared head.

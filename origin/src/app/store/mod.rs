@@ -6,6 +6,8 @@ mod events;
 mod images;
 mod links;
 pub mod seed;
+mod task_query;
+mod task_stats;
 mod tasks;
 
 use sqlx::any::AnyArguments;
@@ -18,9 +20,9 @@ use crate::core::dependencies::database::{Database, DbError};
 pub use comments::{CommentPage, NewComment};
 pub use events::{BulkOutcome, EventFilter, EventPage, ExportFormat, NewEvent};
 pub use images::{content_key, NewImage, StoredImage};
-pub use tasks::{
-    NewTask, PopularTask, Sort, SortColumn, TaskChanges, TaskFilter, TaskList, TaskPage, TaskStats,
-};
+pub use task_query::{Sort, SortColumn, TaskFilter, TaskList, TaskPage};
+pub use task_stats::{PopularTask, TaskStats};
+pub use tasks::{NewTask, TaskChanges};
 
 /// Migrations for SQLite files.
 pub static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

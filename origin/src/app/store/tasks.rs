@@ -1,13 +1,15 @@
-//! Tasks: filtered, sorted and paginated lists, reads with their tags and attachments, writes
-//! that append to the audit log in the same transaction, and the aggregates behind
-//! `/api/stats` and `/api/tasks/popular`.
+//! Tasks: lists (asked for as [`super::task_query`] describes), reads with their tags and
+//! attachments, and writes that append to the audit log in the same transaction. The
+//! aggregates are in [`super::task_stats`].
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::json;
 use sqlx::{AnyConnection, FromRow, Row};
 
+use super::task_query::{
+    push_filters, push_keyset, push_order, SortColumn, TaskFilter, TaskList, TaskPage,
+};
 use super::NewEvent;
 use super::StoreError;
 use super::{append_event, user_exists, Sql, Store};
@@ -53,110 +55,6 @@ impl TaskRow {
     }
 }
 
-/// The column a list is ordered by (ties broken by id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortColumn {
-    /// Creation order.
-    Id,
-    /// When created.
-    CreatedAt,
-    /// When last changed.
-    UpdatedAt,
-}
-
-/// A list order, as written in `?sort=`: a column name, `-` first for descending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sort {
-    /// The column.
-    pub column: SortColumn,
-    /// Largest first.
-    pub descending: bool,
-}
-
-impl Default for Sort {
-    /// Most recently updated first.
-    fn default() -> Self {
-        Self {
-            column: SortColumn::UpdatedAt,
-            descending: true,
-        }
-    }
-}
-
-impl Sort {
-    /// The order `text` names (`id`, `created_at`, `updated_at`, each optionally after `-`).
-    pub fn parse(text: &str) -> Option<Self> {
-        let (descending, name) = match text.strip_prefix('-') {
-            Some(name) => (true, name),
-            None => (false, text),
-        };
-        let column = match name {
-            "id" => SortColumn::Id,
-            "created_at" => SortColumn::CreatedAt,
-            "updated_at" => SortColumn::UpdatedAt,
-            _ => return None,
-        };
-        Some(Self { column, descending })
-    }
-
-    /// The `?sort=` text of this order.
-    pub fn name(self) -> String {
-        let column = match self.column {
-            SortColumn::Id => "id",
-            SortColumn::CreatedAt => "created_at",
-            SortColumn::UpdatedAt => "updated_at",
-        };
-        format!("{}{column}", if self.descending { "-" } else { "" })
-    }
-}
-
-/// Which page of a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskPage {
-    /// Keyset pagination: `limit` rows after the position `(sort value, id)`.
-    Cursor {
-        /// Rows per page.
-        limit: u32,
-        /// The last row of the previous page.
-        after: Option<(i64, i64)>,
-    },
-    /// Offset pagination, 1-based.
-    Offset {
-        /// The page number.
-        page: u32,
-        /// Rows per page.
-        per_page: u32,
-    },
-}
-
-/// What `GET /api/tasks` asks for.
-#[derive(Debug, Clone)]
-pub struct TaskFilter {
-    /// Only this status.
-    pub status: Option<Status>,
-    /// Only this assignee.
-    pub assignee: Option<i64>,
-    /// Only tasks with this tag.
-    pub tag: Option<String>,
-    /// Only tasks changed at or after this time (ms).
-    pub updated_since: Option<i64>,
-    /// The order.
-    pub sort: Sort,
-    /// The page.
-    pub page: TaskPage,
-}
-
-/// One page of tasks.
-#[derive(Debug)]
-pub struct TaskList {
-    /// The tasks.
-    pub tasks: Vec<Task>,
-    /// The position after the last task, when more follow (cursor pagination).
-    pub next: Option<(i64, i64)>,
-    /// How many tasks match (offset pagination).
-    pub total: Option<i64>,
-}
-
 /// A new task, validated.
 #[derive(Debug, Clone)]
 pub struct NewTask {
@@ -189,73 +87,6 @@ pub struct TaskChanges {
     pub assignee_id: Option<Option<i64>>,
     /// New labels, replacing the old.
     pub tags: Option<Vec<String>>,
-}
-
-/// A task ranked by its number of comments.
-#[derive(Debug, Serialize)]
-pub struct PopularTask {
-    /// The task's id.
-    pub id: i64,
-    /// Its title.
-    pub title: String,
-    /// Its status.
-    pub status: String,
-    /// How many comments it has.
-    pub comment_count: i64,
-}
-
-/// The aggregates of `GET /api/stats`.
-pub type TaskStats = serde_json::Value;
-
-fn push_filters(sql: &mut Sql, filter: &TaskFilter) {
-    sql.push(" WHERE 1 = 1");
-    if let Some(status) = filter.status {
-        sql.push(" AND status = ").bind(status.as_str());
-    }
-    if let Some(assignee) = filter.assignee {
-        sql.push(" AND assignee_id = ").bind(assignee);
-    }
-    if let Some(tag) = &filter.tag {
-        sql.push(" AND id IN (SELECT task_id FROM task_tags WHERE tag = ")
-            .bind(tag.as_str())
-            .push(")");
-    }
-    if let Some(since) = filter.updated_since {
-        sql.push(" AND updated_at >= ").bind(since);
-    }
-}
-
-fn column_name(column: SortColumn) -> &'static str {
-    match column {
-        SortColumn::Id => "id",
-        SortColumn::CreatedAt => "created_at",
-        SortColumn::UpdatedAt => "updated_at",
-    }
-}
-
-fn push_keyset(sql: &mut Sql, sort: Sort, (value, id): (i64, i64)) {
-    let op = if sort.descending { "<" } else { ">" };
-    let column = column_name(sort.column);
-    if sort.column == SortColumn::Id {
-        sql.push(&format!(" AND id {op} ")).bind(id);
-    } else {
-        // A row-value comparison, which both databases answer with an index range scan.
-        sql.push(&format!(" AND ({column}, id) {op} ("))
-            .bind(value)
-            .push(", ")
-            .bind(id)
-            .push(")");
-    }
-}
-
-fn push_order(sql: &mut Sql, sort: Sort) {
-    let direction = if sort.descending { "DESC" } else { "ASC" };
-    let column = column_name(sort.column);
-    if sort.column == SortColumn::Id {
-        sql.push(&format!(" ORDER BY id {direction}"));
-    } else {
-        sql.push(&format!(" ORDER BY {column} {direction}, id {direction}"));
-    }
 }
 
 /// The tags of each of `ids`.
@@ -533,109 +364,6 @@ impl Store {
         } else {
             Err(StoreError::NotFound)
         }
-    }
-
-    /// The `limit` tasks with the most comments.
-    pub async fn popular_tasks(&self, limit: u32) -> Result<Vec<PopularTask>, StoreError> {
-        let db = self.database();
-        let rows = db
-            .read("select", "comments", move || {
-                sqlx::query(
-                    "SELECT t.id, t.title, t.status, COUNT(c.id) AS comment_count \
-                     FROM tasks t JOIN comments c ON c.task_id = t.id \
-                     GROUP BY t.id, t.title, t.status \
-                     ORDER BY comment_count DESC, t.id ASC LIMIT $1",
-                )
-                .bind(i64::from(limit))
-                .fetch_all(db.pool())
-            })
-            .await?;
-        let tasks = rows
-            .iter()
-            .map(|row| {
-                Ok(PopularTask {
-                    id: row.try_get(0)?,
-                    title: row.try_get(1)?,
-                    status: row.try_get(2)?,
-                    comment_count: row.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(crate::core::dependencies::database::DbError::from)?;
-        Ok(tasks)
-    }
-
-    /// Aggregates over the whole tracker: expensive on purpose, so the cache carries it.
-    pub async fn stats(&self) -> Result<TaskStats, StoreError> {
-        let db = self.database();
-        let stats = db
-            .read("aggregate", "tasks", move || async move {
-                let mut connection = db.pool().acquire().await?;
-                let counts = |sql: &'static str| sqlx::query(sql);
-                let mut by_status = serde_json::Map::new();
-                for row in
-                    counts("SELECT status, COUNT(*) FROM tasks GROUP BY status ORDER BY status")
-                        .fetch_all(&mut *connection)
-                        .await?
-                {
-                    by_status.insert(row.try_get(0)?, json!(row.try_get::<i64, _>(1)?));
-                }
-                let mut by_priority = serde_json::Map::new();
-                for row in counts(
-                    "SELECT priority, COUNT(*) FROM tasks GROUP BY priority ORDER BY priority",
-                )
-                .fetch_all(&mut *connection)
-                .await?
-                {
-                    by_priority.insert(row.try_get(0)?, json!(row.try_get::<i64, _>(1)?));
-                }
-                let scalar = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
-                let tasks = scalar("SELECT COUNT(*) FROM tasks")
-                    .fetch_one(&mut *connection)
-                    .await?;
-                let users = scalar("SELECT COUNT(*) FROM users")
-                    .fetch_one(&mut *connection)
-                    .await?;
-                let comments = scalar("SELECT COUNT(*) FROM comments")
-                    .fetch_one(&mut *connection)
-                    .await?;
-                let events = scalar("SELECT COUNT(*) FROM events")
-                    .fetch_one(&mut *connection)
-                    .await?;
-                let day_ago = now_ms() - 86_400_000;
-                let events_last_day: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE occurred_at >= $1")
-                        .bind(day_ago)
-                        .fetch_one(&mut *connection)
-                        .await?;
-                let mut busiest = Vec::new();
-                for row in counts(
-                    "SELECT u.id, u.name, COUNT(t.id) AS open_tasks FROM users u \
-                     JOIN tasks t ON t.assignee_id = u.id WHERE t.status <> 'done' \
-                     GROUP BY u.id, u.name ORDER BY open_tasks DESC, u.id ASC LIMIT 5",
-                )
-                .fetch_all(&mut *connection)
-                .await?
-                {
-                    busiest.push(json!({
-                        "user_id": row.try_get::<i64, _>(0)?,
-                        "name": row.try_get::<String, _>(1)?,
-                        "open_tasks": row.try_get::<i64, _>(2)?,
-                    }));
-                }
-                Ok(json!({
-                    "tasks": { "total": tasks, "by_status": by_status, "by_priority": by_priority },
-                    "users": { "total": users, "busiest": busiest },
-                    "comments": {
-                        "total": comments,
-                        "per_task": if tasks > 0 { comments as f64 / tasks as f64 } else { 0.0 },
-                    },
-                    "events": { "total": events, "last_24h": events_last_day },
-                    "generated_at": rfc3339(now_ms()),
-                }))
-            })
-            .await?;
-        Ok(stats)
     }
 }
 

@@ -60,15 +60,13 @@ fn page_error(error: StoreError) -> ApiError {
 fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "template failed");
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                crate::core::http::errors::ErrorCode::InternalError,
-                "the page could not be rendered",
-            )
-            .into_response()
-        }
+        Err(error) => ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            crate::core::http::errors::ErrorCode::InternalError,
+            "the page could not be rendered",
+        )
+        .with_cause(format_args!("template failed: {error}"))
+        .into_response(),
     }
 }
 

@@ -61,7 +61,11 @@ fn parse_qvalue(text: &str) -> Option<u16> {
     if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let thousandths: u16 = format!("{fraction:0<3}").parse().ok()?;
+    let thousandths = fraction
+        .bytes()
+        .zip([100, 10, 1])
+        .map(|(digit, place)| u16::from(digit - b'0') * place)
+        .sum::<u16>();
     match whole {
         "0" => Some(thousandths),
         "1" if thousandths == 0 => Some(1000),
@@ -134,23 +138,36 @@ pub fn content_encoding(accept_encoding: Option<&str>) -> Option<ContentEncoding
     let Some(header) = accept_encoding else {
         return Some(ContentEncoding::Identity);
     };
-    let members: Vec<Weighted<'_>> = weighted(header).collect();
-    let quality = |coding: ContentEncoding| -> Option<u16> {
-        let named = members.iter().find(|m| {
-            m.range.eq_ignore_ascii_case(coding.as_str())
-                || (coding == ContentEncoding::Gzip && m.range.eq_ignore_ascii_case("x-gzip"))
-        });
-        let star = members.iter().find(|m| m.range == "*");
-        named.or(star).map(|m| m.quality)
-    };
+    // Each coding's first member, in one pass and without allocating: the origin asks on
+    // every cache hit.
+    let (mut br, mut gzip, mut identity, mut star) = (None, None, None, None);
+    for member in weighted(header) {
+        let range = member.range;
+        let slot = if range.eq_ignore_ascii_case("br") {
+            &mut br
+        } else if range.eq_ignore_ascii_case("gzip") || range.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if range.eq_ignore_ascii_case("identity") {
+            &mut identity
+        } else if range == "*" {
+            &mut star
+        } else {
+            continue;
+        };
+        slot.get_or_insert(member.quality);
+    }
+    let quality = |named: Option<u16>| named.or(star);
     let mut best: Option<(u16, ContentEncoding)> = None;
-    for coding in [ContentEncoding::Brotli, ContentEncoding::Gzip] {
-        let q = quality(coding).unwrap_or(0);
+    for (q, coding) in [
+        (quality(br), ContentEncoding::Brotli),
+        (quality(gzip), ContentEncoding::Gzip),
+    ] {
+        let q = q.unwrap_or(0);
         if q > 0 && best.is_none_or(|(current, _)| q > current) {
             best = Some((q, coding));
         }
     }
-    let identity = quality(ContentEncoding::Identity).unwrap_or(1);
+    let identity = quality(identity).unwrap_or(1);
     match best {
         Some((q, coding)) if q >= identity => Some(coding),
         _ if identity > 0 => Some(ContentEncoding::Identity),

@@ -26,6 +26,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use shared::negotiate::{content_encoding, ContentEncoding};
 use tower::{Layer, Service, ServiceExt};
 use tower_http::compression::predicate::{And, DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::{CompressionBody, CompressionLayer, CompressionLevel};
@@ -120,52 +121,28 @@ impl Coding {
 /// the CPU.
 const LEVEL: i32 = 4;
 
-/// The coding a request's `Accept-Encoding` values prefer, as tower-http negotiates: the
-/// highest q-value wins, brotli before gzip before identity at equal weight, `q=0` refuses;
-/// `None` means the body goes as it is.
+/// The coding a request's `Accept-Encoding` values prefer, negotiated as the edge does
+/// ([`shared::negotiate::content_encoding`], RFC 9110 §12.5.3): the highest q-value wins,
+/// brotli before gzip before identity at equal weight, `q=0` refuses; `None` means the body
+/// goes as it is.
 pub fn negotiate<'a>(accepted: impl IntoIterator<Item = &'a HeaderValue>) -> Option<Coding> {
-    accepted
-        .into_iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|item| {
-            let mut parts = item.splitn(2, ';');
-            let token = parts.next().unwrap_or_default().trim();
-            let coding = if token.eq_ignore_ascii_case("br") {
-                Some(Coding::Brotli)
-            } else if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
-                Some(Coding::Gzip)
-            } else if token.eq_ignore_ascii_case("identity") {
-                None
-            } else {
-                return None;
-            };
-            let weight = parts.next().map_or(Some(1000), |q| q_value(q.trim()))?;
-            Some((weight, coding))
-        })
-        .filter(|(weight, _)| *weight > 0)
-        .max()
-        .and_then(|(_, coding)| coding)
-}
-
-/// A q-value (`q=0.5`) in thousandths, `None` when malformed.
-fn q_value(text: &str) -> Option<u16> {
-    let number = text
-        .strip_prefix("q=")
-        .or_else(|| text.strip_prefix("Q="))?;
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let thousandths = fraction
-        .bytes()
-        .zip([100, 10, 1])
-        .map(|(digit, place)| u16::from(digit - b'0') * place)
-        .sum::<u16>();
-    match whole {
-        "0" => Some(thousandths),
-        "1" if thousandths == 0 => Some(1000),
-        _ => None,
+    let mut values = accepted.into_iter().filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    let coding = match values.next() {
+        None => content_encoding(Some(first)),
+        // Several header lines are one list (RFC 9110 §5.3).
+        Some(second) => {
+            let joined = [first, second]
+                .into_iter()
+                .chain(values)
+                .collect::<Vec<_>>();
+            content_encoding(Some(&joined.join(",")))
+        }
+    };
+    match coding? {
+        ContentEncoding::Brotli => Some(Coding::Brotli),
+        ContentEncoding::Gzip => Some(Coding::Gzip),
+        ContentEncoding::Identity => None,
     }
 }
 

@@ -16,6 +16,7 @@
 //! | [`range`] | byte ranges served from a stored response (RFC 9110 §14) |
 //! | [`validators`] | entity tags and conditional requests (RFC 9110 §8.8, §13) |
 //! | [`cache_status`] | the `Cache-Status` response header (RFC 9211) |
+//! | [`error_body`] | the error body clients get from either tier, and every stable error code |
 //! | [`negotiate`] | image format from `Accept`, content coding from `Accept-Encoding` |
 //! | [`security`] | the security response headers |
 //! | [`image`] | `/cdn-cgi/image/<options>/<source>` URLs |
@@ -26,6 +27,7 @@
 pub mod cache_control;
 pub mod cache_status;
 pub mod duration;
+pub mod error_body;
 pub mod freshness;
 pub mod http_date;
 pub mod image;

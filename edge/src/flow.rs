@@ -12,6 +12,7 @@ use std::cell::OnceCell;
 use std::sync::OnceLock;
 
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
+use shared::error_body::ErrorCode;
 use shared::freshness::{RequestDirectives, Reuse};
 use shared::key::CacheKey;
 use shared::policy::{Policy, RequestFacts, RoutePolicy};
@@ -34,7 +35,7 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
     let config = EdgeConfig::from_env(env)?;
     let url = request.url()?;
     let Some(host) = url_parts::authority(&url) else {
-        return respond::error(400, "BAD_REQUEST", "the request has no host");
+        return respond::error(400, ErrorCode::BadRequest, "the request has no host");
     };
     let target = url_parts::target(&url);
     let policy = POLICY.get_or_init(Policy::default);
@@ -47,7 +48,7 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
     let Ok(key) = CacheKey::new(&method, &host, &target, policy.keys()) else {
         return respond::error(
             400,
-            "BAD_REQUEST",
+            ErrorCode::BadRequest,
             "the request target cannot be cached or forwarded",
         );
     };
@@ -224,7 +225,7 @@ async fn cached(
 fn only_if_cached(exchange: &Exchange<'_>) -> Result<Response> {
     let response = respond::error(
         504,
-        "NOT_CACHED",
+        ErrorCode::NotCached,
         "only-if-cached: nothing usable is stored",
     )?;
     let status = CacheStatus::forward(EDGE, ForwardReason::Request).with_detail("only-if-cached");

@@ -17,6 +17,7 @@
 
 use imaging::{Limits, SourceInfo, TransformError};
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
+use shared::error_body::ErrorCode;
 use shared::freshness::FreshnessState;
 use shared::image::{FormatChoice, ImageFormat, ImageRequest, SourceFormat};
 use shared::key::CacheKey;
@@ -164,8 +165,7 @@ async fn serve(
         Ok(converted) => converted,
         Err(_) if choice.original => as_is(source),
         Err(error) => {
-            let refusal = respond::error(error.status(), error.code(), &error.to_string())?;
-            return respond::finish(refusal, &status, security);
+            return respond::finish(refused(&error)?, &status, security);
         }
     };
     let headers = Headers::new();
@@ -247,13 +247,17 @@ async fn fetch_source(
         404 => {
             return Ok(Err(respond::error(
                 404,
-                "IMAGE_SOURCE_NOT_FOUND",
+                ErrorCode::ImageSourceNotFound,
                 "the source image does not exist",
             )?))
         }
         code => {
             let message = format!("the origin answered {code} for the source image");
-            return Ok(Err(respond::error(502, "IMAGE_SOURCE_FAILED", &message)?));
+            return Ok(Err(respond::error(
+                502,
+                ErrorCode::ImageSourceFailed,
+                &message,
+            )?));
         }
     }
     let limit = Limits::default().max_source_bytes;
@@ -266,11 +270,7 @@ async fn fetch_source(
             bytes: declared.unwrap_or(0),
             limit,
         };
-        return Ok(Err(respond::error(
-            error.status(),
-            error.code(),
-            &error.to_string(),
-        )?));
+        return Ok(Err(refused(&error)?));
     }
     match forward::read_body(response, limit, deadline).await {
         Ok(Ok((_, bytes))) => Ok(Ok(bytes)),
@@ -279,11 +279,7 @@ async fn fetch_source(
                 bytes: limit + 1,
                 limit,
             };
-            Ok(Err(respond::error(
-                error.status(),
-                error.code(),
-                &error.to_string(),
-            )?))
+            Ok(Err(refused(&error)?))
         }
         Err(error) => {
             let timed_out = matches!(error, forward::OriginError::Timeout(_));
@@ -310,6 +306,23 @@ fn convert(
         return Ok((source.to_vec(), info.format.mime()));
     }
     Ok((output.bytes, format.mime()))
+}
+
+/// The error answer to a transformation that was refused or failed.
+fn refused(error: &TransformError) -> Result<Response> {
+    respond::error(error.status(), transform_code(error), &error.to_string())
+}
+
+/// The stable code of a transformation error (the `imaging` crate names the same code as text:
+/// a test keeps the two equal).
+fn transform_code(error: &TransformError) -> ErrorCode {
+    match error {
+        TransformError::SourceTooLarge { .. } => ErrorCode::ImageSourceTooLarge,
+        TransformError::TooManyPixels { .. } => ErrorCode::ImageTooManyPixels,
+        TransformError::Unsupported => ErrorCode::ImageUnsupported,
+        TransformError::Undecodable(_) => ErrorCode::ImageUndecodable,
+        TransformError::Encode(_) => ErrorCode::ImageEncodeFailed,
+    }
 }
 
 /// The source unchanged, with the media type its first bytes show.
@@ -367,5 +380,24 @@ mod tests {
         // AVIF only for clients that would also take the WebP it falls back to.
         assert_eq!(preferred(Some("image/avif,*/*")), None);
         assert_eq!(preferred(Some("image/avif,image/webp;q=0,*/*")), None);
+    }
+
+    #[test]
+    fn transformation_errors_keep_their_codes() {
+        let errors = [
+            TransformError::SourceTooLarge { bytes: 2, limit: 1 },
+            TransformError::TooManyPixels {
+                width: 2,
+                height: 2,
+                max_pixels: 1,
+                max_side: 1,
+            },
+            TransformError::Unsupported,
+            TransformError::Undecodable("x".into()),
+            TransformError::Encode("x".into()),
+        ];
+        for error in errors {
+            assert_eq!(transform_code(&error).as_str(), error.code(), "{error:?}");
+        }
     }
 }

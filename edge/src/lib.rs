@@ -45,6 +45,7 @@ pub mod store;
 pub mod tags;
 pub mod url_parts;
 
+use shared::error_body::ErrorCode;
 use worker::{event, web_sys, Context, Env, Request, Result};
 
 /// The Worker's entry point: hands off to [`flow::handle`], turning any internal failure into a
@@ -60,8 +61,8 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
         Ok(response) => Ok(response),
         Err(error) => {
             worker::console_error!("rampart-edge: {error}");
-            let fallback =
-                respond::error(502, "EDGE_ERROR", "the edge could not complete the request")?;
+            let message = "the edge could not complete the request";
+            let fallback = respond::error(502, ErrorCode::EdgeError, message)?;
             runtime::into_runtime(fallback)
         }
     }

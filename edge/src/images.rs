@@ -26,6 +26,7 @@ use worker::{Cache, Headers, Request, Response, Result};
 
 use crate::config::EdgeConfig;
 use crate::forward::{Deadline, Outgoing};
+use crate::prepare::Prepared;
 use crate::respond::Security;
 use crate::{coalesce, forward, respond, store};
 
@@ -210,10 +211,10 @@ async fn keep(
     let entry = store::Entry {
         status: 200,
         headers,
-        body: bytes,
+        // Encoded images: nothing to minify or compress.
+        body: Prepared::as_is(bytes),
         retention,
         times: (request_time, response_time),
-        compress: false,
         authorized: false,
         keep_set_cookie: false,
     };

@@ -22,6 +22,7 @@
 //! | [`url_parts`] | a request URL's authority and target |
 //! | [`minify`] | safe HTML minification before storing |
 //! | [`precompress`] | the brotli copy of stored text, served as it is to br clients |
+//! | [`prepare`] | a body made ready for storing, on every path that stores one |
 //! | [`images`] | `/cdn-cgi/image/…` resizing through the `imaging` crate |
 //! | [`respond`] | response headers and error bodies |
 //! | [`runtime`] | responses and methods without the `worker` crate's panics |
@@ -37,6 +38,7 @@ pub mod forward;
 pub mod images;
 pub mod minify;
 pub mod precompress;
+pub mod prepare;
 pub mod purge;
 pub mod respond;
 pub mod revalidate;

@@ -46,28 +46,8 @@ struct Choice {
     original: bool,
 }
 
-/// The modern format a client takes for an image, from its `Accept`: AVIF when it names AVIF
-/// and WebP, WebP when it names WebP, `None` otherwise.
-pub fn preferred_format(request: &Request) -> Option<ImageFormat> {
-    let accept = request.headers().get("accept").ok().flatten();
-    preferred(accept.as_deref())
-}
-
-fn preferred(accept: Option<&str>) -> Option<ImageFormat> {
-    let modern = [ImageFormat::Avif, ImageFormat::Webp];
-    // The source kind is a placeholder here: it stands for "not a modern format".
-    let takes = |allowed: &[ImageFormat]| {
-        shared::negotiate::image_format(accept, ImageFormat::Jpeg, allowed)
-    };
-    let webp = takes(&[ImageFormat::Webp]) == ImageFormat::Webp;
-    match takes(&modern) {
-        ImageFormat::Avif if webp => Some(ImageFormat::Avif),
-        _ if webp => Some(ImageFormat::Webp),
-        _ => None,
-    }
-}
-
-fn choose(request: &Request, ask: &ImageRequest) -> Choice {
+/// The format a transformation URL asks for, or the one its key negotiated from `Accept`.
+fn choose(key: &CacheKey, ask: &ImageRequest) -> Choice {
     match ask.format {
         FormatChoice::Fixed(format) => Choice {
             format: Some(format),
@@ -75,7 +55,7 @@ fn choose(request: &Request, ask: &ImageRequest) -> Choice {
             original: false,
         },
         FormatChoice::Auto => Choice {
-            format: preferred_format(request),
+            format: key.image_format(),
             negotiated: true,
             original: false,
         },
@@ -99,7 +79,7 @@ pub async fn handle(
             return respond::error(403, error.code(), &error.to_string());
         }
     }
-    let choice = choose(request, &ask);
+    let choice = choose(key, &ask);
     serve(request, key, &ask, choice, decision, config, security).await
 }
 
@@ -131,10 +111,6 @@ async fn serve(
     config: &EdgeConfig,
     security: &Security,
 ) -> Result<Response> {
-    let key = match choice.format {
-        Some(format) if choice.negotiated => key.clone().with_image_format(format),
-        _ => key.clone(),
-    };
     let cache = Cache::default();
     let cache_url = key.cache_url();
     if let Some((response, remaining)) = stored_fresh(&cache, &cache_url, request).await? {
@@ -364,24 +340,6 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
-
-    #[test]
-    fn browsers_get_the_best_format_they_name() {
-        assert_eq!(preferred(Some(CHROME)), Some(ImageFormat::Avif));
-        assert_eq!(preferred(Some("image/webp,*/*")), Some(ImageFormat::Webp));
-        assert_eq!(preferred(Some("*/*")), None);
-        assert_eq!(preferred(None), None);
-        assert_eq!(
-            preferred(Some("image/*")),
-            None,
-            "wildcards never select a modern format"
-        );
-        // AVIF only for clients that would also take the WebP it falls back to.
-        assert_eq!(preferred(Some("image/avif,*/*")), None);
-        assert_eq!(preferred(Some("image/avif,image/webp;q=0,*/*")), None);
-    }
 
     #[test]
     fn transformation_errors_keep_their_codes() {

@@ -8,6 +8,7 @@
 //! | module | what it decides |
 //! | --- | --- |
 //! | [`key`] | the canonical cache key of a request, plus its negotiated variant |
+//! | [`request_key`] | a request's key from its method, target and headers: which headers are keyed |
 //! | [`policy`] | which route rule applies, and whether the request bypasses caches |
 //! | [`cache_control`] | `Cache-Control` / `CDN-Cache-Control` parsing and emission (RFC 9111, 5861, 9213) |
 //! | [`freshness`] | storability, freshness lifetime, current age, and reuse for a request's directives (RFC 9111) |
@@ -37,6 +38,7 @@ pub mod negotiate;
 pub mod policy;
 pub mod range;
 pub mod rate_limit;
+pub mod request_key;
 pub mod security;
 mod structured;
 pub mod validators;

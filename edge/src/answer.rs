@@ -3,6 +3,7 @@
 //! the edge makes itself when the origin fails.
 
 use shared::cache_status::CacheStatus;
+use shared::error_body::ErrorCode;
 use shared::range::RangeAnswer;
 use shared::validators::{Conditions, EntityTag};
 use worker::{Headers, Response, Result};
@@ -145,7 +146,7 @@ pub(crate) fn origin_failed(
         OriginError::InvalidResponse(_) => (
             respond::error(
                 502,
-                "ORIGIN_INVALID_RESPONSE",
+                ErrorCode::OriginInvalidResponse,
                 "the origin sent a response that is not valid HTTP",
             )?,
             "origin-invalid-response",

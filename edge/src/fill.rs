@@ -5,13 +5,13 @@
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
 use shared::freshness::{RequestDirectives, Reuse};
 use shared::key::CacheKey;
-use worker::{Cache, Headers, Response, Result};
+use worker::{Cache, Response, Result};
 
 use crate::answer::{answer, origin_failed, wants_html};
 use crate::exchange::Exchange;
 use crate::forward::{self, OriginError, Validators};
 use crate::store::{self, Stored};
-use crate::{coalesce, minify, respond};
+use crate::{coalesce, prepare, respond};
 
 /// Responses up to this size are buffered, stored before answering, and answered from the same
 /// bytes; larger ones are streamed to the client while a copy is stored in the background.
@@ -30,7 +30,7 @@ pub(crate) struct Validation {
 pub(crate) struct Fill<'a> {
     pub(crate) key: &'a CacheKey,
     pub(crate) cache_url: String,
-    /// Text is stored as a brotli copy.
+    /// The route lets the edge minify and compress what it stores ([`crate::prepare`]).
     pub(crate) compress: bool,
     /// The request said `no-store`.
     pub(crate) no_store: bool,
@@ -285,7 +285,7 @@ async fn store_and_answer(
     reason: ForwardReason,
     times: (u64, u64),
 ) -> Result<Response> {
-    let (head, mut body) = match fetched {
+    let (head, body) = match fetched {
         Fetched::Whole(head, body) => (head, body),
         Fetched::Streaming(response) => {
             let code = response.status_code();
@@ -300,23 +300,21 @@ async fn store_and_answer(
     };
     let code = head.status_code();
     let status = fill.status(CacheStatus::forward(EDGE, reason).with_fwd_status(code));
-    let mut headers = head.headers().clone();
+    let headers = head.headers().clone();
     let Some(retention) = admitted else {
         let whole = Response::from_bytes(body)?
             .with_status(code)
             .with_headers(headers);
         return answer(exchange, whole, None, status).await;
     };
-    if fill.compress && code == 200 {
-        body = minified(&mut headers, body)?;
-    }
+    let prepared = prepare::for_storing(code, &headers, body, fill.compress)?;
+    let body = prepared.identity().to_vec();
     let entry = store::Entry {
         status: code,
         headers: &headers,
-        body: body.clone(),
+        body: prepared,
         retention,
         times,
-        compress: fill.compress,
         authorized: fill.authorized,
         keep_set_cookie: fill.store_set_cookie,
     };
@@ -355,13 +353,19 @@ fn stream_and_store(
         let Ok(body) = copy.bytes().await else {
             return;
         };
+        let body = match prepare::for_storing(code, &headers, body, compress) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                worker::console_error!("rampart-edge: request {id}: preparing failed: {error}");
+                return;
+            }
+        };
         let entry = store::Entry {
             status: code,
             headers: &headers,
             body,
             retention,
             times,
-            compress,
             authorized,
             keep_set_cookie,
         };
@@ -371,28 +375,6 @@ fn stream_and_store(
         }
     });
     respond::finish(response, &status.stored(true), &exchange.security)
-}
-
-/// An HTML body minified once, before it is stored; other bodies, and any the origin marked
-/// `no-transform`, unchanged. The bytes differ from the origin's, so a strong `ETag` becomes
-/// weak and the length is recomputed.
-fn minified(headers: &mut Headers, body: Vec<u8>) -> Result<Vec<u8>> {
-    let html = headers
-        .get("content-type")?
-        .is_some_and(|t| t.starts_with("text/html"));
-    if !html || headers.has("content-encoding")? || respond::no_transform(headers)? {
-        return Ok(body);
-    }
-    let text = match String::from_utf8(body) {
-        Ok(text) => text,
-        Err(not_utf8) => return Ok(not_utf8.into_bytes()),
-    };
-    let smaller = minify::html(&text);
-    if smaller.len() >= text.len() {
-        return Ok(text.into_bytes());
-    }
-    respond::body_changed(headers)?;
-    Ok(smaller.into_bytes())
 }
 
 /// Whether the stored response being validated may stand in for an origin that failed with

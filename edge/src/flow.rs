@@ -12,9 +12,11 @@ use std::cell::OnceCell;
 use std::sync::OnceLock;
 
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
+use shared::error_body::ErrorCode;
 use shared::freshness::{RequestDirectives, Reuse};
 use shared::key::CacheKey;
 use shared::policy::{Policy, RequestFacts, RoutePolicy};
+use shared::request_key::request_key;
 use worker::{Cache, Context, Env, Request, Response, Result};
 
 use crate::answer::origin_failed;
@@ -34,7 +36,7 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
     let config = EdgeConfig::from_env(env)?;
     let url = request.url()?;
     let Some(host) = url_parts::authority(&url) else {
-        return respond::error(400, "BAD_REQUEST", "the request has no host");
+        return respond::error(400, ErrorCode::BadRequest, "the request has no host");
     };
     let target = url_parts::target(&url);
     let policy = POLICY.get_or_init(Policy::default);
@@ -44,10 +46,10 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         return respond::finish(response, &status, &Security::of(None));
     }
     let method = runtime::method(&request);
-    let Ok(key) = CacheKey::new(&method, &host, &target, policy.keys()) else {
+    let Some(key) = key_of(&request, &method, &host, &target, policy) else {
         return respond::error(
             400,
-            "BAD_REQUEST",
+            ErrorCode::BadRequest,
             "the request target cannot be cached or forwarded",
         );
     };
@@ -85,7 +87,7 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
     }
     let image_route = decision.policy().is_some_and(|route| route.image_transform);
     if image_route && decision.bypass.is_none() {
-        if let Some(format) = images::preferred_format(&request) {
+        if let Some(format) = key.image_format() {
             return images::handle_original(&request, &key, format, &decision, &config, security)
                 .await;
         }
@@ -97,6 +99,22 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         return pass(&exchange, &target, &status).await;
     }
     cached(&exchange, &key, decision.policy(), policy).await
+}
+
+/// The request's key ([`request_key`]): its authority is the URL's (which the runtime takes from
+/// `Host`); of its headers, only the keyed ones are read.
+fn key_of(
+    request: &Request,
+    method: &str,
+    host: &str,
+    target: &str,
+    policy: &Policy,
+) -> Option<CacheKey> {
+    let header = |name: &str| match name {
+        "host" => Some(host.to_owned()),
+        _ => request.headers().get(name).ok().flatten(),
+    };
+    request_key(method, target, header, policy).ok()
 }
 
 /// Forwards a request that caches must not handle, as it came.
@@ -224,7 +242,7 @@ async fn cached(
 fn only_if_cached(exchange: &Exchange<'_>) -> Result<Response> {
     let response = respond::error(
         504,
-        "NOT_CACHED",
+        ErrorCode::NotCached,
         "only-if-cached: nothing usable is stored",
     )?;
     let status = CacheStatus::forward(EDGE, ForwardReason::Request).with_detail("only-if-cached");

@@ -17,6 +17,7 @@
 
 use imaging::{Limits, SourceInfo, TransformError};
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
+use shared::error_body::ErrorCode;
 use shared::freshness::FreshnessState;
 use shared::image::{FormatChoice, ImageFormat, ImageRequest, SourceFormat};
 use shared::key::CacheKey;
@@ -25,6 +26,7 @@ use worker::{Cache, Headers, Request, Response, Result};
 
 use crate::config::EdgeConfig;
 use crate::forward::{Deadline, Outgoing};
+use crate::prepare::Prepared;
 use crate::respond::Security;
 use crate::{coalesce, forward, respond, store};
 
@@ -44,28 +46,8 @@ struct Choice {
     original: bool,
 }
 
-/// The modern format a client takes for an image, from its `Accept`: AVIF when it names AVIF
-/// and WebP, WebP when it names WebP, `None` otherwise.
-pub fn preferred_format(request: &Request) -> Option<ImageFormat> {
-    let accept = request.headers().get("accept").ok().flatten();
-    preferred(accept.as_deref())
-}
-
-fn preferred(accept: Option<&str>) -> Option<ImageFormat> {
-    let modern = [ImageFormat::Avif, ImageFormat::Webp];
-    // The source kind is a placeholder here: it stands for "not a modern format".
-    let takes = |allowed: &[ImageFormat]| {
-        shared::negotiate::image_format(accept, ImageFormat::Jpeg, allowed)
-    };
-    let webp = takes(&[ImageFormat::Webp]) == ImageFormat::Webp;
-    match takes(&modern) {
-        ImageFormat::Avif if webp => Some(ImageFormat::Avif),
-        _ if webp => Some(ImageFormat::Webp),
-        _ => None,
-    }
-}
-
-fn choose(request: &Request, ask: &ImageRequest) -> Choice {
+/// The format a transformation URL asks for, or the one its key negotiated from `Accept`.
+fn choose(key: &CacheKey, ask: &ImageRequest) -> Choice {
     match ask.format {
         FormatChoice::Fixed(format) => Choice {
             format: Some(format),
@@ -73,7 +55,7 @@ fn choose(request: &Request, ask: &ImageRequest) -> Choice {
             original: false,
         },
         FormatChoice::Auto => Choice {
-            format: preferred_format(request),
+            format: key.image_format(),
             negotiated: true,
             original: false,
         },
@@ -97,7 +79,7 @@ pub async fn handle(
             return respond::error(403, error.code(), &error.to_string());
         }
     }
-    let choice = choose(request, &ask);
+    let choice = choose(key, &ask);
     serve(request, key, &ask, choice, decision, config, security).await
 }
 
@@ -129,10 +111,6 @@ async fn serve(
     config: &EdgeConfig,
     security: &Security,
 ) -> Result<Response> {
-    let key = match choice.format {
-        Some(format) if choice.negotiated => key.clone().with_image_format(format),
-        _ => key.clone(),
-    };
     let cache = Cache::default();
     let cache_url = key.cache_url();
     if let Some((response, remaining)) = stored_fresh(&cache, &cache_url, request).await? {
@@ -164,8 +142,7 @@ async fn serve(
         Ok(converted) => converted,
         Err(_) if choice.original => as_is(source),
         Err(error) => {
-            let refusal = respond::error(error.status(), error.code(), &error.to_string())?;
-            return respond::finish(refusal, &status, security);
+            return respond::finish(refused(&error)?, &status, security);
         }
     };
     let headers = Headers::new();
@@ -210,10 +187,10 @@ async fn keep(
     let entry = store::Entry {
         status: 200,
         headers,
-        body: bytes,
+        // Encoded images: nothing to minify or compress.
+        body: Prepared::as_is(bytes),
         retention,
         times: (request_time, response_time),
-        compress: false,
         authorized: false,
         keep_set_cookie: false,
     };
@@ -247,13 +224,17 @@ async fn fetch_source(
         404 => {
             return Ok(Err(respond::error(
                 404,
-                "IMAGE_SOURCE_NOT_FOUND",
+                ErrorCode::ImageSourceNotFound,
                 "the source image does not exist",
             )?))
         }
         code => {
             let message = format!("the origin answered {code} for the source image");
-            return Ok(Err(respond::error(502, "IMAGE_SOURCE_FAILED", &message)?));
+            return Ok(Err(respond::error(
+                502,
+                ErrorCode::ImageSourceFailed,
+                &message,
+            )?));
         }
     }
     let limit = Limits::default().max_source_bytes;
@@ -266,11 +247,7 @@ async fn fetch_source(
             bytes: declared.unwrap_or(0),
             limit,
         };
-        return Ok(Err(respond::error(
-            error.status(),
-            error.code(),
-            &error.to_string(),
-        )?));
+        return Ok(Err(refused(&error)?));
     }
     match forward::read_body(response, limit, deadline).await {
         Ok(Ok((_, bytes))) => Ok(Ok(bytes)),
@@ -279,11 +256,7 @@ async fn fetch_source(
                 bytes: limit + 1,
                 limit,
             };
-            Ok(Err(respond::error(
-                error.status(),
-                error.code(),
-                &error.to_string(),
-            )?))
+            Ok(Err(refused(&error)?))
         }
         Err(error) => {
             let timed_out = matches!(error, forward::OriginError::Timeout(_));
@@ -310,6 +283,23 @@ fn convert(
         return Ok((source.to_vec(), info.format.mime()));
     }
     Ok((output.bytes, format.mime()))
+}
+
+/// The error answer to a transformation that was refused or failed.
+fn refused(error: &TransformError) -> Result<Response> {
+    respond::error(error.status(), transform_code(error), &error.to_string())
+}
+
+/// The stable code of a transformation error (the `imaging` crate names the same code as text:
+/// a test keeps the two equal).
+fn transform_code(error: &TransformError) -> ErrorCode {
+    match error {
+        TransformError::SourceTooLarge { .. } => ErrorCode::ImageSourceTooLarge,
+        TransformError::TooManyPixels { .. } => ErrorCode::ImageTooManyPixels,
+        TransformError::Unsupported => ErrorCode::ImageUnsupported,
+        TransformError::Undecodable(_) => ErrorCode::ImageUndecodable,
+        TransformError::Encode(_) => ErrorCode::ImageEncodeFailed,
+    }
 }
 
 /// The source unchanged, with the media type its first bytes show.
@@ -351,21 +341,22 @@ fn finish(
 mod tests {
     use super::*;
 
-    const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
-
     #[test]
-    fn browsers_get_the_best_format_they_name() {
-        assert_eq!(preferred(Some(CHROME)), Some(ImageFormat::Avif));
-        assert_eq!(preferred(Some("image/webp,*/*")), Some(ImageFormat::Webp));
-        assert_eq!(preferred(Some("*/*")), None);
-        assert_eq!(preferred(None), None);
-        assert_eq!(
-            preferred(Some("image/*")),
-            None,
-            "wildcards never select a modern format"
-        );
-        // AVIF only for clients that would also take the WebP it falls back to.
-        assert_eq!(preferred(Some("image/avif,*/*")), None);
-        assert_eq!(preferred(Some("image/avif,image/webp;q=0,*/*")), None);
+    fn transformation_errors_keep_their_codes() {
+        let errors = [
+            TransformError::SourceTooLarge { bytes: 2, limit: 1 },
+            TransformError::TooManyPixels {
+                width: 2,
+                height: 2,
+                max_pixels: 1,
+                max_side: 1,
+            },
+            TransformError::Unsupported,
+            TransformError::Undecodable("x".into()),
+            TransformError::Encode("x".into()),
+        ];
+        for error in errors {
+            assert_eq!(transform_code(&error).as_str(), error.code(), "{error:?}");
+        }
     }
 }

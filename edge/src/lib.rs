@@ -22,6 +22,7 @@
 //! | [`url_parts`] | a request URL's authority and target |
 //! | [`minify`] | safe HTML minification before storing |
 //! | [`precompress`] | the brotli copy of stored text, served as it is to br clients |
+//! | [`prepare`] | a body made ready for storing, on every path that stores one |
 //! | [`images`] | `/cdn-cgi/image/…` resizing through the `imaging` crate |
 //! | [`respond`] | response headers and error bodies |
 //! | [`runtime`] | responses and methods without the `worker` crate's panics |
@@ -37,6 +38,7 @@ pub mod forward;
 pub mod images;
 pub mod minify;
 pub mod precompress;
+pub mod prepare;
 pub mod purge;
 pub mod respond;
 pub mod revalidate;
@@ -45,6 +47,7 @@ pub mod store;
 pub mod tags;
 pub mod url_parts;
 
+use shared::error_body::ErrorCode;
 use worker::{event, web_sys, Context, Env, Request, Result};
 
 /// The Worker's entry point: hands off to [`flow::handle`], turning any internal failure into a
@@ -60,8 +63,8 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
         Ok(response) => Ok(response),
         Err(error) => {
             worker::console_error!("rampart-edge: {error}");
-            let fallback =
-                respond::error(502, "EDGE_ERROR", "the edge could not complete the request")?;
+            let message = "the edge could not complete the request";
+            let fallback = respond::error(502, ErrorCode::EdgeError, message)?;
             runtime::into_runtime(fallback)
         }
     }

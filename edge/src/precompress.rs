@@ -1,4 +1,5 @@
-//! Brotli copies of text, made once when an entry is stored and served to every later hit.
+//! Brotli copies of text, made once when an entry is stored ([`crate::prepare`]) and served to
+//! every later hit.
 //!
 //! A response marked `Content-Encoding: br` and built with `encodeBody: "manual"` reaches
 //! clients that accept br byte for byte (README, "Compression at the edge"). So the edge stores
@@ -29,19 +30,10 @@ const QUALITY: u32 = 9;
 /// Brotli's window, 2^22 bytes: the format's default.
 const WINDOW_BITS: u32 = 22;
 
-/// Whether a body of `length` bytes with the origin's `headers` is text worth compressing: a
-/// textual content type, not encoded already, between 1 KiB and 4 MiB, and not marked
-/// `no-transform` (RFC 9110 §7.7: intermediaries leave such content alone).
-pub fn worthwhile(headers: &Headers, length: usize) -> Result<bool> {
-    if !(MIN_BYTES..=MAX_BYTES).contains(&length) || headers.has("content-encoding")? {
-        return Ok(false);
-    }
-    if crate::respond::no_transform(headers)? {
-        return Ok(false);
-    }
-    Ok(headers
-        .get("content-type")?
-        .is_some_and(|value| textual(&value)))
+/// Whether a body of `length` bytes with `content_type` is text worth compressing: between
+/// 1 KiB and 4 MiB. Whether the edge may change it at all is [`crate::prepare`]'s to decide.
+pub fn worthwhile(content_type: &str, length: usize) -> bool {
+    (MIN_BYTES..=MAX_BYTES).contains(&length) && textual(content_type)
 }
 
 /// Whether a content type is text that compresses (HTML, CSS, JavaScript, JSON, XML, SVG...).

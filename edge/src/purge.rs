@@ -6,6 +6,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use shared::error_body::ErrorCode;
 use shared::image::ImageFormat;
 use shared::key::CacheKey;
 use shared::policy::Policy;
@@ -55,10 +56,14 @@ pub async fn handle(
     policy: &Policy,
 ) -> Result<Response> {
     if request.method() != worker::Method::Post {
-        return respond::error(405, "METHOD_NOT_ALLOWED", "purge with POST");
+        return respond::error(405, ErrorCode::MethodNotAllowed, "purge with POST");
     }
     let Some(expected) = config.purge_token.as_deref() else {
-        return respond::error(403, "PURGE_DISABLED", "EDGE_PURGE_TOKEN is not configured");
+        return respond::error(
+            403,
+            ErrorCode::PurgeDisabled,
+            "EDGE_PURGE_TOKEN is not configured",
+        );
     };
     let presented = request.headers().get("authorization")?;
     let authorized = presented
@@ -66,30 +71,42 @@ pub async fn handle(
         .and_then(|value| value.strip_prefix("Bearer "))
         .is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes()));
     if !authorized {
-        return respond::error(401, "UNAUTHORIZED", "a valid bearer token is required");
+        return respond::error(
+            401,
+            ErrorCode::Unauthorized,
+            "a valid bearer token is required",
+        );
     }
     let declared = request.headers().get("content-length")?;
     if declared
         .and_then(|length| length.parse::<usize>().ok())
         .is_some_and(|length| length > MAX_BODY_BYTES)
     {
-        return respond::error(413, "PAYLOAD_TOO_LARGE", "the purge request is too large");
+        return respond::error(
+            413,
+            ErrorCode::PayloadTooLarge,
+            "the purge request is too large",
+        );
     }
     let body = request.bytes().await?;
     if body.len() > MAX_BODY_BYTES {
-        return respond::error(413, "PAYLOAD_TOO_LARGE", "the purge request is too large");
+        return respond::error(
+            413,
+            ErrorCode::PayloadTooLarge,
+            "the purge request is too large",
+        );
     }
     let Ok(purge) = serde_json::from_slice::<PurgeRequest>(&body) else {
         return respond::error(
             400,
-            "VALIDATION_ERROR",
+            ErrorCode::ValidationError,
             "send {\"urls\": [absolute URLs], \"tags\": [tags]}",
         );
     };
     if purge.urls.len() + purge.tags.len() > MAX_ITEMS {
         return respond::error(
             422,
-            "VALIDATION_ERROR",
+            ErrorCode::ValidationError,
             "at most 1000 URLs and tags per request",
         );
     }
@@ -99,7 +116,7 @@ pub async fn handle(
         let Some(cache_urls) = cache_urls_of(&url, policy) else {
             return respond::error(
                 422,
-                "VALIDATION_ERROR",
+                ErrorCode::ValidationError,
                 &format!("{url:?} is not an absolute http(s) URL"),
             );
         };

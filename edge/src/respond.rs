@@ -4,6 +4,7 @@
 //! outgoing response is rebuilt around a fresh header set first ([`rebuild`]).
 
 use shared::cache_status::CacheStatus;
+use shared::error_body::{ErrorBody, ErrorCode};
 use shared::policy::RoutePolicy;
 use worker::{Headers, Response, Result};
 
@@ -71,10 +72,9 @@ pub fn finish(
     Ok(response)
 }
 
-/// A JSON error in the origin's error model, never cached.
-pub fn error(status: u16, code: &str, message: &str) -> Result<Response> {
-    let body =
-        serde_json::json!({ "error": message, "code": code, "statusCode": status, "metadata": {} });
+/// A JSON error body (the shared [`ErrorBody`], as the origin sends), never cached.
+pub fn error(status: u16, code: ErrorCode, message: &str) -> Result<Response> {
+    let body = ErrorBody::new(status, code, message);
     let mut response = Response::from_json(&body)?.with_status(status);
     response.headers_mut().set("cache-control", "no-store")?;
     Ok(response)
@@ -85,9 +85,17 @@ pub fn error(status: u16, code: &str, message: &str) -> Result<Response> {
 /// (whose `Accept` names `text/html`).
 pub fn origin_failure(timed_out: bool, wants_html: bool) -> Result<Response> {
     let (status, code, message) = if timed_out {
-        (504, "ORIGIN_TIMEOUT", "the origin did not answer in time")
+        (
+            504,
+            ErrorCode::OriginTimeout,
+            "the origin did not answer in time",
+        )
     } else {
-        (502, "ORIGIN_UNREACHABLE", "the origin could not be reached")
+        (
+            502,
+            ErrorCode::OriginUnreachable,
+            "the origin could not be reached",
+        )
     };
     if !wants_html {
         return error(status, code, message);

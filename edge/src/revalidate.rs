@@ -8,7 +8,7 @@ use std::time::Duration;
 use worker::{Cache, Context, Request};
 
 use crate::forward::{self, Deadline};
-use crate::store;
+use crate::{prepare, store};
 
 thread_local! {
     /// Cache URLs being refreshed by this isolate (wasm32 Workers run one thread per isolate).
@@ -41,7 +41,7 @@ pub struct Refresh {
     pub stored_url: String,
     /// How long the origin may take.
     pub timeout: Duration,
-    /// Whether the route's policy has text stored as a brotli copy.
+    /// Whether the route's policy lets the edge minify and compress text.
     pub compress: bool,
     /// Whether the route's policy lets responses that set cookies be stored.
     pub keep_set_cookie: bool,
@@ -96,13 +96,16 @@ async fn run(outgoing: &Request, refresh: &Refresh) -> Result<(), String> {
         Ok(Err(_)) => return Err("the body is too large".to_owned()),
         Err(error) => return Err(error.to_string()),
     };
+    // Prepared as a first store prepares it: the same page, the same validators.
+    let headers = head.headers().clone();
+    let body =
+        prepare::for_storing(code, &headers, body, refresh.compress).map_err(|e| e.to_string())?;
     let entry = store::Entry {
         status: code,
-        headers: head.headers(),
+        headers: &headers,
         body,
         retention,
         times,
-        compress: refresh.compress,
         authorized: false,
         keep_set_cookie: refresh.keep_set_cookie,
     };

@@ -30,6 +30,7 @@ use shared::freshness::{
 };
 use worker::{Cache, Headers, Request, Response, Result};
 
+use crate::prepare::Prepared;
 use crate::{precompress, runtime};
 
 const ORIGINAL_CACHE_CONTROL: &str = "x-rampart-cache-control";
@@ -368,14 +369,12 @@ pub struct Entry<'a> {
     pub status: u16,
     /// The origin's headers.
     pub headers: &'a Headers,
-    /// The body, as the client will get it (identity).
-    pub body: Vec<u8>,
+    /// The body, prepared for storing ([`crate::prepare`]).
+    pub body: Prepared,
     /// Physical lifetime in the cache, in seconds.
     pub retention: u32,
     /// When the request was sent and the response received (Unix seconds).
     pub times: (u64, u64),
-    /// Whether text may be stored as a brotli copy.
-    pub compress: bool,
     /// Stored from a request with `Authorization`.
     pub authorized: bool,
     /// The route's policy lets its `Set-Cookie` be stored.
@@ -459,16 +458,10 @@ async fn write(
     if entry.authorized {
         headers.set(AUTHORIZED, "1")?;
     }
-    let compress = entry.compress
-        && entry.status == 200
-        && precompress::worthwhile(entry.headers, entry.body.len())?;
-    let body = if compress {
+    if entry.body.is_brotli() {
         precompress::mark(&headers)?;
-        precompress::brotli(&entry.body)
-    } else {
-        entry.body
-    };
-    let stored = Response::from_bytes(body)?.with_headers(headers);
+    }
+    let stored = Response::from_bytes(entry.body.into_stored())?.with_headers(headers);
     cache.put(stored_url, runtime::checked(stored)?).await?;
     let tags: Vec<String> = match entry.headers.get("cache-tag")? {
         Some(value) => crate::tags::parse(&value).map(str::to_owned).collect(),

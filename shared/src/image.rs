@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::error_body::ErrorCode;
+
 /// The URL prefix of transformed images.
 pub const PREFIX: &str = "/cdn-cgi/image/";
 /// The largest width or height, in pixels, before and after `dpr`.
@@ -248,14 +250,14 @@ pub enum ImageOptionError {
 }
 
 impl ImageOptionError {
-    /// A stable error code for JSON error bodies.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of its error body.
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::NotImageUrl | Self::MissingSource | Self::InvalidSource(_) => {
-                "IMAGE_SOURCE_INVALID"
+                ErrorCode::ImageSourceInvalid
             }
-            Self::UnknownOption(_) | Self::Malformed(_) => "IMAGE_OPTION_INVALID",
-            Self::InvalidValue { .. } | Self::OutOfRange { .. } => "IMAGE_OPTION_OUT_OF_RANGE",
+            Self::UnknownOption(_) | Self::Malformed(_) => ErrorCode::ImageOptionInvalid,
+            Self::InvalidValue { .. } | Self::OutOfRange { .. } => ErrorCode::ImageOptionOutOfRange,
         }
     }
 }

@@ -6,6 +6,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::error_body::ErrorCode;
 use crate::image::{ImageOptionError, ImageRequest, PREFIX};
 
 /// Hex digits of the signature: the leftmost 128 bits of the HMAC.
@@ -23,11 +24,11 @@ pub enum SignatureError {
 }
 
 impl SignatureError {
-    /// A stable error code for JSON error bodies.
-    pub fn code(self) -> &'static str {
+    /// The stable code of its error body.
+    pub fn code(self) -> ErrorCode {
         match self {
-            Self::Missing => "IMAGE_SIGNATURE_REQUIRED",
-            Self::Invalid => "IMAGE_SIGNATURE_INVALID",
+            Self::Missing => ErrorCode::ImageSignatureRequired,
+            Self::Invalid => ErrorCode::ImageSignatureInvalid,
         }
     }
 }

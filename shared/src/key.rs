@@ -13,7 +13,8 @@
 //!    is removed; the fragment is dropped.
 //!
 //! Variant dimensions (the negotiated image format and content coding) are appended explicitly
-//! with [`CacheKey::with_image_format`] and [`CacheKey::with_encoding`].
+//! with [`CacheKey::with_image_format`] and [`CacheKey::with_encoding`];
+//! [`crate::request_key`] derives a whole request's key, variant included, from its headers.
 
 use std::fmt;
 
@@ -149,6 +150,11 @@ impl CacheKey {
     /// The canonical path.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The negotiated image format the key is for, if any.
+    pub fn image_format(&self) -> Option<ImageFormat> {
+        self.image_format
     }
 
     /// The canonical query, if any parameter survived.

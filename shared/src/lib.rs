@@ -8,6 +8,7 @@
 //! | module | what it decides |
 //! | --- | --- |
 //! | [`key`] | the canonical cache key of a request, plus its negotiated variant |
+//! | [`request_key`] | a request's key from its method, target and headers: which headers are keyed |
 //! | [`policy`] | which route rule applies, and whether the request bypasses caches |
 //! | [`cache_control`] | `Cache-Control` / `CDN-Cache-Control` parsing and emission (RFC 9111, 5861, 9213) |
 //! | [`freshness`] | storability, freshness lifetime, current age, and reuse for a request's directives (RFC 9111) |
@@ -16,6 +17,7 @@
 //! | [`range`] | byte ranges served from a stored response (RFC 9110 §14) |
 //! | [`validators`] | entity tags and conditional requests (RFC 9110 §8.8, §13) |
 //! | [`cache_status`] | the `Cache-Status` response header (RFC 9211) |
+//! | [`error_body`] | the error body clients get from either tier, and every stable error code |
 //! | [`negotiate`] | image format from `Accept`, content coding from `Accept-Encoding` |
 //! | [`security`] | the security response headers |
 //! | [`image`] | `/cdn-cgi/image/<options>/<source>` URLs |
@@ -26,6 +28,7 @@
 pub mod cache_control;
 pub mod cache_status;
 pub mod duration;
+pub mod error_body;
 pub mod freshness;
 pub mod http_date;
 pub mod image;
@@ -35,6 +38,7 @@ pub mod negotiate;
 pub mod policy;
 pub mod range;
 pub mod rate_limit;
+pub mod request_key;
 pub mod security;
 mod structured;
 pub mod validators;

@@ -120,6 +120,21 @@ pub fn image_format(
     best.1
 }
 
+/// The modern format a client takes for an image whatever its source, from its `Accept`: AVIF
+/// when it names AVIF and WebP (AVIF falls back on WebP when an image is too costly to encode),
+/// WebP when it names WebP, `None` otherwise.
+pub fn preferred_image_format(accept: Option<&str>) -> Option<ImageFormat> {
+    let modern = [ImageFormat::Avif, ImageFormat::Webp];
+    // The source kind is a placeholder here: it stands for "not a modern format".
+    let takes = |allowed: &[ImageFormat]| image_format(accept, ImageFormat::Jpeg, allowed);
+    let webp = takes(&[ImageFormat::Webp]) == ImageFormat::Webp;
+    match takes(&modern) {
+        ImageFormat::Avif if webp => Some(ImageFormat::Avif),
+        _ if webp => Some(ImageFormat::Webp),
+        _ => None,
+    }
+}
+
 fn explicit_quality(accept: &str, subtype: &str) -> Option<u16> {
     weighted(accept)
         .filter(|member| {
@@ -181,6 +196,26 @@ mod tests {
     use ImageFormat::{Avif, Jpeg, Png, Webp};
 
     const ALL: &[ImageFormat] = &[Avif, Webp, Jpeg, Png];
+
+    #[test]
+    fn browsers_get_the_best_modern_format_they_name() {
+        let chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+        assert_eq!(preferred_image_format(Some(chrome)), Some(Avif));
+        assert_eq!(preferred_image_format(Some("image/webp,*/*")), Some(Webp));
+        assert_eq!(preferred_image_format(Some("*/*")), None);
+        assert_eq!(preferred_image_format(None), None);
+        assert_eq!(
+            preferred_image_format(Some("image/*")),
+            None,
+            "wildcards never select a modern format"
+        );
+        // AVIF only for clients that would also take the WebP it falls back to.
+        assert_eq!(preferred_image_format(Some("image/avif,*/*")), None);
+        assert_eq!(
+            preferred_image_format(Some("image/avif,image/webp;q=0,*/*")),
+            None
+        );
+    }
 
     #[test]
     fn browsers_get_modern_formats_and_curl_gets_the_source() {

@@ -1,12 +1,16 @@
-//! Property tests for the contract between the tiers: canonicalization is idempotent and never
-//! reads headers, Cache-Control emission round-trips through parsing, and no parser panics.
+//! Property tests for the contract between the tiers: canonicalization is idempotent, a request's
+//! key reads its keyed headers and no other, Cache-Control emission round-trips through parsing,
+//! and no parser panics.
+
+use std::cell::RefCell;
 
 use proptest::prelude::*;
 use shared::cache_control::CacheControl;
 use shared::image::ImageRequest;
-use shared::key::{CacheKey, KeyConfig};
+use shared::key::{CacheKey, KeyConfig, KeyError};
 use shared::negotiate;
 use shared::policy::{Policy, RequestFacts};
+use shared::request_key::{request_key, KEYED_HEADERS};
 
 /// Request targets mixing every character class the canonicalizer treats specially.
 fn target() -> impl Strategy<Value = String> {
@@ -30,6 +34,92 @@ fn target() -> impl Strategy<Value = String> {
             }
             target
         })
+}
+
+/// Chrome's `Accept` for images: it names AVIF and WebP.
+const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+
+/// Paths whose images are negotiated from `Accept`: an original on an image route, and a
+/// transformation URL without a fixed format.
+const NEGOTIATED: [&str; 2] = ["/images/photo.jpg", "/cdn-cgi/image/w=320/images/photo.jpg"];
+
+/// Targets of every kind the key treats apart: negotiated images, a transformation with a fixed
+/// format, a page, and arbitrary targets.
+fn keyed_target() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(NEGOTIATED[0].to_owned()),
+        Just(NEGOTIATED[1].to_owned()),
+        Just("/cdn-cgi/image/w=320,format=webp/images/photo.jpg".to_owned()),
+        Just("/tasks/7".to_owned()),
+        target(),
+    ]
+}
+
+fn host() -> impl Strategy<Value = String> {
+    "[a-zA-Z][a-zA-Z0-9-]{0,6}\\.(com|test)(:[0-9]{1,5})?"
+}
+
+fn accept() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(CHROME.to_owned()),
+        Just("image/webp,*/*".to_owned()),
+        Just("*/*".to_owned()),
+        Just("text/html,application/xhtml+xml".to_owned()),
+        "[ -~]{0,24}",
+    ]
+}
+
+/// The keyed headers of a request to `host`.
+fn keyed_headers(host: &str, accept: Option<&str>) -> Vec<(String, String)> {
+    let mut headers = vec![("Host".to_owned(), host.to_owned())];
+    if let Some(accept) = accept {
+        headers.push(("Accept".to_owned(), accept.to_owned()));
+    }
+    headers
+}
+
+/// Headers no key may read: forwarding headers, cookies, credentials, the client's coding,
+/// language and agent, conditions, and arbitrary names, with arbitrary values.
+fn unkeyed_headers() -> impl Strategy<Value = Vec<(String, String)>> {
+    let known = prop::sample::select(vec![
+        "X-Forwarded-Host",
+        "x-original-url",
+        "X-Forwarded-Scheme",
+        "x-forwarded-proto",
+        "Forwarded",
+        "X-HTTP-Method-Override",
+        "Cookie",
+        "authorization",
+        "User-Agent",
+        "Accept-Encoding",
+        "accept-language",
+        "Cache-Control",
+        "If-None-Match",
+        "Range",
+    ])
+    .prop_map(str::to_owned);
+    let name = prop_oneof![known, "[xX]-[a-zA-Z-]{1,12}"];
+    prop::collection::vec((name, "[ -~]{0,24}"), 0..8)
+}
+
+/// The key of a request with `headers`, through the API both tiers use, and the header names
+/// it asked for (lower-cased).
+fn key_of(
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    policy: &Policy,
+) -> (Result<String, KeyError>, Vec<String>) {
+    let asked = RefCell::new(Vec::new());
+    let header = |name: &str| {
+        asked.borrow_mut().push(name.to_ascii_lowercase());
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let key = request_key(method, target, header, policy).map(|key| key.to_string());
+    (key, asked.into_inner())
 }
 
 fn cache_control() -> impl Strategy<Value = CacheControl> {
@@ -98,33 +188,50 @@ proptest! {
 
     #[test]
     fn keys_never_depend_on_unkeyed_headers(
-        target in target(),
-        forwarded_host in "[a-z]{1,8}\\.evil",
-        original_url in "/[a-z]{0,8}",
+        method in prop_oneof![Just("GET"), Just("HEAD")],
+        target in keyed_target(),
+        host in host(),
+        other_host in host(),
+        accept in prop::option::of(accept()),
+        unkeyed in unkeyed_headers(),
         // Not a session cookie (those legitimately bypass): no session name starts with `x`.
         cookie in "x[a-z]{0,4}=[a-z]{1,5}",
     ) {
-        // The key is a function of (method, host, target) only: requests that differ in
-        // forwarding headers, cookies or any other header share one key, and the policy decision
-        // for an unauthenticated request ignores them too.
-        let headers_a: Vec<(String, String)> = vec![];
-        let headers_b = vec![
-            ("x-forwarded-host".to_owned(), forwarded_host),
-            ("x-original-url".to_owned(), original_url),
-            ("x-forwarded-scheme".to_owned(), "http".to_owned()),
-            ("cookie".to_owned(), cookie),
-        ];
+        // A request's key, through the API both tiers use, is the same whether it sees the
+        // whole header set or the keyed headers alone: no forwarding header, cookie, coding,
+        // agent or any other header reaches it, and only the keyed ones are read at all.
         let policy = Policy::default();
-        let key_of = |headers: &[(String, String)]| {
-            let host = headers.iter().find(|(n, _)| n == "host").map_or("example.com", |(_, v)| v.as_str());
-            CacheKey::new("GET", host, &target, policy.keys()).map(|k| k.to_string())
+        let keyed = keyed_headers(&host, accept.as_deref());
+        let unkeyed: Vec<(String, String)> =
+            unkeyed.into_iter().chain([("Cookie".to_owned(), cookie.clone())]).collect();
+        let full: Vec<(String, String)> = unkeyed.iter().chain(&keyed).cloned().collect();
+        let (key, asked) = key_of(method, &target, &full, &policy);
+        prop_assert_eq!(&key, &key_of(method, &target, &keyed, &policy).0);
+        for name in &asked {
+            prop_assert!(KEYED_HEADERS.contains(&name.as_str()), "the key read {}", name);
+        }
+        // The keyed headers do reach it: another host is another key, and on a path whose
+        // images are negotiated, so is an Accept that selects another format.
+        let with_keyed = |host: &str, accept: Option<&str>| -> Vec<(String, String)> {
+            unkeyed.iter().cloned().chain(keyed_headers(host, accept)).collect()
         };
-        prop_assert_eq!(key_of(&headers_a), key_of(&headers_b));
+        let canonical = |host: &str| {
+            CacheKey::new("GET", host, "/", policy.keys()).map(|key| key.host().to_owned())
+        };
+        if key.is_ok() && canonical(&host) != canonical(&other_host) {
+            let elsewhere = with_keyed(&other_host, accept.as_deref());
+            prop_assert_ne!(&key, &key_of(method, &target, &elsewhere, &policy).0);
+        }
+        if NEGOTIATED.contains(&target.as_str()) {
+            let modern = key_of(method, &target, &with_keyed(&host, Some(CHROME)), &policy).0;
+            let plain = key_of(method, &target, &with_keyed(&host, Some("*/*")), &policy).0;
+            prop_assert_ne!(modern, plain);
+        }
+        // The policy decision ignores them too, a cookie included when it is not a session's.
         if let Ok(key) = CacheKey::new("GET", "example.com", &target, policy.keys()) {
-            let cookie = headers_b.iter().find(|(n, _)| n == "cookie").map(|(_, v)| v.as_str());
-            let plain = policy.decide(&RequestFacts { method: "GET", path: key.path(), ..RequestFacts::default() });
-            let with_headers = policy.decide(&RequestFacts { method: "GET", path: key.path(), cookie, has_authorization: false });
-            prop_assert_eq!(plain, with_headers);
+            let facts = RequestFacts { method: "GET", path: key.path(), ..RequestFacts::default() };
+            let with_cookie = RequestFacts { cookie: Some(&cookie), ..facts };
+            prop_assert_eq!(policy.decide(&facts), policy.decide(&with_cookie));
         }
     }
 

@@ -10,43 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
+use shared::error_body::ErrorBody;
 
 use crate::core::dependencies::database::DbError;
 use crate::core::dependencies::outbound::OutboundError;
 
-/// Stable error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// The request is malformed or a field is invalid.
-    ValidationError,
-    /// No such resource.
-    NotFound,
-    /// The method is not allowed on this resource.
-    MethodNotAllowed,
-    /// Credentials are missing or wrong.
-    Unauthorized,
-    /// Admin routes are off: no `ADMIN_TOKEN` is configured.
-    AdminDisabled,
-    /// The client spent its rate-limit budget; retry after `Retry-After` seconds.
-    RateLimited,
-    /// A dependency's circuit breaker is open; retry later.
-    CircuitOpen,
-    /// The body is larger than the route accepts.
-    PayloadTooLarge,
-    /// The body's media type is not one the route accepts.
-    UnsupportedMediaType,
-    /// The database failed or refused the query.
-    DatabaseError,
-    /// The database did not answer in time.
-    Timeout,
-    /// A dependency is unavailable; retry later.
-    ServiceUnavailable,
-    /// An outbound request failed: the target could not be reached or answered an error.
-    UpstreamError,
-    /// Something failed inside the server.
-    InternalError,
-}
+/// The stable error codes, shared with the edge: one list for both tiers.
+pub use shared::error_body::ErrorCode;
 
 /// One invalid field of a request, as listed in a validation error's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,18 +41,13 @@ impl FieldError {
 #[derive(Debug, Clone)]
 pub struct ErrorCause(pub Arc<str>);
 
-/// A client-facing error.
-#[derive(Debug, Clone, Serialize)]
+/// A client-facing error: the shared body, the status it answers with and, for the log, its
+/// cause.
+#[derive(Debug, Clone)]
 pub struct ApiError {
-    #[serde(skip)]
     status: StatusCode,
-    #[serde(skip)]
     cause: Option<Arc<str>>,
-    error: String,
-    code: ErrorCode,
-    #[serde(rename = "statusCode")]
-    status_code: u16,
-    metadata: Value,
+    body: ErrorBody,
 }
 
 impl ApiError {
@@ -91,10 +56,7 @@ impl ApiError {
         Self {
             status,
             cause: None,
-            error: message.into(),
-            code,
-            status_code: status.as_u16(),
-            metadata: Value::Object(serde_json::Map::new()),
+            body: ErrorBody::new(status.as_u16(), code, message),
         }
     }
 
@@ -134,7 +96,7 @@ impl ApiError {
 
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.body.code
     }
 
     /// Records what went wrong inside, for the request's log line (never sent).
@@ -147,7 +109,7 @@ impl ApiError {
     /// Attaches structured details (e.g. the invalid fields).
     #[must_use]
     pub fn with_metadata(mut self, metadata: Value) -> Self {
-        self.metadata = metadata;
+        self.body.metadata = metadata;
         self
     }
 }
@@ -156,7 +118,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
         let cause = self.cause.clone();
-        let mut response = (status, Json(self)).into_response();
+        let mut response = (status, Json(self.body)).into_response();
         if let Some(cause) = cause {
             response.extensions_mut().insert(ErrorCause(cause));
         }

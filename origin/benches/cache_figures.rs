@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use origin::config::{Config, DemoData};
+use origin::config::{CacheConfig, Config, DatabaseConfig, DemoData};
 use tokio::net::TcpListener;
 
 const STAMPEDE: usize = 500;
@@ -253,22 +253,28 @@ fn main() {
         return;
     }
     let folder = tempfile::tempdir().expect("temporary folder");
-    let config = Config {
-        database_url: format!("sqlite:{}/bench.db", folder.path().display()),
-        demo_data: DemoData::Full,
-        cache_warm_paths: Vec::new(),
-        cache_ttl: Some(1),
-        // The control of the stale-while-revalidate figure stays fresh all run.
-        comments_cache_ttl: 600,
-        cache_stale_while_revalidate_ttl: 600,
-        // One client sends everything: budgets no run can spend, so the limiter still runs.
-        rate_limits: Some(origin::core::layers::rate_limit::Budgets {
-            default: unlimited_budget(),
-            crawler: unlimited_budget(),
-            aggressive: unlimited_budget(),
-        }),
+    let mut config = Config {
+        database: DatabaseConfig {
+            url: format!("sqlite:{}/bench.db", folder.path().display()),
+            demo_data: DemoData::Full,
+            ..DatabaseConfig::default()
+        },
+        cache: CacheConfig {
+            warm_paths: Vec::new(),
+            ttl: Some(Duration::from_secs(1)),
+            stale_while_revalidate: Duration::from_secs(600),
+            ..CacheConfig::default()
+        },
         ..Config::default()
     };
+    // The control of the stale-while-revalidate figure stays fresh all run.
+    config.application.comments_cache_ttl = Duration::from_secs(600);
+    // One client sends everything: budgets no run can spend, so the limiter still runs.
+    config.resilience.rate_limits = Some(origin::core::layers::rate_limit::Budgets {
+        default: unlimited_budget(),
+        crawler: unlimited_budget(),
+        aggressive: unlimited_budget(),
+    });
     let base = start(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response};
 use axum::routing::get;
 use axum::Router;
-use std::time::Duration;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -45,12 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let defaults = origin::config::Config::default();
-    let limits = origin::core::serving::listener::ConnectionLimits {
-        max_header_bytes: usize::try_from(defaults.max_header_bytes)?,
-        header_read_timeout: Duration::from_millis(defaults.header_read_timeout_ms),
-        shutdown_timeout: Duration::from_millis(defaults.shutdown_timeout_ms),
-    };
+    let limits = origin::config::ListenerConfig::default().connection_limits();
     let open = origin::core::serving::listener::OpenConnections::default();
     origin::core::serving::listener::serve(listener, app, limits, open, std::future::pending())
         .await;

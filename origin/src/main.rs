@@ -1,7 +1,7 @@
 //! `origin`: runs the Rampart origin server.
 //!
 //! Configuration comes from the environment (see README, "Configuration"); a bad value exits
-//! with status 2 and a message naming the variable.
+//! with status 2 and a message naming the variable, the value and what it accepts.
 
 use std::process::ExitCode;
 
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     };
     // Before the runtime: the trace exporter's HTTP client must not start inside it.
-    let telemetry = match telemetry::init(config.log_format) {
+    let telemetry = match telemetry::init(config.listener.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("origin: {error}");
@@ -45,17 +45,18 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(config.addr).await {
+    let addr = config.listener.addr;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(error) => {
-            tracing::error!(addr = %config.addr, %error, "cannot listen");
+            tracing::error!(%addr, %error, "cannot listen");
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener
+    let bound = listener
         .local_addr()
-        .map_or_else(|_| config.addr.to_string(), |a| a.to_string());
-    tracing::info!("origin listening on http://{addr}");
+        .map_or_else(|_| addr.to_string(), |a| a.to_string());
+    tracing::info!("origin listening on http://{bound}");
     match origin::server::run(listener, config, origin::core::serving::shutdown::signal()).await {
         Ok(()) => {
             tracing::info!("origin stopped");

@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 
 use crate::app::store::seed::SeedSize;
 use crate::app::store::{Store, StoreError};
-use crate::app::{self, AppState, ImageUrls, UploadLimits};
-use crate::config::{Config, DemoData};
-use crate::core::dependencies::database::{Database, DbError, DbSettings};
+use crate::app::{self, AppState, ImageUrls};
+use crate::config::{Config, ConfigError, DatabaseConfig, DemoData};
+use crate::core::dependencies::database::{Database, DbError};
 use crate::core::endpoints;
 use crate::core::observability::metrics::Metrics;
-use crate::core::serving::listener::{self, ConnectionLimits, Drained};
+use crate::core::serving::listener::{self, Drained};
 use crate::core::serving::warm;
 use crate::core::stack::Core;
 
@@ -29,19 +29,17 @@ pub enum ServeError {
     /// The demo data could not be written.
     #[error("demo data: {0}")]
     Seed(#[from] StoreError),
+    /// The configuration holds a value its variable does not accept.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Opens, migrates and (when empty) seeds the database `config` names.
-pub async fn open_store(config: &Config, metrics: &Metrics) -> Result<Store, ServeError> {
-    let settings = DbSettings {
-        url: config.database_url.clone(),
-        pool_size: config.database_pool_size,
-        query_timeout: Duration::from_millis(config.database_query_timeout_ms),
-    };
-    let db = Database::connect(&settings, metrics.database()).await?;
+pub async fn open_store(config: &DatabaseConfig, metrics: &Metrics) -> Result<Store, ServeError> {
+    let db = Database::connect(&config.settings(), metrics.database()).await?;
     let store = Store::open(db).await?;
     let size = match config.demo_data {
         DemoData::Full => Some(SeedSize::FULL),
@@ -76,41 +74,42 @@ async fn spawn_metrics_listener(
     Ok(())
 }
 
-/// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves on `listener` until `shutdown` completes, then drains in-flight requests. A
+/// configuration built in code is checked as one read from the environment is.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let comments_ttl = Duration::from_secs(config.comments_cache_ttl);
+    config.validate()?;
+    let application = &config.application;
+    let comments_ttl = application.comments_cache_ttl;
     let core = Core::from_config(&config).with_rule_ttls(app::cache_rule_ttls(comments_ttl));
-    let store = open_store(&config, &core.metrics).await?;
+    let store = open_store(&config.database, &core.metrics).await?;
     let core = core.with_database(store.database().clone());
     let guarded = core
         .database
         .clone()
         .unwrap_or_else(|| store.database().clone());
     let store = store.with_database(guarded);
-    let http = core.http_client(config.outbound);
-    if let Some(addr) = config.metrics_addr {
+    let http = core.http_client(config.resilience.outbound);
+    if let Some(addr) = config.listener.metrics_addr {
         spawn_metrics_listener(addr, core.metrics.clone()).await?;
     }
     let (connections, draining) = (core.connections.clone(), Arc::clone(&core.draining));
-    let uploads = UploadLimits {
-        max_bytes: usize::try_from(config.upload_max_bytes).unwrap_or(usize::MAX),
-        max_pixels: config.upload_max_pixels,
-    };
     let database = store.database().clone();
-    let images = ImageUrls::new(config.image_signing_key.clone());
+    let images = ImageUrls::new(application.image_signing_key.clone());
+    let uploads = application.uploads;
     let state = AppState::new(store, core.cache.cache.clone(), uploads, http, images);
     let stack = core.stack(app::router(state));
     let host = config
-        .cache_warm_host
+        .cache
+        .warm_host
         .clone()
         .or_else(|| listener.local_addr().ok().map(|addr| addr.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
-    if config.cache_enabled && !config.cache_warm_paths.is_empty() {
-        let (stack, paths) = (stack.clone(), config.cache_warm_paths.clone());
+    if config.cache.enabled && !config.cache.warm_paths.is_empty() {
+        let (stack, paths) = (stack.clone(), config.cache.warm_paths.clone());
         tokio::spawn(async move { warm::warm(stack, &host, &paths).await });
     }
     let shutdown = async move {
@@ -120,11 +119,7 @@ pub async fn run(
     let drained = listener::serve(
         listener,
         stack,
-        ConnectionLimits {
-            max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
-            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
-            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
-        },
+        config.listener.connection_limits(),
         connections,
         shutdown,
     )

@@ -4,12 +4,15 @@
 mod common;
 
 use common::{cache_status, start};
-use origin::config::Config;
+use origin::config::{ApplicationConfig, Config};
 use serde_json::{json, Value};
 
 fn with_token() -> Config {
     Config {
-        admin_token: Some("s3cret-token".to_owned()),
+        application: ApplicationConfig {
+            admin_token: Some("s3cret-token".to_owned()),
+            ..ApplicationConfig::default()
+        },
         ..Config::default()
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use common::serve_wrapped_with;
-use origin::config::Config;
+use origin::config::{Config, ResilienceConfig};
 use origin::core::layers::admission::AdmissionLimits;
 use serde_json::Value;
 
@@ -27,8 +27,11 @@ fn slow_app(sleep: Duration) -> Router {
 
 fn config(limits: AdmissionLimits) -> Config {
     Config {
-        rate_limits: None,
-        admission: limits,
+        resilience: ResilienceConfig {
+            rate_limits: None,
+            admission: limits,
+            ..ResilienceConfig::default()
+        },
         ..Config::default()
     }
 }
@@ -122,17 +125,12 @@ async fn a_policy_rule_can_have_its_own_request_timeout() {
             "aggregates"
         }),
     );
-    let base = serve_wrapped_with(
-        app,
-        &Config {
-            request_timeout_rules: vec![("stats".to_owned(), Duration::from_secs(2))],
-            ..config(AdmissionLimits {
-                request_timeout: Duration::from_millis(100),
-                ..AdmissionLimits::default()
-            })
-        },
-    )
-    .await;
+    let mut config = config(AdmissionLimits {
+        request_timeout: Duration::from_millis(100),
+        ..AdmissionLimits::default()
+    });
+    config.resilience.request_timeout_rules = vec![("stats".to_owned(), Duration::from_secs(2))];
+    let base = serve_wrapped_with(app, &config).await;
     assert_eq!(
         statuses(&base, "/api/stats", 1).await[0].0,
         200,

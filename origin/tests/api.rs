@@ -4,6 +4,7 @@
 mod common;
 
 use common::{cache_status, metrics, start, PostgresDb, TestOrigin};
+use origin::app::UploadLimits;
 use origin::config::Config;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ impl Api {
             Backend::Postgres => Some(PostgresDb::create().await),
         };
         if let Some(db) = &postgres {
-            config.database_url = db.url.clone();
+            config.database.url = db.url.clone();
         }
         Self {
             origin: start(config).await,
@@ -404,10 +405,10 @@ async fn comments_paginate_and_writes_invalidate_the_cache(backend: Backend) {
 }
 
 async fn attachments_are_checked_stored_and_served(backend: Backend) {
-    let config = Config {
-        upload_max_bytes: 200_000,
-        upload_max_pixels: 1_000_000,
-        ..Config::default()
+    let mut config = Config::default();
+    config.application.uploads = UploadLimits {
+        max_bytes: 200_000,
+        max_pixels: 1_000_000,
     };
     let api = Api::start(backend, config).await;
     let image = png(120, 80);
@@ -710,10 +711,8 @@ fn select_count(metrics: &str, table: &str) -> u64 {
 /// Configured hot paths are loaded at start: the first visitor gets a hit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_paths_are_warmed_at_start() {
-    let config = Config {
-        cache_warm_paths: vec!["/api/tasks/3".to_owned(), "/api/stats".to_owned()],
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.cache.warm_paths = vec!["/api/tasks/3".to_owned(), "/api/stats".to_owned()];
     let origin = start(config).await;
     let warmed = |text: &str| {
         text.lines()

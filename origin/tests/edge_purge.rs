@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use origin::config::Config;
+use origin::config::{ApplicationConfig, Config, EdgePurgeTarget};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -45,7 +45,13 @@ async fn edge_double() -> (String, Seen) {
 async fn writes_purge_the_edge_by_tag() {
     let (url, seen) = edge_double().await;
     let origin = common::start(Config {
-        edge_purge: Some((url, Some("edge-token".to_owned()))),
+        application: ApplicationConfig {
+            edge_purge: Some(EdgePurgeTarget {
+                url,
+                token: Some("edge-token".to_owned()),
+            }),
+            ..ApplicationConfig::default()
+        },
         ..Config::default()
     })
     .await;

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{metrics, start};
-use origin::config::Config;
+use origin::config::{Config, ListenerConfig, RedisConfig, ResilienceConfig};
 use origin::core::dependencies::breaker::BreakerSettings;
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -64,7 +64,10 @@ async fn metrics_cover_the_process_and_serve_on_their_own_port_too() {
         .map(|addr| addr.port())
         .expect("a free port");
     let origin = start(Config {
-        metrics_addr: Some(([127, 0, 0, 1], port).into()),
+        listener: ListenerConfig {
+            metrics_addr: Some(([127, 0, 0, 1], port).into()),
+            ..ListenerConfig::default()
+        },
         ..Config::default()
     })
     .await;
@@ -155,12 +158,18 @@ async fn redis_breaker(base: &str) -> String {
 async fn reads_go_on_while_redis_is_stopped_and_the_breaker_recovers() {
     let redis = OwnRedis::start().await;
     let origin = start(Config {
-        redis_url: Some(redis.url.clone()),
-        redis_timeout_ms: 100,
-        breakers: BreakerSettings {
-            failure_threshold: 3,
-            reset_timeout: Duration::from_millis(300),
-            ..BreakerSettings::default()
+        redis: RedisConfig {
+            url: Some(redis.url.clone()),
+            timeout: Duration::from_millis(100),
+            ..RedisConfig::default()
+        },
+        resilience: ResilienceConfig {
+            breakers: BreakerSettings {
+                failure_threshold: 3,
+                reset_timeout: Duration::from_millis(300),
+                ..BreakerSettings::default()
+            },
+            ..ResilienceConfig::default()
         },
         ..Config::default()
     })

@@ -3,7 +3,7 @@
 mod common;
 
 use common::start;
-use origin::config::Config;
+use origin::config::{Config, ResilienceConfig};
 use origin::core::http::client::EdgeTrust;
 use origin::core::layers::rate_limit::Budgets;
 use serde_json::Value;
@@ -18,6 +18,17 @@ fn budgets(default: u32, crawler: u32) -> Budgets {
         default: per_minute(default),
         crawler: per_minute(crawler),
         aggressive: per_minute(2),
+    }
+}
+
+/// The default configuration with `budgets`.
+fn limited(budgets: Budgets) -> Config {
+    Config {
+        resilience: ResilienceConfig {
+            rate_limits: Some(budgets),
+            ..ResilienceConfig::default()
+        },
+        ..Config::default()
     }
 }
 
@@ -39,11 +50,7 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 
 #[tokio::test]
 async fn a_spent_budget_answers_429_with_retry_after() {
-    let origin = start(Config {
-        rate_limits: Some(budgets(3, 1)),
-        ..Config::default()
-    })
-    .await;
+    let origin = start(limited(budgets(3, 1))).await;
     let url = format!("{}/api/tasks/1", origin.base);
     for left in ["2", "1", "0"] {
         let response = get(&url, &[]).await;
@@ -90,15 +97,12 @@ async fn a_spent_budget_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn spoofed_forwarding_headers_gain_no_quota() {
-    let origin = start(Config {
-        rate_limits: Some(budgets(2, 1)),
-        edge_trust: EdgeTrust {
-            token: Some("edge-secret".into()),
-            proxies: Vec::new(),
-        },
-        ..Config::default()
-    })
-    .await;
+    let mut config = limited(budgets(2, 1));
+    config.resilience.edge_trust = EdgeTrust {
+        token: Some("edge-secret".into()),
+        proxies: Vec::new(),
+    };
+    let origin = start(config).await;
     let url = format!("{}/api/tasks/2", origin.base);
     let mut statuses = Vec::new();
     for n in 0..4 {
@@ -139,12 +143,9 @@ async fn spoofed_forwarding_headers_gain_no_quota() {
 
 #[tokio::test]
 async fn the_crawler_tier_is_for_endpoints_that_fetch_urls_not_for_user_agents() {
-    let origin = start(Config {
-        rate_limits: Some(budgets(50, 1)),
-        admin_token: Some("admin".into()),
-        ..Config::default()
-    })
-    .await;
+    let mut config = limited(budgets(50, 1));
+    config.application.admin_token = Some("admin".into());
+    let origin = start(config).await;
     let url = format!("{}/api/tasks/3", origin.base);
     for agent in [
         "curl/8.5.0",
@@ -181,12 +182,9 @@ async fn the_crawler_tier_is_for_endpoints_that_fetch_urls_not_for_user_agents()
 
 #[tokio::test]
 async fn sensitive_routes_have_their_own_tier() {
-    let origin = start(Config {
-        rate_limits: Some(budgets(50, 1)),
-        admin_token: Some("admin".into()),
-        ..Config::default()
-    })
-    .await;
+    let mut config = limited(budgets(50, 1));
+    config.application.admin_token = Some("admin".into());
+    let origin = start(config).await;
     let stats = format!("{}/api/cache/stats", origin.base);
     let auth = [("authorization", "Bearer admin")];
     let first = get(&stats, &auth).await;

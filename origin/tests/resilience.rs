@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use common::{cache_status, start, PostgresDb};
-use origin::config::Config;
+use origin::config::{CacheConfig, Config, DatabaseConfig, ResilienceConfig};
 use origin::core::dependencies::breaker::BreakerSettings;
 use origin::core::dependencies::outbound::OutboundSettings;
 use origin::core::dependencies::retry::RetryPolicy;
@@ -95,15 +95,24 @@ async fn the_database_down_leaves_cached_reads_served_and_the_breaker_recovers()
         .map(|(_, name)| name)
         .unwrap_or_default();
     let origin = start(Config {
-        database_url: format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port),
-        database_query_timeout_ms: 1000,
-        cache_ttl: Some(1),
-        cache_stale_while_revalidate_ttl: 0,
-        retry: quick_retries(),
-        breakers: BreakerSettings {
-            failure_threshold: 4,
-            reset_timeout: Duration::from_millis(500),
-            ..BreakerSettings::default()
+        database: DatabaseConfig {
+            url: format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port),
+            query_timeout: Duration::from_secs(1),
+            ..DatabaseConfig::default()
+        },
+        cache: CacheConfig {
+            ttl: Some(Duration::from_secs(1)),
+            stale_while_revalidate: Duration::ZERO,
+            ..CacheConfig::default()
+        },
+        resilience: ResilienceConfig {
+            retry: quick_retries(),
+            breakers: BreakerSettings {
+                failure_threshold: 4,
+                reset_timeout: Duration::from_millis(500),
+                ..BreakerSettings::default()
+            },
+            ..ResilienceConfig::default()
         },
         ..Config::default()
     })
@@ -199,14 +208,17 @@ async fn link_previews_go_through_retries_and_the_outbound_breaker() {
     let hits = Arc::new(AtomicU32::new(0));
     let pages = page_server(Arc::clone(&hits)).await;
     let origin = start(Config {
-        outbound: OutboundSettings {
-            allow_private: true,
-            ..OutboundSettings::default()
-        },
-        retry: quick_retries(),
-        breakers: BreakerSettings {
-            failure_threshold: 4,
-            ..BreakerSettings::default()
+        resilience: ResilienceConfig {
+            outbound: OutboundSettings {
+                allow_private: true,
+                ..OutboundSettings::default()
+            },
+            retry: quick_retries(),
+            breakers: BreakerSettings {
+                failure_threshold: 4,
+                ..BreakerSettings::default()
+            },
+            ..ResilienceConfig::default()
         },
         ..Config::default()
     })

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{cache_status, metrics, start};
-use origin::config::Config;
+use origin::config::{Config, RedisConfig};
 
 #[tokio::test]
 async fn reads_are_cached_and_revalidated() {
@@ -99,10 +99,13 @@ async fn instances_share_responses_through_redis() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let config = Config {
-        redis_url: Some(
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
-        ),
-        redis_key_prefix: format!("rampart-test:origin:{}:{nanos}:", std::process::id()),
+        redis: RedisConfig {
+            url: Some(
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            ),
+            key_prefix: format!("rampart-test:origin:{}:{nanos}:", std::process::id()),
+            ..RedisConfig::default()
+        },
         ..Config::default()
     };
     let (origin_a, origin_b) = (start(config.clone()).await, start(config).await);

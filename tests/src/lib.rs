@@ -44,14 +44,12 @@ impl Origin {
         let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (stop, stopped) = oneshot::channel::<()>();
         let folder = tempfile::tempdir().expect("temporary folder");
-        let config = origin::config::Config {
-            database_url: format!("sqlite:{}/origin.db", folder.path().display()),
-            demo_data: origin::config::DemoData::Small,
-            // The suite sends many requests from one address.
-            rate_limits: None,
-            cache_warm_paths: Vec::new(),
-            ..origin::config::Config::default()
-        };
+        let mut config = origin::config::Config::default();
+        config.database.url = format!("sqlite:{}/origin.db", folder.path().display());
+        config.database.demo_data = origin::config::DemoData::Small;
+        // The suite sends many requests from one address.
+        config.resilience.rate_limits = None;
+        config.cache.warm_paths = Vec::new();
         tokio::spawn(origin::server::run(listener, config, async move {
             let _ = stopped.await;
         }));

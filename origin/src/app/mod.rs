@@ -28,7 +28,7 @@ pub fn cache_rule_ttls(comments_ttl: Duration) -> Vec<(String, Duration)> {
 }
 
 /// Bounds on uploads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadLimits {
     /// Largest image, in bytes.
     pub max_bytes: usize,

@@ -75,9 +75,10 @@ pub struct Core {
 impl Core {
     /// The core `config` describes, with the embedded policy.
     pub fn from_config(config: &Config) -> Self {
-        let redis_breaker = CircuitBreaker::new("redis", config.breakers);
-        let database_breaker = CircuitBreaker::new("database", config.breakers);
-        let http_breaker = CircuitBreaker::new("http", config.breakers);
+        let resilience = &config.resilience;
+        let redis_breaker = CircuitBreaker::new("redis", resilience.breakers);
+        let database_breaker = CircuitBreaker::new("database", resilience.breakers);
+        let http_breaker = CircuitBreaker::new("http", resilience.breakers);
         let redis_metrics = RedisMetrics::default();
         let cache = response_cache(config, &redis_breaker, &redis_metrics);
         let connections = OpenConnections::default();
@@ -95,22 +96,22 @@ impl Core {
             policy: Arc::new(Policy::default()),
             metrics: Metrics::new(sources),
             cache,
-            admin_token: config.admin_token.as_deref().map(Arc::from),
+            admin_token: config.application.admin_token.as_deref().map(Arc::from),
             limiter: rate_limiter(config, &redis_breaker, &redis_metrics).map(Arc::new),
-            trust: config.edge_trust.clone(),
+            trust: resilience.edge_trust.clone(),
             redis_breaker,
             database_breaker,
             http_breaker,
-            retry: config.retry,
-            retry_budget_ratio: config.retry_budget_percent as f64 / 100.0,
+            retry: resilience.retry,
+            retry_budget_ratio: resilience.retry_budget_ratio(),
             database: None,
             connections,
             draining: Arc::default(),
             started: Instant::now(),
-            slow_request: Duration::from_millis(config.slow_request_ms),
+            slow_request: config.listener.slow_request,
             admission: Arc::new(
-                Admission::new(config.admission)
-                    .with_rule_timeouts(config.request_timeout_rules.clone()),
+                Admission::new(resilience.admission)
+                    .with_rule_timeouts(resilience.request_timeout_rules.clone()),
             ),
         }
     }
@@ -233,15 +234,15 @@ fn rate_limiter(
     breaker: &CircuitBreaker,
     metrics: &RedisMetrics,
 ) -> Option<RateLimiter> {
-    let budgets = config.rate_limits?;
-    let Some(url) = &config.redis_url else {
+    let budgets = config.resilience.rate_limits?;
+    let redis = &config.redis;
+    let Some(url) = &redis.url else {
         return Some(RateLimiter::local(budgets));
     };
-    let timeout = Duration::from_millis(config.redis_timeout_ms);
     let shared = RateLimiter::local(budgets).with_redis(
         url,
-        &config.redis_key_prefix,
-        timeout,
+        &redis.key_prefix,
+        redis.timeout,
         breaker.clone(),
         metrics.clone(),
     );
@@ -257,18 +258,18 @@ pub fn response_cache(
     breaker: &CircuitBreaker,
     metrics: &RedisMetrics,
 ) -> ResponseCache {
-    let mut cache = TieredCache::new(config.cache_max_bytes);
-    if let Some((url, token)) = &config.edge_purge {
-        match EdgePurge::new(url.clone(), token.clone()) {
+    let mut cache = TieredCache::new(config.cache.max_bytes);
+    if let Some(edge) = &config.application.edge_purge {
+        match EdgePurge::new(edge.url.clone(), edge.token.clone()) {
             Ok(edge) => cache = cache.with_edge_purge(edge),
             Err(error) => {
                 tracing::error!(%error, "EDGE_PURGE_URL: no HTTP client, edge purges off")
             }
         }
     }
-    if let Some(url) = &config.redis_url {
-        let timeout = std::time::Duration::from_millis(config.redis_timeout_ms);
-        match RedisTier::new(url, &config.redis_key_prefix, timeout) {
+    let redis = &config.redis;
+    if let Some(url) = &redis.url {
+        match RedisTier::new(url, &redis.key_prefix, redis.timeout) {
             Ok(tier) => {
                 let tier = tier
                     .with_breaker(breaker.clone())
@@ -280,15 +281,14 @@ pub fn response_cache(
             }
         }
     }
-    let seconds = Duration::from_secs;
     ResponseCache {
         cache,
-        max_body: usize::try_from(config.cache_max_body_bytes).unwrap_or(usize::MAX),
+        max_body: config.cache.max_body_bytes,
         tuning: Arc::new(CacheTuning {
-            enabled: config.cache_enabled,
-            ttl: config.cache_ttl.map(seconds),
+            enabled: config.cache.enabled,
+            ttl: config.cache.ttl,
             rule_ttls: Vec::new(),
-            stale_while_revalidate: Some(seconds(config.cache_stale_while_revalidate_ttl)),
+            stale_while_revalidate: Some(config.cache.stale_while_revalidate),
         }),
     }
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use axum::Router;
-use origin::config::Config;
+use origin::config::{Config, DemoData};
 use origin::core::stack::Core;
 use tokio::net::TcpListener;
 
@@ -27,15 +27,16 @@ pub struct TestOrigin {
 /// unless budgets other than the defaults are given (tests send many requests from one
 /// address), and (unless set) a fresh SQLite file in `folder`.
 pub fn test_config(mut config: Config, folder: &tempfile::TempDir) -> Config {
-    if config.database_url == origin::config::DEFAULT_DATABASE_URL {
-        config.database_url = format!("sqlite:{}/origin.db", folder.path().display());
+    let defaults = Config::default();
+    if config.database.url == defaults.database.url {
+        config.database.url = format!("sqlite:{}/origin.db", folder.path().display());
     }
-    config.demo_data = origin::config::DemoData::Small;
-    if config.cache_warm_paths == Config::default().cache_warm_paths {
-        config.cache_warm_paths.clear();
+    config.database.demo_data = DemoData::Small;
+    if config.cache.warm_paths == defaults.cache.warm_paths {
+        config.cache.warm_paths.clear();
     }
-    if config.rate_limits == Config::default().rate_limits {
-        config.rate_limits = None;
+    if config.resilience.rate_limits == defaults.resilience.rate_limits {
+        config.resilience.rate_limits = None;
     }
     config
 }
@@ -59,10 +60,8 @@ pub async fn start(config: Config) -> TestOrigin {
 /// `app` wrapped in the origin core with the default configuration (no rate limits); returns
 /// its base URL.
 pub async fn serve_wrapped(app: Router) -> String {
-    let config = Config {
-        rate_limits: None,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.resilience.rate_limits = None;
     serve_wrapped_with(app, &config).await
 }
 

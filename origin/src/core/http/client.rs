@@ -16,7 +16,7 @@ pub const ORIGIN_AUTH_HEADER: &str = shared::security::ORIGIN_AUTH_HEADER;
 pub const CONNECTING_IP: &str = "cf-connecting-ip";
 
 /// What proves that a request came through the edge.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EdgeTrust {
     /// The shared secret the edge sends, if configured.
     pub token: Option<String>,

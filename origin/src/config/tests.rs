@@ -1,0 +1,544 @@
+//! The configuration read from maps: defaults, a full environment, and every variable's bad
+//! values refused with the variable, the value and the accepted range.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shared::rate_limit::RateLimit;
+
+use super::*;
+use crate::app::UploadLimits;
+use crate::core::dependencies::breaker::BreakerSettings;
+use crate::core::dependencies::outbound::OutboundSettings;
+use crate::core::dependencies::retry::RetryPolicy;
+use crate::core::http::client::EdgeTrust;
+use crate::core::layers::admission::AdmissionLimits;
+use crate::core::layers::rate_limit::Budgets;
+use crate::core::observability::telemetry::LogFormat;
+
+/// A source holding `pairs` alone.
+fn source(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn refused(pairs: &[(&str, &str)]) -> ConfigError {
+    Config::from_source(source(pairs)).expect_err("refused")
+}
+
+#[test]
+fn unset_variables_leave_what_default_says() {
+    let config = Config::from_source(|_| None).expect("the defaults are valid");
+    assert_eq!(config, Config::default());
+    assert_eq!(Config::default().validate(), Ok(()));
+    // Empty is unset, except where the README says otherwise; so is blank, but for secrets,
+    // where spaces are refused.
+    let raw = [cache::ENV_CACHE_WARM_PATHS, redis::ENV_REDIS_KEY_PREFIX];
+    let secrets = [
+        application::ENV_ADMIN_TOKEN,
+        application::ENV_IMAGE_SIGNING_KEY,
+        application::ENV_EDGE_PURGE_TOKEN,
+        resilience::ENV_ORIGIN_AUTH_TOKEN,
+    ];
+    for blank in ["", "  "] {
+        let config = Config::from_source(|name| match name {
+            _ if raw.contains(&name) => None,
+            _ if secrets.contains(&name) => Some(String::new()),
+            _ => Some(blank.to_owned()),
+        });
+        assert_eq!(config, Ok(Config::default()), "{blank:?}");
+    }
+}
+
+#[test]
+fn the_defaults_are_the_documented_ones() {
+    let config = Config::default();
+    assert_eq!(config.listener.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.listener.max_header_bytes, 16384);
+    assert_eq!(config.cache.max_bytes, 67_108_864);
+    assert_eq!(
+        config.cache.warm_paths.join(","),
+        "/api/stats,/api/tasks/popular,/api/tasks,/"
+    );
+    assert_eq!(config.redis.key_prefix, "rampart:");
+    assert_eq!(config.redis.timeout, Duration::from_millis(250));
+    assert_eq!(config.database.url, "sqlite:data/rampart.db");
+    assert_eq!(config.database.pool_size, 10);
+    assert_eq!(config.resilience.outbound.timeout, Duration::from_secs(10));
+    assert_eq!(config.resilience.retry_budget_percent, 20);
+    assert_eq!(
+        config.application.comments_cache_ttl,
+        Duration::from_secs(300)
+    );
+}
+
+/// Every variable set to a valid value other than its default.
+const FULL: &[(&str, &str)] = &[
+    ("ORIGIN_ADDR", "0.0.0.0:9000"),
+    ("METRICS_ADDR", "[::1]:9464"),
+    ("LOG_FORMAT", "json"),
+    ("MAX_HEADER_SIZE", "8192"),
+    ("HEADER_READ_TIMEOUT_MS", "1500"),
+    ("SHUTDOWN_TIMEOUT", "0"),
+    ("SLOW_REQUEST_MS", "250"),
+    ("CACHE_ENABLED", "off"),
+    ("CACHE_MAX_SIZE", "1048576"),
+    ("CACHE_MAX_BODY_BYTES", "1048576"),
+    ("CACHE_TTL", "0"),
+    ("CACHE_STALE_WHILE_REVALIDATE_TTL", "31536000"),
+    ("CACHE_WARM_PATHS", " /a?x=1 , ,/b"),
+    ("CACHE_WARM_HOST", "app.example:8443"),
+    ("REDIS_URL", "redis://:secret@127.0.0.1:6380/2"),
+    ("REDIS_KEY_PREFIX", ""),
+    ("REDIS_TIMEOUT_MS", "60000"),
+    ("DATABASE_URL", "postgres://app@db/rampart"),
+    ("DATABASE_POOL_SIZE", "1000"),
+    ("DATABASE_QUERY_TIMEOUT_MS", "1"),
+    ("DEMO_DATA", "none"),
+    ("MAX_CONCURRENT_REQUESTS", "1"),
+    ("MAX_QUEUED_REQUESTS", "0"),
+    ("QUEUE_TIMEOUT_MS", "0"),
+    ("REQUEST_TIMEOUT", "3600000"),
+    ("REQUEST_TIMEOUT_RULES", "stats=60000, task-links=1500"),
+    ("RATE_LIMIT_ENABLED", "true"),
+    ("RATE_LIMIT_WINDOW_MS", "60000"),
+    ("RATE_LIMIT_MAX_REQUESTS", "4294967295"),
+    ("RATE_LIMIT_CRAWLER_MAX_REQUESTS", "1"),
+    ("ORIGIN_AUTH_TOKEN", "edge-secret"),
+    ("TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::1"),
+    ("CIRCUIT_BREAKER_ERROR_THRESHOLD", "10000"),
+    ("CIRCUIT_BREAKER_RESET_TIMEOUT", "1"),
+    ("OUTBOUND_TIMEOUT_MS", "2500"),
+    ("CIRCUIT_BREAKER_TIMEOUT", "9999"),
+    ("OUTBOUND_ALLOW_PRIVATE", "yes"),
+    ("OUTBOUND_MAX_BYTES", "1073741824"),
+    ("RETRY_MAX_ATTEMPTS", "10"),
+    ("RETRY_INITIAL_DELAY_MS", "0"),
+    ("RETRY_MAX_DELAY_MS", "3600000"),
+    ("RETRY_BACKOFF_FACTOR", "1.5"),
+    ("RETRY_BUDGET_PERCENT", "100"),
+    ("ADMIN_TOKEN", "admin-secret"),
+    ("IMAGE_SIGNING_KEY", "k3y"),
+    ("UPLOAD_MAX_BYTES", "1"),
+    ("UPLOAD_MAX_PIXELS", "1000000000"),
+    ("COMMENTS_CACHE_TTL", "0"),
+    ("EDGE_PURGE_URL", "https://app.example.com/__rampart/purge"),
+    ("EDGE_PURGE_TOKEN", "purge-secret"),
+];
+
+fn full_expected() -> Config {
+    let (ms, secs) = (Duration::from_millis, Duration::from_secs);
+    let budget = |max_requests| RateLimit {
+        max_requests,
+        window_seconds: 60,
+    };
+    Config {
+        listener: ListenerConfig {
+            addr: SocketAddr::from(([0, 0, 0, 0], 9000)),
+            metrics_addr: Some("[::1]:9464".parse().expect("address")),
+            log_format: LogFormat::Json,
+            max_header_bytes: 8192,
+            header_read_timeout: ms(1500),
+            shutdown_timeout: ms(0),
+            slow_request: ms(250),
+        },
+        cache: CacheConfig {
+            enabled: false,
+            max_bytes: 1 << 20,
+            max_body_bytes: 1 << 20,
+            ttl: Some(secs(0)),
+            stale_while_revalidate: secs(31_536_000),
+            warm_paths: vec!["/a?x=1".to_owned(), "/b".to_owned()],
+            warm_host: Some("app.example:8443".to_owned()),
+        },
+        redis: RedisConfig {
+            url: Some("redis://:secret@127.0.0.1:6380/2".to_owned()),
+            key_prefix: String::new(),
+            timeout: ms(60_000),
+        },
+        database: DatabaseConfig {
+            url: "postgres://app@db/rampart".to_owned(),
+            pool_size: 1000,
+            query_timeout: ms(1),
+            demo_data: DemoData::None,
+        },
+        resilience: ResilienceConfig {
+            breakers: BreakerSettings {
+                failure_threshold: 10_000,
+                reset_timeout: ms(1),
+                ..BreakerSettings::default()
+            },
+            retry: RetryPolicy {
+                attempts: 10,
+                initial_delay: ms(0),
+                max_delay: ms(3_600_000),
+                factor: 1.5,
+            },
+            retry_budget_percent: 100,
+            admission: AdmissionLimits {
+                max_concurrent: 1,
+                max_queued: 0,
+                queue_timeout: ms(0),
+                request_timeout: ms(3_600_000),
+            },
+            request_timeout_rules: vec![
+                ("stats".to_owned(), ms(60_000)),
+                ("task-links".to_owned(), ms(1500)),
+            ],
+            rate_limits: Some(Budgets {
+                default: budget(u32::MAX),
+                crawler: budget(1),
+                ..Budgets::default()
+            }),
+            outbound: OutboundSettings {
+                timeout: ms(2500),
+                allow_private: true,
+                max_bytes: 1 << 30,
+            },
+            edge_trust: EdgeTrust {
+                token: Some("edge-secret".to_owned()),
+                proxies: vec![
+                    "10.0.0.0/8".parse().expect("net"),
+                    "2001:db8::1/128".parse().expect("net"),
+                ],
+            },
+        },
+        application: ApplicationConfig {
+            admin_token: Some("admin-secret".to_owned()),
+            image_signing_key: Some("k3y".to_owned()),
+            uploads: UploadLimits {
+                max_bytes: 1,
+                max_pixels: 1_000_000_000,
+            },
+            comments_cache_ttl: secs(0),
+            edge_purge: Some(EdgePurgeTarget {
+                url: "https://app.example.com/__rampart/purge".to_owned(),
+                token: Some("purge-secret".to_owned()),
+            }),
+        },
+    }
+}
+
+#[test]
+fn a_full_valid_environment_parses() {
+    assert_eq!(Config::from_source(source(FULL)), Ok(full_expected()));
+}
+
+#[test]
+fn the_full_environment_sets_every_variable() {
+    let set: BTreeSet<&str> = FULL.iter().map(|(name, _)| *name).collect();
+    let known: BTreeSet<&str> = Config::variables().collect();
+    assert_eq!(set, known);
+}
+
+#[test]
+fn only_the_listed_variables_are_read() {
+    let asked = RefCell::new(BTreeSet::new());
+    Config::from_source(|name| {
+        asked.borrow_mut().insert(name.to_owned());
+        None
+    })
+    .expect("defaults");
+    let known: BTreeSet<String> = Config::variables().map(str::to_owned).collect();
+    assert_eq!(asked.into_inner(), known);
+}
+
+#[test]
+fn outbound_timeout_under_its_own_name_and_its_former_one() {
+    let timeout = |pairs: &[(&str, &str)]| {
+        Config::from_source(source(pairs)).map(|c| c.resilience.outbound.timeout)
+    };
+    let ms = Duration::from_millis;
+    assert_eq!(timeout(&[("OUTBOUND_TIMEOUT_MS", "1500")]), Ok(ms(1500)));
+    assert_eq!(
+        timeout(&[("CIRCUIT_BREAKER_TIMEOUT", "2500")]),
+        Ok(ms(2500))
+    );
+    let both = [
+        ("OUTBOUND_TIMEOUT_MS", "1500"),
+        ("CIRCUIT_BREAKER_TIMEOUT", "2500"),
+    ];
+    assert_eq!(timeout(&both), Ok(ms(1500)), "the new name wins");
+    let bad_alias = [
+        ("OUTBOUND_TIMEOUT_MS", "1500"),
+        ("CIRCUIT_BREAKER_TIMEOUT", "0"),
+    ];
+    let error = timeout(&bad_alias).expect_err("a bad alias is refused too");
+    assert_eq!(error.variable, "CIRCUIT_BREAKER_TIMEOUT");
+}
+
+#[test]
+fn the_message_names_variable_value_and_range() {
+    let error = refused(&[("DATABASE_POOL_SIZE", "0")]);
+    assert_eq!(
+        error.to_string(),
+        "DATABASE_POOL_SIZE=0: must be between 1 and 1000"
+    );
+    assert_eq!(error.problem, Problem::OutOfRange(Range::new(1, 1000)));
+}
+
+/// One bad value: the variable, the value, how the message shows it, and the accepted range
+/// (or form) the message must state.
+struct Bad {
+    variable: &'static str,
+    value: &'static str,
+    shown: &'static str,
+    accepted: &'static str,
+}
+
+const fn bad(variable: &'static str, value: &'static str, accepted: &'static str) -> Bad {
+    Bad {
+        variable,
+        value,
+        shown: value,
+        accepted,
+    }
+}
+
+/// A secret is not repeated in the message: its length is.
+const fn secret(variable: &'static str, value: &'static str, shown: &'static str) -> Bad {
+    Bad {
+        variable,
+        value,
+        shown,
+        accepted: "1 to 1024 visible ASCII characters (no spaces)",
+    }
+}
+
+const ADDRESS: &str = "an IP address and a port from 0 to 65535";
+const FLAG: &str = "one of true, false, 1, 0, yes, no, on, off";
+const HOUR_FROM_0: &str = "between 0 and 3600000";
+const HOUR_FROM_1: &str = "between 1 and 3600000";
+const YEAR: &str = "between 0 and 31536000";
+const REQUESTS: &str = "between 1 and 4294967295";
+
+/// Every variable with values it refuses; those marked "clamped" used to be clamped silently.
+const BAD: &[Bad] = &[
+    bad("ORIGIN_ADDR", "nope", ADDRESS),
+    bad("ORIGIN_ADDR", "127.0.0.1:70000", ADDRESS),
+    bad("METRICS_ADDR", "localhost", ADDRESS),
+    bad("LOG_FORMAT", "xml", "one of pretty, json"),
+    bad("MAX_HEADER_SIZE", "4096", "between 8192 and 1048576"),
+    bad("MAX_HEADER_SIZE", "99999999999", "between 8192 and 1048576"), // clamped
+    bad(
+        "MAX_HEADER_SIZE",
+        "big",
+        "a whole number between 8192 and 1048576",
+    ),
+    bad("HEADER_READ_TIMEOUT_MS", "0", HOUR_FROM_1),
+    bad("SHUTDOWN_TIMEOUT", "3600001", HOUR_FROM_0),
+    bad("SHUTDOWN_TIMEOUT", "-1", HOUR_FROM_0),
+    bad("SLOW_REQUEST_MS", "5s", HOUR_FROM_0),
+    bad("CACHE_ENABLED", "maybe", FLAG),
+    bad(
+        "CACHE_MAX_SIZE",
+        "lots",
+        "between 1048576 and 1099511627776",
+    ),
+    bad(
+        "CACHE_MAX_SIZE",
+        "1000",
+        "between 1048576 and 1099511627776",
+    ),
+    bad("CACHE_MAX_BODY_BYTES", "0", "between 1 and 1099511627776"),
+    bad(
+        "CACHE_MAX_BODY_BYTES",
+        "67108865",
+        "between 1 and CACHE_MAX_SIZE (67108864)",
+    ),
+    bad("CACHE_TTL", "31536001", YEAR),
+    bad("CACHE_STALE_WHILE_REVALIDATE_TTL", "-5", YEAR),
+    bad("CACHE_WARM_PATHS", "/ok,api/stats", "paths starting with /"),
+    bad("CACHE_WARM_HOST", "bad host", "a host name or address"),
+    bad("REDIS_URL", "localhost:6379", "a Redis URL"),
+    bad(
+        "REDIS_KEY_PREFIX",
+        "my prefix",
+        "0 to 256 visible ASCII characters",
+    ),
+    bad("REDIS_TIMEOUT_MS", "0", "between 1 and 60000"),
+    bad(
+        "DATABASE_URL",
+        "mysql://db/x",
+        "sqlite:<file> or postgres://",
+    ),
+    bad("DATABASE_POOL_SIZE", "0", "between 1 and 1000"),
+    bad("DATABASE_POOL_SIZE", "5000000000", "between 1 and 1000"), // clamped
+    bad("DATABASE_QUERY_TIMEOUT_MS", "0", HOUR_FROM_1),
+    bad("DEMO_DATA", "lots", "one of full, small, none"),
+    bad("MAX_CONCURRENT_REQUESTS", "0", "between 1 and 1000000"), // clamped
+    bad("MAX_QUEUED_REQUESTS", "1000001", "between 0 and 1000000"),
+    bad("QUEUE_TIMEOUT_MS", "soon", HOUR_FROM_0),
+    bad("REQUEST_TIMEOUT", "0", HOUR_FROM_1),
+    bad("REQUEST_TIMEOUT_RULES", "stats", HOUR_FROM_1),
+    bad("REQUEST_TIMEOUT_RULES", "stats=0", HOUR_FROM_1),
+    bad(
+        "REQUEST_TIMEOUT_RULES",
+        "statz=100",
+        "one of health, metrics",
+    ),
+    bad("RATE_LIMIT_ENABLED", "sometimes", FLAG),
+    bad("RATE_LIMIT_WINDOW_MS", "0", "between 1000 and 86400000"), // clamped
+    bad(
+        "RATE_LIMIT_WINDOW_MS",
+        "1500",
+        "multiple of 1000 between 1000 and 86400000",
+    ), // rounded
+    bad("RATE_LIMIT_MAX_REQUESTS", "0", REQUESTS),                 // clamped
+    bad("RATE_LIMIT_MAX_REQUESTS", "4294967296", REQUESTS),        // clamped
+    bad("RATE_LIMIT_CRAWLER_MAX_REQUESTS", "0", REQUESTS),         // clamped
+    secret(
+        "ORIGIN_AUTH_TOKEN",
+        "has space",
+        "(9 characters, not shown)",
+    ),
+    bad(
+        "TRUSTED_PROXIES",
+        "10.0.0.0/33",
+        "IP addresses or CIDR ranges",
+    ),
+    bad(
+        "CIRCUIT_BREAKER_ERROR_THRESHOLD",
+        "0",
+        "between 1 and 10000",
+    ), // clamped
+    bad("CIRCUIT_BREAKER_RESET_TIMEOUT", "0", HOUR_FROM_1),
+    bad("OUTBOUND_TIMEOUT_MS", "0", HOUR_FROM_1),
+    bad("CIRCUIT_BREAKER_TIMEOUT", "0", HOUR_FROM_1),
+    bad("OUTBOUND_ALLOW_PRIVATE", "yes please", FLAG),
+    bad("OUTBOUND_MAX_BYTES", "0", "between 1 and 1073741824"),
+    bad("RETRY_MAX_ATTEMPTS", "0", "between 1 and 10"), // clamped
+    bad(
+        "RETRY_INITIAL_DELAY_MS",
+        "20000",
+        "between 0 and RETRY_MAX_DELAY_MS (10000)",
+    ), // clamped
+    bad("RETRY_MAX_DELAY_MS", "3600001", HOUR_FROM_0),
+    bad("RETRY_BACKOFF_FACTOR", "0.5", "a number between 1 and 10"),
+    bad("RETRY_BUDGET_PERCENT", "101", "between 0 and 100"), // clamped
+    secret("ADMIN_TOKEN", "two words", "(9 characters, not shown)"),
+    secret("IMAGE_SIGNING_KEY", "key\n", "(4 characters, not shown)"),
+    bad("UPLOAD_MAX_BYTES", "0", "between 1 and 1073741824"),
+    bad("UPLOAD_MAX_PIXELS", "0", "between 1 and 1000000000"),
+    bad("COMMENTS_CACHE_TTL", "forever", YEAR),
+    bad(
+        "EDGE_PURGE_URL",
+        "ftp://edge/purge",
+        "an http:// or https:// URL",
+    ),
+    secret("EDGE_PURGE_TOKEN", "tab\there", "(8 characters, not shown)"),
+];
+
+#[test]
+fn every_bad_value_is_refused_naming_variable_value_and_range() {
+    for case in BAD {
+        let error = refused(&[(case.variable, case.value)]);
+        let message = error.to_string();
+        assert_eq!(error.variable, case.variable, "{message}");
+        assert_eq!(error.value, case.shown, "{message}");
+        let prefix = format!("{}={}: must be ", case.variable, case.shown);
+        assert!(message.starts_with(&prefix), "{message}");
+        assert!(message.contains(case.accepted), "{message}");
+        if case.shown != case.value {
+            assert!(
+                !message.contains(case.value),
+                "a secret is not shown: {message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_variable_has_a_bad_value_in_the_table() {
+    let covered: BTreeSet<&str> = BAD.iter().map(|case| case.variable).collect();
+    let known: BTreeSet<&str> = Config::variables().collect();
+    assert_eq!(covered, known);
+}
+
+#[test]
+fn configuration_built_in_code_is_checked_alike() {
+    let mut config = Config::default();
+    config.database.pool_size = 0;
+    let error = config.validate().expect_err("refused");
+    assert_eq!(
+        error.to_string(),
+        "DATABASE_POOL_SIZE=0: must be between 1 and 1000"
+    );
+    let mut config = Config::default();
+    config.resilience.retry_budget_percent = 150;
+    let message = config.validate().expect_err("refused").to_string();
+    assert_eq!(
+        message,
+        "RETRY_BUDGET_PERCENT=150: must be between 0 and 100"
+    );
+    let mut config = Config::default();
+    config.listener.header_read_timeout = Duration::ZERO;
+    let message = config.validate().expect_err("refused").to_string();
+    assert_eq!(
+        message,
+        "HEADER_READ_TIMEOUT_MS=0: must be between 1 and 3600000"
+    );
+}
+
+#[test]
+fn urls_in_messages_lose_their_password() {
+    let error = refused(&[("DATABASE_URL", "mysql://app:hunter2@db/x")]);
+    assert_eq!(error.value, "mysql://app:***@db/x");
+    assert!(!error.to_string().contains("hunter2"));
+}
+
+/// The README's configuration table: `(name, accepted)` of each `origin env` row.
+fn readme_rows() -> BTreeMap<String, String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| origin env | `"))
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('`')?;
+            let cells: Vec<&str> = rest.split(" | ").collect();
+            Some((name.to_owned(), cells.get(2)?.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_every_variable_with_what_it_accepts() {
+    let rows = readme_rows();
+    for variable in Config::variables() {
+        let accepted = rows
+            .get(variable)
+            .unwrap_or_else(|| panic!("{variable} in README"));
+        assert!(
+            !accepted.is_empty(),
+            "{variable}: accepted values in README"
+        );
+    }
+    for case in BAD {
+        let accepted = case.accepted;
+        let Some(range) = accepted
+            .strip_prefix("between ")
+            .or_else(|| accepted.strip_prefix("a whole number between "))
+        else {
+            continue;
+        };
+        let Some((min, max)) = range.split_once(" and ") else {
+            continue;
+        };
+        // A bound set by another variable is documented with that variable.
+        if !max.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let documented = &rows[case.variable];
+        assert!(
+            documented.contains(min) && documented.contains(max),
+            "{}: README says {documented:?}, the code {min} to {max}",
+            case.variable
+        );
+    }
+}

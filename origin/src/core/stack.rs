@@ -184,7 +184,7 @@ impl Core {
             // 4. Exemption: routes the policy marks exempt skip admission and the timeout.
             // 5. Response cache: a hit is answered here, before routing or any handler.
             cache: self.cache,
-            // 6. Admission: a concurrency limit, a bounded wait queue, a per-request timeout.
+            // 6. Admission, for misses: a concurrency limit, a bounded queue, a request timeout.
             admission: self.admission,
             // 7. Router (below), 8. policy headers stamped, 9. metrics, 10. a log line.
             metrics: self.metrics,

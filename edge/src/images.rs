@@ -287,19 +287,7 @@ fn convert(
 
 /// The error answer to a transformation that was refused or failed.
 fn refused(error: &TransformError) -> Result<Response> {
-    respond::error(error.status(), transform_code(error), &error.to_string())
-}
-
-/// The stable code of a transformation error (the `imaging` crate names the same code as text:
-/// a test keeps the two equal).
-fn transform_code(error: &TransformError) -> ErrorCode {
-    match error {
-        TransformError::SourceTooLarge { .. } => ErrorCode::ImageSourceTooLarge,
-        TransformError::TooManyPixels { .. } => ErrorCode::ImageTooManyPixels,
-        TransformError::Unsupported => ErrorCode::ImageUnsupported,
-        TransformError::Undecodable(_) => ErrorCode::ImageUndecodable,
-        TransformError::Encode(_) => ErrorCode::ImageEncodeFailed,
-    }
+    respond::error(error.status(), error.code(), &error.to_string())
 }
 
 /// The source unchanged, with the media type its first bytes show.
@@ -335,28 +323,4 @@ fn finish(
         response
     };
     respond::finish(response, status, security)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transformation_errors_keep_their_codes() {
-        let errors = [
-            TransformError::SourceTooLarge { bytes: 2, limit: 1 },
-            TransformError::TooManyPixels {
-                width: 2,
-                height: 2,
-                max_pixels: 1,
-                max_side: 1,
-            },
-            TransformError::Unsupported,
-            TransformError::Undecodable("x".into()),
-            TransformError::Encode("x".into()),
-        ];
-        for error in errors {
-            assert_eq!(transform_code(&error).as_str(), error.code(), "{error:?}");
-        }
-    }
 }

@@ -17,6 +17,7 @@ mod webp;
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
+use shared::error_body::ErrorCode;
 use shared::image::{ImageFormat, ImageRequest, SourceFormat};
 
 pub use encode::{affordable, avif_speed, pixel_budget};
@@ -80,13 +81,13 @@ pub enum TransformError {
 
 impl TransformError {
     /// The stable error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::SourceTooLarge { .. } => "IMAGE_SOURCE_TOO_LARGE",
-            Self::TooManyPixels { .. } => "IMAGE_TOO_MANY_PIXELS",
-            Self::Unsupported => "IMAGE_UNSUPPORTED",
-            Self::Undecodable(_) => "IMAGE_UNDECODABLE",
-            Self::Encode(_) => "IMAGE_ENCODE_FAILED",
+            Self::SourceTooLarge { .. } => ErrorCode::ImageSourceTooLarge,
+            Self::TooManyPixels { .. } => ErrorCode::ImageTooManyPixels,
+            Self::Unsupported => ErrorCode::ImageUnsupported,
+            Self::Undecodable(_) => ErrorCode::ImageUndecodable,
+            Self::Encode(_) => ErrorCode::ImageEncodeFailed,
         }
     }
 

@@ -159,8 +159,9 @@ fn refuse(stages: &Stages, limited: &Limited) -> Response {
     too_many_requests(limited.tier, &limited.verdict)
 }
 
-/// The response from the cache or the application; admitted first unless the policy exempts
-/// the route (health, metrics and admin calls must answer under any load).
+/// The response from the cache or, on a miss, from the application behind admission control,
+/// unless the policy exempts the route (health, metrics and admin calls must answer under any
+/// load).
 async fn serve<S: Inner>(
     stages: &Arc<Stages>,
     request: Request,

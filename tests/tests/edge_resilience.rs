@@ -69,7 +69,7 @@ impl TestOrigin {
 }
 
 /// `/api/tasks/swr` and `/api/tasks/sie` are fresh for 1 s with a 60 s stale window of their
-/// kind; `/poison` echoes the request; `/cookie` sets a cookie.
+/// kind (a refreshed `/swr` for 60 s); `/poison` echoes the request; `/cookie` sets a cookie.
 async fn answer(
     State(board): State<Arc<Switchboard>>,
     request: Request,
@@ -106,9 +106,10 @@ async fn answer(
         )
             .into_response();
     }
-    // `/cold` stays fresh for a minute, so that waiting followers find it fresh however loaded
-    // the machine; the others go stale after a second.
-    let cache_control = if path.ends_with("/cold") {
+    // `/cold`, and `/swr` once refreshed, stay fresh for a minute, so that waiting followers
+    // and late stale hits find them fresh however loaded the machine; the others go stale
+    // after a second.
+    let cache_control = if path.ends_with("/cold") || (path.ends_with("/swr") && n > 1) {
         "public, max-age=60"
     } else if path.ends_with("/swr") {
         "public, max-age=1, stale-while-revalidate=60"

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod dependencies;
 pub mod endpoints;
 pub mod http;
+pub mod jobs;
 pub mod layers;
 pub mod observability;
 pub mod route;

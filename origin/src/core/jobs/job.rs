@@ -1,0 +1,205 @@
+//! What a job is: the queue it runs on, what it does (its kind and JSON payload), the key that
+//! makes a second copy of a pending job a no-op, and what happened to it so far.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The queues background work runs on; each has its own workers, concurrency and pause switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Queue {
+    /// Stale-while-revalidate refreshes, re-warms after invalidations, warm-ups.
+    CacheRefresh,
+    /// Purges carried to the edge and to Cloudflare.
+    EdgePurge,
+    /// Fetches of user-supplied links.
+    Crawler,
+    /// Retention: the audit log, expired uploads, finished jobs.
+    Cleanup,
+    /// Webhook deliveries.
+    Notifications,
+}
+
+impl Queue {
+    /// Every queue.
+    pub const ALL: [Queue; 5] = [
+        Queue::CacheRefresh,
+        Queue::EdgePurge,
+        Queue::Crawler,
+        Queue::Cleanup,
+        Queue::Notifications,
+    ];
+
+    /// The queue's name in URLs, metrics and Redis keys.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Queue::CacheRefresh => "cache-refresh",
+            Queue::EdgePurge => "edge-purge",
+            Queue::Crawler => "crawler",
+            Queue::Cleanup => "cleanup",
+            Queue::Notifications => "notifications",
+        }
+    }
+
+    /// The queue named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|queue| queue.as_str() == name)
+    }
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Where it runs.
+    pub queue: Queue,
+    /// What it does: the name of the handler that runs it.
+    pub kind: String,
+    /// The handler's input.
+    pub payload: serde_json::Value,
+    /// While a job with this key waits to run, enqueuing another with the same key returns
+    /// the waiting one's id instead.
+    pub key: Option<String>,
+    /// Run no sooner than this many milliseconds from now.
+    pub delay_ms: u64,
+}
+
+impl NewJob {
+    /// A job of `kind` on `queue` with `payload`, to run as soon as a worker is free.
+    pub fn new(queue: Queue, kind: &str, payload: serde_json::Value) -> Self {
+        Self {
+            queue,
+            kind: kind.to_owned(),
+            payload,
+            key: None,
+            delay_ms: 0,
+        }
+    }
+
+    /// The same job, deduplicated by `key` while it waits.
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The same job, run no sooner than `delay_ms` from now.
+    #[must_use]
+    pub fn delayed_by(mut self, delay_ms: u64) -> Self {
+        self.delay_ms = delay_ms;
+        self
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Ready, waiting for a worker.
+    Waiting,
+    /// Taken by a worker.
+    Active,
+    /// Waiting for its time (a retry's backoff, or a requested delay).
+    Delayed,
+    /// Done.
+    Completed,
+    /// Out of attempts, or failed for good: in the dead-letter queue.
+    Dead,
+}
+
+impl JobState {
+    /// The state's name in responses and stores.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Active => "active",
+            JobState::Delayed => "delayed",
+            JobState::Completed => "completed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// The state named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            JobState::Waiting,
+            JobState::Active,
+            JobState::Delayed,
+            JobState::Completed,
+            JobState::Dead,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
+}
+
+/// A stored job, as workers and the admin API see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    /// Unique id.
+    pub id: String,
+    /// Where it runs.
+    pub queue: Queue,
+    /// What it does.
+    pub kind: String,
+    /// The handler's input.
+    pub payload: serde_json::Value,
+    /// Its idempotency key, if any.
+    pub key: Option<String>,
+    /// Runs started so far, this one included while it runs.
+    pub attempts: u32,
+    /// When it was enqueued, in Unix milliseconds.
+    pub enqueued_at_ms: u64,
+    /// Where it is now.
+    pub state: JobState,
+    /// Why the last run failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// A fresh job id: time-ordered and unique across instances.
+pub fn new_id() -> String {
+    format!("{:x}-{:016x}", unix_ms(), fastrand::u64(..))
+}
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How many jobs of a queue are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QueueCounts {
+    /// Ready, waiting for a worker.
+    pub waiting: u64,
+    /// Taken by a worker.
+    pub active: u64,
+    /// Waiting for a retry's backoff or a delay.
+    pub delayed: u64,
+    /// Completed and still kept.
+    pub completed: u64,
+    /// Failed runs still kept (each retried or dead-lettered).
+    pub failed: u64,
+    /// In the dead-letter queue.
+    pub dead: u64,
+    /// Whether workers take no new jobs from the queue.
+    pub paused: bool,
+    /// How long the oldest waiting job has waited, in milliseconds.
+    pub oldest_waiting_ms: u64,
+}
+
+/// What enqueuing did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    /// The job's id (the pending job's, for a duplicate).
+    pub id: String,
+    /// `false` when a pending job with the same key was found instead.
+    pub created: bool,
+}

@@ -1,0 +1,644 @@
+//! The durable job store: one Redis Stream per queue, read through a consumer group, so that
+//! several origin instances share the work and a job is delivered to one of them.
+//!
+//! A queue's keys share the hash tag `{<queue>}`: the stream (entries only name a job id), a
+//! hash per job (`job:<id>`: kind, payload, attempts, state, last error), the idempotency hash
+//! (key → waiting job), and sorted sets of delayed, dead, completed and failed jobs. Scripts
+//! ([`super::scripts`]) move a job between them atomically. A delivered job stays in the
+//! group's pending list until it is acknowledged; one whose worker died (its entry idle longer
+//! than the visibility timeout, `XAUTOCLAIM`) is taken over by another worker. A running job's
+//! worker resets its entry's idle time as it goes, so only a dead worker's jobs are taken.
+//! Readers block on `XREADGROUP … BLOCK` on a connection of their own: Redis is never polled.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Value};
+
+use super::job::{unix_ms, Enqueued, Job, JobState, NewJob, Queue, QueueCounts};
+use super::scripts;
+use super::store::{Reserved, Retention, StoreError};
+
+/// The consumer group every instance reads through.
+const GROUP: &str = "workers";
+/// Jobs taken over from dead workers per call.
+const RECLAIM_BATCH: usize = 100;
+
+/// The Redis job store.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The names of one queue's keys.
+struct Keys {
+    stream: String,
+    keys: String,
+    delayed: String,
+    dead: String,
+    completed: String,
+    failed: String,
+    paused: String,
+    job_prefix: String,
+}
+
+impl RedisStore {
+    /// A store on `url` whose keys start with `prefix`; connects lazily, bounds each call by
+    /// `timeout`.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(StoreError::from)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: format!("{prefix}jobs:"),
+            timeout,
+        })
+    }
+
+    fn keys(&self, queue: Queue) -> Keys {
+        let base = format!("{}{{{}}}:", self.prefix, queue.as_str());
+        Keys {
+            stream: format!("{base}stream"),
+            keys: format!("{base}keys"),
+            delayed: format!("{base}delayed"),
+            dead: format!("{base}dead"),
+            completed: format!("{base}completed"),
+            failed: format!("{base}failed"),
+            paused: format!("{base}paused"),
+            job_prefix: format!("{base}job:"),
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Runs `pipe`, whose calls invoke `script`; loads the script first when Redis does not
+    /// know it (a pipeline cannot fall back from `EVALSHA` by itself).
+    async fn run_scripts<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        script: &redis::Script,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match self.run(pipe.query_async(&mut conn)).await {
+            Err(StoreError::Redis(message)) if message.contains("NoScript") => {
+                self.run(script.prepare_invoke().load_async(&mut conn))
+                    .await?;
+                self.run(pipe.query_async(&mut conn)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Adds `jobs` in one round trip.
+    pub async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        let now = unix_ms();
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let keys = self.keys(job.queue);
+            let due = if job.delay_ms > 0 { now + job.delay_ms } else { 0 };
+            let mut invocation = scripts::ENQUEUE.prepare_invoke();
+            invocation
+                .key(&keys.keys)
+                .key(&keys.stream)
+                .key(&keys.delayed)
+                .arg(super::job::new_id())
+                .arg(job.key.as_deref().unwrap_or(""))
+                .arg(&job.kind)
+                .arg(job.payload.to_string())
+                .arg(now)
+                .arg(due)
+                .arg(&keys.job_prefix);
+            pipe.invoke_script(&invocation);
+        }
+        let replies: Vec<(u8, String)> = self.run_scripts(&pipe, &scripts::ENQUEUE).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(created, id)| Enqueued {
+                id,
+                created: created == 1,
+            })
+            .collect())
+    }
+
+    /// Creates `queue`'s consumer group (and stream) unless it exists.
+    pub async fn ensure_group(&self, queue: Queue) -> Result<(), StoreError> {
+        let keys = self.keys(queue);
+        let mut conn = self.conn.clone();
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map_err(StoreError::from),
+        }
+    }
+
+    /// A connection of its own for a reader that blocks for up to `block`.
+    pub async fn reader(&self, block: Duration) -> Result<MultiplexedConnection, StoreError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(block + self.timeout));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    /// Up to `max` jobs of `queue` for `consumer`, waiting up to `block` for one to arrive.
+    pub async fn reserve(
+        &self,
+        reader: &mut MultiplexedConnection,
+        queue: Queue,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Reserved>, StoreError> {
+        let keys = self.keys(queue);
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX))
+            .arg("STREAMS")
+            .arg(&keys.stream)
+            .arg(">")
+            .query_async(reader)
+            .await
+            .map_err(|error| match error.code() {
+                Some("NOGROUP") => StoreError::NoGroup,
+                _ => StoreError::from(error),
+            })?;
+        let entries = stream_entries(&reply);
+        self.start(queue, entries).await
+    }
+
+    /// Marks delivered `entries` (stream entry, job id) active, returning the jobs still there.
+    async fn start(
+        &self,
+        queue: Queue,
+        entries: Vec<(String, String)>,
+    ) -> Result<Vec<Reserved>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys(queue);
+        let mut pipe = redis::pipe();
+        for (_, id) in &entries {
+            let mut invocation = scripts::START.prepare_invoke();
+            invocation
+                .key(&keys.keys)
+                .arg(format!("{}{id}", keys.job_prefix))
+                .arg(id);
+            pipe.invoke_script(&invocation);
+        }
+        let fields: Vec<Option<Vec<(String, String)>>> =
+            self.run_scripts(&pipe, &scripts::START).await?;
+        let mut conn = self.conn.clone();
+        let mut reserved = Vec::with_capacity(entries.len());
+        let mut vanished = Vec::new();
+        for ((receipt, id), fields) in entries.into_iter().zip(fields) {
+            match fields.and_then(|fields| job_from_fields(queue, &id, fields)) {
+                Some(job) => reserved.push(Reserved { job, receipt }),
+                None => vanished.push(receipt),
+            }
+        }
+        if !vanished.is_empty() {
+            // Deleted while waiting: acknowledge the entries so nobody takes them again.
+            let mut pipe = redis::pipe();
+            pipe.cmd("XACK").arg(&keys.stream).arg(GROUP).arg(&vanished);
+            pipe.cmd("XDEL").arg(&keys.stream).arg(&vanished);
+            self.run::<()>(pipe.query_async(&mut conn)).await?;
+        }
+        Ok(reserved)
+    }
+
+    /// Takes over jobs of `queue` whose workers have been silent for `idle`.
+    pub async fn reclaim(
+        &self,
+        queue: Queue,
+        consumer: &str,
+        idle: Duration,
+    ) -> Result<Vec<Reserved>, StoreError> {
+        let keys = self.keys(queue);
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .run(
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&keys.stream)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX))
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(RECLAIM_BATCH)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let entries = match &reply {
+            Value::Array(parts) => parts.get(1).map(entry_list).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        self.start(queue, entries).await
+    }
+
+    /// Tells the group the jobs behind `receipts` are still being worked on.
+    pub async fn heartbeat(
+        &self,
+        queue: Queue,
+        consumer: &str,
+        receipts: &[String],
+    ) -> Result<(), StoreError> {
+        let keys = self.keys(queue);
+        let mut conn = self.conn.clone();
+        self.run::<Value>(
+            redis::cmd("XCLAIM")
+                .arg(&keys.stream)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(0)
+                .arg(receipts)
+                .arg("JUSTID")
+                .query_async(&mut conn),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Records that `reserved` completed.
+    pub async fn complete(
+        &self,
+        reserved: &Reserved,
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        let keys = self.keys(reserved.job.queue);
+        let mut invocation = scripts::COMPLETE.prepare_invoke();
+        invocation
+            .key(&keys.stream)
+            .key(&keys.completed)
+            .arg(&reserved.receipt)
+            .arg(format!("{}{}", keys.job_prefix, reserved.job.id))
+            .arg(&reserved.job.id)
+            .arg(unix_ms())
+            .arg(u64::try_from(retention.keep_for.as_millis()).unwrap_or(u64::MAX));
+        let mut conn = self.conn.clone();
+        self.run::<u8>(invocation.invoke_async(&mut conn))
+            .await
+            .map(drop)
+    }
+
+    /// Records that `reserved` failed with `error`; `retry_at` (Unix ms) delays it for another
+    /// attempt, `None` moves it to the dead-letter set.
+    pub async fn fail(
+        &self,
+        reserved: &Reserved,
+        error: &str,
+        retry_at: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let keys = self.keys(reserved.job.queue);
+        let mut invocation = scripts::FAIL.prepare_invoke();
+        invocation
+            .key(&keys.stream)
+            .key(&keys.delayed)
+            .key(&keys.dead)
+            .key(&keys.failed)
+            .arg(&reserved.receipt)
+            .arg(format!("{}{}", keys.job_prefix, reserved.job.id))
+            .arg(&reserved.job.id)
+            .arg(unix_ms())
+            .arg(retry_at.unwrap_or(0))
+            .arg(error)
+            .arg(reserved.job.attempts);
+        let mut conn = self.conn.clone();
+        self.run::<u8>(invocation.invoke_async(&mut conn))
+            .await
+            .map(drop)
+    }
+
+    /// Moves due delayed jobs of `queue` onto its stream; returns when the next one is due.
+    pub async fn promote(&self, queue: Queue) -> Result<Option<u64>, StoreError> {
+        let keys = self.keys(queue);
+        let mut invocation = scripts::PROMOTE.prepare_invoke();
+        invocation
+            .key(&keys.delayed)
+            .key(&keys.stream)
+            .arg(unix_ms())
+            .arg(&keys.job_prefix);
+        let mut conn = self.conn.clone();
+        let (_, next): (u64, String) = self.run(invocation.invoke_async(&mut conn)).await?;
+        Ok(next.parse::<f64>().ok().map(|due| due as u64))
+    }
+
+    /// How many jobs of `queue` are in each state.
+    pub async fn counts(&self, queue: Queue) -> Result<QueueCounts, StoreError> {
+        let keys = self.keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(&keys.stream);
+        pipe.cmd("XPENDING").arg(&keys.stream).arg(GROUP);
+        for set in [&keys.delayed, &keys.completed, &keys.failed, &keys.dead] {
+            pipe.cmd("ZCARD").arg(set);
+        }
+        pipe.cmd("EXISTS").arg(&keys.paused);
+        pipe.cmd("XINFO").arg("GROUPS").arg(&keys.stream);
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = match self.run(pipe.query_async(&mut conn)).await {
+            Ok(reply) => reply,
+            // No stream yet: nothing was ever enqueued.
+            Err(StoreError::Redis(message)) if message.contains("no such key") => {
+                return Ok(QueueCounts::default())
+            }
+            Err(error) => return Err(error),
+        };
+        let number = |index: usize| -> u64 {
+            reply
+                .get(index)
+                .and_then(|value| redis::from_redis_value_ref::<u64>(value).ok())
+                .unwrap_or(0)
+        };
+        let length = number(0);
+        let active = match reply.get(1) {
+            Some(Value::Array(summary)) => summary
+                .first()
+                .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+                .unwrap_or(0),
+            _ => 0,
+        };
+        let oldest_waiting_ms = match reply.get(7).and_then(last_delivered) {
+            Some(last) => self.oldest_after(&keys.stream, &last).await?,
+            None => 0,
+        };
+        Ok(QueueCounts {
+            waiting: length.saturating_sub(active),
+            active,
+            delayed: number(2),
+            completed: number(3),
+            failed: number(4),
+            dead: number(5),
+            paused: number(6) == 1,
+            oldest_waiting_ms,
+        })
+    }
+
+    /// How long the first entry after `last` (the group's last delivered) has waited.
+    async fn oldest_after(&self, stream: &str, last: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .run(
+                redis::cmd("XRANGE")
+                    .arg(stream)
+                    .arg(format!("({last}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let since = entry_list(&reply)
+            .first()
+            .and_then(|(entry, _)| entry.split('-').next()?.parse::<u64>().ok());
+        Ok(since.map_or(0, |since| unix_ms().saturating_sub(since)))
+    }
+
+    /// The job `id` of `queue`, if it is still kept.
+    pub async fn get(&self, queue: Queue, id: &str) -> Result<Option<Job>, StoreError> {
+        let keys = self.keys(queue);
+        let mut conn = self.conn.clone();
+        let fields: Vec<(String, String)> = self
+            .run(
+                redis::cmd("HGETALL")
+                    .arg(format!("{}{id}", keys.job_prefix))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(job_from_fields(queue, id, fields))
+    }
+
+    /// Up to `limit` dead jobs of `queue`, most recent first.
+    pub async fn dead(&self, queue: Queue, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let keys = self.keys(queue);
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = self
+            .run(
+                redis::cmd("ZREVRANGE")
+                    .arg(&keys.dead)
+                    .arg(0)
+                    .arg(limit.saturating_sub(1))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(job) = self.get(queue, &id).await? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Sends dead job `id` back to its queue; `false` when it is not dead.
+    pub async fn retry_dead(&self, queue: Queue, id: &str) -> Result<bool, StoreError> {
+        let keys = self.keys(queue);
+        let mut invocation = scripts::RETRY_DEAD.prepare_invoke();
+        invocation
+            .key(&keys.dead)
+            .key(&keys.stream)
+            .arg(format!("{}{id}", keys.job_prefix))
+            .arg(id);
+        let mut conn = self.conn.clone();
+        let moved: u8 = self.run(invocation.invoke_async(&mut conn)).await?;
+        Ok(moved == 1)
+    }
+
+    /// Deletes dead job `id`; `false` when it is not dead.
+    pub async fn delete_dead(&self, queue: Queue, id: &str) -> Result<bool, StoreError> {
+        let keys = self.keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(&keys.dead).arg(id);
+        pipe.cmd("DEL").arg(format!("{}{id}", keys.job_prefix));
+        let mut conn = self.conn.clone();
+        let (removed, _): (u8, u8) = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(removed == 1)
+    }
+
+    /// Pauses or resumes `queue` on every instance.
+    pub async fn set_paused(&self, queue: Queue, paused: bool) -> Result<(), StoreError> {
+        let keys = self.keys(queue);
+        let mut conn = self.conn.clone();
+        let mut command = redis::cmd(if paused { "SET" } else { "DEL" });
+        command.arg(&keys.paused);
+        if paused {
+            command.arg(1);
+        }
+        self.run::<Value>(command.query_async(&mut conn))
+            .await
+            .map(drop)
+    }
+
+    /// Whether `queue` is paused.
+    pub async fn is_paused(&self, queue: Queue) -> Result<bool, StoreError> {
+        let keys = self.keys(queue);
+        let mut conn = self.conn.clone();
+        self.run(redis::cmd("EXISTS").arg(&keys.paused).query_async(&mut conn))
+            .await
+    }
+
+    /// Drops completed and failed records of `queue` beyond `retention`; returns how many.
+    pub async fn trim(&self, queue: Queue, retention: Retention) -> Result<u64, StoreError> {
+        let keys = self.keys(queue);
+        let cutoff = unix_ms().saturating_sub(
+            u64::try_from(retention.keep_for.as_millis()).unwrap_or(u64::MAX),
+        );
+        let mut pipe = redis::pipe();
+        for (set, delete_jobs) in [(&keys.completed, "1"), (&keys.failed, "0")] {
+            let mut invocation = scripts::TRIM.prepare_invoke();
+            invocation
+                .key(set)
+                .arg(cutoff)
+                .arg(retention.keep_count)
+                .arg(&keys.job_prefix)
+                .arg(delete_jobs);
+            pipe.invoke_script(&invocation);
+        }
+        let (completed, failed): (u64, u64) = self.run_scripts(&pipe, &scripts::TRIM).await?;
+        Ok(completed + failed)
+    }
+
+    /// Claims the run of schedule `name` at `slot` (Unix seconds) for this instance; `false`
+    /// when another instance already has it.
+    pub async fn claim_slot(&self, name: &str, slot: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(format!("{}schedule:{name}:{slot}", self.prefix))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(86_400 * 2)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(reply.is_some())
+    }
+}
+
+/// `(entry id, job id)` pairs of an `XREADGROUP` reply.
+fn stream_entries(reply: &Value) -> Vec<(String, String)> {
+    // [[stream, [[entry, [field, value, …]], …]]] (RESP2), or a map of stream → entries (RESP3).
+    match reply {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|stream| match stream {
+                Value::Array(pair) => pair.get(1).map(entry_list),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+        Value::Map(streams) => streams.iter().flat_map(|(_, e)| entry_list(e)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `(entry id, job id)` pairs of a list of stream entries.
+fn entry_list(entries: &Value) -> Vec<(String, String)> {
+    let Value::Array(entries) = entries else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let Value::Array(parts) = entry else {
+                return None;
+            };
+            let id: String = redis::from_redis_value_ref(parts.first()?).ok()?;
+            let fields: Vec<String> = redis::from_redis_value_ref(parts.get(1)?).ok()?;
+            let job = fields.chunks(2).find(|pair| pair[0] == "id")?.get(1)?.clone();
+            Some((id, job))
+        })
+        .collect()
+}
+
+/// The group's `last-delivered-id` from an `XINFO GROUPS` reply.
+fn last_delivered(reply: &Value) -> Option<String> {
+    let Value::Array(groups) = reply else {
+        return None;
+    };
+    groups.iter().find_map(|group| {
+        let fields: Vec<(String, Value)> = match group {
+            Value::Map(pairs) => pairs
+                .iter()
+                .filter_map(|(k, v)| Some((redis::from_redis_value_ref(k).ok()?, v.clone())))
+                .collect(),
+            Value::Array(flat) => flat
+                .chunks(2)
+                .filter_map(|pair| {
+                    Some((redis::from_redis_value_ref(&pair[0]).ok()?, pair.get(1)?.clone()))
+                })
+                .collect(),
+            _ => return None,
+        };
+        let named = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let group_name: String = redis::from_redis_value_ref(named("name")?).ok()?;
+        if group_name != GROUP {
+            return None;
+        }
+        redis::from_redis_value_ref(named("last-delivered-id")?).ok()
+    })
+}
+
+/// A job from its hash's fields.
+fn job_from_fields(queue: Queue, id: &str, fields: Vec<(String, String)>) -> Option<Job> {
+    if fields.is_empty() {
+        return None;
+    }
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    Some(Job {
+        id: id.to_owned(),
+        queue,
+        kind: field("kind")?.to_owned(),
+        payload: serde_json::from_str(field("payload")?).ok()?,
+        key: field("key").filter(|k| !k.is_empty()).map(str::to_owned),
+        attempts: field("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+        enqueued_at_ms: field("enqueued").and_then(|a| a.parse().ok()).unwrap_or(0),
+        state: field("state")
+            .and_then(JobState::from_name)
+            .unwrap_or(JobState::Waiting),
+        last_error: field("last_error").map(str::to_owned),
+    })
+}

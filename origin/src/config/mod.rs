@@ -2,7 +2,7 @@
 //! replaceable source (tests pass a map).
 //!
 //! Each concern ([`ListenerConfig`], [`CacheConfig`], [`RedisConfig`], [`DatabaseConfig`],
-//! [`ResilienceConfig`], [`ApplicationConfig`]) writes its defaults once, in `Default`, reads its
+//! [`ResilienceConfig`], [`ApplicationConfig`], [`JobsConfig`]) writes its defaults once, in `Default`, reads its
 //! variables with `from_source`, and checks itself with `validate`. A value that does not parse,
 //! or parses to something outside the range its variable accepts, is a [`ConfigError`] naming
 //! the variable, the value and what is accepted (`DATABASE_POOL_SIZE=0: must be between 1 and
@@ -12,6 +12,7 @@
 pub mod application;
 pub mod cache;
 pub mod database;
+pub mod jobs;
 pub mod listener;
 mod read;
 pub mod redis;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use application::{ApplicationConfig, EdgePurgeTarget};
 pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, DemoData};
+pub use jobs::JobsConfig;
 pub use listener::ListenerConfig;
 pub use redis::RedisConfig;
 pub use resilience::ResilienceConfig;
@@ -43,6 +45,8 @@ pub struct Config {
     pub resilience: ResilienceConfig,
     /// What the application served out of the box reads.
     pub application: ApplicationConfig,
+    /// Background jobs.
+    pub jobs: JobsConfig,
 }
 
 impl Config {
@@ -60,7 +64,12 @@ impl Config {
             database: DatabaseConfig::from_source(&source)?,
             resilience: ResilienceConfig::from_source(&source)?,
             application: ApplicationConfig::from_source(&source)?,
+            jobs: JobsConfig::from_source(&source)?,
         };
+        let mut config = config;
+        // Jobs back off as every other retry does; their attempts and longest wait are their own.
+        config.jobs.settings.retry.initial_delay = config.resilience.retry.initial_delay;
+        config.jobs.settings.retry.factor = config.resilience.retry.factor;
         config.validate()?;
         Ok(config)
     }
@@ -72,7 +81,8 @@ impl Config {
         self.redis.validate()?;
         self.database.validate()?;
         self.resilience.validate()?;
-        self.application.validate()
+        self.application.validate()?;
+        self.jobs.validate()
     }
 
     /// Every environment variable the origin's configuration reads.
@@ -84,6 +94,7 @@ impl Config {
             database::VARIABLES,
             resilience::VARIABLES,
             application::VARIABLES,
+            jobs::VARIABLES,
         ]
         .into_iter()
         .flatten()

@@ -8,16 +8,20 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::app::store::seed::SeedSize;
-use crate::app::store::{Store, StoreError};
+use crate::app::store::{NewEvent, Store, StoreError};
 use crate::app::{self, AppState, ImageUrls};
 use crate::config::{Config, ConfigError, DatabaseConfig, DemoData};
 use crate::core::dependencies::database::{Database, DbError};
 use crate::core::endpoints;
+use crate::core::endpoints::admin::{AuditRecord, Auditor};
+use crate::core::jobs::schedule::{self, Schedule};
+use crate::core::jobs::work::{self, housekeeping};
+use crate::core::jobs::{runner, NewJob};
 use crate::core::observability::metrics::Metrics;
 use crate::core::serving::listener::{self, Drained};
-use crate::core::serving::warm;
 use crate::core::stack::Core;
 
 /// Why the origin could not start or stopped.
@@ -100,6 +104,8 @@ pub async fn run(
     let database = store.database().clone();
     let images = ImageUrls::new(application.image_signing_key.clone());
     let uploads = application.uploads;
+    let jobs = core.jobs.clone();
+    let core = core.with_audit(auditor(store.clone()));
     let state = AppState::new(store, core.cache.cache.clone(), uploads, http, images);
     let stack = core.stack(app::router(state));
     let host = config
@@ -108,9 +114,19 @@ pub async fn run(
         .clone()
         .or_else(|| listener.local_addr().ok().map(|addr| addr.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
+    work::refresh::register(&jobs, stack.clone());
+    let (stop_jobs, jobs_stopped) = watch::channel(false);
+    let mut job_tasks = runner::start(&jobs, jobs_stopped.clone());
+    job_tasks.extend(schedule::start(
+        &jobs,
+        schedules(&config, &host),
+        jobs_stopped,
+    ));
     if config.cache.enabled && !config.cache.warm_paths.is_empty() {
-        let (stack, paths) = (stack.clone(), config.cache.warm_paths.clone());
-        tokio::spawn(async move { warm::warm(stack, &host, &paths).await });
+        let warm = work::refresh::warm_job(&host, &config.cache.warm_paths);
+        if let Err(error) = jobs.enqueue(warm).await {
+            tracing::warn!(%error, "cache warm-up not enqueued");
+        }
     }
     let shutdown = async move {
         shutdown.await;
@@ -130,8 +146,62 @@ pub async fn run(
             "shutdown timeout passed with requests still running"
         );
     }
+    // Jobs running finish (bounded); the rest wait in the store for the next instance.
+    let _ = stop_jobs.send(true);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::future::join_all(job_tasks),
+    )
+    .await;
     // Give the connections back to the database cleanly; requests left running after the
     // shutdown timeout may still hold one, so this wait is bounded too.
     let _ = tokio::time::timeout(Duration::from_secs(5), database.close()).await;
     Ok(())
+}
+
+/// The scheduled jobs `config` asks for: warm-ups of the hot paths (on `host`), retention, and
+/// the dead-letter report.
+fn schedules(config: &Config, host: &str) -> Vec<Schedule> {
+    let mut warm = Vec::new();
+    if config.cache.enabled && !config.cache.warm_paths.is_empty() {
+        warm.push(work::refresh::warm_job(host, &config.cache.warm_paths));
+    }
+    let cleanup = vec![housekeeping::trim_job()];
+    // cleanup.extend(app::jobs::cleanup_jobs()); (with the application's jobs)
+    let plans: [(&'static str, &Option<String>, Vec<NewJob>); 3] = [
+        ("warm-up", &config.jobs.warm_schedule, warm),
+        ("cleanup", &config.jobs.cleanup_schedule, cleanup),
+        (
+            "dead-letter-report",
+            &config.jobs.dead_report_schedule,
+            vec![housekeeping::dead_report_job()],
+        ),
+    ];
+    plans
+        .into_iter()
+        .filter(|(_, _, jobs)| !jobs.is_empty())
+        .filter_map(|(name, expression, jobs)| {
+            let cron = schedule::parse(expression.as_deref()?).ok()?;
+            Some(Schedule { name, cron, jobs })
+        })
+        .collect()
+}
+
+/// Admin actions written to the audit log (`actor: admin`).
+fn auditor(store: Store) -> Auditor {
+    Auditor::new(move |record: AuditRecord| {
+        let store = store.clone();
+        Box::pin(async move {
+            let entity = record.action.split('.').next().unwrap_or("admin");
+            let event = NewEvent::about("admin", record.action, entity, record.target)
+                .with_data(record.data);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let outcome = store.insert_events(&[(0, event)], now).await;
+            if outcome.inserted == 0 {
+                tracing::error!("admin action not written to the audit log");
+            }
+        })
+    })
 }

@@ -218,7 +218,8 @@ impl JobsConfig {
             }
         }
         let s = &self.settings;
-        JOBS_VISIBILITY_TIMEOUT_MS.check_millis(ENV_JOBS_VISIBILITY_TIMEOUT_MS, s.visibility_timeout)?;
+        JOBS_VISIBILITY_TIMEOUT_MS
+            .check_millis(ENV_JOBS_VISIBILITY_TIMEOUT_MS, s.visibility_timeout)?;
         JOBS_RUN_TIMEOUT_MS.check_millis(ENV_JOBS_RUN_TIMEOUT_MS, s.run_timeout)?;
         JOBS_MAX_ATTEMPTS.check(ENV_JOBS_MAX_ATTEMPTS, u64::from(s.retry.attempts))?;
         JOBS_RETRY_MAX_DELAY_MS.check_millis(ENV_JOBS_RETRY_MAX_DELAY_MS, s.retry.max_delay)?;
@@ -226,15 +227,26 @@ impl JobsConfig {
         JOBS_KEEP_COUNT.check(ENV_JOBS_KEEP_COUNT, s.retention.keep_count)?;
         JOBS_MAX_WAIT_SECONDS.check(ENV_JOBS_MAX_WAIT_SECONDS, s.max_wait.as_secs())?;
         JOBS_BUFFER_MAX.check(ENV_JOBS_BUFFER_MAX, s.buffer_max as u64)?;
-        AUDIT_RETENTION_DAYS.check(ENV_AUDIT_RETENTION_DAYS, u64::from(self.audit_retention_days))?;
+        AUDIT_RETENTION_DAYS.check(
+            ENV_AUDIT_RETENTION_DAYS,
+            u64::from(self.audit_retention_days),
+        )?;
         if let Some(hook) = &self.webhook {
             check_url(ENV_WEBHOOK_URL, &hook.url)?;
             read::check_secret(ENV_WEBHOOK_SECRET, &hook.secret, read::SECRET_LENGTH)?;
         }
         if let Some(cloudflare) = &self.cloudflare {
             check_url(ENV_CLOUDFLARE_API_BASE, &cloudflare.api_base)?;
-            read::check_text(ENV_CLOUDFLARE_ZONE_ID, &cloudflare.zone_id, CLOUDFLARE_ZONE_ID)?;
-            read::check_secret(ENV_CLOUDFLARE_API_TOKEN, &cloudflare.token, read::SECRET_LENGTH)?;
+            read::check_text(
+                ENV_CLOUDFLARE_ZONE_ID,
+                &cloudflare.zone_id,
+                CLOUDFLARE_ZONE_ID,
+            )?;
+            read::check_secret(
+                ENV_CLOUDFLARE_API_TOKEN,
+                &cloudflare.token,
+                read::SECRET_LENGTH,
+            )?;
         }
         Ok(())
     }

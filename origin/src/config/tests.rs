@@ -44,6 +44,8 @@ fn unset_variables_leave_what_default_says() {
         application::ENV_IMAGE_SIGNING_KEY,
         application::ENV_EDGE_PURGE_TOKEN,
         resilience::ENV_ORIGIN_AUTH_TOKEN,
+        jobs::ENV_WEBHOOK_SECRET,
+        jobs::ENV_CLOUDFLARE_API_TOKEN,
     ];
     for blank in ["", "  "] {
         let config = Config::from_source(|name| match name {
@@ -129,6 +131,24 @@ const FULL: &[(&str, &str)] = &[
     ("COMMENTS_CACHE_TTL", "0"),
     ("EDGE_PURGE_URL", "https://app.example.com/__rampart/purge"),
     ("EDGE_PURGE_TOKEN", "purge-secret"),
+    ("JOBS_CONCURRENCY", "crawler=0, cache-refresh=16"),
+    ("JOBS_VISIBILITY_TIMEOUT_MS", "5000"),
+    ("JOBS_RUN_TIMEOUT_MS", "2000"),
+    ("JOBS_MAX_ATTEMPTS", "100"),
+    ("JOBS_RETRY_MAX_DELAY_MS", "0"),
+    ("JOBS_KEEP_SECONDS", "0"),
+    ("JOBS_KEEP_COUNT", "1000000"),
+    ("JOBS_MAX_WAIT_SECONDS", "1"),
+    ("JOBS_BUFFER_MAX", "0"),
+    ("JOBS_WARM_SCHEDULE", "off"),
+    ("JOBS_CLEANUP_SCHEDULE", "0 4 * * 1"),
+    ("JOBS_DEAD_REPORT_SCHEDULE", "*/15 * * * *"),
+    ("AUDIT_RETENTION_DAYS", "0"),
+    ("WEBHOOK_URL", "https://hooks.example.com/rampart"),
+    ("WEBHOOK_SECRET", "whsec"),
+    ("CLOUDFLARE_ZONE_ID", "023e105f4ecef8ad9ca31a8372d0c353"),
+    ("CLOUDFLARE_API_TOKEN", "cf-token"),
+    ("CLOUDFLARE_API_BASE", "http://127.0.0.1:9999/client/v4"),
 ];
 
 fn full_expected() -> Config {
@@ -221,6 +241,47 @@ fn full_expected() -> Config {
                 token: Some("purge-secret".to_owned()),
             }),
         },
+        jobs: full_jobs(),
+    }
+}
+
+fn full_jobs() -> JobsConfig {
+    use crate::core::jobs::{JobSettings, Queue, Retention};
+    let mut concurrency = JobSettings::default().concurrency;
+    concurrency.insert(Queue::Crawler, 0);
+    concurrency.insert(Queue::CacheRefresh, 16);
+    JobsConfig {
+        settings: JobSettings {
+            concurrency,
+            visibility_timeout: Duration::from_millis(5000),
+            run_timeout: Duration::from_millis(2000),
+            retry: RetryPolicy {
+                attempts: 100,
+                // The backoff's start and growth are the origin's retry settings.
+                initial_delay: Duration::ZERO,
+                max_delay: Duration::ZERO,
+                factor: 1.5,
+            },
+            retention: Retention {
+                keep_for: Duration::ZERO,
+                keep_count: 1_000_000,
+            },
+            max_wait: Duration::from_secs(1),
+            buffer_max: 0,
+        },
+        warm_schedule: None,
+        cleanup_schedule: Some("0 4 * * 1".to_owned()),
+        dead_report_schedule: Some("*/15 * * * *".to_owned()),
+        audit_retention_days: 0,
+        webhook: Some(jobs::WebhookTarget {
+            url: "https://hooks.example.com/rampart".to_owned(),
+            secret: "whsec".to_owned(),
+        }),
+        cloudflare: Some(jobs::CloudflareTarget {
+            api_base: "http://127.0.0.1:9999/client/v4".to_owned(),
+            zone_id: "023e105f4ecef8ad9ca31a8372d0c353".to_owned(),
+            token: "cf-token".to_owned(),
+        }),
     }
 }
 
@@ -432,6 +493,41 @@ const BAD: &[Bad] = &[
         "an http:// or https:// URL",
     ),
     secret("EDGE_PURGE_TOKEN", "tab\there", "(8 characters, not shown)"),
+    bad("JOBS_CONCURRENCY", "crawler=1000", jobs::CONCURRENCY),
+    bad("JOBS_CONCURRENCY", "mail=2", jobs::CONCURRENCY),
+    bad(
+        "JOBS_VISIBILITY_TIMEOUT_MS",
+        "999",
+        "between 1000 and 3600000",
+    ),
+    bad("JOBS_RUN_TIMEOUT_MS", "0", HOUR_FROM_1),
+    bad("JOBS_MAX_ATTEMPTS", "0", "between 1 and 100"),
+    bad(
+        "JOBS_RETRY_MAX_DELAY_MS",
+        "86400001",
+        "between 0 and 86400000",
+    ),
+    bad("JOBS_KEEP_SECONDS", "-1", "between 0 and 2592000"),
+    bad("JOBS_KEEP_COUNT", "1000001", "between 0 and 1000000"),
+    bad("JOBS_MAX_WAIT_SECONDS", "0", "between 1 and 86400"),
+    bad("JOBS_BUFFER_MAX", "lots", "between 0 and 1000000"),
+    bad("JOBS_WARM_SCHEDULE", "every 5 minutes", jobs::SCHEDULE),
+    bad("JOBS_CLEANUP_SCHEDULE", "0 0 3 * * *", jobs::SCHEDULE),
+    bad("JOBS_DEAD_REPORT_SCHEDULE", "61 * * * *", jobs::SCHEDULE),
+    bad("AUDIT_RETENTION_DAYS", "36501", "between 0 and 36500"),
+    bad("WEBHOOK_URL", "mailto:ops@example.com", jobs::HTTP_URL),
+    secret("WEBHOOK_SECRET", "two words", "(9 characters, not shown)"),
+    bad(
+        "CLOUDFLARE_ZONE_ID",
+        "zone with spaces",
+        "1 to 64 visible ASCII characters",
+    ),
+    secret(
+        "CLOUDFLARE_API_TOKEN",
+        "tok en",
+        "(6 characters, not shown)",
+    ),
+    bad("CLOUDFLARE_API_BASE", "api.cloudflare.com", jobs::HTTP_URL),
 ];
 
 #[test]

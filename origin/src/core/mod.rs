@@ -10,7 +10,8 @@
 //! | [`dependencies`] | database, outbound HTTP, edge purge: each call timed, guarded by a breaker, retried within a budget |
 //! | [`endpoints`] | routes the core adds: health, admin, metrics |
 //! | [`observability`] | Prometheus metrics, logs, OpenTelemetry traces |
-//! | [`serving`] | the listener, shutdown, cache warm-up |
+//! | [`serving`] | the listener, shutdown |
+//! | [`jobs`] | background jobs on Redis (or in process): refreshes, warm-ups, purges, clean-up, and the application's own |
 //! | [`http`] | the error model, extractors, pagination, client address, header values |
 //! | [`service`], [`route`] | plumbing: what a wrapped service is; which route answered |
 

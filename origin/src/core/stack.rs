@@ -12,8 +12,10 @@ use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
+use crate::core::cache::background::{Background, PurgeTargets};
 use crate::core::cache::{RedisTier, TieredCache};
 use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::dependencies::cloudflare_purge::CloudflarePurge;
 use crate::core::dependencies::database::Database;
 use crate::core::dependencies::edge_purge::EdgePurge;
 use crate::core::dependencies::outbound::{HttpClient, OutboundSettings};
@@ -21,6 +23,7 @@ use crate::core::dependencies::retry::{Retrier, RetryBudget, RetryPolicy};
 use crate::core::endpoints::{self, admin, health};
 use crate::core::http::client::EdgeTrust;
 use crate::core::http::errors;
+use crate::core::jobs::{work, Jobs};
 use crate::core::layers::admission::Admission;
 use crate::core::layers::compression;
 use crate::core::layers::pipeline::{Pipeline, PipelineLayer, Stages};
@@ -70,6 +73,12 @@ pub struct Core {
     pub slow_request: Duration,
     /// Concurrency limit, wait queue and request timeout.
     pub admission: Arc<Admission>,
+    /// Background jobs: refreshes, purges, and what the application hands off.
+    pub jobs: Jobs,
+    /// The paths warm-ups load (`CACHE_WARM_PATHS`).
+    pub warm_paths: Arc<[String]>,
+    /// Where admin actions are recorded.
+    pub audit: Option<admin::Auditor>,
 }
 
 impl Core {
@@ -80,7 +89,8 @@ impl Core {
         let database_breaker = CircuitBreaker::new("database", resilience.breakers);
         let http_breaker = CircuitBreaker::new("http", resilience.breakers);
         let redis_metrics = RedisMetrics::default();
-        let cache = response_cache(config, &redis_breaker, &redis_metrics);
+        let jobs = job_system(config);
+        let cache = response_cache(config, &redis_breaker, &redis_metrics, &jobs);
         let connections = OpenConnections::default();
         let sources = Sources {
             cache: Some(cache.cache.clone()),
@@ -91,6 +101,7 @@ impl Core {
                 http_breaker.clone(),
             ],
             redis: redis_metrics.clone(),
+            jobs: jobs.metrics().clone(),
         };
         Self {
             policy: Arc::new(Policy::default()),
@@ -113,7 +124,17 @@ impl Core {
                 Admission::new(resilience.admission)
                     .with_rule_timeouts(resilience.request_timeout_rules.clone()),
             ),
+            jobs,
+            warm_paths: Arc::from(config.cache.warm_paths.clone()),
+            audit: None,
         }
+    }
+
+    /// The core recording admin actions through `auditor` (the application's audit log).
+    #[must_use]
+    pub fn with_audit(mut self, auditor: admin::Auditor) -> Self {
+        self.audit = Some(auditor);
+        self
     }
 
     /// The core with the application's `database`, whose reachability decides readiness.
@@ -210,6 +231,9 @@ impl Core {
             cache: self.cache.cache.clone(),
             token: self.admin_token.clone(),
             breakers: breakers.clone(),
+            jobs: self.jobs.clone(),
+            warm_paths: Arc::clone(&self.warm_paths),
+            audit: self.audit.clone(),
         };
         let health = health::HealthState {
             started: self.started,
@@ -217,6 +241,7 @@ impl Core {
             cache: self.cache.cache.clone(),
             breakers,
             draining: Arc::clone(&self.draining),
+            jobs: self.jobs.clone(),
         };
         admin::router(admin).merge(health::router(health)).route(
             "/metrics",
@@ -252,21 +277,58 @@ fn rate_limiter(
     }))
 }
 
-/// The response cache `config` asks for: in-process, plus Redis when `REDIS_URL` is set.
+/// The job system `config` asks for: on Redis when `REDIS_URL` is set, else in process; with
+/// the handlers of the core's own jobs that need no application (purges, housekeeping).
+fn job_system(config: &Config) -> Jobs {
+    let settings = config.jobs.settings.clone();
+    let redis = &config.redis;
+    let jobs = match &redis.url {
+        Some(url) => Jobs::on_redis(url, &redis.key_prefix, redis.timeout, settings.clone())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "REDIS_URL is invalid: jobs are kept in process");
+                Jobs::in_memory(settings)
+            }),
+        None => Jobs::in_memory(settings),
+    };
+    let edge = config.application.edge_purge.as_ref().and_then(|edge| {
+        EdgePurge::new(edge.url.clone(), edge.token.clone())
+            .inspect_err(
+                |error| tracing::error!(%error, "EDGE_PURGE_URL: no HTTP client, edge purges off"),
+            )
+            .ok()
+    });
+    let cloudflare = config.jobs.cloudflare.as_ref().and_then(|target| {
+        CloudflarePurge::new(
+            &target.api_base,
+            &target.zone_id,
+            &target.token,
+            PURGE_TIMEOUT,
+        )
+        .inspect_err(|error| tracing::error!(%error, "Cloudflare purges off"))
+        .ok()
+    });
+    work::purge::register(&jobs, edge, cloudflare);
+    work::housekeeping::register(&jobs);
+    jobs
+}
+
+/// Bound on one call to Cloudflare's purge API.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The response cache `config` asks for: in-process, plus Redis when `REDIS_URL` is set,
+/// handing refreshes and purges to `jobs`.
 pub fn response_cache(
     config: &Config,
     breaker: &CircuitBreaker,
     metrics: &RedisMetrics,
+    jobs: &Jobs,
 ) -> ResponseCache {
-    let mut cache = TieredCache::new(config.cache.max_bytes);
-    if let Some(edge) = &config.application.edge_purge {
-        match EdgePurge::new(edge.url.clone(), edge.token.clone()) {
-            Ok(edge) => cache = cache.with_edge_purge(edge),
-            Err(error) => {
-                tracing::error!(%error, "EDGE_PURGE_URL: no HTTP client, edge purges off")
-            }
-        }
-    }
+    let targets = PurgeTargets {
+        edge: config.application.edge_purge.is_some(),
+        cloudflare: config.jobs.cloudflare.is_some(),
+    };
+    let mut cache = TieredCache::new(config.cache.max_bytes)
+        .with_background(Background::new(jobs.clone(), targets));
     let redis = &config.redis;
     if let Some(url) = &redis.url {
         match RedisTier::new(url, &redis.key_prefix, redis.timeout) {

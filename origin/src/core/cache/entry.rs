@@ -31,6 +31,8 @@ pub struct Entry {
     pub options: CacheOptions,
     /// The value as its user decoded it, kept so that each hit does not decode again.
     decoded: OnceLock<Option<Arc<dyn Any + Send + Sync>>>,
+    /// Hits served from this instance's copy: an invalidated entry read this often is warmed again.
+    pub hits: std::sync::atomic::AtomicU32,
 }
 
 /// Where an entry stands at a given instant.
@@ -58,6 +60,7 @@ impl Entry {
             stored_at,
             options,
             decoded: OnceLock::new(),
+            hits: std::sync::atomic::AtomicU32::new(0),
         }
     }
 

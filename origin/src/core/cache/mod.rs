@@ -11,6 +11,7 @@
 //!
 //! Admission and eviction are moka's (TinyLFU admission, LRU eviction, per-entry expiry).
 
+pub mod background;
 mod codec;
 mod entry;
 mod flight;
@@ -32,6 +33,11 @@ pub use entry::{CacheOptions, Entry, State};
 use flight::Flights;
 pub use flight::LoadError;
 pub use remote::{Invalidation, RedisTier};
+
+/// A request extension (never a header: clients cannot set it) asking the response cache to
+/// load and store the response whatever it holds; refresh and warm-up jobs send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForceRefresh;
 
 /// What a loader produced: the value, whether it may be stored, and whether it reports a
 /// failure. A value that must not be stored (e.g. a response marked `no-store`) still reaches
@@ -228,8 +234,8 @@ pub struct TieredCache {
     counters: Arc<Counters>,
     /// The shared Redis level, when configured.
     remote: Option<Arc<RedisTier>>,
-    /// The edge's purge endpoint, told about tag invalidations made here.
-    edge: Option<crate::core::dependencies::edge_purge::EdgePurge>,
+    /// The job system: stale refreshes, re-warms, and purges at the edge.
+    background: Option<Arc<background::Background>>,
 }
 
 impl std::fmt::Debug for TieredCache {
@@ -274,18 +280,20 @@ impl TieredCache {
             generation: Arc::default(),
             counters: Arc::default(),
             remote: None,
-            edge: None,
+            background: None,
         }
     }
 
-    /// Forwards this instance's tag invalidations to the edge as well.
+    /// Hands stale refreshes, re-warms of hot keys and edge purges to `background`.
     #[must_use]
-    pub fn with_edge_purge(
-        mut self,
-        edge: crate::core::dependencies::edge_purge::EdgePurge,
-    ) -> Self {
-        self.edge = Some(edge);
+    pub fn with_background(mut self, background: background::Background) -> Self {
+        self.background = Some(Arc::new(background));
         self
+    }
+
+    /// The job system the cache hands its background work to, if any.
+    pub fn background(&self) -> Option<&background::Background> {
+        self.background.as_deref()
     }
 
     /// Adds the shared Redis level and starts listening for other instances' invalidations.
@@ -297,9 +305,13 @@ impl TieredCache {
             move |invalidation| {
                 let cache = apply_to.clone();
                 tokio::spawn(async move {
-                    cache
-                        .invalidate_local(&invalidation.tags, &invalidation.keys)
-                        .await
+                    if invalidation.all {
+                        cache.clear_local();
+                    } else {
+                        cache
+                            .invalidate_local(&invalidation.tags, &invalidation.keys)
+                            .await;
+                    }
                 });
             },
             move || flush.invalidate_all(),
@@ -312,6 +324,7 @@ impl TieredCache {
     async fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
         if let Some(entry) = self.store.get(key).await {
             self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            entry.hits.fetch_add(1, Ordering::Relaxed);
             return Some(entry);
         }
         self.counters.memory_misses.fetch_add(1, Ordering::Relaxed);
@@ -353,8 +366,18 @@ impl TieredCache {
                     self.counters.stale_hits.fetch_add(1, Ordering::Relaxed);
                     if !self.flights.is_running(key) {
                         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
-                        // Not awaited: the load task runs on, and stores its result.
-                        let _ = self.start_load(key, options, loader);
+                        match &self.background {
+                            // A durable, retried refresh that any instance may run.
+                            Some(background) => {
+                                if background.refresh_later(key) && self.remote.is_some() {
+                                    // Another instance may run the refresh: the next request
+                                    // here reads the shared level, where it lands.
+                                    self.store.invalidate(key).await;
+                                }
+                            }
+                            // Not awaited: the load task runs on, and stores its result.
+                            None => drop(self.start_load(key, options, loader)),
+                        }
                     }
                     return Ok(Cached::from_entry(entry, Outcome::Stale));
                 }
@@ -389,6 +412,31 @@ impl TieredCache {
                 Ok(Cached::from_entry(stale, Outcome::StaleOnError))
             }
         }
+    }
+
+    /// Loads `key` with `loader` now and stores the result, whatever the cache holds (a
+    /// running load of the key is joined instead). Refresh jobs come this way.
+    pub async fn load_now<F, Fut, V, E>(
+        &self,
+        key: &str,
+        options: CacheOptions,
+        loader: F,
+    ) -> Result<Cached, LoadError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        V: Into<Loaded>,
+        E: std::fmt::Display,
+    {
+        let (flight, collapsed) = self.start_load(key, options, loader);
+        let landed = flight.await?;
+        Ok(Cached::from_entry(
+            landed.entry,
+            Outcome::Miss {
+                collapsed,
+                stored: landed.stored,
+            },
+        ))
     }
 
     fn start_load<F, Fut, V, E>(
@@ -461,18 +509,62 @@ impl TieredCache {
     }
 
     async fn invalidate(&self, tags: &[String], keys: &[String]) -> u64 {
-        let removed = self.invalidate_local(tags, keys).await;
+        let (removed, hot) = self.invalidate_local(tags, keys).await;
         if let Some(remote) = &self.remote {
             remote.invalidate(tags, keys).await;
         }
-        if let Some(edge) = &self.edge {
-            edge.purge_tags(tags);
+        if let Some(background) = &self.background {
+            background.after_invalidation(tags, keys, &hot).await;
         }
         removed
     }
 
-    /// Drops tagged entries and keys from the in-process level only.
-    async fn invalidate_local(&self, tags: &[String], keys: &[String]) -> u64 {
+    /// Drops every entry, here, in Redis and in every other instance, and purges everything at
+    /// the edge where a target can (Cloudflare's API); returns the entries dropped here and in
+    /// Redis.
+    pub async fn clear(&self) -> (u64, usize) {
+        let here = self.store.entry_count();
+        self.clear_local();
+        let shared = match &self.remote {
+            Some(remote) => remote.clear().await,
+            None => 0,
+        };
+        if let Some(background) = &self.background {
+            if let Err(error) = background.purge_everything().await {
+                tracing::error!(%error, "edge-wide purge not enqueued");
+            }
+        }
+        (here, shared)
+    }
+
+    fn clear_local(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.tags.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.store.invalidate_all();
+    }
+
+    /// The keys matching the glob `pattern` (`*`, `?`, `[…]`), here and in Redis, at most
+    /// `limit`.
+    pub async fn keys_matching(&self, pattern: &glob::Pattern, limit: usize) -> Vec<String> {
+        let mut keys: HashSet<String> = self
+            .store
+            .iter()
+            .map(|(key, _)| key.as_ref().clone())
+            .filter(|key| pattern.matches(key))
+            .take(limit)
+            .collect();
+        if let Some(remote) = &self.remote {
+            keys.extend(remote.keys_matching(pattern.as_str(), limit).await);
+        }
+        let mut keys: Vec<String> = keys.into_iter().collect();
+        keys.sort();
+        keys.truncate(limit);
+        keys
+    }
+
+    /// Drops tagged entries and keys from the in-process level only; returns how many, and
+    /// the keys of those that were hot.
+    async fn invalidate_local(&self, tags: &[String], keys: &[String]) -> (u64, Vec<String>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut doomed: HashSet<String> = {
             let mut index = self.tags.lock().unwrap_or_else(|p| p.into_inner());
@@ -485,17 +577,20 @@ impl TieredCache {
         self.remove_keys(doomed.iter().map(String::as_str)).await
     }
 
-    async fn remove_keys(&self, keys: impl Iterator<Item = &str>) -> u64 {
-        let mut removed = 0;
+    async fn remove_keys(&self, keys: impl Iterator<Item = &str>) -> (u64, Vec<String>) {
+        let (mut removed, mut hot) = (0, Vec::new());
         for key in keys {
-            if self.store.remove(key).await.is_some() {
+            if let Some(entry) = self.store.remove(key).await {
                 removed += 1;
+                if entry.hits.load(Ordering::Relaxed) >= background::HOT_HITS {
+                    hot.push(key.to_owned());
+                }
             }
         }
         self.counters
             .invalidated
             .fetch_add(removed, Ordering::Relaxed);
-        removed
+        (removed, hot)
     }
 
     /// Hits and misses per level (Redis only when configured), read without waiting.

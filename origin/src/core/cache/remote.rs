@@ -28,6 +28,9 @@ pub struct Invalidation {
     pub tags: Vec<String>,
     /// Keys to drop.
     pub keys: Vec<String>,
+    /// Drop everything (an operator cleared the cache).
+    #[serde(default)]
+    pub all: bool,
 }
 
 /// The Redis level.
@@ -194,6 +197,7 @@ impl RedisTier {
             from: self.instance.clone(),
             tags: tags.to_vec(),
             keys: keys.to_vec(),
+            all: false,
         };
         let payload = serde_json::to_string(&message).unwrap_or_default();
         delete
@@ -202,6 +206,75 @@ impl RedisTier {
             .arg(payload)
             .ignore();
         let _ = self.run::<()>("invalidate", &delete).await;
+    }
+
+    /// Cache keys matching the glob `pattern` (Redis `MATCH` syntax), at most `limit` of them.
+    pub async fn keys_matching(&self, pattern: &str, limit: usize) -> Vec<String> {
+        self.scan(&self.key(pattern), limit)
+            .await
+            .into_iter()
+            .filter_map(|key| key.strip_prefix(&self.prefix).map(str::to_owned))
+            .filter(|key| !key.starts_with("tag:") && !key.starts_with("jobs:"))
+            .collect()
+    }
+
+    /// Redis keys matching `pattern`, at most `limit`, found with `SCAN` (never `KEYS`).
+    async fn scan(&self, pattern: &str, limit: usize) -> Vec<String> {
+        let mut conn = self.conn.clone();
+        let mut found = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut command = redis::cmd("SCAN");
+            command
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let step = command.query_async::<(u64, Vec<String>)>(&mut conn);
+            let Ok(Ok((next, keys))) = tokio::time::timeout(self.guard.timeout * 4, step).await
+            else {
+                self.failed::<()>("scan failed");
+                return found;
+            };
+            found.extend(keys);
+            if next == 0 || found.len() >= limit {
+                found.truncate(limit);
+                return found;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Deletes every cached entry and tag set, and tells the other instances to drop theirs.
+    pub async fn clear(&self) -> usize {
+        let mut keys = self.keys_matching("GET *", usize::MAX).await;
+        keys.extend(self.keys_matching("HEAD *", usize::MAX).await);
+        let tags = self.scan(&self.tag("*"), usize::MAX).await;
+        for chunk in keys.chunks(500) {
+            let mut delete = redis::pipe();
+            for key in chunk {
+                delete.cmd("DEL").arg(self.key(key)).ignore();
+            }
+            let _ = self.run::<()>("clear", &delete).await;
+        }
+        let mut publish = redis::pipe();
+        for tag in tags {
+            publish.cmd("DEL").arg(tag).ignore();
+        }
+        let message = Invalidation {
+            from: self.instance.clone(),
+            tags: Vec::new(),
+            keys: Vec::new(),
+            all: true,
+        };
+        publish
+            .cmd("PUBLISH")
+            .arg(self.channel())
+            .arg(serde_json::to_string(&message).unwrap_or_default())
+            .ignore();
+        let _ = self.run::<()>("clear", &publish).await;
+        keys.len()
     }
 
     /// Listens for other instances' invalidations forever, resubscribing after failures.

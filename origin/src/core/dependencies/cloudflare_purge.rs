@@ -43,6 +43,7 @@ pub const MAX_TAG_LEN: usize = 1024;
 
 /// What to purge: tags, URLs, or everything (which makes the others unnecessary).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct PurgeRequest {
     /// Cache-tags, as the origin sent them in `Cache-Tag`.
     pub tags: Vec<String>,

@@ -1,6 +1,6 @@
-//! Carries the origin's tag invalidations to the edge (`EDGE_PURGE_URL`, the Worker's
-//! `POST /__rampart/purge`), so that one invalidation empties every tier. Purges are sent in
-//! the background and bounded in time; a failure is logged and the edge copy ages out by its TTL.
+//! The Worker's purge endpoint (`EDGE_PURGE_URL`, the edge's `POST /__rampart/purge`): one
+//! request drops tags and URLs from the data centre's edge cache the Worker runs in. Called by
+//! the `edge-purge` job, which retries until the edge confirms.
 
 use std::time::Duration;
 
@@ -8,6 +8,27 @@ use serde_json::json;
 
 /// How long one purge request may take.
 const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the edge did not confirm a purge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EdgePurgeError {
+    /// The edge refused the request as it stands (a bad token or body): retrying cannot help.
+    #[error("the edge refused the purge: {status}")]
+    Refused {
+        /// The edge's status.
+        status: u16,
+    },
+    /// The edge failed, was busy or could not be reached: worth retrying.
+    #[error("the edge purge failed: {0}")]
+    Unavailable(String),
+}
+
+impl EdgePurgeError {
+    /// Whether retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, EdgePurgeError::Refused { .. })
+    }
+}
 
 /// Where the edge's purge endpoint is, and the token it wants.
 #[derive(Debug, Clone)]
@@ -27,26 +48,32 @@ impl EdgePurge {
         Ok(Self { client, url, token })
     }
 
-    /// Asks the edge to drop everything tagged with one of `tags`, without waiting.
-    pub fn purge_tags(&self, tags: &[String]) {
-        if tags.is_empty() {
-            return;
+    /// Asks the edge to drop everything tagged with one of `tags` and the responses for `urls`.
+    pub async fn purge(&self, tags: &[String], urls: &[String]) -> Result<(), EdgePurgeError> {
+        if tags.is_empty() && urls.is_empty() {
+            return Ok(());
         }
-        let mut request = self.client.post(&self.url).json(&json!({ "tags": tags }));
+        let mut request = self
+            .client
+            .post(&self.url)
+            .json(&json!({ "tags": tags, "urls": urls }));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let tags = tags.to_vec();
-        tokio::spawn(async move {
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {
-                    tracing::debug!(?tags, "edge purged");
-                }
-                Ok(response) => {
-                    tracing::warn!(?tags, status = %response.status(), "the edge refused a purge");
-                }
-                Err(error) => tracing::warn!(?tags, %error, "the edge purge failed"),
-            }
-        });
+        let response = request
+            .send()
+            .await
+            .map_err(|error| EdgePurgeError::Unavailable(error.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            tracing::debug!(?tags, urls = urls.len(), "edge purged");
+            return Ok(());
+        }
+        if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+            return Err(EdgePurgeError::Refused {
+                status: status.as_u16(),
+            });
+        }
+        Err(EdgePurgeError::Unavailable(format!("status {status}")))
     }
 }

@@ -1,4 +1,6 @@
-//! Admin routes for operators: cache invalidation, cache statistics and breaker resets, behind
+//! Admin routes for operators: cache invalidation, cache statistics and breaker resets (and,
+//! from [`super::jobs`] and [`super::cache_ops`], the job system and emergency cache operations),
+//! behind
 //! `Authorization: Bearer $ADMIN_TOKEN`. With no token configured they answer 403
 //! `ADMIN_DISABLED`, so an unconfigured deployment never exposes them.
 
@@ -10,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,6 +20,7 @@ use crate::core::cache::TieredCache;
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::http::client::constant_time_eq;
 use crate::core::http::errors::{ApiError, ErrorCode};
+use crate::core::jobs::Jobs;
 
 /// Most tags or keys one invalidation request may name.
 pub const MAX_INVALIDATION_ITEMS: usize = 1000;
@@ -30,6 +34,60 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
     /// The dependencies' circuit breakers.
     pub breakers: Vec<CircuitBreaker>,
+    /// The job system.
+    pub jobs: Jobs,
+    /// The paths a warm-up loads when none are named (`CACHE_WARM_PATHS`).
+    pub warm_paths: Arc<[String]>,
+    /// Where admin actions are recorded, beside the log.
+    pub audit: Option<Auditor>,
+}
+
+/// An admin action, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// What was done, such as `cache.clear`.
+    pub action: &'static str,
+    /// What it was done to.
+    pub target: String,
+    /// The details.
+    pub data: serde_json::Value,
+}
+
+/// Writes admin actions to the application's audit log.
+#[derive(Clone)]
+pub struct Auditor(Arc<dyn Fn(AuditRecord) -> BoxFuture<'static, ()> + Send + Sync>);
+
+impl Auditor {
+    /// An auditor writing each record with `write`.
+    pub fn new(
+        write: impl Fn(AuditRecord) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(write))
+    }
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Auditor")
+    }
+}
+
+/// Records an admin action in the log and, where there is one, the audit log.
+pub async fn audit(
+    state: &AdminState,
+    action: &'static str,
+    target: &str,
+    data: serde_json::Value,
+) {
+    tracing::warn!(action, target, %data, "admin action");
+    if let Some(auditor) = &state.audit {
+        (auditor.0)(AuditRecord {
+            action,
+            target: target.to_owned(),
+            data,
+        })
+        .await;
+    }
 }
 
 /// `POST /api/admin/cache/invalidate`, `GET /api/cache/stats` and
@@ -39,6 +97,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/admin/cache/invalidate", post(invalidate))
         .route("/api/cache/stats", get(stats))
         .route("/api/admin/circuit-breakers/reset", post(reset_breakers))
+        .merge(super::jobs::routes())
+        .merge(super::cache_ops::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -121,6 +181,8 @@ async fn invalidate(
     }
     let mut invalidated = state.cache.invalidate_tags(&request.tags).await;
     invalidated += state.cache.invalidate_keys(&request.keys).await;
+    let data = json!({ "tags": request.tags, "keys": request.keys });
+    audit(&state, "cache.invalidate", "cache", data).await;
     Json(json!({ "invalidated": invalidated, "tags": request.tags, "keys": request.keys }))
         .into_response()
 }

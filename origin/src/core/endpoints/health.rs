@@ -4,10 +4,11 @@
 //! - `/health`: the service's status (each dependency probed, breakers read), timestamp,
 //!   uptime, version: `200` when `healthy`, `503` when `degraded`, `unhealthy` or draining.
 //! - `/health/live`: `200` while the process serves requests, whatever its dependencies say.
-//! - `/health/ready`: `503` while the database is unreachable or the origin is draining; a
+//! - `/health/ready`: `503` while the database is unreachable, the origin is draining, or a
+//!   job queue's oldest job has waited longer than `JOBS_MAX_WAIT_SECONDS` (`backlogged`); a
 //!   Redis outage leaves it ready (`degraded`), since the origin fails open without Redis.
-//! - `/health/detailed`: each dependency's status and response time, breaker states and cache
-//!   statistics; `healthy` / `degraded` (200) or `unhealthy` (503).
+//! - `/health/detailed`: each dependency's status and response time, breaker states, cache
+//!   statistics and each job queue's counts; `healthy` / `degraded` (200) or `unhealthy` (503).
 //! - `/health/cache` and `/health/circuit-breakers`: those parts alone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,7 @@ use serde_json::json;
 use crate::core::cache::TieredCache;
 use crate::core::dependencies::breaker::{BreakerReport, BreakerState, CircuitBreaker};
 use crate::core::dependencies::database::Database;
+use crate::core::jobs::Jobs;
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,6 +44,23 @@ pub struct HealthState {
     pub breakers: Vec<CircuitBreaker>,
     /// Set once a shutdown signal arrived.
     pub draining: Arc<AtomicBool>,
+    /// The job system, whose backlog decides readiness too.
+    pub jobs: Jobs,
+}
+
+/// The job queues as health reports them.
+#[derive(Debug, Clone, Serialize)]
+struct QueueHealth {
+    /// Each queue's counts, when the store answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queues: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Why the store did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Queues whose oldest job has waited longer than allowed.
+    backlogged: Vec<&'static str>,
+    /// Jobs held in process until Redis answers.
+    buffered: usize,
 }
 
 /// The health routes.
@@ -110,6 +129,40 @@ impl HealthState {
         found
     }
 
+    async fn queues(&self) -> QueueHealth {
+        let max_wait = self.jobs.settings().max_wait.as_millis();
+        let buffered = self.jobs.store().buffered();
+        match tokio::time::timeout(PROBE_TIMEOUT, self.jobs.overview()).await {
+            Ok(Ok(overview)) => QueueHealth {
+                backlogged: overview
+                    .iter()
+                    .filter(|(_, counts)| u128::from(counts.oldest_waiting_ms) > max_wait)
+                    .map(|(queue, _)| queue.as_str())
+                    .collect(),
+                queues: Some(
+                    overview
+                        .into_iter()
+                        .map(|(queue, counts)| (queue.as_str().to_owned(), json!(counts)))
+                        .collect(),
+                ),
+                error: None,
+                buffered,
+            },
+            Ok(Err(error)) => QueueHealth {
+                queues: None,
+                error: Some(error.to_string()),
+                backlogged: Vec::new(),
+                buffered,
+            },
+            Err(_) => QueueHealth {
+                queues: None,
+                error: Some("the job store did not answer in time".to_owned()),
+                backlogged: Vec::new(),
+                buffered,
+            },
+        }
+    }
+
     fn reports(&self) -> Vec<BreakerReport> {
         self.breakers.iter().map(CircuitBreaker::report).collect()
     }
@@ -167,18 +220,25 @@ fn overall(dependencies: &[Dependency], breakers: &[BreakerReport]) -> &'static 
 async fn ready(State(state): State<HealthState>) -> Response {
     let dependencies = state.dependencies().await;
     let draining = state.draining.load(Ordering::Relaxed);
+    let queues = state.queues().await;
     let status = if draining {
         "draining"
+    } else if !queues.backlogged.is_empty() {
+        "backlogged"
     } else {
         overall(&dependencies, &state.reports())
     };
-    let code = if matches!(status, "draining" | "unhealthy") {
+    let code = if matches!(status, "draining" | "unhealthy" | "backlogged") {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    let body =
-        json!({ "status": status, "ready": code == StatusCode::OK, "dependencies": dependencies });
+    let body = json!({
+        "status": status,
+        "ready": code == StatusCode::OK,
+        "dependencies": dependencies,
+        "backlogged": queues.backlogged,
+    });
     (code, Json(body)).into_response()
 }
 
@@ -200,6 +260,7 @@ async fn detailed(State(state): State<HealthState>) -> Response {
         "dependencies": dependencies,
         "circuitBreakers": breakers,
         "cache": state.cache.stats().await,
+        "jobs": state.queues().await,
     });
     (code, Json(body)).into_response()
 }

@@ -162,6 +162,14 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
+impl Job {
+    /// The payload as a `T`; a payload that does not fit can never run: a permanent failure.
+    pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, super::JobError> {
+        serde_json::from_value(self.payload.clone())
+            .map_err(|error| super::JobError::permanent(format!("bad payload: {error}")))
+    }
+}
+
 /// A fresh job id: time-ordered and unique across instances.
 pub fn new_id() -> String {
     format!("{:x}-{:016x}", unix_ms(), fastrand::u64(..))

@@ -152,7 +152,8 @@ impl MemoryStore {
             lane.active = lane.active.saturating_sub(1);
             if let Some(job) = lane.jobs.get_mut(&reserved.job.id) {
                 job.state = JobState::Completed;
-                lane.completed.push_back((reserved.job.id.clone(), unix_ms()));
+                lane.completed
+                    .push_back((reserved.job.id.clone(), unix_ms()));
             }
             trim_lane(lane, retention);
         });
@@ -199,7 +200,10 @@ impl MemoryStore {
                     moved += 1;
                 }
             }
-            (moved, lane.delayed.first_key_value().map(|((due, _), _)| *due))
+            (
+                moved,
+                lane.delayed.first_key_value().map(|((due, _), _)| *due),
+            )
         });
         if moved > 0 {
             self.notify(queue);

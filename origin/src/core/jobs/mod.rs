@@ -23,6 +23,7 @@ pub mod scripts;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod work;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -179,9 +180,7 @@ impl Jobs {
             let outcome = match &result {
                 Err(_) => JobOutcome::Refused,
                 Ok(_) if buffered => JobOutcome::Buffered,
-                Ok(done) if done.get(index).is_some_and(|e| !e.created) => {
-                    JobOutcome::Deduplicated
-                }
+                Ok(done) if done.get(index).is_some_and(|e| !e.created) => JobOutcome::Deduplicated,
                 Ok(_) => JobOutcome::Enqueued,
             };
             self.inner.metrics.count(job.queue, outcome, 1);

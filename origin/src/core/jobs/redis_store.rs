@@ -119,7 +119,11 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for job in jobs {
             let keys = self.keys(job.queue);
-            let due = if job.delay_ms > 0 { now + job.delay_ms } else { 0 };
+            let due = if job.delay_ms > 0 {
+                now + job.delay_ms
+            } else {
+                0
+            };
             let mut invocation = scripts::ENQUEUE.prepare_invoke();
             invocation
                 .key(&keys.keys)
@@ -509,16 +513,19 @@ impl RedisStore {
     pub async fn is_paused(&self, queue: Queue) -> Result<bool, StoreError> {
         let keys = self.keys(queue);
         let mut conn = self.conn.clone();
-        self.run(redis::cmd("EXISTS").arg(&keys.paused).query_async(&mut conn))
-            .await
+        self.run(
+            redis::cmd("EXISTS")
+                .arg(&keys.paused)
+                .query_async(&mut conn),
+        )
+        .await
     }
 
     /// Drops completed and failed records of `queue` beyond `retention`; returns how many.
     pub async fn trim(&self, queue: Queue, retention: Retention) -> Result<u64, StoreError> {
         let keys = self.keys(queue);
-        let cutoff = unix_ms().saturating_sub(
-            u64::try_from(retention.keep_for.as_millis()).unwrap_or(u64::MAX),
-        );
+        let cutoff = unix_ms()
+            .saturating_sub(u64::try_from(retention.keep_for.as_millis()).unwrap_or(u64::MAX));
         let mut pipe = redis::pipe();
         for (set, delete_jobs) in [(&keys.completed, "1"), (&keys.failed, "0")] {
             let mut invocation = scripts::TRIM.prepare_invoke();
@@ -583,7 +590,11 @@ fn entry_list(entries: &Value) -> Vec<(String, String)> {
             };
             let id: String = redis::from_redis_value_ref(parts.first()?).ok()?;
             let fields: Vec<String> = redis::from_redis_value_ref(parts.get(1)?).ok()?;
-            let job = fields.chunks(2).find(|pair| pair[0] == "id")?.get(1)?.clone();
+            let job = fields
+                .chunks(2)
+                .find(|pair| pair[0] == "id")?
+                .get(1)?
+                .clone();
             Some((id, job))
         })
         .collect()
@@ -603,7 +614,10 @@ fn last_delivered(reply: &Value) -> Option<String> {
             Value::Array(flat) => flat
                 .chunks(2)
                 .filter_map(|pair| {
-                    Some((redis::from_redis_value_ref(&pair[0]).ok()?, pair.get(1)?.clone()))
+                    Some((
+                        redis::from_redis_value_ref(&pair[0]).ok()?,
+                        pair.get(1)?.clone(),
+                    ))
                 })
                 .collect(),
             _ => return None,

@@ -19,7 +19,7 @@ pub struct Schedule {
     /// When it runs.
     pub cron: Cron,
     /// What it enqueues.
-    pub job: NewJob,
+    pub jobs: Vec<NewJob>,
 }
 
 /// A cron expression that does not parse.
@@ -73,17 +73,31 @@ async fn keep(jobs: Jobs, schedule: Schedule, mut stop: watch::Receiver<bool>) {
         let slot = u64::try_from(slot).unwrap_or(0);
         match jobs.store().claim_slot(schedule.name, slot).await {
             Ok(true) => {
-                let job = schedule
-                    .job
-                    .clone()
-                    .with_key(format!("schedule:{}:{slot}", schedule.name));
-                match jobs.enqueue(job).await {
-                    Ok(done) => tracing::info!(schedule = schedule.name, id = %done.id, "scheduled job enqueued"),
-                    Err(error) => tracing::warn!(schedule = schedule.name, %error, "scheduled job not enqueued"),
+                let batch: Vec<NewJob> = schedule
+                    .jobs
+                    .iter()
+                    .map(|job| {
+                        let key = format!("schedule:{}:{slot}:{}", schedule.name, job.kind);
+                        job.clone().with_key(key)
+                    })
+                    .collect();
+                match jobs.enqueue_all(&batch).await {
+                    Ok(done) => tracing::info!(
+                        schedule = schedule.name,
+                        jobs = done.len(),
+                        "scheduled jobs enqueued"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(schedule = schedule.name, %error, "scheduled jobs not enqueued")
+                    }
                 }
             }
-            Ok(false) => tracing::debug!(schedule = schedule.name, "run claimed by another instance"),
-            Err(error) => tracing::warn!(schedule = schedule.name, %error, "schedule slot not claimed"),
+            Ok(false) => {
+                tracing::debug!(schedule = schedule.name, "run claimed by another instance")
+            }
+            Err(error) => {
+                tracing::warn!(schedule = schedule.name, %error, "schedule slot not claimed")
+            }
         }
     }
 }
@@ -106,7 +120,11 @@ mod tests {
         let schedule = Schedule {
             name: "test",
             cron: parse("*/5 * * * *").expect("valid"),
-            job: NewJob::new(super::super::Queue::Cleanup, "noop", serde_json::Value::Null),
+            jobs: vec![NewJob::new(
+                super::super::Queue::Cleanup,
+                "noop",
+                serde_json::Value::Null,
+            )],
         };
         let now = Utc::now().timestamp();
         let next = schedule.next_slot().expect("a next run");

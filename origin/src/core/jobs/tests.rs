@@ -29,8 +29,13 @@ fn quick() -> JobSettings {
 
 fn both(settings: JobSettings) -> Vec<(&'static str, Jobs)> {
     let prefix = format!("test-jobs-{:08x}:", fastrand::u32(..));
-    let redis = Jobs::on_redis(&redis_url(), &prefix, Duration::from_secs(2), settings.clone())
-        .expect("a Redis URL");
+    let redis = Jobs::on_redis(
+        &redis_url(),
+        &prefix,
+        Duration::from_secs(2),
+        settings.clone(),
+    )
+    .expect("a Redis URL");
     vec![("memory", Jobs::in_memory(settings)), ("redis", redis)]
 }
 
@@ -65,12 +70,18 @@ async fn a_key_waiting_twice_runs_once_and_is_free_again_once_started() {
         let first = jobs.enqueue(job.clone()).await.expect("enqueued");
         let second = jobs.enqueue(job.clone()).await.expect("enqueued");
         assert!(first.created && !second.created, "{name}");
-        assert_eq!(first.id, second.id, "{name}: the duplicate names the waiting job");
+        assert_eq!(
+            first.id, second.id,
+            "{name}: the duplicate names the waiting job"
+        );
         let (stop, stopped) = watch::channel(false);
         let tasks = runner::start(&jobs, stopped);
         wait_for("one run", || runs.load(Ordering::SeqCst) == 1).await;
         let third = jobs.enqueue(job).await.expect("enqueued");
-        assert!(third.created, "{name}: a started job no longer holds its key");
+        assert!(
+            third.created,
+            "{name}: a started job no longer holds its key"
+        );
         wait_for("the second run", || runs.load(Ordering::SeqCst) == 2).await;
         let _ = stop.send(true);
         for task in tasks {
@@ -99,25 +110,42 @@ async fn a_failing_job_is_retried_then_dead_lettered_and_can_be_retried_by_hand(
         let (stop, stopped) = watch::channel(false);
         let tasks = runner::start(&jobs, stopped);
         let id = jobs
-            .enqueue(NewJob::new(Queue::Notifications, "deliver", json!({"n": 1})))
+            .enqueue(NewJob::new(
+                Queue::Notifications,
+                "deliver",
+                json!({"n": 1}),
+            ))
             .await
             .expect("enqueued")
             .id;
         let store = jobs.store().clone();
         for _ in 0..400 {
-            if store.counts(Queue::Notifications).await.expect("counts").dead == 1 {
+            if store
+                .counts(Queue::Notifications)
+                .await
+                .expect("counts")
+                .dead
+                == 1
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        assert_eq!(attempts.load(Ordering::SeqCst), 3, "{name}: every attempt ran");
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            3,
+            "{name}: every attempt ran"
+        );
         let dead = store.dead(Queue::Notifications, 10).await.expect("dead");
         assert_eq!(dead.len(), 1, "{name}");
         assert_eq!(dead[0].id, id);
         assert_eq!(dead[0].last_error.as_deref(), Some("target answered 500"));
         assert_eq!(dead[0].payload, json!({"n": 1}));
         fail.store(false, Ordering::SeqCst);
-        assert!(store.retry_dead(Queue::Notifications, &id).await.expect("retry"));
+        assert!(store
+            .retry_dead(Queue::Notifications, &id)
+            .await
+            .expect("retry"));
         wait_for("the retried run", || attempts.load(Ordering::SeqCst) == 4).await;
         for _ in 0..100 {
             let job = store.get(Queue::Notifications, &id).await.expect("get");
@@ -127,8 +155,15 @@ async fn a_failing_job_is_retried_then_dead_lettered_and_can_be_retried_by_hand(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let counts = store.counts(Queue::Notifications).await.expect("counts");
-        assert_eq!((counts.dead, counts.completed), (0, 1), "{name}: {counts:?}");
-        assert!(!store.retry_dead(Queue::Notifications, &id).await.expect("retry"));
+        assert_eq!(
+            (counts.dead, counts.completed),
+            (0, 1),
+            "{name}: {counts:?}"
+        );
+        assert!(!store
+            .retry_dead(Queue::Notifications, &id)
+            .await
+            .expect("retry"));
         let _ = stop.send(true);
         for task in tasks {
             let _ = task.await;
@@ -156,9 +191,16 @@ async fn a_permanent_failure_skips_the_remaining_attempts_and_dead_jobs_can_be_d
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let job = store.get(Queue::Crawler, &id).await.expect("get").expect("kept");
+        let job = store
+            .get(Queue::Crawler, &id)
+            .await
+            .expect("get")
+            .expect("kept");
         assert_eq!((job.state, job.attempts), (JobState::Dead, 1), "{name}");
-        assert!(store.delete_dead(Queue::Crawler, &id).await.expect("delete"));
+        assert!(store
+            .delete_dead(Queue::Crawler, &id)
+            .await
+            .expect("delete"));
         assert!(store.get(Queue::Crawler, &id).await.expect("get").is_none());
         let _ = stop.send(true);
         for task in tasks {
@@ -182,13 +224,23 @@ async fn a_paused_queue_keeps_its_jobs_until_resumed_and_a_delay_is_kept() {
         assert_eq!(runs.load(Ordering::SeqCst), 0, "{name}: paused");
         let counts = store.counts(Queue::Cleanup).await.expect("counts");
         assert!(counts.paused && counts.waiting == 1, "{name}: {counts:?}");
-        store.set_paused(Queue::Cleanup, false).await.expect("resume");
-        wait_for("the run after resuming", || runs.load(Ordering::SeqCst) == 1).await;
+        store
+            .set_paused(Queue::Cleanup, false)
+            .await
+            .expect("resume");
+        wait_for("the run after resuming", || {
+            runs.load(Ordering::SeqCst) == 1
+        })
+        .await;
         jobs.enqueue(NewJob::new(Queue::Cleanup, "trim", json!(null)).delayed_by(600))
             .await
             .expect("enqueued");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "{name}: not before its delay");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "{name}: not before its delay"
+        );
         wait_for("the delayed run", || runs.load(Ordering::SeqCst) == 2).await;
         let _ = stop.send(true);
         for task in tasks {
@@ -206,16 +258,30 @@ async fn a_job_whose_worker_went_silent_is_taken_over() {
     };
     // A worker that takes a job and never reports back.
     let silent = open(&settings);
-    silent.store().prepare(Queue::EdgePurge).await.expect("group");
+    silent
+        .store()
+        .prepare(Queue::EdgePurge)
+        .await
+        .expect("group");
     let id = silent
-        .enqueue(NewJob::new(Queue::EdgePurge, "purge", json!({"tags": ["t"]})))
+        .enqueue(NewJob::new(
+            Queue::EdgePurge,
+            "purge",
+            json!({"tags": ["t"]}),
+        ))
         .await
         .expect("enqueued")
         .id;
     let mut reader = store::Reader::default();
     let taken = silent
         .store()
-        .reserve(&mut reader, Queue::EdgePurge, "silent", 1, Duration::from_millis(100))
+        .reserve(
+            &mut reader,
+            Queue::EdgePurge,
+            "silent",
+            1,
+            Duration::from_millis(100),
+        )
         .await
         .expect("reserve");
     assert_eq!(taken.len(), 1);
@@ -224,7 +290,12 @@ async fn a_job_whose_worker_went_silent_is_taken_over() {
     let (stop, stopped) = watch::channel(false);
     let tasks = runner::start(&other, stopped);
     wait_for("the take-over", || runs.load(Ordering::SeqCst) == 1).await;
-    let job = other.store().get(Queue::EdgePurge, &id).await.expect("get").expect("kept");
+    let job = other
+        .store()
+        .get(Queue::EdgePurge, &id)
+        .await
+        .expect("get")
+        .expect("kept");
     assert_eq!(job.attempts, 2, "the lost run counts as an attempt");
     let _ = stop.send(true);
     for task in tasks {
@@ -254,7 +325,10 @@ async fn finished_records_are_trimmed_to_the_count_kept() {
             let _ = task.await;
         }
         let retention = jobs.settings().retention;
-        jobs.store().trim(Queue::Cleanup, retention).await.expect("trim");
+        jobs.store()
+            .trim(Queue::Cleanup, retention)
+            .await
+            .expect("trim");
         let counts = jobs.store().counts(Queue::Cleanup).await.expect("counts");
         assert_eq!(counts.completed, 3, "{name}: {counts:?}");
     }
@@ -278,4 +352,3 @@ async fn with_redis_unreachable_jobs_are_buffered_then_refused_when_the_buffer_i
     assert_eq!(jobs.store().buffered(), 2);
     assert_eq!(jobs.enqueue(job).await, Err(StoreError::Full(2)));
 }
-

@@ -25,7 +25,7 @@ use shared::validators::{if_none_match_matches, EntityTag};
 
 use crate::core::service::{call, Inner};
 
-use crate::core::cache::{CacheOptions, Loaded, Outcome, TieredCache};
+use crate::core::cache::{CacheOptions, ForceRefresh, Loaded, Outcome, TieredCache};
 use crate::core::http::errors::ErrorCause;
 use crate::core::http::header_values::decimal;
 use crate::core::layers::compression::{self, Coding};
@@ -237,6 +237,7 @@ impl ResponseCache {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let is_head = request.method() == Method::HEAD;
+        let forced = request.extensions().get::<ForceRefresh>().is_some();
         let coding = compression::negotiate(request.headers().get_all(header::ACCEPT_ENCODING));
         let (parts, body) = request.into_parts();
         // Shared with the loader, which copies it only when it runs (never on a hit).
@@ -249,22 +250,27 @@ impl ResponseCache {
         let loader_inner = inner.clone();
         let max_body = self.max_body;
         let options = self.tuning.options(caching);
-        let result = self
-            .cache
-            .get_with_refresh(&caching.key, options, move || async move {
-                let mut response = call(loader_inner, replay(&loader_parts)).await;
-                stamp(response.headers_mut());
-                response.extensions_mut().insert(Stamped);
-                let cause = response.extensions_mut().remove::<ErrorCause>();
-                let loaded = capture(response, max_body).await;
-                let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
-                handover.cause = cause;
-                loaded.map_err(|response| {
-                    handover.streamed = Some(response);
-                    "response streamed: not cacheable"
-                })
+        let loader = move || async move {
+            let mut response = call(loader_inner, replay(&loader_parts)).await;
+            stamp(response.headers_mut());
+            response.extensions_mut().insert(Stamped);
+            let cause = response.extensions_mut().remove::<ErrorCause>();
+            let loaded = capture(response, max_body).await;
+            let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
+            handover.cause = cause;
+            loaded.map_err(|response| {
+                handover.streamed = Some(response);
+                "response streamed: not cacheable"
             })
-            .await;
+        };
+        let result = match forced {
+            true => self.cache.load_now(&caching.key, options, loader).await,
+            false => {
+                self.cache
+                    .get_with_refresh(&caching.key, options, loader)
+                    .await
+            }
+        };
         let cached = match result {
             Ok(cached) => cached,
             Err(_) => {

@@ -1,6 +1,7 @@
 //! What the metrics read at scrape time rather than count: the process (memory, CPU, threads,
 //! files), the cache's per-level counters, open connections and breaker states.
 
+use crate::core::jobs::metrics::JobMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -154,6 +155,8 @@ pub struct Sources {
     pub breakers: Vec<CircuitBreaker>,
     /// What the Redis clients record.
     pub redis: RedisMetrics,
+    /// What the job system records.
+    pub jobs: JobMetrics,
 }
 
 impl Sources {
@@ -168,5 +171,6 @@ impl Sources {
         }));
         registry.register_collector(Box::new(ProcessCollector));
         self.redis.register(registry);
+        self.jobs.register(registry);
     }
 }

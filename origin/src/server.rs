@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::app::store::seed::SeedSize;
 use crate::app::store::{NewEvent, Store, StoreError};
@@ -19,7 +18,7 @@ use crate::core::endpoints;
 use crate::core::endpoints::admin::{AuditRecord, Auditor};
 use crate::core::jobs::schedule::{self, Schedule};
 use crate::core::jobs::work::{self, housekeeping};
-use crate::core::jobs::{runner, NewJob};
+use crate::core::jobs::NewJob;
 use crate::core::observability::metrics::Metrics;
 use crate::core::serving::listener::{self, Drained};
 use crate::core::stack::Core;
@@ -114,14 +113,7 @@ pub async fn run(
         .clone()
         .or_else(|| listener.local_addr().ok().map(|addr| addr.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
-    work::refresh::register(&jobs, stack.clone());
-    let (stop_jobs, jobs_stopped) = watch::channel(false);
-    let mut job_tasks = runner::start(&jobs, jobs_stopped.clone());
-    job_tasks.extend(schedule::start(
-        &jobs,
-        schedules(&config, &host),
-        jobs_stopped,
-    ));
+    let workers = Core::start_jobs(&jobs, stack.clone(), schedules(&config, &host));
     if config.cache.enabled && !config.cache.warm_paths.is_empty() {
         let warm = work::refresh::warm_job(&host, &config.cache.warm_paths);
         if let Err(error) = jobs.enqueue(warm).await {
@@ -147,12 +139,7 @@ pub async fn run(
         );
     }
     // Jobs running finish (bounded); the rest wait in the store for the next instance.
-    let _ = stop_jobs.send(true);
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        futures::future::join_all(job_tasks),
-    )
-    .await;
+    workers.stop(Duration::from_secs(10)).await;
     // Give the connections back to the database cleanly; requests left running after the
     // shutdown timeout may still hold one, so this wait is bounded too.
     let _ = tokio::time::timeout(Duration::from_secs(5), database.close()).await;

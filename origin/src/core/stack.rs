@@ -23,7 +23,8 @@ use crate::core::dependencies::retry::{Retrier, RetryBudget, RetryPolicy};
 use crate::core::endpoints::{self, admin, health};
 use crate::core::http::client::EdgeTrust;
 use crate::core::http::errors;
-use crate::core::jobs::{work, Jobs};
+use crate::core::jobs::schedule::Schedule;
+use crate::core::jobs::{work, Jobs, Workers};
 use crate::core::layers::admission::Admission;
 use crate::core::layers::compression;
 use crate::core::layers::pipeline::{Pipeline, PipelineLayer, Stages};
@@ -183,9 +184,21 @@ impl Core {
     }
 
     /// `app` with the core's routes and layers, as a router (to merge into others, or to serve
-    /// with `axum::serve`). See [`Core::stack`].
+    /// with `axum::serve`), with the core's background workers running for the life of the
+    /// process. See [`Core::stack`].
     pub fn wrap(self, app: Router) -> Router {
-        Router::new().fallback_service(self.stack(app))
+        let jobs = self.jobs.clone();
+        let stack = self.stack(app);
+        // Never stopped: they live as long as the process.
+        std::mem::forget(Self::start_jobs(&jobs, stack.clone(), Vec::new()));
+        Router::new().fallback_service(stack)
+    }
+
+    /// Starts the workers of `jobs`, whose refreshes and warm-ups run through `stack`, with
+    /// `schedules`.
+    pub fn start_jobs(jobs: &Jobs, stack: Stack, schedules: Vec<Schedule>) -> Workers {
+        work::refresh::register(jobs, stack);
+        jobs.start(schedules)
     }
 
     /// `app` with the core's routes and layers, as the service the listener runs. Read top to

@@ -94,6 +94,28 @@ impl JobSettings {
     }
 }
 
+/// This instance's running workers and schedules.
+#[derive(Debug)]
+pub struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops taking jobs and waits, up to `grace`, for the running ones to finish; the rest are
+    /// taken over by another instance after the visibility timeout.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "jobs still running at shutdown: another instance takes them over"
+            );
+        }
+    }
+}
+
 /// The job system's handle; cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
@@ -230,6 +252,14 @@ impl Jobs {
     /// This instance's name among the queues' consumers.
     pub fn consumer(&self) -> &str {
         &self.inner.consumer
+    }
+
+    /// Starts this instance's workers and `schedules`; they run until [`Workers::stop`].
+    pub fn start(&self, schedules: Vec<schedule::Schedule>) -> Workers {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut tasks = runner::start(self, stopped.clone());
+        tasks.extend(schedule::start(self, schedules, stopped));
+        Workers { stop, tasks }
     }
 
     /// Every queue's counts, in [`Queue::ALL`] order.

@@ -3,51 +3,14 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{cache_status, PostgresDb};
+use common::{cache_status, spawn_with, PostgresDb};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
-
-/// A free loopback port (bound and released; the origin binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
+use tokio::process::Child;
 
 async fn spawn(database_url: &str, prefix: &str) -> (Child, String) {
     spawn_with(database_url, prefix, &[("RATE_LIMIT_ENABLED", "false")]).await
-}
-
-async fn spawn_with(database_url: &str, prefix: &str, env: &[(&str, &str)]) -> (Child, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_origin"))
-        .envs(env.iter().copied())
-        .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", database_url)
-        .env("DEMO_DATA", "small")
-        .env("CACHE_WARM_PATHS", "")
-        .env(
-            "REDIS_URL",
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
-        )
-        .env("REDIS_KEY_PREFIX", prefix)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the origin binary");
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if reqwest::get(format!("{base}/health")).await.is_ok() {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("origin process on {base} did not start");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

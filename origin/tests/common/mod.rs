@@ -73,6 +73,58 @@ pub async fn serve_wrapped_with(app: Router, config: &Config) -> String {
     base
 }
 
+/// A loopback port that was free a moment ago (the origin binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// The real origin binary on `database_url`, with Redis keys under `prefix` and `env` on top;
+/// returns the process and its base URL once it answers.
+pub async fn spawn_with(
+    database_url: &str,
+    prefix: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let port = free_port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_origin"))
+        .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", database_url)
+        .env("DEMO_DATA", "small")
+        .env("CACHE_WARM_PATHS", "")
+        .env("REDIS_URL", redis_url())
+        .env("REDIS_KEY_PREFIX", prefix)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the origin binary");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if reqwest::get(format!("{base}/health/live")).await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("origin process on {base} did not start");
+}
+
+/// The Redis the tests use (`REDIS_URL`, default `redis://127.0.0.1:6379`).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A Redis key prefix no other test run shares.
+pub fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("rampart-test:{test}:{}:{nanos}:", std::process::id())
+}
+
 /// The `Cache-Status` header, or `""`.
 pub fn cache_status(response: &reqwest::Response) -> String {
     response

@@ -9,12 +9,14 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::app::notifications::Notifier;
 use crate::app::store::seed::SeedSize;
 use crate::app::store::{Store, StoreError};
 use crate::app::{self, AppState, ImageUrls};
 use crate::config::{Config, ConfigError, DatabaseConfig, DemoData};
 use crate::core::dependencies::database::{Database, DbError};
 use crate::core::endpoints;
+use crate::core::jobs::{runner, Jobs};
 use crate::core::observability::metrics::Metrics;
 use crate::core::serving::listener::{self, Drained};
 use crate::core::serving::warm;
@@ -100,7 +102,17 @@ pub async fn run(
     let database = store.database().clone();
     let images = ImageUrls::new(application.image_signing_key.clone());
     let uploads = application.uploads;
-    let state = AppState::new(store, core.cache.cache.clone(), uploads, http, images);
+    // Until the core owns the job system, the application keeps its jobs in process.
+    let jobs = Jobs::in_memory(config.jobs.settings.clone());
+    let webhook = app::jobs::webhook_of(&config.jobs);
+    let notifier = webhook.is_some().then(|| Notifier::new(jobs.clone()));
+    let cache = core.cache.cache.clone();
+    let state = AppState::new(store, cache, uploads, http, images, jobs.clone(), notifier);
+    // jobs: registered here
+    app::jobs::register(&jobs, &state, config.jobs.audit_retention_days, webhook);
+    // jobs: workers started here until the core starts them.
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let workers = runner::start(&jobs, jobs_stopped);
     let stack = core.stack(app::router(state));
     let host = config
         .cache
@@ -130,6 +142,9 @@ pub async fn run(
             "shutdown timeout passed with requests still running"
         );
     }
+    // Workers finish the jobs they hold before the database closes.
+    let _ = stop_jobs.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(workers)).await;
     // Give the connections back to the database cleanly; requests left running after the
     // shutdown timeout may still hold one, so this wait is bounded too.
     let _ = tokio::time::timeout(Duration::from_secs(5), database.close()).await;

@@ -129,6 +129,27 @@ const FULL: &[(&str, &str)] = &[
     ("COMMENTS_CACHE_TTL", "0"),
     ("EDGE_PURGE_URL", "https://app.example.com/__rampart/purge"),
     ("EDGE_PURGE_TOKEN", "purge-secret"),
+    ("JOBS_CONCURRENCY", "crawler=2, cleanup=0"),
+    ("JOBS_VISIBILITY_TIMEOUT_MS", "1000"),
+    ("JOBS_RUN_TIMEOUT_MS", "3600000"),
+    ("JOBS_MAX_ATTEMPTS", "100"),
+    ("JOBS_RETRY_MAX_DELAY_MS", "0"),
+    ("JOBS_KEEP_SECONDS", "0"),
+    ("JOBS_KEEP_COUNT", "1000000"),
+    ("JOBS_MAX_WAIT_SECONDS", "86400"),
+    ("JOBS_BUFFER_MAX", "0"),
+    ("JOBS_WARM_SCHEDULE", "off"),
+    ("JOBS_CLEANUP_SCHEDULE", "5 4 * * *"),
+    ("JOBS_DEAD_REPORT_SCHEDULE", "off"),
+    ("AUDIT_RETENTION_DAYS", "0"),
+    ("WEBHOOK_URL", "https://hooks.example.com/rampart"),
+    ("WEBHOOK_SECRET", "whsec"),
+    ("CLOUDFLARE_ZONE_ID", "0123456789abcdef0123456789abcdef"),
+    ("CLOUDFLARE_API_TOKEN", "cf-token"),
+    (
+        "CLOUDFLARE_API_BASE",
+        "https://cloudflare.example/client/v4",
+    ),
 ];
 
 fn full_expected() -> Config {
@@ -221,6 +242,47 @@ fn full_expected() -> Config {
                 token: Some("purge-secret".to_owned()),
             }),
         },
+        jobs: full_jobs_expected(),
+    }
+}
+
+fn full_jobs_expected() -> JobsConfig {
+    let defaults = crate::core::jobs::JobSettings::default();
+    let mut concurrency = defaults.concurrency.clone();
+    concurrency.insert(crate::core::jobs::Queue::Crawler, 2);
+    concurrency.insert(crate::core::jobs::Queue::Cleanup, 0);
+    JobsConfig {
+        settings: crate::core::jobs::JobSettings {
+            concurrency,
+            visibility_timeout: Duration::from_millis(1000),
+            run_timeout: Duration::from_millis(3_600_000),
+            // The backoff's first bound and factor are the origin's retry settings.
+            retry: RetryPolicy {
+                attempts: 100,
+                initial_delay: Duration::from_millis(0),
+                max_delay: Duration::from_millis(0),
+                factor: 1.5,
+            },
+            retention: crate::core::jobs::Retention {
+                keep_for: Duration::from_secs(0),
+                keep_count: 1_000_000,
+            },
+            max_wait: Duration::from_secs(86_400),
+            buffer_max: 0,
+        },
+        warm_schedule: None,
+        cleanup_schedule: Some("5 4 * * *".to_owned()),
+        dead_report_schedule: None,
+        audit_retention_days: 0,
+        webhook: Some(jobs::WebhookTarget {
+            url: "https://hooks.example.com/rampart".to_owned(),
+            secret: "whsec".to_owned(),
+        }),
+        cloudflare: Some(jobs::CloudflareTarget {
+            api_base: "https://cloudflare.example/client/v4".to_owned(),
+            zone_id: "0123456789abcdef0123456789abcdef".to_owned(),
+            token: "cf-token".to_owned(),
+        }),
     }
 }
 

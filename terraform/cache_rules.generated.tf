@@ -237,6 +237,38 @@ resource "cloudflare_ruleset" "cache_rules" {
       enabled = true
     },
     {
+      ref         = "rampart_cache_task_link"
+      description = "task-link (/api/tasks/{id}/links/{link}): edge 300s, browser 0s, stale-while-revalidate 0s"
+      expression  = "(http.request.uri.path strict wildcard \"/api/tasks/*/links/*\" and not (http.request.uri.path strict wildcard \"/api/tasks/*/*/links/*\") and not (http.request.uri.path strict wildcard \"/api/tasks/*/links/*/*\"))"
+      action      = "set_cache_settings"
+      action_parameters = {
+        cache = true
+        edge_ttl = {
+          mode    = "override_origin"
+          default = 300
+          status_code_ttl = [
+            {
+              status_code_range = {
+                from = 500
+                to   = 599
+              }
+              value = -1
+            }
+          ]
+        }
+        browser_ttl = {
+          mode    = "override_origin"
+          default = 0
+        }
+        serve_stale = {
+          disable_stale_while_updating = true
+        }
+        respect_strong_etags = true
+        cache_key            = local.rampart_cache_key
+      }
+      enabled = true
+    },
+    {
       ref         = "rampart_cache_task_links"
       description = "task-links (/api/tasks/{id}/links): edge 300s, browser 60s, stale-while-revalidate 60s"
       expression  = "(http.request.uri.path strict wildcard \"/api/tasks/*/links\" and not (http.request.uri.path strict wildcard \"/api/tasks/*/*/links\"))"

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::app::notifications::Notifier;
 use crate::app::store::seed::SeedSize;
 use crate::app::store::{NewEvent, Store, StoreError};
 use crate::app::{self, AppState, ImageUrls};
@@ -105,7 +106,11 @@ pub async fn run(
     let uploads = application.uploads;
     let jobs = core.jobs.clone();
     let core = core.with_audit(auditor(store.clone()));
-    let state = AppState::new(store, core.cache.cache.clone(), uploads, http, images);
+    let webhook = app::jobs::webhook_of(&config.jobs);
+    let notifier = webhook.is_some().then(|| Notifier::new(jobs.clone()));
+    let cache = core.cache.cache.clone();
+    let state = AppState::new(store, cache, uploads, http, images, jobs.clone(), notifier);
+    app::jobs::register(&jobs, &state, config.jobs.audit_retention_days, webhook);
     let stack = core.stack(app::router(state));
     let host = config
         .cache
@@ -153,8 +158,8 @@ fn schedules(config: &Config, host: &str) -> Vec<Schedule> {
     if config.cache.enabled && !config.cache.warm_paths.is_empty() {
         warm.push(work::refresh::warm_job(host, &config.cache.warm_paths));
     }
-    let cleanup = vec![housekeeping::trim_job()];
-    // cleanup.extend(app::jobs::cleanup_jobs()); (with the application's jobs)
+    let mut cleanup = vec![housekeeping::trim_job()];
+    cleanup.extend(app::jobs::cleanup_jobs());
     let plans: [(&'static str, &Option<String>, Vec<NewJob>); 3] = [
         ("warm-up", &config.jobs.warm_schedule, warm),
         ("cleanup", &config.jobs.cleanup_schedule, cleanup),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use common::{cache_status, start, PostgresDb};
-use origin::config::{CacheConfig, Config, DatabaseConfig, ResilienceConfig};
+use origin::config::{CacheConfig, Config, DatabaseConfig, JobsConfig, ResilienceConfig};
 use origin::core::dependencies::breaker::BreakerSettings;
 use origin::core::dependencies::outbound::OutboundSettings;
 use origin::core::dependencies::retry::RetryPolicy;
@@ -203,10 +203,59 @@ async fn page_server(broken_hits: Arc<AtomicU32>) -> String {
     base
 }
 
+/// Posts `url` as a link of task 1: `202` with the link pending and its `Location`.
+async fn add_link(client: &reqwest::Client, base: &str, url: &str) -> String {
+    let response = client
+        .post(format!("{base}/api/tasks/1/links"))
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .expect("up");
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 202, "{url}: {body}");
+    assert_eq!(body["data"]["status"], "pending", "{body}");
+    assert_eq!(body["job"]["queue"], "crawler", "{body}");
+    location
+}
+
+/// Follows a link's `Location` until the crawler is done with it; the link.
+async fn settled(client: &reqwest::Client, base: &str, location: &str) -> Value {
+    for _ in 0..400 {
+        let (status, body) = json_of(
+            client
+                .get(format!("{base}{location}"))
+                .send()
+                .await
+                .expect("up"),
+        )
+        .await;
+        assert_eq!(status, 200, "{location}: {body}");
+        if body["data"]["status"] != "pending" {
+            return body["data"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{location} is still pending");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_previews_go_through_retries_and_the_outbound_breaker() {
     let hits = Arc::new(AtomicU32::new(0));
     let pages = page_server(Arc::clone(&hits)).await;
+    let mut jobs = JobsConfig::default();
+    // Three attempts a few milliseconds apart: the breaker opens during the second.
+    jobs.settings.retry = RetryPolicy {
+        attempts: 3,
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(40),
+        factor: 2.0,
+    };
     let origin = start(Config {
         resilience: ResilienceConfig {
             outbound: OutboundSettings {
@@ -220,23 +269,20 @@ async fn link_previews_go_through_retries_and_the_outbound_breaker() {
             },
             ..ResilienceConfig::default()
         },
+        jobs,
         ..Config::default()
     })
     .await;
     let client = reqwest::Client::new();
-    let post = |url: String| {
-        client
-            .post(format!("{}/api/tasks/1/links", origin.base))
-            .json(&json!({ "url": url }))
-            .send()
-    };
-    let (status, link) = json_of(post(format!("{pages}/page")).await.expect("up")).await;
+    let base = origin.base.as_str();
+    let location = add_link(&client, base, &format!("{pages}/page")).await;
+    let link = settled(&client, base, &location).await;
     assert_eq!(
-        (status, &link["title"]),
-        (201, &json!("Release notes & plans"))
+        (&link["status"], &link["title"]),
+        (&json!("fetched"), &json!("Release notes & plans"))
     );
     let listed: Value = client
-        .get(format!("{}/api/tasks/1/links", origin.base))
+        .get(format!("{base}/api/tasks/1/links"))
         .send()
         .await
         .expect("up")
@@ -244,25 +290,33 @@ async fn link_previews_go_through_retries_and_the_outbound_breaker() {
         .await
         .expect("json");
     assert_eq!(listed["data"][0]["url"], format!("{pages}/page"));
-
-    let (status, error) = json_of(post(format!("{pages}/broken")).await.expect("up")).await;
-    assert_eq!((status, &error["code"]), (502, &json!("UPSTREAM_ERROR")));
     assert_eq!(
-        hits.load(Ordering::SeqCst),
-        2,
-        "one retry of an idempotent GET"
+        listed["data"][0]["status"], "fetched",
+        "the list was invalidated"
     );
-    let (status, error) = json_of(post(format!("{pages}/broken")).await.expect("up")).await;
-    assert_eq!(status, 502, "{error}");
-    let (status, error) = json_of(post(format!("{pages}/broken")).await.expect("up")).await;
-    assert_eq!((status, &error["code"]), (503, &json!("CIRCUIT_OPEN")));
+
+    // Each attempt of the job retries the GET once; the second attempt's failures open the
+    // breaker, and the last attempt, refused by it, gives up.
+    let location = add_link(&client, base, &format!("{pages}/broken")).await;
+    let link = settled(&client, base, &location).await;
+    assert_eq!(link["status"], "failed", "{link}");
+    assert_eq!(link["error"], "outbound requests are failing: circuit open");
+    assert_eq!(link["title"], Value::Null);
     assert_eq!(
         hits.load(Ordering::SeqCst),
         4,
-        "an open breaker sends nothing"
+        "two attempts of two GETs each; an open breaker sends nothing"
     );
-    let (status, _) = json_of(post("ftp://example.com/".into()).await.expect("up")).await;
-    assert_eq!(status, 422);
+    let (status, _) = json_of(
+        client
+            .post(format!("{base}/api/tasks/1/links"))
+            .json(&json!({ "url": "ftp://example.com/" }))
+            .send()
+            .await
+            .expect("up"),
+    )
+    .await;
+    assert_eq!(status, 422, "only http(s) URLs are taken");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,15 +331,10 @@ async fn link_previews_refuse_private_targets_by_default() {
         "http://[::1]/".to_owned(),
         "http://169.254.169.254/latest/meta-data/".to_owned(),
     ] {
-        let response = client
-            .post(format!("{}/api/tasks/1/links", origin.base))
-            .json(&json!({ "url": url }))
-            .send()
-            .await
-            .expect("up");
-        let (status, error) = json_of(response).await;
-        assert_eq!(status, 422, "{url} is refused: {error}");
-        assert_eq!(error["metadata"]["fields"][0]["field"], "url");
+        let location = add_link(&client, &origin.base, &url).await;
+        let link = settled(&client, &origin.base, &location).await;
+        assert_eq!(link["status"], "failed", "{url} is refused: {link}");
+        assert_eq!(link["error"], "the target address is not public", "{url}");
     }
     let unknown = client
         .post(format!("{}/api/tasks/999999/links", origin.base))

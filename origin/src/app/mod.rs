@@ -2,8 +2,11 @@
 
 pub mod api;
 mod assets;
+pub mod crawler;
 mod image_urls;
+pub mod jobs;
 pub mod model;
+pub mod notifications;
 mod pages;
 pub mod store;
 
@@ -15,10 +18,12 @@ use axum::Router;
 
 pub use assets::Assets;
 pub use image_urls::ImageUrls;
+use notifications::{EventType, Notifier};
 use store::Store;
 
 use crate::core::cache::TieredCache;
 use crate::core::dependencies::outbound::HttpClient;
+use crate::core::jobs::Jobs;
 
 /// How long the origin keeps the application's responses fresh, per policy rule, where it
 /// differs from what the policy tells the edge and browsers: a task's comments change often
@@ -57,16 +62,22 @@ pub struct Shared {
     pub http: HttpClient,
     /// How pages address resized images.
     pub images: ImageUrls,
+    /// Background jobs: link fetches, clean-up, webhook deliveries.
+    pub jobs: Jobs,
+    /// Enqueues webhook notifications of changes, when a webhook is configured.
+    pub notifier: Option<Notifier>,
 }
 
 impl AppState {
-    /// State over `store`, invalidating `cache`, started now.
+    /// State over `store`, invalidating `cache`, handing work to `jobs`, started now.
     pub fn new(
         store: Store,
         cache: TieredCache,
         uploads: UploadLimits,
         http: HttpClient,
         images: ImageUrls,
+        jobs: Jobs,
+        notifier: Option<Notifier>,
     ) -> Self {
         Self(Arc::new(Shared {
             started: Instant::now(),
@@ -76,6 +87,8 @@ impl AppState {
             uploads,
             http,
             images,
+            jobs,
+            notifier,
         }))
     }
 
@@ -83,6 +96,14 @@ impl AppState {
     pub async fn invalidate(&self, tags: &[String]) {
         let dropped = self.cache.invalidate_tags(tags).await;
         tracing::debug!(?tags, dropped, "invalidated after a write");
+    }
+
+    /// Enqueues a webhook notification of `kind` about `data`, if a webhook is configured
+    /// (after the write committed; a refusal is logged, never returned).
+    pub async fn notify(&self, kind: EventType, data: &impl serde::Serialize) {
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(kind, data).await;
+        }
     }
 }
 

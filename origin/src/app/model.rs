@@ -143,7 +143,38 @@ pub struct Comment {
     pub created_at: String,
 }
 
-/// A link attached to a task, titled from the linked page.
+/// Where the background fetch of a link's page stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// Waiting for the crawler (or between its retries).
+    Pending,
+    /// Fetched: the title is the page's.
+    Fetched,
+    /// Not fetched, for good: `error` says why.
+    Failed,
+}
+
+impl LinkStatus {
+    /// Every status.
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Fetched, Self::Failed];
+
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Fetched => "fetched",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A link attached to a task, titled from the linked page once the crawler fetched it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskLink {
     /// Its id.
@@ -152,10 +183,16 @@ pub struct TaskLink {
     pub task_id: i64,
     /// The linked URL.
     pub url: String,
-    /// The linked page's `<title>`, when it had one.
+    /// The linked page's `<title>`, when it was fetched and had one.
     pub title: Option<String>,
+    /// Where the fetch stands.
+    pub status: LinkStatus,
+    /// Why the fetch failed, when it did.
+    pub error: Option<String>,
     /// RFC 3339.
     pub created_at: String,
+    /// When the page was fetched (or given up on), RFC 3339.
+    pub fetched_at: Option<String>,
 }
 
 /// One audit-log entry.

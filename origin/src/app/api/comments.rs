@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::tasks::{task_tags, MAX_PAGE};
 use super::{check, created, parse_bounded, parse_id, store_error, Actor};
+use crate::app::notifications::EventType;
 use crate::app::store::NewComment;
 use crate::app::AppState;
 use crate::core::http::errors::{ApiError, FieldError};
@@ -99,6 +100,7 @@ pub async fn create(
     let mut tags = task_tags(id);
     tags.push(format!("comments:{id}"));
     state.invalidate(&tags).await;
+    state.notify(EventType::CommentCreated, &comment).await;
     let location = format!("/api/tasks/{id}/comments");
     Ok(created(location, comment))
 }

@@ -17,6 +17,8 @@ use super::store::StoreError;
 use super::AppState;
 use crate::core::http::errors::{ApiError, FieldError};
 
+pub use tasks::task_tags;
+
 /// Largest bulk-insert body.
 const BULK_BODY_MAX: usize = 16 << 20;
 /// Longest `X-Actor` accepted.
@@ -39,6 +41,7 @@ pub fn router() -> Router<AppState> {
             "/api/tasks/{id}/links",
             get(links::list).post(links::create),
         )
+        .route("/api/tasks/{id}/links/{link_id}", get(links::show))
         .route(
             "/api/tasks/{id}/attachments",
             // The handler reads the body under the upload limit itself.

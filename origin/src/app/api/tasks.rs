@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{check, created, parse_bounded, parse_id, store_error, Actor};
 use crate::app::model::{parse_rfc3339, Priority, Status};
+use crate::app::notifications::EventType;
 use crate::app::store::{NewTask, Sort, TaskChanges, TaskFilter, TaskPage};
 use crate::app::AppState;
 use crate::core::http::errors::{ApiError, FieldError};
@@ -288,6 +289,7 @@ pub async fn create(
     state
         .invalidate(&["tasks".to_owned(), "stats".to_owned()])
         .await;
+    state.notify(EventType::TaskCreated, &task).await;
     let location = format!("/api/tasks/{}", task.task.id);
     Ok(created(location, task))
 }
@@ -307,6 +309,7 @@ pub async fn update(
         .await
         .map_err(store_error("task"))?;
     state.invalidate(&task_tags(id)).await;
+    state.notify(EventType::TaskUpdated, &task).await;
     Ok(axum::Json(task).into_response())
 }
 
@@ -325,6 +328,9 @@ pub async fn remove(
     let mut tags = task_tags(id);
     tags.push(format!("comments:{id}"));
     state.invalidate(&tags).await;
+    state
+        .notify(EventType::TaskDeleted, &json!({ "id": id }))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

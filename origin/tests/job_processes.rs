@@ -1,80 +1,19 @@
 //! The job system with real processes and a real Redis: work shared by two origin processes
 //! and run once per job, taken over after a `kill -9`, retried then dead-lettered and retried
-//! again from the admin API, buffered while Redis is frozen, and purges delivered to a fake of
-//! Cloudflare's API that rate-limits.
+//! again from the admin API.
 
 mod common;
-#[path = "support/fake_cloudflare.rs"]
-mod fake_cloudflare;
+#[path = "support/purge_receiver.rs"]
+mod purge_receiver;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
 use common::{redis_url, spawn_with, unique_prefix};
 use origin::core::jobs::{JobSettings, Jobs, NewJob, Queue, QueueCounts};
+use purge_receiver::Receiver;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-
-/// A stand-in for the edge's purge endpoint: records each purge's tags, can answer `500`, and
-/// can hold each request for a while.
-#[derive(Clone, Default)]
-struct Receiver {
-    /// Each call's tags.
-    calls: Arc<Mutex<Vec<Vec<String>>>>,
-    failing: Arc<AtomicBool>,
-    hold: Arc<Mutex<Duration>>,
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    async fn start() -> (Self, String) {
-        let receiver = Receiver::default();
-        let app = axum::Router::new()
-            .route("/__rampart/purge", axum::routing::post(purge))
-            .with_state(receiver.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!(
-            "http://{}/__rampart/purge",
-            listener.local_addr().expect("address")
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (receiver, url)
-    }
-
-    fn tags(&self) -> Vec<String> {
-        self.calls
-            .lock()
-            .expect("lock")
-            .iter()
-            .flatten()
-            .cloned()
-            .collect()
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.lock().expect("lock").len()
-    }
-}
-
-async fn purge(State(receiver): State<Receiver>, Json(body): Json<Value>) -> StatusCode {
-    receiver.in_flight.fetch_add(1, Ordering::SeqCst);
-    let hold = *receiver.hold.lock().expect("lock");
-    tokio::time::sleep(hold).await;
-    receiver.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let tags = body["tags"].as_array().into_iter().flatten();
-    let tags = tags.map(|tag| tag.as_str().unwrap_or_default().to_owned());
-    receiver.calls.lock().expect("lock").push(tags.collect());
-    if receiver.failing.load(Ordering::SeqCst) {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    }
-}
 
 /// The queues of the origins under `prefix`, seen from the test.
 fn queues(prefix: &str) -> Jobs {

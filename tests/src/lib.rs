@@ -38,6 +38,11 @@ pub struct Origin {
 impl Origin {
     /// Starts the origin on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`Origin::start`], with `configure` applied to the configuration last.
+    pub async fn start_with(configure: impl FnOnce(&mut origin::config::Config)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
@@ -50,6 +55,7 @@ impl Origin {
         // The suite sends many requests from one address.
         config.resilience.rate_limits = None;
         config.cache.warm_paths = Vec::new();
+        configure(&mut config);
         tokio::spawn(origin::server::run(listener, config, async move {
             let _ = stopped.await;
         }));

@@ -79,3 +79,107 @@ async fn purges_by_url_and_by_tag_with_the_token_only() {
     assert!(status_of("/api/tasks/2").await.contains("fwd=uri-miss"));
     assert!(status_of("/api/tasks/3").await.contains("hit"));
 }
+
+/// Forwards `POST /__rampart/purge` to an address set once it is known (the origin starts
+/// before the edge it purges).
+#[derive(Clone, Default)]
+struct Relay(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+async fn relay(
+    axum::extract::State(relay): axum::extract::State<Relay>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> (axum::http::StatusCode, String) {
+    let target = relay.0.lock().expect("lock").clone();
+    let Some(target) = target else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+    };
+    let mut request = reqwest::Client::new()
+        .post(target)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        request = request.header("authorization", auth);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = axum::http::StatusCode::from_u16(response.status().as_u16())
+                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(error) => (axum::http::StatusCode::BAD_GATEWAY, error.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_at_the_origin_purges_the_worker_through_a_job() {
+    let forward = Relay::default();
+    let app = axum::Router::new()
+        .route("/__rampart/purge", axum::routing::post(relay))
+        .with_state(forward.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let relay_url = format!(
+        "http://{}/__rampart/purge",
+        listener.local_addr().expect("address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let origin = Origin::start_with(|config| {
+        config.application.edge_purge = Some(origin::config::EdgePurgeTarget {
+            url: relay_url,
+            token: Some(TOKEN.to_owned()),
+        });
+        config.application.admin_token = Some("admin".to_owned());
+    })
+    .await;
+    let edge = Edge::start_with_vars(&origin.url, &[("EDGE_PURGE_TOKEN", TOKEN)]).await;
+    *forward.0.lock().expect("lock") = Some(format!("{}/__rampart/purge", edge.url));
+    let client = reqwest::Client::new();
+    let read = || {
+        let (client, url) = (client.clone(), format!("{}/api/tasks/1", edge.url));
+        async move {
+            let response = client.get(url).send().await.expect("edge reachable");
+            let status = cache_status(&response);
+            let body: Value = response.json().await.expect("JSON task");
+            (status, body)
+        }
+    };
+    assert!(read().await.0.contains("stored"));
+    assert!(read().await.0.contains("rampart-edge; hit"));
+
+    let renamed = client
+        .patch(format!("{}/api/tasks/1", origin.url))
+        .json(&json!({"title": "Renamed at the origin"}))
+        .send()
+        .await
+        .expect("origin reachable");
+    assert_eq!(renamed.status(), 200);
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = read().await;
+        if !status.contains("hit") {
+            assert_eq!(body["title"], "Renamed at the origin", "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the edge copy is purged: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let jobs: Value = client
+        .get(format!("{}/api/admin/jobs", origin.url))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .expect("origin reachable")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        jobs["queues"]["edge-purge"]["completed"].as_u64() >= Some(1),
+        "{jobs}"
+    );
+    assert_eq!(jobs["queues"]["edge-purge"]["dead"], 0, "{jobs}");
+}

@@ -11,6 +11,7 @@
 //!
 //! Admission and eviction are moka's (TinyLFU admission, LRU eviction, per-entry expiry).
 
+mod admin;
 pub mod background;
 mod codec;
 mod entry;
@@ -517,49 +518,6 @@ impl TieredCache {
             background.after_invalidation(tags, keys, &hot).await;
         }
         removed
-    }
-
-    /// Drops every entry, here, in Redis and in every other instance, and purges everything at
-    /// the edge where a target can (Cloudflare's API); returns the entries dropped here and in
-    /// Redis.
-    pub async fn clear(&self) -> (u64, usize) {
-        let here = self.store.entry_count();
-        self.clear_local();
-        let shared = match &self.remote {
-            Some(remote) => remote.clear().await,
-            None => 0,
-        };
-        if let Some(background) = &self.background {
-            if let Err(error) = background.purge_everything().await {
-                tracing::error!(%error, "edge-wide purge not enqueued");
-            }
-        }
-        (here, shared)
-    }
-
-    fn clear_local(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.tags.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.store.invalidate_all();
-    }
-
-    /// The keys matching the glob `pattern` (`*`, `?`, `[…]`), here and in Redis, at most
-    /// `limit`.
-    pub async fn keys_matching(&self, pattern: &glob::Pattern, limit: usize) -> Vec<String> {
-        let mut keys: HashSet<String> = self
-            .store
-            .iter()
-            .map(|(key, _)| key.as_ref().clone())
-            .filter(|key| pattern.matches(key))
-            .take(limit)
-            .collect();
-        if let Some(remote) = &self.remote {
-            keys.extend(remote.keys_matching(pattern.as_str(), limit).await);
-        }
-        let mut keys: Vec<String> = keys.into_iter().collect();
-        keys.sort();
-        keys.truncate(limit);
-        keys
     }
 
     /// Drops tagged entries and keys from the in-process level only; returns how many, and

@@ -5,7 +5,7 @@
 //! | where | what |
 //! | --- | --- |
 //! | [`job`] | what a job is: [`Queue`], [`NewJob`], [`Job`], their states and counts |
-//! | [`store`] | where jobs are kept: Redis ([`redis_store`], with [`scripts`]) or memory ([`memory_store`]) |
+//! | [`store`] | where jobs are kept: Redis ([`redis_store`], with [`scripts`] and [`redis_replies`]) or memory ([`memory_store`]) |
 //! | [`runner`] | the workers: concurrency per queue, retries with backoff, dead letters, take-overs |
 //! | [`schedule`] | jobs enqueued on a UTC schedule, once per run across every instance |
 //! | [`metrics`] | `queue_jobs_total`, `queue_depth`, `queue_job_duration_seconds`, `queue_oldest_waiting_seconds` |
@@ -16,6 +16,7 @@
 pub mod job;
 pub mod memory_store;
 pub mod metrics;
+pub mod redis_replies;
 pub mod redis_store;
 pub mod runner;
 pub mod schedule;

@@ -2,6 +2,7 @@
 //! makes a second copy of a pending job a no-op, and what happened to it so far.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -210,4 +211,22 @@ pub struct Enqueued {
     pub id: String,
     /// `false` when a pending job with the same key was found instead.
     pub created: bool,
+}
+
+/// A job handed to a worker, with what acknowledges it.
+#[derive(Debug, Clone)]
+pub struct Reserved {
+    /// The job.
+    pub job: Job,
+    /// The store's handle on this delivery (the stream entry in Redis).
+    pub receipt: String,
+}
+
+/// How long, and how many, finished jobs are kept for inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Completed jobs and failed runs older than this are dropped.
+    pub keep_for: Duration,
+    /// At most this many of each are kept per queue.
+    pub keep_count: u64,
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::job::{new_id, unix_ms, Enqueued, Job, JobState, NewJob, Queue, QueueCounts};
-use super::store::{Reserved, Retention};
+use super::job::{
+    new_id, unix_ms, Enqueued, Job, JobState, NewJob, Queue, QueueCounts, Reserved, Retention,
+};
 
 /// One queue's jobs.
 #[derive(Debug, Default)]

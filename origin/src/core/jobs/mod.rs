@@ -31,8 +31,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub use job::{Enqueued, Job, JobState, NewJob, Queue, QueueCounts};
+pub use job::{Reserved, Retention};
 pub use runner::{Handler, JobError};
-pub use store::{Retention, StoreError};
+pub use store::StoreError;
 
 use crate::core::dependencies::retry::RetryPolicy;
 use memory_store::MemoryStore;

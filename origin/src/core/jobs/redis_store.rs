@@ -15,13 +15,35 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Value};
 
-use super::job::{unix_ms, Enqueued, Job, NewJob, Queue, QueueCounts};
+use super::job::{unix_ms, Enqueued, Job, NewJob, Queue, QueueCounts, Reserved, Retention};
 use super::redis_replies::{entry_list, job_from_fields, last_delivered, stream_entries, GROUP};
 use super::scripts;
-use super::store::{Reserved, Retention, StoreError};
 
 /// Jobs taken over from dead workers per call.
 const RECLAIM_BATCH: usize = 100;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Redis answered with an error, or could not be reached.
+    #[error("job store: {0}")]
+    Redis(String),
+    /// Redis did not answer in time.
+    #[error("job store: no answer in time")]
+    Timeout,
+    /// The queue's consumer group is gone (Redis lost its data); it is made again.
+    #[error("job store: consumer group missing")]
+    NoGroup,
+    /// Redis is unreachable and the in-process buffer is full.
+    #[error("job store unavailable and {0} jobs already buffered")]
+    Full(usize),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Redis(error.to_string())
+    }
+}
 
 /// The Redis job store.
 #[derive(Clone)]

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use tokio::sync::{watch, Semaphore};
 
+use super::job::Reserved;
 use super::job::{unix_ms, Job, Queue};
 use super::metrics::JobOutcome;
-use super::store::{Reader, Reserved, StoreError};
+use super::store::{Reader, StoreError};
 use super::Jobs;
 
 /// How long a reader blocks for a job before it looks at delays and the pause switch again.

@@ -11,50 +11,10 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::job::{Enqueued, Job, NewJob, Queue, QueueCounts};
+use super::job::{Enqueued, Job, NewJob, Queue, QueueCounts, Reserved, Retention};
 use super::memory_store::MemoryStore;
 use super::redis_store::RedisStore;
-
-/// A job handed to a worker, with what acknowledges it.
-#[derive(Debug, Clone)]
-pub struct Reserved {
-    /// The job.
-    pub job: Job,
-    /// The store's handle on this delivery (the stream entry in Redis).
-    pub receipt: String,
-}
-
-/// How long, and how many, finished jobs are kept for inspection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// Completed jobs and failed runs older than this are dropped.
-    pub keep_for: Duration,
-    /// At most this many of each are kept per queue.
-    pub keep_count: u64,
-}
-
-/// Why the store could not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// Redis answered with an error, or could not be reached.
-    #[error("job store: {0}")]
-    Redis(String),
-    /// Redis did not answer in time.
-    #[error("job store: no answer in time")]
-    Timeout,
-    /// The queue's consumer group is gone (Redis lost its data); it is made again.
-    #[error("job store: consumer group missing")]
-    NoGroup,
-    /// Redis is unreachable and the in-process buffer is full.
-    #[error("job store unavailable and {0} jobs already buffered")]
-    Full(usize),
-}
-
-impl From<redis::RedisError> for StoreError {
-    fn from(error: redis::RedisError) -> Self {
-        Self::Redis(error.to_string())
-    }
-}
+pub use super::redis_store::StoreError;
 
 /// A reader's connection: Redis readers block on a connection of their own.
 #[derive(Debug, Default)]

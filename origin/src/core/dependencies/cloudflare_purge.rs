@@ -338,6 +338,12 @@ fn classify(
 
 /// The transport failure `error` stands for (its URL left out).
 fn transport(error: reqwest::Error) -> CloudflareError {
+    CloudflareError::Transport(describe_transport(error))
+}
+
+/// What went wrong with an exchange that never got an answer, with every cause, its URL left
+/// out (it may carry secrets): `timed out (…)`, `could not connect (…)`.
+pub fn describe_transport(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -353,7 +359,7 @@ fn transport(error: reqwest::Error) -> CloudflareError {
         detail.push_str(&cause.to_string());
         source = cause.source();
     }
-    CloudflareError::Transport(format!("{kind} ({detail})"))
+    format!("{kind} ({detail})")
 }
 
 /// How long a `Retry-After` value asks to wait from `now`: delay-seconds, or an HTTP-date

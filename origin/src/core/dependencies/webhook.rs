@@ -13,7 +13,7 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{redirect, StatusCode, Url};
 use sha2::Sha256;
 
-use crate::core::dependencies::cloudflare_purge::parse_retry_after;
+use crate::core::dependencies::cloudflare_purge::{describe_transport, parse_retry_after};
 
 /// The header naming the event, so that receivers can drop repeated deliveries.
 pub const EVENT_ID_HEADER: &str = "Rampart-Event-Id";
@@ -207,22 +207,7 @@ async fn excerpt(mut response: reqwest::Response) -> String {
 
 /// The transport failure `error` stands for.
 fn transport(error: reqwest::Error) -> WebhookError {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "the exchange broke off"
-    };
-    let error = error.without_url();
-    let mut detail = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    WebhookError::Transport(format!("{kind} ({detail})"))
+    WebhookError::Transport(describe_transport(error))
 }
 
 /// HMAC-SHA256 of `"{timestamp}.{body}"` under `secret`.

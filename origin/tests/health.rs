@@ -3,14 +3,12 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{metrics, start};
+use common::{metrics, start, OwnRedis};
 use origin::config::{Config, ListenerConfig, RedisConfig, ResilienceConfig};
 use origin::core::dependencies::breaker::BreakerSettings;
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 async fn json(url: String) -> (u16, Value) {
     let response = reqwest::get(url).await.expect("reachable");
@@ -96,54 +94,6 @@ async fn metrics_cover_the_process_and_serve_on_their_own_port_too() {
         ),
         "{side}"
     );
-}
-
-/// A Redis server of the test's own, on a free port, removed when dropped.
-struct OwnRedis {
-    child: Child,
-    url: String,
-}
-
-impl OwnRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|addr| addr.port())
-            .expect("a free port");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (the set-up installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self { child, url };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("redis-server did not start on {port}");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
 }
 
 async fn redis_breaker(base: &str) -> String {

@@ -8,65 +8,17 @@ mod fake_cloudflare;
 #[path = "support/purge_receiver.rs"]
 mod purge_receiver;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::OwnRedis;
 use origin::config::jobs::CloudflareTarget;
 use origin::config::{Config, EdgePurgeTarget};
 use purge_receiver::Receiver;
 use serde_json::{json, Value};
 
-/// A Redis server of the test's own, on a free port, without persistence.
-struct OwnRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl OwnRedis {
-    fn start() -> Option<Self> {
-        let port = common::free_port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        })
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_frozen_reads_and_writes_go_on_and_the_purge_arrives_afterwards() {
-    let Some(redis) = OwnRedis::start() else {
-        eprintln!("skipped: redis-server is not installed (scripts/test.sh installs it)");
-        return;
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redis = OwnRedis::start().await;
     let (receiver, url) = Receiver::start().await;
     let mut config = Config::default();
     config.redis.url = Some(redis.url.clone());
@@ -84,7 +36,7 @@ async fn with_redis_frozen_reads_and_writes_go_on_and_the_purge_arrives_afterwar
         assert_eq!(primed.expect("reachable").status(), 200);
     }
 
-    redis.signal("STOP");
+    redis.signal("-STOP");
     let frozen = Instant::now();
     let mut reads = 0;
     let mut slowest = Duration::ZERO;
@@ -123,7 +75,7 @@ async fn with_redis_frozen_reads_and_writes_go_on_and_the_purge_arrives_afterwar
         !receiver.tags().contains(&"task:2".to_owned()),
         "the purge waits in process while Redis is frozen"
     );
-    redis.signal("CONT");
+    redis.signal("-CONT");
     let thawed = Instant::now();
     while !receiver.tags().contains(&"task:2".to_owned()) {
         assert!(

@@ -125,6 +125,57 @@ pub fn unique_prefix(test: &str) -> String {
     format!("rampart-test:{test}:{}:{nanos}:", std::process::id())
 }
 
+/// A Redis server of the test's own, on a free port, removed when dropped.
+pub struct OwnRedis {
+    child: tokio::process::Child,
+    /// `redis://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl OwnRedis {
+    /// Starts it and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free port");
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (the set-up installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self { child, url };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not start on {port}");
+    }
+
+    /// Sends it `signal` (`-STOP`, `-CONT`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
 /// The `Cache-Status` header, or `""`.
 pub fn cache_status(response: &reqwest::Response) -> String {
     response

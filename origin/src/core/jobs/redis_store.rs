@@ -10,10 +10,12 @@
 //! worker resets its entry's idle time as it goes, so only a dead worker's jobs are taken.
 //! Readers block on `XREADGROUP … BLOCK` on a connection of their own: Redis is never polled.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use super::job::{unix_ms, Enqueued, Job, NewJob, Queue, QueueCounts, Reserved, Retention};
 use super::redis_replies::{entry_list, job_from_fields, last_delivered, stream_entries, GROUP};
@@ -21,6 +23,10 @@ use super::scripts;
 
 /// Jobs taken over from dead workers per call.
 const RECLAIM_BATCH: usize = 100;
+/// A job hash's fields, as `HGETALL` gives them.
+type JobFields = Vec<(String, String)>;
+/// Completions recorded in one round trip at most.
+const COMPLETE_BATCH: usize = 256;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +58,35 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    /// Where completions wait to be written together (see [`Self::complete`]).
+    completions: Arc<Mutex<Option<mpsc::UnboundedSender<Completion>>>>,
+}
+
+/// A completed job waiting to be recorded, and who waits for the answer.
+struct Completion {
+    queue: Queue,
+    receipt: String,
+    id: String,
+    keep_ms: u64,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl Completion {
+    /// `reserved`'s completion, and where its answer arrives.
+    fn of(
+        reserved: &Reserved,
+        retention: Retention,
+    ) -> (Self, oneshot::Receiver<Result<(), StoreError>>) {
+        let (done, answer) = oneshot::channel();
+        let completion = Self {
+            queue: reserved.job.queue,
+            receipt: reserved.receipt.clone(),
+            id: reserved.job.id.clone(),
+            keep_ms: u64::try_from(retention.keep_for.as_millis()).unwrap_or(u64::MAX),
+            done,
+        };
+        (completion, answer)
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -89,6 +124,7 @@ impl RedisStore {
             conn,
             prefix: format!("{prefix}jobs:"),
             timeout,
+            completions: Arc::default(),
         })
     }
 
@@ -134,39 +170,55 @@ impl RedisStore {
         }
     }
 
-    /// Adds `jobs` in one round trip.
+    /// Adds `jobs` in one round trip: one script call per queue.
     pub async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         let now = unix_ms();
+        let mut queues: Vec<(Queue, Vec<usize>)> = Vec::new();
+        for (index, job) in jobs.iter().enumerate() {
+            match queues.iter_mut().find(|(queue, _)| *queue == job.queue) {
+                Some((_, members)) => members.push(index),
+                None => queues.push((job.queue, vec![index])),
+            }
+        }
         let mut pipe = redis::pipe();
-        for job in jobs {
-            let keys = self.keys(job.queue);
-            let due = if job.delay_ms > 0 {
-                now + job.delay_ms
-            } else {
-                0
-            };
+        for (queue, members) in &queues {
+            let keys = self.keys(*queue);
             let mut invocation = scripts::ENQUEUE.prepare_invoke();
             invocation
                 .key(&keys.keys)
                 .key(&keys.stream)
                 .key(&keys.delayed)
-                .arg(super::job::new_id())
-                .arg(job.key.as_deref().unwrap_or(""))
-                .arg(&job.kind)
-                .arg(job.payload.to_string())
                 .arg(now)
-                .arg(due)
                 .arg(&keys.job_prefix);
+            for job in members.iter().map(|&index| &jobs[index]) {
+                let due = if job.delay_ms > 0 {
+                    now + job.delay_ms
+                } else {
+                    0
+                };
+                invocation
+                    .arg(super::job::new_id())
+                    .arg(job.key.as_deref().unwrap_or(""))
+                    .arg(&job.kind)
+                    .arg(job.payload.to_string())
+                    .arg(due);
+            }
             pipe.invoke_script(&invocation);
         }
-        let replies: Vec<(u8, String)> = self.run_scripts(&pipe, &scripts::ENQUEUE).await?;
-        Ok(replies
+        let replies: Vec<Vec<(u8, String)>> = self.run_scripts(&pipe, &scripts::ENQUEUE).await?;
+        let mut enqueued: Vec<Option<Enqueued>> = jobs.iter().map(|_| None).collect();
+        for ((_, members), replies) in queues.iter().zip(replies) {
+            for (&index, (created, id)) in members.iter().zip(replies) {
+                enqueued[index] = Some(Enqueued {
+                    id,
+                    created: created == 1,
+                });
+            }
+        }
+        enqueued
             .into_iter()
-            .map(|(created, id)| Enqueued {
-                id,
-                created: created == 1,
-            })
-            .collect())
+            .map(|job| job.ok_or_else(|| StoreError::Redis("a job had no reply".into())))
+            .collect()
     }
 
     /// Creates `queue`'s consumer group (and stream) unless it exists.
@@ -239,16 +291,14 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let keys = self.keys(queue);
-        let mut pipe = redis::pipe();
+        let mut invocation = scripts::START.prepare_invoke();
+        invocation.key(&keys.keys).arg(&keys.job_prefix);
         for (_, id) in &entries {
-            let mut invocation = scripts::START.prepare_invoke();
-            invocation
-                .key(&keys.keys)
-                .arg(format!("{}{id}", keys.job_prefix))
-                .arg(id);
-            pipe.invoke_script(&invocation);
+            invocation.arg(id);
         }
-        let fields: Vec<Option<Vec<(String, String)>>> =
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        let (fields,): (Vec<Option<JobFields>>,) =
             self.run_scripts(&pipe, &scripts::START).await?;
         let mut conn = self.conn.clone();
         let mut reserved = Vec::with_capacity(entries.len());
@@ -321,26 +371,92 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// Records that `reserved` completed.
+    /// Records that `reserved` completed. Completions arriving while another write is on its
+    /// way are recorded together in the next one (one script call per queue), so a busy queue
+    /// pays one round trip for many jobs and an idle one pays no wait.
     pub async fn complete(
         &self,
         reserved: &Reserved,
         retention: Retention,
     ) -> Result<(), StoreError> {
-        let keys = self.keys(reserved.job.queue);
-        let mut invocation = scripts::COMPLETE.prepare_invoke();
-        invocation
-            .key(&keys.stream)
-            .key(&keys.completed)
-            .arg(&reserved.receipt)
-            .arg(format!("{}{}", keys.job_prefix, reserved.job.id))
-            .arg(&reserved.job.id)
-            .arg(unix_ms())
-            .arg(u64::try_from(retention.keep_for.as_millis()).unwrap_or(u64::MAX));
-        let mut conn = self.conn.clone();
-        self.run::<u8>(invocation.invoke_async(&mut conn))
-            .await
-            .map(drop)
+        let (completion, answer) = Completion::of(reserved, retention);
+        let unsent = match self.completer().send(completion) {
+            Ok(()) => match answer.await {
+                Ok(result) => return result,
+                // The writer's runtime is gone: record it here.
+                Err(_) => Completion::of(reserved, retention).0,
+            },
+            Err(mpsc::error::SendError(completion)) => completion,
+        };
+        self.record_completions(&[unsent]).await
+    }
+
+    /// The sender to the task writing completions, started on first use (and again when the
+    /// runtime that ran it has gone).
+    fn completer(&self) -> mpsc::UnboundedSender<Completion> {
+        let mut slot = self.completions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = slot.as_ref().filter(|sender| !sender.is_closed()) {
+            return sender.clone();
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        // The writer's own copy does not hold the sender, so it ends with the last store.
+        let writer = Self {
+            completions: Arc::default(),
+            ..self.clone()
+        };
+        tokio::spawn(writer.write_completions(receiver));
+        *slot = Some(sender.clone());
+        sender
+    }
+
+    /// Writes completions as they come, each batch in one round trip.
+    async fn write_completions(self, mut receiver: mpsc::UnboundedReceiver<Completion>) {
+        while let Some(first) = receiver.recv().await {
+            // Let the workers that finished at the same moment hand theirs in too.
+            tokio::task::yield_now().await;
+            let mut batch = vec![first];
+            while batch.len() < COMPLETE_BATCH {
+                match receiver.try_recv() {
+                    Ok(completion) => batch.push(completion),
+                    Err(_) => break,
+                }
+            }
+            let result = self.record_completions(&batch).await;
+            for completion in batch {
+                let _ = completion.done.send(result.clone());
+            }
+        }
+    }
+
+    /// Records `batch` completed: one script call per queue, in one round trip.
+    async fn record_completions(&self, batch: &[Completion]) -> Result<(), StoreError> {
+        let now = unix_ms();
+        let mut groups: Vec<(Queue, u64, Vec<&Completion>)> = Vec::new();
+        for completion in batch {
+            let group = groups
+                .iter_mut()
+                .find(|(queue, keep, _)| *queue == completion.queue && *keep == completion.keep_ms);
+            match group {
+                Some((_, _, members)) => members.push(completion),
+                None => groups.push((completion.queue, completion.keep_ms, vec![completion])),
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (queue, keep_ms, members) in &groups {
+            let keys = self.keys(*queue);
+            let mut invocation = scripts::COMPLETE.prepare_invoke();
+            invocation
+                .key(&keys.stream)
+                .key(&keys.completed)
+                .arg(now)
+                .arg(*keep_ms)
+                .arg(&keys.job_prefix);
+            for completion in members {
+                invocation.arg(&completion.receipt).arg(&completion.id);
+            }
+            pipe.invoke_script(&invocation).ignore();
+        }
+        self.run_scripts::<()>(&pipe, &scripts::COMPLETE).await
     }
 
     /// Records that `reserved` failed with `error`; `retry_at` (Unix ms) delays it for another

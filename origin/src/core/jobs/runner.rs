@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use futures::FutureExt as _;
 use tokio::sync::{watch, Semaphore};
 
 use super::job::Reserved;
@@ -19,6 +20,8 @@ use super::Jobs;
 
 /// How long a reader blocks for a job before it looks at delays and the pause switch again.
 const BLOCK: Duration = Duration::from_secs(1);
+/// How often a busy worker looks at delayed jobs and the pause switch.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How often depths are published and finished records trimmed.
 const MAINTENANCE: Duration = Duration::from_secs(5);
 
@@ -99,21 +102,26 @@ async fn work(jobs: Jobs, queue: Queue, mut stop: watch::Receiver<bool>) {
     if let Err(error) = store.prepare(queue).await {
         tracing::warn!(%queue, %error, "job queue not ready yet");
     }
+    let mut checks = Checks::default();
     while !*stop.borrow() {
-        // Both at once: on Redis they share one round trip (one connection, sent in this order).
-        let (next_due, paused) = tokio::join!(store.promote(queue), store.is_paused(queue));
-        let next_due = next_due.unwrap_or(None);
-        if paused.unwrap_or(false) {
+        if checks.due() {
+            // Both at once: on Redis they share one round trip (one connection, sent in this
+            // order).
+            let (next_due, paused) = tokio::join!(store.promote(queue), store.is_paused(queue));
+            checks.done(next_due.unwrap_or(None), paused.unwrap_or(false));
+        }
+        if checks.paused {
             pause(&mut stop, BLOCK).await;
+            checks.expire();
             continue;
         }
         let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
+        // Jobs finishing together free their slots together: take them in one read.
+        tokio::task::yield_now().await;
         let free = 1 + slots.available_permits();
-        let block = next_due.map_or(BLOCK, |due| {
-            Duration::from_millis(due.saturating_sub(unix_ms()).clamp(1, 1000))
-        });
+        let block = checks.block();
         let reserved = tokio::select! {
             reserved = store.reserve(&mut reader, queue, jobs.consumer(), free, block) => reserved,
             _ = stop.changed() => break,
@@ -143,6 +151,40 @@ async fn work(jobs: Jobs, queue: Queue, mut stop: watch::Receiver<bool>) {
     let _ = slots
         .acquire_many(u32::try_from(jobs.settings().concurrency(queue)).unwrap_or(u32::MAX))
         .await;
+}
+
+/// When a worker last moved due delayed jobs onto its stream and read the pause switch. Under
+/// load a worker reads many batches a second; it looks at delays and the switch at most every
+/// [`CHECK_EVERY`], or when the next delayed job it knows of is due.
+#[derive(Debug, Default)]
+struct Checks {
+    last: Option<Instant>,
+    next_due: Option<u64>,
+    paused: bool,
+}
+
+impl Checks {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|last| last.elapsed() >= CHECK_EVERY)
+            || self.next_due.is_some_and(|due| due <= unix_ms())
+    }
+
+    fn done(&mut self, next_due: Option<u64>, paused: bool) {
+        self.last = Some(Instant::now());
+        self.next_due = next_due;
+        self.paused = paused;
+    }
+
+    fn expire(&mut self) {
+        self.last = None;
+    }
+
+    /// How long the next read may block: until the next delayed job is due, at most [`BLOCK`].
+    fn block(&self) -> Duration {
+        self.next_due.map_or(BLOCK, |due| {
+            Duration::from_millis(due.saturating_sub(unix_ms()).clamp(1, 1000))
+        })
+    }
 }
 
 /// Sleeps for `duration`, or until told to stop.
@@ -203,10 +245,11 @@ async fn run_with_heartbeat(jobs: &Jobs, reserved: &Reserved) -> Result<(), JobE
         )));
     };
     let settings = jobs.settings();
-    let mut run = tokio::spawn(tokio::time::timeout(
+    let mut run = std::pin::pin!(std::panic::AssertUnwindSafe(tokio::time::timeout(
         settings.run_timeout,
         handler.run(reserved.job.clone()),
-    ));
+    ))
+    .catch_unwind());
     // The first beat one period from now. (Awaiting `interval`'s first tick, which is meant to
     // be immediate, held every job for about 1 ms: the timer rounds a deadline up to the next
     // millisecond and fires it on its next turn.)
@@ -218,7 +261,7 @@ async fn run_with_heartbeat(jobs: &Jobs, reserved: &Reserved) -> Result<(), JobE
             finished = &mut run => return match finished {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(JobError::retry(format!("did not finish within {:?}", settings.run_timeout))),
-                Err(error) => Err(JobError::retry(format!("the job's task failed: {error}"))),
+                Err(panic) => Err(JobError::retry(format!("the job panicked: {}", panic_message(&*panic)))),
             },
             _ = beat.tick() => {
                 let queue = reserved.job.queue;
@@ -228,6 +271,15 @@ async fn run_with_heartbeat(jobs: &Jobs, reserved: &Reserved) -> Result<(), JobE
             }
         }
     }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// Takes over dead workers' jobs, trims finished records and publishes depths for `queue`.

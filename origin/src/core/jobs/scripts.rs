@@ -6,64 +6,97 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Adds a job unless a pending job has its idempotency key.
-/// KEYS: idempotency hash, stream, delayed set. ARGV: id, key ('' for none), kind, payload,
-/// now (ms), due (ms, 0 for now), job hash prefix. Returns `{created (0|1), id}`.
+/// Adds jobs of one queue, each unless a pending job has its idempotency key (a later job of
+/// the same call included). KEYS: idempotency hash, stream, delayed set. ARGV: now (ms), job
+/// hash prefix, then five values per job: id, key ('' for none), kind, payload, due (ms, 0 for
+/// now). Returns `{created (0|1), id}` per job, flattened.
 pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local prefix = ARGV[7]
-if ARGV[2] ~= '' then
-  local existing = redis.call('HGET', KEYS[1], ARGV[2])
+local prefix = ARGV[2]
+local replies = {}
+for i = 3, #ARGV, 5 do
+  local id, key, due = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 4])
+  local existing = key ~= '' and redis.call('HGET', KEYS[1], key)
   if existing and redis.call('EXISTS', prefix .. existing) == 1 then
-    return {0, existing}
+    replies[#replies + 1] = 0
+    replies[#replies + 1] = existing
+  else
+    if key ~= '' then redis.call('HSET', KEYS[1], key, id) end
+    local state = due > 0 and 'delayed' or 'waiting'
+    redis.call('HSET', prefix .. id, 'kind', ARGV[i + 2], 'payload', ARGV[i + 3], 'key', key,
+      'attempts', 0, 'enqueued', ARGV[1], 'state', state)
+    if due > 0 then
+      redis.call('ZADD', KEYS[3], due, id)
+    else
+      redis.call('XADD', KEYS[2], '*', 'id', id)
+    end
+    replies[#replies + 1] = 1
+    replies[#replies + 1] = id
   end
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
 end
-local job = prefix .. ARGV[1]
-redis.call('HSET', job, 'kind', ARGV[3], 'payload', ARGV[4], 'key', ARGV[2],
-  'attempts', 0, 'enqueued', ARGV[5], 'state', 'waiting')
-if tonumber(ARGV[6]) > 0 then
-  redis.call('HSET', job, 'state', 'delayed')
-  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
-else
-  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
-end
-return {1, ARGV[1]}
+return replies
 ",
     )
 });
 
-/// Marks a delivered job active: counts the attempt and releases its idempotency key (a
-/// change made from now on needs a run of its own). KEYS: idempotency hash. ARGV: job hash,
-/// id. Returns the job hash's fields, or nil when the job no longer exists.
+/// Marks delivered jobs active: counts each one's attempt and releases its idempotency key (a
+/// change made from now on needs a run of its own). KEYS: idempotency hash. ARGV: job hash
+/// prefix, then the ids. Returns, per id, the job hash's fields, or false when the job no
+/// longer exists.
 pub static START: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('EXISTS', ARGV[1]) == 0 then return nil end
-local key = redis.call('HGET', ARGV[1], 'key')
-if key and key ~= '' and redis.call('HGET', KEYS[1], key) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], key)
+local replies = {}
+for i = 2, #ARGV do
+  local job, id = ARGV[1] .. ARGV[i], ARGV[i]
+  local fields = redis.call('HGETALL', job)
+  if #fields == 0 then
+    replies[#replies + 1] = false
+  else
+    local attempts = 1
+    for f = 1, #fields, 2 do
+      local name = fields[f]
+      if name == 'key' and fields[f + 1] ~= '' and redis.call('HGET', KEYS[1], fields[f + 1]) == id then
+        redis.call('HDEL', KEYS[1], fields[f + 1])
+      elseif name == 'attempts' then
+        attempts = tonumber(fields[f + 1]) + 1
+        fields[f + 1] = tostring(attempts)
+      elseif name == 'state' then
+        fields[f + 1] = 'active'
+      end
+    end
+    redis.call('HSET', job, 'attempts', attempts, 'state', 'active')
+    replies[#replies + 1] = fields
+  end
 end
-redis.call('HINCRBY', ARGV[1], 'attempts', 1)
-redis.call('HSET', ARGV[1], 'state', 'active')
-return redis.call('HGETALL', ARGV[1])
+return replies
 ",
     )
 });
 
-/// Finishes a job. KEYS: stream, completed set. ARGV: stream entry, job hash, id, now (ms),
-/// how long to keep the record (ms).
+/// Finishes jobs. KEYS: stream, completed set. ARGV: now (ms), how long to keep the records
+/// (ms), job hash prefix, then pairs of stream entry and id. Returns how many jobs were still
+/// there.
 pub static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-redis.call('XACK', KEYS[1], 'workers', ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-if redis.call('EXISTS', ARGV[2]) == 0 then return 0 end
-redis.call('HSET', ARGV[2], 'state', 'completed')
-redis.call('PEXPIRE', ARGV[2], ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-return 1
+local entries = {}
+for i = 4, #ARGV, 2 do entries[#entries + 1] = ARGV[i] end
+redis.call('XACK', KEYS[1], 'workers', unpack(entries))
+redis.call('XDEL', KEYS[1], unpack(entries))
+local finished = {}
+for i = 5, #ARGV, 2 do
+  local job = ARGV[3] .. ARGV[i]
+  if redis.call('EXISTS', job) == 1 then
+    redis.call('HSET', job, 'state', 'completed')
+    redis.call('PEXPIRE', job, ARGV[2])
+    finished[#finished + 1] = ARGV[1]
+    finished[#finished + 1] = ARGV[i]
+  end
+end
+if #finished > 0 then redis.call('ZADD', KEYS[2], unpack(finished)) end
+return #finished / 2
 ",
     )
 });

@@ -26,7 +26,7 @@ pub enum Store {
     /// In process.
     Memory(MemoryStore),
     /// In Redis, with a buffer for when it cannot be reached.
-    Redis(RedisStore, Buffer),
+    Redis(Box<RedisStore>, Buffer),
 }
 
 /// Jobs waiting for Redis to come back.

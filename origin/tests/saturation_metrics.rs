@@ -12,7 +12,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use common::{cache_status, free_port, metrics, redis_url, serve_wrapped_with, start};
+use common::{cache_status, free_port, metrics, serve_wrapped_with, start, OwnRedis};
 use origin::config::{CacheConfig, Config, DatabaseConfig, RedisConfig, ResilienceConfig};
 use origin::core::dependencies::breaker::BreakerSettings;
 use origin::core::dependencies::database::{Database, DbSettings};
@@ -228,21 +228,34 @@ async fn a_breaker_opened_by_failures_counts_the_transition_and_says_when_it_tri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_up_says_when_redis_answers_and_is_absent_without_redis() {
-    let prefix = common::unique_prefix("saturation");
+async fn redis_up_follows_the_calls_and_is_absent_without_redis() {
+    let redis = OwnRedis::start().await;
     let with = start(Config {
         redis: RedisConfig {
-            url: Some(redis_url()),
-            key_prefix: prefix,
+            url: Some(redis.url.clone()),
+            timeout: Duration::from_millis(100),
             ..RedisConfig::default()
         },
         ..Config::default()
     })
     .await;
-    let response = reqwest::get(format!("{}/api/tasks/1", with.base))
-        .await
-        .expect("up");
-    assert_eq!(response.status(), 200);
+    let read = |id: u32| {
+        let base = with.base.clone();
+        async move {
+            let response = reqwest::get(format!("{base}/api/tasks/{id}"))
+                .await
+                .expect("up");
+            assert_eq!(response.status(), 200, "served with or without Redis");
+        }
+    };
+    read(1).await;
+    assert_eq!(value(&metrics(&with.base).await, "redis_up"), 1.0);
+    // Stopped, Redis keeps its connections open but answers nothing: only the calls tell.
+    redis.signal("-STOP");
+    read(2).await;
+    assert_eq!(value(&metrics(&with.base).await, "redis_up"), 0.0);
+    redis.signal("-CONT");
+    read(3).await;
     assert_eq!(value(&metrics(&with.base).await, "redis_up"), 1.0);
 
     let without = start(Config::default()).await;

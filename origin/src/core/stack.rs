@@ -72,7 +72,7 @@ pub struct Core {
     pub started: Instant,
     /// Requests slower than this are logged as warnings.
     pub slow_request: Duration,
-    /// Concurrency limit, wait queue and request timeout.
+    /// Concurrency limit, wait queue and request timeout (the one the metrics report on).
     pub admission: Arc<Admission>,
     /// Background jobs: refreshes, purges, and what the application hands off.
     pub jobs: Jobs,
@@ -93,6 +93,10 @@ impl Core {
         let jobs = job_system(config);
         let cache = response_cache(config, &redis_breaker, &redis_metrics, &jobs);
         let connections = OpenConnections::default();
+        let admission = Arc::new(
+            Admission::new(resilience.admission)
+                .with_rule_timeouts(resilience.request_timeout_rules.clone()),
+        );
         let sources = Sources {
             cache: Some(cache.cache.clone()),
             connections: connections.clone(),
@@ -103,6 +107,7 @@ impl Core {
             ],
             redis: redis_metrics.clone(),
             jobs: jobs.metrics().clone(),
+            admission: Some(Arc::clone(&admission)),
         };
         Self {
             policy: Arc::new(Policy::default()),
@@ -121,10 +126,7 @@ impl Core {
             draining: Arc::default(),
             started: Instant::now(),
             slow_request: config.listener.slow_request,
-            admission: Arc::new(
-                Admission::new(resilience.admission)
-                    .with_rule_timeouts(resilience.request_timeout_rules.clone()),
-            ),
+            admission,
             jobs,
             warm_paths: Arc::from(config.cache.warm_paths.clone()),
             audit: None,

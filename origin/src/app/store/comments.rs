@@ -1,7 +1,7 @@
 //! Comments on tasks: keyset-paginated reads (oldest first) and writes logged in the audit log.
 
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::{append_event, task_exists, user_exists, NewEvent, Store, StoreError};
 use crate::app::model::{now_ms, rfc3339, Comment};
@@ -49,7 +49,7 @@ impl Store {
         let db = self.database();
         let page = db
             .read("select", "comments", move || async move {
-                let mut connection = db.pool().acquire().await?;
+                let mut connection = db.acquire().await?;
                 if !task_exists(&mut connection, task_id).await? {
                     return Ok(None);
                 }
@@ -85,7 +85,8 @@ impl Store {
         let db = self.database();
         let created = db
             .observe("insert", "comments", async {
-                let mut tx = db.pool().begin().await?;
+                let mut connection = db.acquire().await?;
+                let mut tx = connection.begin().await?;
                 if !task_exists(&mut tx, task_id).await? {
                     return Ok(Err(StoreError::NotFound));
                 }

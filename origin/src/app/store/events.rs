@@ -311,7 +311,10 @@ impl Store {
         sql.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
             .bind(i64::from(limit) + 1);
         let rows = db
-            .observe("select", "events", sql.query().fetch_all(db.pool()))
+            .observe("select", "events", async {
+                let mut connection = db.acquire().await?;
+                sql.query().fetch_all(&mut *connection).await
+            })
             .await?;
         let mut rows = rows
             .iter()
@@ -364,7 +367,10 @@ impl Store {
             .push(" ORDER BY occurred_at, id LIMIT 1 OFFSET ")
             .bind(limit - 1);
         let last = db
-            .observe("export", "events", bound.query().fetch_optional(db.pool()))
+            .observe("export", "events", async {
+                let mut connection = db.acquire().await?;
+                bound.query().fetch_optional(&mut *connection).await
+            })
             .await?
             .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
             .transpose()?;
@@ -388,7 +394,10 @@ impl Store {
         }
         sql.push(") AS batch");
         let row = db
-            .observe("export", "events", sql.query().fetch_one(db.pool()))
+            .observe("export", "events", async {
+                let mut connection = db.acquire().await?;
+                sql.query().fetch_one(&mut *connection).await
+            })
             .await?;
         Ok(ExportBatch {
             rows: row.try_get(0)?,
@@ -457,8 +466,11 @@ impl Store {
                 .push(")");
         }
         let db = self.database();
-        db.observe("insert", "events", sql.query().execute(db.pool()))
-            .await?;
+        db.observe("insert", "events", async {
+            let mut connection = db.acquire().await?;
+            sql.query().execute(&mut *connection).await
+        })
+        .await?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! tasks attach it.
 
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::{append_event, task_exists, NewEvent, Store, StoreError};
 use crate::app::model::{now_ms, rfc3339, Attachment};
@@ -45,7 +45,8 @@ impl Store {
         let db = self.database();
         let attached = db
             .observe("insert", "attachments", async {
-                let mut tx = db.pool().begin().await?;
+                let mut connection = db.acquire().await?;
+                let mut tx = connection.begin().await?;
                 if !task_exists(&mut tx, task_id).await? {
                     return Ok(None);
                 }
@@ -96,10 +97,12 @@ impl Store {
     pub async fn image(&self, key: &str) -> Result<Option<StoredImage>, StoreError> {
         let db = self.database();
         let row = db
-            .read("select", "images", move || {
+            .read("select", "images", move || async move {
+                let mut connection = db.acquire().await?;
                 sqlx::query("SELECT content_type, bytes FROM images WHERE key = $1")
                     .bind(key.to_owned())
-                    .fetch_optional(db.pool())
+                    .fetch_optional(&mut *connection)
+                    .await
             })
             .await?;
         let Some(row) = row else {

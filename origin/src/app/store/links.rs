@@ -3,7 +3,7 @@
 //! Adding a link is logged in the audit log; the crawler's outcome is not a user's write.
 
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::{append_event, task_exists, NewEvent, Store, StoreError};
 use crate::app::model::{now_ms, rfc3339, LinkStatus, TaskLink};
@@ -51,7 +51,8 @@ impl Store {
         let db = self.database();
         let created = db
             .observe("insert", "task_links", async {
-                let mut tx = db.pool().begin().await?;
+                let mut connection = db.acquire().await?;
+                let mut tx = connection.begin().await?;
                 if !task_exists(&mut tx, task_id).await? {
                     return Ok(Err(StoreError::NotFound));
                 }
@@ -97,6 +98,7 @@ impl Store {
         let db = self.database();
         let updated = db
             .observe("update", "task_links", async {
+                let mut connection = db.acquire().await?;
                 sqlx::query(
                     "UPDATE task_links SET status = $1, title = COALESCE($2, title), \
                      error = $3, fetched_at = $4 WHERE id = $5",
@@ -106,7 +108,7 @@ impl Store {
                 .bind(error)
                 .bind(now_ms())
                 .bind(link_id)
-                .execute(db.pool())
+                .execute(&mut *connection)
                 .await
             })
             .await?;
@@ -118,7 +120,7 @@ impl Store {
         let db = self.database();
         let exists = db
             .read("select", "tasks", move || async move {
-                let mut connection = db.pool().acquire().await?;
+                let mut connection = db.acquire().await?;
                 task_exists(&mut connection, task_id).await
             })
             .await?;
@@ -130,12 +132,15 @@ impl Store {
         let db = self.database();
         let select =
             format!("SELECT {LINK_COLUMNS} FROM task_links WHERE id = $1 AND task_id = $2");
+        let select = select.as_str();
         let row = db
-            .read("select", "task_links", || {
-                sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+            .read("select", "task_links", move || async move {
+                let mut connection = db.acquire().await?;
+                sqlx::query(sqlx::AssertSqlSafe(select.to_owned()))
                     .bind(link_id)
                     .bind(task_id)
-                    .fetch_optional(db.pool())
+                    .fetch_optional(&mut *connection)
+                    .await
             })
             .await?;
         let found = row.as_ref().map(link).transpose().map_err(DbError::from)?;
@@ -147,7 +152,7 @@ impl Store {
         let db = self.database();
         let links = db
             .read("select", "task_links", move || async move {
-                let mut connection = db.pool().acquire().await?;
+                let mut connection = db.acquire().await?;
                 if !task_exists(&mut connection, task_id).await? {
                     return Ok(None);
                 }

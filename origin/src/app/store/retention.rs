@@ -50,10 +50,11 @@ async fn delete_in_batches(
     loop {
         let deleted = db
             .observe("delete", table, async {
+                let mut connection = db.acquire().await?;
                 sqlx::query(statement)
                     .bind(cutoff)
                     .bind(batch)
-                    .execute(db.pool())
+                    .execute(&mut *connection)
                     .await
             })
             .await?

@@ -4,6 +4,7 @@
 
 use fastrand::Rng;
 use serde_json::json;
+use sqlx::Connection;
 
 use super::images::content_key;
 use super::{NewImage, Sql, Store, StoreError};
@@ -187,7 +188,8 @@ impl Store {
         let db = self.database();
         let seeded = db
             .observe_within(SEED_TIMEOUT, "seed", "all", async {
-                let mut tx = db.pool().begin().await?;
+                let mut connection = db.acquire().await?;
+                let mut tx = connection.begin().await?;
                 // Instances starting together: one seeds, the others then find data.
                 db.lock_for_writing(&mut tx, SEED_LOCK).await?;
                 let tasks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")

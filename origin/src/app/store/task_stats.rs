@@ -28,7 +28,8 @@ impl Store {
     pub async fn popular_tasks(&self, limit: u32) -> Result<Vec<PopularTask>, StoreError> {
         let db = self.database();
         let rows = db
-            .read("select", "comments", move || {
+            .read("select", "comments", move || async move {
+                let mut connection = db.acquire().await?;
                 sqlx::query(
                     "SELECT t.id, t.title, t.status, COUNT(c.id) AS comment_count \
                      FROM tasks t JOIN comments c ON c.task_id = t.id \
@@ -36,7 +37,8 @@ impl Store {
                      ORDER BY comment_count DESC, t.id ASC LIMIT $1",
                 )
                 .bind(i64::from(limit))
-                .fetch_all(db.pool())
+                .fetch_all(&mut *connection)
+                .await
             })
             .await?;
         let tasks = rows
@@ -59,7 +61,7 @@ impl Store {
         let db = self.database();
         let stats = db
             .read("aggregate", "tasks", move || async move {
-                let mut connection = db.pool().acquire().await?;
+                let mut connection = db.acquire().await?;
                 let counts = |sql: &'static str| sqlx::query(sql);
                 let mut by_status = serde_json::Map::new();
                 for row in

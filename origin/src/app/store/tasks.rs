@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use sqlx::{AnyConnection, FromRow, Row};
+use sqlx::{AnyConnection, Connection, FromRow, Row};
 
 use super::task_query::{
     push_filters, push_keyset, push_order, SortColumn, TaskFilter, TaskList, TaskPage,
@@ -153,7 +153,7 @@ impl Store {
         let db = self.database();
         let result = db
             .read("select", "tasks", move || async move {
-                let mut connection = db.pool().acquire().await?;
+                let mut connection = db.acquire().await?;
                 let mut sql = Sql::new(&format!("SELECT {TASK_COLUMNS} FROM tasks"));
                 push_filters(&mut sql, filter);
                 let (limit, offset) = match &filter.page {
@@ -208,7 +208,7 @@ impl Store {
         let db = self.database();
         let detail = db
             .read("select", "tasks", move || async move {
-                let mut connection = db.pool().acquire().await?;
+                let mut connection = db.acquire().await?;
                 let query = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
                 let Some(row) = sqlx::query(sqlx::AssertSqlSafe(query))
                     .bind(id)
@@ -240,7 +240,8 @@ impl Store {
         let db = self.database();
         let id = db
             .observe("insert", "tasks", async {
-                let mut tx = db.pool().begin().await?;
+                let mut connection = db.acquire().await?;
+                let mut tx = connection.begin().await?;
                 if let Some(assignee) = new.assignee_id {
                     if !user_exists(&mut tx, assignee).await? {
                         return Ok(None);
@@ -283,7 +284,8 @@ impl Store {
         let db = self.database();
         let outcome = db
             .observe("update", "tasks", async {
-                let mut tx = db.pool().begin().await?;
+                let mut connection = db.acquire().await?;
+                let mut tx = connection.begin().await?;
                 if let Some(Some(assignee)) = changes.assignee_id {
                     if !user_exists(&mut tx, assignee).await? {
                         return Ok(Err(unknown_assignee()));
@@ -345,7 +347,8 @@ impl Store {
         let db = self.database();
         let deleted = db
             .observe("delete", "tasks", async {
-                let mut tx = db.pool().begin().await?;
+                let mut connection = db.acquire().await?;
+                let mut tx = connection.begin().await?;
                 let deleted = sqlx::query("DELETE FROM tasks WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)

@@ -9,11 +9,13 @@
 //! an invalidation happened returns its value to its callers but does not store it, so an
 //! invalidation can never be undone by a load that read the old data.
 //!
-//! Admission and eviction are moka's (TinyLFU admission, LRU eviction, per-entry expiry).
+//! Admission and eviction are moka's (TinyLFU admission, LRU eviction, per-entry expiry); its
+//! eviction listener counts every removal by cause ([`LocalPressure`], for the metrics).
 
 mod admin;
 pub mod background;
 mod codec;
+mod counters;
 mod entry;
 mod flight;
 mod remote;
@@ -27,9 +29,10 @@ use bytes::Bytes;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::Expiry;
-use serde::Serialize;
 use tokio::time::{Duration, Instant};
 
+use counters::Counters;
+pub use counters::{CacheStats, LevelCount, LocalPressure, EVICTION_CAUSES};
 pub use entry::{CacheOptions, Entry, State};
 use flight::Flights;
 pub use flight::LoadError;
@@ -142,62 +145,6 @@ impl Cached {
     }
 }
 
-/// Counters for `/api/cache/stats` and metrics.
-#[derive(Debug, Default, Serialize)]
-pub struct CacheStats {
-    /// Fresh hits.
-    pub hits: u64,
-    /// Stale values served while refreshing.
-    pub stale_hits: u64,
-    /// Loads started.
-    pub misses: u64,
-    /// Calls that joined another caller's load.
-    pub collapsed: u64,
-    /// Background refreshes started.
-    pub refreshes: u64,
-    /// Stale values served because their load failed (stale-if-error).
-    pub stale_on_error: u64,
-    /// Loads that failed.
-    pub load_errors: u64,
-    /// Entries removed by invalidation.
-    pub invalidated: u64,
-    /// Entries held now.
-    pub entries: u64,
-    /// Bytes held now (keys and values).
-    pub bytes: u64,
-    /// Values found in Redis after an in-process miss.
-    pub redis_hits: u64,
-    /// Failed Redis calls (each served without the shared level).
-    pub redis_errors: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    hits: AtomicU64,
-    stale_hits: AtomicU64,
-    misses: AtomicU64,
-    collapsed: AtomicU64,
-    refreshes: AtomicU64,
-    stale_on_error: AtomicU64,
-    load_errors: AtomicU64,
-    invalidated: AtomicU64,
-    memory_hits: AtomicU64,
-    memory_misses: AtomicU64,
-    redis_hits: AtomicU64,
-    redis_misses: AtomicU64,
-}
-
-/// Lookups answered and missed by one cache level, for `cache_hits_total{cache}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LevelCount {
-    /// `memory` or `redis`.
-    pub level: &'static str,
-    /// Lookups this level answered.
-    pub hits: u64,
-    /// Lookups this level could not answer.
-    pub misses: u64,
-}
-
 /// Entries expire physically when both windows have passed.
 struct RetentionExpiry;
 
@@ -252,6 +199,8 @@ impl TieredCache {
     pub fn new(max_bytes: u64) -> Self {
         let tags: TagIndex = Arc::default();
         let index = Arc::clone(&tags);
+        let counters: Arc<Counters> = Arc::default();
+        let evictions = Arc::clone(&counters);
         let store = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &String, entry: &Arc<Entry>| {
@@ -259,6 +208,7 @@ impl TieredCache {
             })
             .expire_after(RetentionExpiry)
             .eviction_listener(move |key: Arc<String>, entry: Arc<Entry>, cause| {
+                evictions.evicted(cause);
                 // A replaced entry's key stays indexed: the new value registered its own tags.
                 if cause == RemovalCause::Replaced {
                     return;
@@ -279,7 +229,7 @@ impl TieredCache {
             tags,
             flights: Arc::default(),
             generation: Arc::default(),
-            counters: Arc::default(),
+            counters,
             remote: None,
             background: None,
         }
@@ -553,20 +503,26 @@ impl TieredCache {
 
     /// Hits and misses per level (Redis only when configured), read without waiting.
     pub fn level_counts(&self) -> Vec<LevelCount> {
+        self.counters.levels(self.remote.is_some())
+    }
+
+    /// How full the in-process level is, what it evicted and the stale copies served, read
+    /// without waiting (the size is moka's, as of its last maintenance: see [`Self::settle`]).
+    pub fn local_pressure(&self) -> LocalPressure {
         let c = &self.counters;
-        let mut levels = vec![LevelCount {
-            level: "memory",
-            hits: c.memory_hits.load(Ordering::Relaxed),
-            misses: c.memory_misses.load(Ordering::Relaxed),
-        }];
-        if self.remote.is_some() {
-            levels.push(LevelCount {
-                level: "redis",
-                hits: c.redis_hits.load(Ordering::Relaxed),
-                misses: c.redis_misses.load(Ordering::Relaxed),
-            });
+        LocalPressure {
+            entries: self.store.entry_count(),
+            bytes: self.store.weighted_size(),
+            evictions: c.evictions(),
+            stale_revalidate: c.stale_hits.load(Ordering::Relaxed),
+            stale_error: c.stale_on_error.load(Ordering::Relaxed),
         }
-        levels
+    }
+
+    /// Runs the in-process level's pending maintenance (evictions, expiries, size), so that
+    /// what it reports next is current; requests run it too, now and then.
+    pub async fn settle(&self) {
+        self.store.run_pending_tasks().await;
     }
 
     /// How long a Redis `PING` takes, or why it failed; `None` without a Redis level.
@@ -576,22 +532,10 @@ impl TieredCache {
 
     /// A snapshot of the counters.
     pub async fn stats(&self) -> CacheStats {
-        self.store.run_pending_tasks().await;
-        let c = &self.counters;
-        CacheStats {
-            hits: c.hits.load(Ordering::Relaxed),
-            stale_hits: c.stale_hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            collapsed: c.collapsed.load(Ordering::Relaxed),
-            refreshes: c.refreshes.load(Ordering::Relaxed),
-            stale_on_error: c.stale_on_error.load(Ordering::Relaxed),
-            load_errors: c.load_errors.load(Ordering::Relaxed),
-            invalidated: c.invalidated.load(Ordering::Relaxed),
-            entries: self.store.entry_count(),
-            bytes: self.store.weighted_size(),
-            redis_hits: c.redis_hits.load(Ordering::Relaxed),
-            redis_errors: self.remote.as_ref().map_or(0, |remote| remote.errors()),
-        }
+        self.settle().await;
+        let redis_errors = self.remote.as_ref().map_or(0, |remote| remote.errors());
+        let (entries, bytes) = (self.store.entry_count(), self.store.weighted_size());
+        self.counters.stats(entries, bytes, redis_errors)
     }
 }
 

@@ -5,7 +5,8 @@
 //! `<prefix>invalidate`, so every instance drops its in-process copies. Every call is bounded by
 //! a timeout; a failure is counted and treated as a miss, never as an error for the client.
 //! After a lost subscription the in-process level is flushed, since invalidations may have been
-//! missed meanwhile.
+//! missed meanwhile. Every call's outcome, the subscription's and each health `PING`'s tell
+//! `redis_up` whether Redis answers, at no cost of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,9 +81,10 @@ impl RedisTier {
         self
     }
 
-    /// Records every call in `metrics`.
+    /// Records every call in `metrics`, and whether Redis answers (`redis_up`).
     #[must_use]
     pub fn with_metrics(mut self, metrics: RedisMetrics) -> Self {
+        metrics.in_use();
         self.metrics = metrics;
         self
     }
@@ -93,10 +95,11 @@ impl RedisTier {
         let mut conn = self.conn.clone();
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut conn);
-        match Guard::unguarded(self.guard.timeout)
+        let answered = Guard::unguarded(self.guard.timeout)
             .call(ping, |_| true, |_, _| {})
-            .await
-        {
+            .await;
+        self.metrics.answered(answered.is_ok());
+        match answered {
             Ok(_) => Ok(started.elapsed()),
             Err(Failure::Error(error)) => Err(error.to_string()),
             Err(_) => Err(format!("no answer within {:?}", self.guard.timeout)),
@@ -289,6 +292,7 @@ impl RedisTier {
             match self.client.get_async_pubsub().await {
                 Ok(mut pubsub) => {
                     if pubsub.subscribe(self.channel()).await.is_ok() {
+                        self.metrics.answered(true);
                         if subscribed_before {
                             flush();
                         }
@@ -308,9 +312,11 @@ impl RedisTier {
                             }
                         }
                     }
+                    self.metrics.answered(false);
                     self.failed::<()>("invalidation subscription lost");
                 }
                 Err(error) => {
+                    self.metrics.answered(false);
                     self.failed::<()>(&error.to_string());
                 }
             }

@@ -9,9 +9,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 // Tokio's clock: the same as std's in production, and pausable in tests.
 use tokio::time::Instant;
 
@@ -28,6 +30,9 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// Every state, in gauge order.
+    pub const ALL: [Self; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
+
     /// The gauge value of `circuit_breaker_state`: 0 closed, 1 open, 2 half-open.
     pub fn gauge(self) -> i64 {
         match self {
@@ -36,6 +41,53 @@ impl BreakerState {
             Self::HalfOpen => 2,
         }
     }
+
+    /// The label value of `circuit_breaker_transitions_total`: `closed`, `open`, `half_open`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+        }
+    }
+}
+
+/// How often a breaker went from one state to another, one count per ordered pair of states
+/// (indexed `from * 3 + to`; the diagonal stays zero).
+#[derive(Debug, Default)]
+struct Transitions([AtomicU64; 9]);
+
+impl Transitions {
+    fn count(&self, from: BreakerState, to: BreakerState) {
+        self.0[from.index() * 3 + to.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, from: BreakerState, to: BreakerState) -> u64 {
+        self.0[from.index() * 3 + to.index()].load(Ordering::Relaxed)
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// One kind of state change and how often it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransitionCount {
+    /// The state left.
+    pub from: BreakerState,
+    /// The state entered.
+    pub to: BreakerState,
+    /// How often, since start.
+    pub count: u64,
 }
 
 /// When a breaker opens and closes.
@@ -69,6 +121,8 @@ struct Inner {
     failures: VecDeque<Instant>,
     opened_at: Option<Instant>,
     successes: u32,
+    /// When the last failure was recorded (wall clock, for reports).
+    last_failure: Option<SystemTime>,
 }
 
 /// One dependency's breaker; cheap to clone (clones share state).
@@ -77,7 +131,7 @@ pub struct CircuitBreaker {
     name: &'static str,
     settings: BreakerSettings,
     inner: Arc<Mutex<Inner>>,
-    transitions: Arc<AtomicU64>,
+    transitions: Arc<Transitions>,
 }
 
 /// A snapshot for health and admin answers.
@@ -91,6 +145,10 @@ pub struct BreakerReport {
     pub recent_failures: usize,
     /// State changes since start.
     pub transitions: u64,
+    /// When the last failure was recorded (RFC 3339), if any since start.
+    pub last_failure_time: Option<String>,
+    /// When an open breaker lets the next trial call through (RFC 3339); `None` unless open.
+    pub next_attempt_time: Option<String>,
 }
 
 impl CircuitBreaker {
@@ -104,6 +162,7 @@ impl CircuitBreaker {
                 failures: VecDeque::new(),
                 opened_at: None,
                 successes: 0,
+                last_failure: None,
             })),
             transitions: Arc::default(),
         }
@@ -147,6 +206,7 @@ impl CircuitBreaker {
     pub fn failed(&self) {
         let now = Instant::now();
         let mut inner = self.lock();
+        inner.last_failure = Some(SystemTime::now());
         match inner.state {
             BreakerState::HalfOpen => self.enter(&mut inner, BreakerState::Open),
             BreakerState::Open => {}
@@ -181,17 +241,42 @@ impl CircuitBreaker {
     /// A snapshot for reports.
     pub fn report(&self) -> BreakerReport {
         let inner = self.lock();
+        let next_attempt = inner
+            .opened_at
+            .filter(|_| inner.state == BreakerState::Open)
+            .map(|at| {
+                let left = self.settings.reset_timeout.saturating_sub(at.elapsed());
+                SystemTime::now() + left
+            });
         BreakerReport {
             name: self.name,
             state: inner.state,
             recent_failures: inner.failures.len(),
-            transitions: self.transitions.load(Ordering::Relaxed),
+            transitions: self.transitions.total(),
+            last_failure_time: inner.last_failure.and_then(rfc3339),
+            next_attempt_time: next_attempt.and_then(rfc3339),
         }
+    }
+
+    /// How often each possible state change happened, for
+    /// `circuit_breaker_transitions_total` (every pair of different states but closed →
+    /// half-open, which never happens).
+    pub fn transition_counts(&self) -> Vec<TransitionCount> {
+        let mut counts = Vec::with_capacity(5);
+        for from in BreakerState::ALL {
+            for to in BreakerState::ALL {
+                if from != to && (from, to) != (BreakerState::Closed, BreakerState::HalfOpen) {
+                    let count = self.transitions.get(from, to);
+                    counts.push(TransitionCount { from, to, count });
+                }
+            }
+        }
+        counts
     }
 
     fn enter(&self, inner: &mut Inner, state: BreakerState) {
         if inner.state != state {
-            self.transitions.fetch_add(1, Ordering::Relaxed);
+            self.transitions.count(inner.state, state);
             let (name, from) = (self.name, inner.state);
             match state {
                 BreakerState::Open => {
@@ -207,6 +292,11 @@ impl CircuitBreaker {
         inner.failures.clear();
         inner.opened_at = (state == BreakerState::Open).then(Instant::now);
     }
+}
+
+/// `at` as an RFC 3339 timestamp in UTC.
+fn rfc3339(at: SystemTime) -> Option<String> {
+    OffsetDateTime::from(at).format(&Rfc3339).ok()
 }
 
 #[cfg(test)]
@@ -245,6 +335,59 @@ mod tests {
         breaker.succeeded();
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.report().transitions, 3);
+        let pairs: Vec<_> = breaker
+            .transition_counts()
+            .into_iter()
+            .filter(|t| t.count > 0)
+            .map(|t| (t.from.label(), t.to.label(), t.count))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("closed", "open", 1),
+                ("open", "half_open", 1),
+                ("half_open", "closed", 1)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_say_when_it_last_failed_and_when_it_tries_again() {
+        let breaker = CircuitBreaker::new("test", quick());
+        let report = breaker.report();
+        assert_eq!(
+            (report.last_failure_time, report.next_attempt_time),
+            (None, None)
+        );
+        for _ in 0..3 {
+            breaker.failed();
+        }
+        let before = SystemTime::now();
+        let report = breaker.report();
+        let parse = |text: Option<String>| {
+            SystemTime::from(
+                OffsetDateTime::parse(&text.expect("a time"), &Rfc3339).expect("RFC 3339"),
+            )
+        };
+        let last = parse(report.last_failure_time);
+        assert!(last <= before + Duration::from_secs(1));
+        let next = parse(report.next_attempt_time);
+        let ahead = next.duration_since(before).expect("in the future");
+        assert!(
+            ahead > Duration::from_secs(58) && ahead <= Duration::from_secs(61),
+            "{ahead:?}"
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(breaker.allows());
+        let report = breaker.report();
+        assert_eq!(
+            report.next_attempt_time, None,
+            "only an open breaker has one"
+        );
+        assert!(
+            report.last_failure_time.is_some(),
+            "kept after the breaker moved on"
+        );
     }
 
     #[tokio::test(start_paused = true)]

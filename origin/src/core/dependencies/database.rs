@@ -1,6 +1,8 @@
 //! The database handle every query goes through: one pool for SQLite or PostgreSQL (chosen by
 //! the URL's scheme), migrations per dialect, a timeout on every query, and
-//! `db_queries_total` / `db_query_duration_seconds` per operation and table.
+//! `db_queries_total` / `db_query_duration_seconds` per operation and table. Queries take
+//! their connection through [`Database::acquire`], which the pool metrics count and time
+//! (`db_pool_waiting`, `db_pool_acquire_duration_seconds`).
 //!
 //! Queries are written once with `$1, $2, …` placeholders, which both SQLite and PostgreSQL
 //! accept; the application ships one migration folder per dialect with the same versions.
@@ -12,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, ConnectOptions, Executor};
 
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
@@ -178,6 +181,7 @@ impl Database {
             })
             .connect_with(options)
             .await?;
+        metrics.pool().attach(&pool);
         Ok(Self {
             pool,
             backend,
@@ -249,7 +253,8 @@ impl Database {
         let started = Instant::now();
         let guard = Guard::unguarded(timeout);
         self.guarded(&guard, "select", "ping", async {
-            sqlx::query("SELECT 1").execute(&self.pool).await
+            let mut connection = self.acquire().await?;
+            sqlx::query("SELECT 1").execute(&mut *connection).await
         })
         .await?;
         Ok(started.elapsed())
@@ -265,7 +270,14 @@ impl Database {
         self.backend
     }
 
-    /// The pool, for queries that stream or span a transaction (wrap them in [`Self::observe`]).
+    /// A connection from the pool, for one query or several (a transaction: `begin` on it);
+    /// wrap the work in [`Self::observe`] or [`Self::read`]. The wait is counted and timed.
+    pub async fn acquire(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
+        self.metrics.pool().acquiring(self.pool.acquire()).await
+    }
+
+    /// The pool itself, for migrations and tests; queries go through [`Self::acquire`], so
+    /// that the time they wait for a connection is measured.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

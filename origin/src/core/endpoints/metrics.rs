@@ -8,6 +8,7 @@ use crate::core::observability::metrics::Metrics;
 
 /// `GET /metrics`.
 pub async fn endpoint(State(metrics): State<Metrics>) -> impl IntoResponse {
+    metrics.settle().await;
     (
         StatusCode::OK,
         [(

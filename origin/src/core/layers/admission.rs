@@ -8,20 +8,30 @@
 //! has not produced a response head within the request timeout gets `504 TIMEOUT` (streaming
 //! bodies, such as exports, are not cut once their head is out). Health, metrics and admin
 //! routes are exempt (see [`crate::core::layers::pipeline`]).
+//!
+//! [`AdmissionMetrics`] counts what admission refuses and how long requests waited; the
+//! slots taken and the queue's length are read at scrape time ([`Admission::in_flight`],
+//! [`Admission::queued`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use tokio::sync::Semaphore;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Service;
 
 use crate::core::http::errors::{ApiError, ErrorCode};
+use crate::core::observability::dependency_metrics::latency_histogram;
 use crate::core::service::{self, Inner};
 
 /// The limits.
@@ -48,6 +58,60 @@ impl Default for AdmissionLimits {
     }
 }
 
+/// Labels of `admission_shed_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: &'static str,
+}
+
+/// What admission counts: requests shed (queue full, or no slot within the queue timeout),
+/// requests cut by the request timeout, and how long queued requests waited. Every handle is
+/// made up front, so that recording is an atomic add.
+#[derive(Debug, Clone)]
+pub struct AdmissionMetrics {
+    shed: Family<ShedLabels, Counter>,
+    queue_full: Counter,
+    queue_timeout: Counter,
+    timeouts: Counter,
+    wait: Histogram,
+}
+
+impl Default for AdmissionMetrics {
+    fn default() -> Self {
+        let shed = Family::<ShedLabels, Counter>::default();
+        let handle = |reason| shed.get_or_create(&ShedLabels { reason }).clone();
+        Self {
+            queue_full: handle("queue_full"),
+            queue_timeout: handle("queue_timeout"),
+            shed,
+            timeouts: Counter::default(),
+            wait: latency_histogram(),
+        }
+    }
+}
+
+impl AdmissionMetrics {
+    /// Registers `admission_shed_total{reason}`, `admission_timeouts_total` and
+    /// `admission_queue_wait_seconds` in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "admission_shed",
+            "Requests refused with 503 by admission: queue_full or queue_timeout",
+            self.shed.clone(),
+        );
+        registry.register(
+            "admission_timeouts",
+            "Requests answered 504: no response head within the request timeout",
+            self.timeouts.clone(),
+        );
+        registry.register(
+            "admission_queue_wait_seconds",
+            "Time requests that found every slot taken waited in the queue",
+            self.wait.clone(),
+        );
+    }
+}
+
 /// Shared admission state.
 #[derive(Debug)]
 pub struct Admission {
@@ -56,6 +120,7 @@ pub struct Admission {
     rule_timeouts: Vec<(String, Duration)>,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
+    metrics: AdmissionMetrics,
 }
 
 impl Admission {
@@ -66,7 +131,26 @@ impl Admission {
             rule_timeouts: Vec::new(),
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             queued: AtomicUsize::new(0),
+            metrics: AdmissionMetrics::default(),
         }
+    }
+
+    /// What admission counts.
+    pub fn metrics(&self) -> &AdmissionMetrics {
+        &self.metrics
+    }
+
+    /// Requests holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.limits
+            .max_concurrent
+            .max(1)
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Runs `request` on `inner` once a slot is free, bounded by the request timeout.
@@ -83,29 +167,41 @@ impl Admission {
             .map_or(self.limits.request_timeout, |(_, timeout)| *timeout)
     }
 
-    async fn run<S: Inner>(&self, inner: S, request: Request, timeout: Duration) -> Response {
-        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queued {
-                    self.queued.fetch_sub(1, Ordering::AcqRel);
-                    return overloaded("the origin is at capacity");
-                }
-                let waited = tokio::time::timeout(
-                    self.limits.queue_timeout,
-                    Arc::clone(&self.slots).acquire_owned(),
-                )
-                .await;
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-                match waited {
-                    Ok(Ok(permit)) => permit,
-                    _ => return overloaded("no capacity freed up in time"),
-                }
+    /// A slot, at once or after waiting in the queue; `Err` is the `503` of a request shed.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, Response> {
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Ok(permit);
+        }
+        let Some(place) = QueuePlace::take(&self.queued, self.limits.max_queued) else {
+            self.metrics.queue_full.inc();
+            return Err(overloaded("the origin is at capacity"));
+        };
+        let started = Instant::now();
+        let waited = tokio::time::timeout(
+            self.limits.queue_timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await;
+        drop(place);
+        self.metrics.wait.observe(started.elapsed().as_secs_f64());
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.metrics.queue_timeout.inc();
+                Err(overloaded("no capacity freed up in time"))
             }
+        }
+    }
+
+    async fn run<S: Inner>(&self, inner: S, request: Request, timeout: Duration) -> Response {
+        let permit = match self.slot().await {
+            Ok(permit) => permit,
+            Err(shed) => return shed,
         };
         let response = tokio::time::timeout(timeout, service::call(inner, request)).await;
         drop(permit);
         response.unwrap_or_else(|_| {
+            self.metrics.timeouts.inc();
             ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 ErrorCode::Timeout,
@@ -113,6 +209,26 @@ impl Admission {
             )
             .into_response()
         })
+    }
+}
+
+/// A place in the queue, given back when dropped: also when the client goes away while the
+/// request waits, and the request's future with it.
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    /// A place among `queued` requests, unless `max` already wait.
+    fn take(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
+        let ahead = queued.fetch_add(1, Ordering::AcqRel);
+        // Refused, the place is dropped at once, and so given back.
+        let place = Self(queued);
+        (ahead < max).then_some(place)
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -162,5 +278,37 @@ impl<S: Inner> Service<Request> for Admitted<S> {
         let (inner, admission) = (self.inner.clone(), Arc::clone(&self.admission));
         let timeout = self.timeout;
         Box::pin(async move { Ok(admission.run(inner, request, timeout).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_slot_one_place() -> Admission {
+        Admission::new(AdmissionLimits {
+            max_concurrent: 1,
+            max_queued: 1,
+            queue_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_given_up_while_queued_leaves_the_queue() {
+        let admission = one_slot_one_place();
+        let held = admission.slot().await.expect("the free slot");
+        assert_eq!((admission.in_flight(), admission.queued()), (1, 0));
+        let mut waiting = Box::pin(admission.slot());
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        assert_eq!(admission.queued(), 1);
+        assert!(admission.slot().await.is_err(), "the queue is full");
+        assert_eq!(admission.metrics.queue_full.get(), 1);
+        // The client went away: its request's future is dropped while it waits.
+        drop(waiting);
+        assert_eq!(admission.queued(), 0, "its place is given back");
+        drop(held);
+        assert_eq!(admission.in_flight(), 0);
+        assert!(admission.slot().await.is_ok());
     }
 }

@@ -243,6 +243,7 @@ impl RateLimiter {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
+        metrics.in_use();
         self.shared = Some(Shared {
             conn: ConnectionManager::new_lazy_with_config(client, config)?,
             script: redis::Script::new(GCRA_SCRIPT),

@@ -1,7 +1,11 @@
-//! What the metrics read at scrape time rather than count: the process (memory, CPU, threads,
-//! files), the cache's per-level counters, open connections and breaker states.
+//! What the metrics read at scrape time rather than count: the process ([`process`]), the
+//! cache's per-level counters and how full its in-process level is, open connections, breaker
+//! states and transitions, and admission's slots and queue.
+//!
+//! [`process`]: crate::core::observability::process
 
-use crate::core::jobs::metrics::JobMetrics;
+use std::sync::Arc;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -9,79 +13,13 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::core::cache::{LevelCount, TieredCache};
+use crate::core::cache::{LevelCount, LocalPressure, TieredCache, EVICTION_CAUSES};
 use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::jobs::metrics::JobMetrics;
+use crate::core::layers::admission::Admission;
 use crate::core::observability::dependency_metrics::RedisMetrics;
+use crate::core::observability::process::ProcessCollector;
 use crate::core::serving::listener::OpenConnections;
-
-/// Reports the process's resident memory, CPU time, threads and open files, read from `/proc`
-/// at scrape time (Linux; elsewhere nothing is reported).
-#[derive(Debug)]
-struct ProcessCollector;
-
-/// Clock ticks per second of `/proc/self/stat` (USER_HZ, 100 on every Linux platform).
-const CLOCK_TICKS: f64 = 100.0;
-
-impl ProcessCollector {
-    fn rss_bytes() -> Option<i64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    }
-
-    /// User plus system CPU seconds, and threads.
-    fn cpu_and_threads() -> Option<(f64, i64)> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-        Some((
-            (ticks(11)? + ticks(12)?) / CLOCK_TICKS,
-            fields.get(17)?.parse().ok()?,
-        ))
-    }
-}
-
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        if let Some(rss) = Self::rss_bytes() {
-            let metric = encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes",
-                None,
-                MetricType::Gauge,
-            )?;
-            ConstGauge::new(rss).encode(metric)?;
-        }
-        if let Some((cpu, threads)) = Self::cpu_and_threads() {
-            let metric = encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds",
-                None,
-                MetricType::Counter,
-            )?;
-            ConstCounter::new(cpu).encode(metric)?;
-            let metric = encoder.encode_descriptor(
-                "process_threads",
-                "OS threads of the process",
-                None,
-                MetricType::Gauge,
-            )?;
-            ConstGauge::new(threads).encode(metric)?;
-        }
-        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-            let metric = encoder.encode_descriptor(
-                "process_open_fds",
-                "Open file descriptors",
-                None,
-                MetricType::Gauge,
-            )?;
-            ConstGauge::new(fds.count() as i64).encode(metric)?;
-        }
-        Ok(())
-    }
-}
 
 /// A counter family read from [`LevelCount`]: name, help, and which count.
 type Series = (&'static str, &'static str, fn(&LevelCount) -> u64);
@@ -110,8 +48,54 @@ impl Collector for CacheCollector {
                 ConstCounter::new(value(level)).encode(metric.encode_family(&labels)?)?;
             }
         }
-        Ok(())
+        encode_pressure(&self.0.local_pressure(), &mut encoder)
     }
+}
+
+/// `cache_local_entries`, `cache_local_bytes`, `cache_evictions_total{cause}` and
+/// `cache_stale_served_total{reason}`.
+fn encode_pressure(pressure: &LocalPressure, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+    let gauges = [
+        (
+            "cache_local_entries",
+            "Entries in the in-process cache",
+            pressure.entries,
+        ),
+        (
+            "cache_local_bytes",
+            "Weighted size of the in-process cache: bytes of keys and values",
+            pressure.bytes,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)?;
+    }
+    let mut evictions = encoder.encode_descriptor(
+        "cache_evictions",
+        "Entries the in-process cache let go of, per cause: size, expired, replaced, explicit",
+        None,
+        MetricType::Counter,
+    )?;
+    for (cause, count) in EVICTION_CAUSES.iter().zip(pressure.evictions) {
+        let labels = [("cause", *cause)];
+        ConstCounter::new(count).encode(evictions.encode_family(&labels)?)?;
+    }
+    let mut stale = encoder.encode_descriptor(
+        "cache_stale_served",
+        "Stale copies served: revalidate (while a refresh runs) or error (for a failed load)",
+        None,
+        MetricType::Counter,
+    )?;
+    let served = [
+        ("revalidate", pressure.stale_revalidate),
+        ("error", pressure.stale_error),
+    ];
+    for (reason, count) in served {
+        let labels = [("reason", reason)];
+        ConstCounter::new(count).encode(stale.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// Reports gauges read at scrape time: open connections and breaker states.
@@ -140,6 +124,48 @@ impl Collector for GaugeCollector {
             let labels = vec![("name", breaker.name())];
             ConstGauge::new(breaker.state().gauge()).encode(states.encode_family(&labels)?)?;
         }
+        let mut transitions = encoder.encode_descriptor(
+            "circuit_breaker_transitions",
+            "Circuit breaker state changes, per breaker, from and to: closed, open, half_open",
+            None,
+            MetricType::Counter,
+        )?;
+        for breaker in &self.breakers {
+            for change in breaker.transition_counts() {
+                let labels = [
+                    ("breaker", breaker.name()),
+                    ("from", change.from.label()),
+                    ("to", change.to.label()),
+                ];
+                ConstCounter::new(change.count).encode(transitions.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reports admission's slots taken and queue length at scrape time.
+#[derive(Debug)]
+struct AdmissionCollector(Arc<Admission>);
+
+impl Collector for AdmissionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let gauges = [
+            (
+                "admission_in_flight",
+                "Requests admitted to the application and running",
+                self.0.in_flight(),
+            ),
+            (
+                "admission_queue_depth",
+                "Requests waiting for an admission slot",
+                self.0.queued(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)?;
+        }
         Ok(())
     }
 }
@@ -157,6 +183,8 @@ pub struct Sources {
     pub redis: RedisMetrics,
     /// What the job system records.
     pub jobs: JobMetrics,
+    /// Admission, for its slots, queue, sheds and timeouts.
+    pub admission: Option<Arc<Admission>>,
 }
 
 impl Sources {
@@ -169,6 +197,10 @@ impl Sources {
             connections: self.connections,
             breakers: self.breakers,
         }));
+        if let Some(admission) = self.admission {
+            admission.metrics().register(registry);
+            registry.register_collector(Box::new(AdmissionCollector(admission)));
+        }
         registry.register_collector(Box::new(ProcessCollector));
         self.redis.register(registry);
         self.jobs.register(registry);

@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rustc_hash::FxHashMap;
 
+use crate::core::cache::TieredCache;
 use crate::core::observability::collectors::Sources;
 use crate::core::observability::dependency_metrics::{latency_histogram, DbMetrics};
 use crate::core::route::RouteTemplate;
@@ -64,6 +65,8 @@ pub struct Metrics {
     handles: Arc<RwLock<FxHashMap<RequestLabels, (Histogram, Counter)>>>,
     rate_limited: Family<TierLabels, Counter>,
     database: DbMetrics,
+    /// The response cache, whose pending maintenance a scrape runs first (see [`Self::settle`]).
+    cache: Option<TieredCache>,
 }
 
 impl Default for Metrics {
@@ -76,6 +79,7 @@ impl Metrics {
     /// Metrics for one server, reading `sources` at scrape time.
     pub fn new(sources: Sources) -> Self {
         let mut registry = Registry::default();
+        let cache = sources.cache.clone();
         sources.register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
@@ -99,6 +103,7 @@ impl Metrics {
             handles: Arc::default(),
             rate_limited,
             database,
+            cache,
         }
     }
 
@@ -114,6 +119,14 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Brings what is read at scrape time up to date: the cache's pending evictions and
+    /// expiries, which moka otherwise runs only as requests come.
+    pub async fn settle(&self) {
+        if let Some(cache) = &self.cache {
+            cache.settle().await;
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -1,8 +1,11 @@
 //! What operators see: Prometheus [`metrics`] (request counts and latencies, with the
-//! dependencies' own in [`dependency_metrics`] and gauges read at scrape time in
-//! [`collectors`]), and logs and OpenTelemetry traces ([`telemetry`]).
+//! dependencies' own in [`dependency_metrics`] and the database pool's in [`db_pool`], and
+//! gauges read at scrape time in [`collectors`] and [`process`]), and logs and OpenTelemetry
+//! traces ([`telemetry`]).
 
 pub mod collectors;
+pub mod db_pool;
 pub mod dependency_metrics;
 pub mod metrics;
+pub mod process;
 pub mod telemetry;

@@ -69,6 +69,7 @@ struct Inner {
     failures: VecDeque<Instant>,
     opened_at: Option<Instant>,
     successes: u32,
+    last_failure: Option<Instant>,
 }
 
 /// One dependency's breaker; cheap to clone (clones share state).
@@ -93,6 +94,15 @@ pub struct BreakerReport {
     pub transitions: u64,
 }
 
+/// When a breaker last saw a failure and when it lets a call through again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BreakerTiming {
+    /// Time since the last failed call, if any failed.
+    pub since_failure: Option<Duration>,
+    /// While open: time until a trial call is let through.
+    pub retry_in: Option<Duration>,
+}
+
 impl CircuitBreaker {
     /// A closed breaker for the dependency `name`.
     pub fn new(name: &'static str, settings: BreakerSettings) -> Self {
@@ -104,6 +114,7 @@ impl CircuitBreaker {
                 failures: VecDeque::new(),
                 opened_at: None,
                 successes: 0,
+                last_failure: None,
             })),
             transitions: Arc::default(),
         }
@@ -147,6 +158,7 @@ impl CircuitBreaker {
     pub fn failed(&self) {
         let now = Instant::now();
         let mut inner = self.lock();
+        inner.last_failure = Some(now);
         match inner.state {
             BreakerState::HalfOpen => self.enter(&mut inner, BreakerState::Open),
             BreakerState::Open => {}
@@ -186,6 +198,19 @@ impl CircuitBreaker {
             state: inner.state,
             recent_failures: inner.failures.len(),
             transitions: self.transitions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How long ago the last failure was recorded, and how long an open breaker still
+    /// refuses calls.
+    pub fn timing(&self) -> BreakerTiming {
+        let inner = self.lock();
+        let open_since = inner
+            .opened_at
+            .filter(|_| inner.state == BreakerState::Open);
+        BreakerTiming {
+            since_failure: inner.last_failure.map(|at| at.elapsed()),
+            retry_in: open_since.map(|at| self.settings.reset_timeout.saturating_sub(at.elapsed())),
         }
     }
 
@@ -245,6 +270,27 @@ mod tests {
         breaker.succeeded();
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.report().transitions, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timing_tells_the_last_failure_and_the_next_trial() {
+        let breaker = CircuitBreaker::new("test", quick());
+        assert_eq!(breaker.timing(), BreakerTiming::default());
+        for _ in 0..3 {
+            breaker.failed();
+        }
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let timing = breaker.timing();
+        assert_eq!(timing.since_failure, Some(Duration::from_secs(15)));
+        assert_eq!(timing.retry_in, Some(Duration::from_secs(45)));
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert_eq!(breaker.timing().retry_in, Some(Duration::ZERO));
+        breaker.reset();
+        assert_eq!(breaker.timing().retry_in, None, "closed: no wait");
+        assert_eq!(
+            breaker.timing().since_failure,
+            Some(Duration::from_secs(65))
+        );
     }
 
     #[tokio::test(start_paused = true)]

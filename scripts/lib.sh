@@ -45,10 +45,17 @@ ensure_node() {
 ensure_npm_packages() {
   ensure_node
   if [ ! -x "$ROOT/node_modules/.bin/wrangler" ] || [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] \
+     || [ ! -d "$ROOT/node_modules/playwright-core" ] \
      || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
-    log "installing npm packages (wrangler, binaryen)"
+    log "installing npm packages (wrangler, binaryen, playwright-core)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
   fi
+}
+
+# Debian's Chromium, which the status page's browser test drives through playwright-core
+# (an npm package without a browser of its own).
+ensure_chromium() {
+  apt_install chromium
 }
 
 cargo_tool() { # cargo_tool <crate> <version> <binary>

@@ -10,6 +10,7 @@ cd "$ROOT"
 ensure_redis
 ensure_postgres
 ensure_edge_tools
+ensure_chromium
 cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz
 
 log "building the edge Worker (wasm32)"

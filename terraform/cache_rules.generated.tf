@@ -501,6 +501,16 @@ resource "cloudflare_ruleset" "cache_rules" {
       enabled = true
     },
     {
+      ref         = "rampart_cache_status_page"
+      description = "status-page (/status/*): bypass"
+      expression  = "(http.request.uri.path eq \"/status\" or http.request.uri.path strict wildcard \"/status/*\")"
+      action      = "set_cache_settings"
+      action_parameters = {
+        cache = false
+      }
+      enabled = true
+    },
+    {
       ref         = "rampart_cache_metrics"
       description = "metrics (/metrics): bypass"
       expression  = "http.request.uri.path eq \"/metrics\""

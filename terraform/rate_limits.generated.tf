@@ -6,7 +6,7 @@ locals {
     {
       ref         = "rampart_rate_limit_aggressive"
       description = "aggressive tier: 20 requests per 60 s per client"
-      expression  = "((http.request.uri.path eq \"/api/admin\" or http.request.uri.path strict wildcard \"/api/admin/*\") or (http.request.uri.path eq \"/api/cache\" or http.request.uri.path strict wildcard \"/api/cache/*\") or (http.request.uri.path eq \"/api/auth\" or http.request.uri.path strict wildcard \"/api/auth/*\"))"
+      expression  = "((http.request.uri.path eq \"/status\" or http.request.uri.path strict wildcard \"/status/*\") or (http.request.uri.path eq \"/api/admin\" or http.request.uri.path strict wildcard \"/api/admin/*\") or (http.request.uri.path eq \"/api/cache\" or http.request.uri.path strict wildcard \"/api/cache/*\") or (http.request.uri.path eq \"/api/auth\" or http.request.uri.path strict wildcard \"/api/auth/*\"))"
       action      = "block"
       ratelimit = {
         characteristics = [
@@ -22,7 +22,7 @@ locals {
     {
       ref         = "rampart_rate_limit_default"
       description = "default tier: 100 requests per 900 s per client, counting only requests that reach the origin"
-      expression  = "not (((http.request.uri.path eq \"/health\" or http.request.uri.path strict wildcard \"/health/*\") or http.request.uri.path eq \"/metrics\" or (http.request.uri.path eq \"/api/admin\" or http.request.uri.path strict wildcard \"/api/admin/*\") or (http.request.uri.path eq \"/api/cache\" or http.request.uri.path strict wildcard \"/api/cache/*\") or (http.request.uri.path eq \"/api/auth\" or http.request.uri.path strict wildcard \"/api/auth/*\")))"
+      expression  = "not (((http.request.uri.path eq \"/health\" or http.request.uri.path strict wildcard \"/health/*\") or http.request.uri.path eq \"/metrics\" or (http.request.uri.path eq \"/status\" or http.request.uri.path strict wildcard \"/status/*\") or (http.request.uri.path eq \"/api/admin\" or http.request.uri.path strict wildcard \"/api/admin/*\") or (http.request.uri.path eq \"/api/cache\" or http.request.uri.path strict wildcard \"/api/cache/*\") or (http.request.uri.path eq \"/api/auth\" or http.request.uri.path strict wildcard \"/api/auth/*\")))"
       action      = "block"
       ratelimit = {
         characteristics = [

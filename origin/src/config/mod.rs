@@ -2,7 +2,7 @@
 //! replaceable source (tests pass a map).
 //!
 //! Each concern ([`ListenerConfig`], [`CacheConfig`], [`RedisConfig`], [`DatabaseConfig`],
-//! [`ResilienceConfig`], [`ApplicationConfig`], [`JobsConfig`]) writes its defaults once, in `Default`, reads its
+//! [`ResilienceConfig`], [`ApplicationConfig`], [`JobsConfig`], [`StatusConfig`]) writes its defaults once, in `Default`, reads its
 //! variables with `from_source`, and checks itself with `validate`. A value that does not parse,
 //! or parses to something outside the range its variable accepts, is a [`ConfigError`] naming
 //! the variable, the value and what is accepted (`DATABASE_POOL_SIZE=0: must be between 1 and
@@ -17,6 +17,7 @@ pub mod listener;
 mod read;
 pub mod redis;
 pub mod resilience;
+pub mod status;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,7 @@ pub use jobs::JobsConfig;
 pub use listener::ListenerConfig;
 pub use redis::RedisConfig;
 pub use resilience::ResilienceConfig;
+pub use status::StatusConfig;
 
 /// The origin's settings, by concern.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,6 +49,8 @@ pub struct Config {
     pub application: ApplicationConfig,
     /// Background jobs.
     pub jobs: JobsConfig,
+    /// The operator's status page.
+    pub status: StatusConfig,
 }
 
 impl Config {
@@ -65,6 +69,7 @@ impl Config {
             resilience: ResilienceConfig::from_source(&source)?,
             application: ApplicationConfig::from_source(&source)?,
             jobs: JobsConfig::from_source(&source)?,
+            status: StatusConfig::from_source(&source)?,
         };
         let mut config = config;
         // Jobs back off as every other retry does; their attempts and longest wait are their own.
@@ -82,7 +87,8 @@ impl Config {
         self.database.validate()?;
         self.resilience.validate()?;
         self.application.validate()?;
-        self.jobs.validate()
+        self.jobs.validate()?;
+        self.status.validate()
     }
 
     /// Every environment variable the origin's configuration reads.
@@ -95,6 +101,7 @@ impl Config {
             resilience::VARIABLES,
             application::VARIABLES,
             jobs::VARIABLES,
+            status::VARIABLES,
         ]
         .into_iter()
         .flatten()

@@ -77,6 +77,9 @@ fn the_defaults_are_the_documented_ones() {
         config.application.comments_cache_ttl,
         Duration::from_secs(300)
     );
+    assert!(config.status.allow_networks.is_empty(), "token only");
+    assert_eq!(config.status.slow_request, Duration::from_millis(500));
+    assert_eq!(config.status.sample_interval, Duration::from_secs(10));
 }
 
 /// Every variable set to a valid value other than its default.
@@ -149,6 +152,9 @@ const FULL: &[(&str, &str)] = &[
     ("CLOUDFLARE_ZONE_ID", "023e105f4ecef8ad9ca31a8372d0c353"),
     ("CLOUDFLARE_API_TOKEN", "cf-token"),
     ("CLOUDFLARE_API_BASE", "http://127.0.0.1:9999/client/v4"),
+    ("STATUS_ALLOW_NETWORKS", "127.0.0.1/32, 10.0.0.0/8,::1"),
+    ("STATUS_SLOW_MS", "1"),
+    ("STATUS_SAMPLE_SECONDS", "60"),
 ];
 
 fn full_expected() -> Config {
@@ -242,6 +248,15 @@ fn full_expected() -> Config {
             }),
         },
         jobs: full_jobs(),
+        status: StatusConfig {
+            allow_networks: vec![
+                "127.0.0.1/32".parse().expect("net"),
+                "10.0.0.0/8".parse().expect("net"),
+                "::1/128".parse().expect("net"),
+            ],
+            slow_request: ms(1),
+            sample_interval: secs(60),
+        },
     }
 }
 
@@ -528,6 +543,15 @@ const BAD: &[Bad] = &[
         "(6 characters, not shown)",
     ),
     bad("CLOUDFLARE_API_BASE", "api.cloudflare.com", jobs::HTTP_URL),
+    bad(
+        "STATUS_ALLOW_NETWORKS",
+        "127.0.0.1/32,office",
+        "IP addresses or CIDR ranges",
+    ),
+    bad("STATUS_SLOW_MS", "0", HOUR_FROM_1),
+    bad("STATUS_SLOW_MS", "half a second", HOUR_FROM_1),
+    bad("STATUS_SAMPLE_SECONDS", "0", "between 1 and 60"),
+    bad("STATUS_SAMPLE_SECONDS", "61", "between 1 and 60"),
 ];
 
 #[test]

@@ -8,8 +8,8 @@
 //! | [`layers`] | the layers a request passes: compression, the pipeline (request id, policy, rate limit, cache, admission, metrics, log) |
 //! | [`cache`] | the two-level response cache (in-process + Redis), single flight, tags |
 //! | [`dependencies`] | database, outbound HTTP, edge purge: each call timed, guarded by a breaker, retried within a budget |
-//! | [`endpoints`] | routes the core adds: health, admin, metrics |
-//! | [`observability`] | Prometheus metrics, logs, OpenTelemetry traces |
+//! | [`endpoints`] | routes the core adds: health, admin, metrics, the status page |
+//! | [`observability`] | Prometheus metrics, logs, OpenTelemetry traces, the status page's history |
 //! | [`serving`] | the listener, shutdown |
 //! | [`jobs`] | background jobs on Redis (or in process): refreshes, warm-ups, purges, clean-up, and the application's own |
 //! | [`http`] | the error model, extractors, pagination, client address, header values |

@@ -20,7 +20,7 @@ use crate::core::dependencies::database::Database;
 use crate::core::dependencies::edge_purge::EdgePurge;
 use crate::core::dependencies::outbound::{HttpClient, OutboundSettings};
 use crate::core::dependencies::retry::{Retrier, RetryBudget, RetryPolicy};
-use crate::core::endpoints::{self, admin, health};
+use crate::core::endpoints::{self, admin, health, status};
 use crate::core::http::client::EdgeTrust;
 use crate::core::http::errors;
 use crate::core::jobs::schedule::Schedule;
@@ -33,6 +33,7 @@ use crate::core::layers::rate_limit::RateLimiter;
 use crate::core::layers::response_cache::{CacheTuning, ResponseCache};
 use crate::core::observability::collectors::Sources;
 use crate::core::observability::dependency_metrics::RedisMetrics;
+use crate::core::observability::history::History;
 use crate::core::observability::metrics::Metrics;
 use crate::core::route;
 use crate::core::serving::listener::OpenConnections;
@@ -80,6 +81,10 @@ pub struct Core {
     pub warm_paths: Arc<[String]>,
     /// Where admin actions are recorded.
     pub audit: Option<admin::Auditor>,
+    /// The status page's samples and slow requests.
+    pub history: History,
+    /// Peers that open the status page without the admin token (`STATUS_ALLOW_NETWORKS`).
+    pub status_networks: Arc<[ipnet::IpNet]>,
 }
 
 impl Core {
@@ -130,6 +135,8 @@ impl Core {
             jobs,
             warm_paths: Arc::from(config.cache.warm_paths.clone()),
             audit: None,
+            history: History::new(config.status.slow_request, config.status.sample_interval),
+            status_networks: Arc::from(config.status.allow_networks.clone()),
         }
     }
 
@@ -210,6 +217,7 @@ impl Core {
     /// concrete services (compression, pipeline, nothing else) and no router.
     pub fn stack(self, app: Router) -> Stack {
         let endpoints = self.endpoints();
+        self.history.start_sampling(self.cache.cache.clone());
         let stages = Stages {
             // 1. Request id: the edge's, or a new one, so that both tiers' logs name the request.
             // 2. Policy: the shared route rule decides caching, headers and the rate-limit tier.
@@ -222,9 +230,11 @@ impl Core {
             cache: self.cache,
             // 6. Admission, for misses: a concurrency limit, a bounded queue, a request timeout.
             admission: self.admission,
-            // 7. Router (below), 8. policy headers stamped, 9. metrics, 10. a log line.
+            // 7. Router (below), 8. policy headers stamped, 9. metrics and the status page's
+            // history, 10. a log line.
             metrics: self.metrics,
             slow_request: self.slow_request,
+            history: self.history,
         };
         let routes = app
             .merge(endpoints)
@@ -239,7 +249,7 @@ impl Core {
         compression::CompressLayer.layer(pipeline)
     }
 
-    /// The routes the core adds: admin, health, metrics.
+    /// The routes the core adds: admin, health, the status page, metrics.
     fn endpoints(&self) -> Router {
         let breakers = self.breakers();
         let admin = admin::AdminState {
@@ -258,10 +268,27 @@ impl Core {
             draining: Arc::clone(&self.draining),
             jobs: self.jobs.clone(),
         };
-        admin::router(admin).merge(health::router(health)).route(
-            "/metrics",
-            get(endpoints::metrics::endpoint).with_state(self.metrics.clone()),
-        )
+        admin::router(admin)
+            .merge(health::router(health))
+            .merge(status::router(self.status_state()))
+            .route(
+                "/metrics",
+                get(endpoints::metrics::endpoint).with_state(self.metrics.clone()),
+            )
+    }
+
+    /// What the status page reads.
+    fn status_state(&self) -> status::StatusState {
+        status::StatusState {
+            token: self.admin_token.clone(),
+            networks: Arc::clone(&self.status_networks),
+            history: self.history.clone(),
+            cache: self.cache.cache.clone(),
+            breakers: self.breakers(),
+            jobs: self.jobs.clone(),
+            started: self.started,
+            connections: self.connections.clone(),
+        }
     }
 }
 

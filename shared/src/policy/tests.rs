@@ -38,6 +38,13 @@ fn default_policy_has_the_seed_lifetimes() {
         RateLimitTier::Aggressive
     );
     assert!(rule("/health").bypass && rule("/health/ready").bypass);
+    // The operator's status page: live figures, never stored.
+    for path in ["/status", "/status/style.css"] {
+        let status = rule(path);
+        assert!(status.bypass && status.exempt_from_admission, "{path}");
+        assert_eq!(status.rate_limit, RateLimitTier::Aggressive, "{path}");
+    }
+    assert!(!rule("/statuses").bypass, "only the page's own paths");
 }
 
 #[test]

@@ -123,6 +123,8 @@ struct Inner {
     successes: u32,
     /// When the last failure was recorded (wall clock, for reports).
     last_failure: Option<SystemTime>,
+    /// The same moment on the monotonic clock, for how long ago it was.
+    last_failure_at: Option<Instant>,
 }
 
 /// One dependency's breaker; cheap to clone (clones share state).
@@ -151,6 +153,15 @@ pub struct BreakerReport {
     pub next_attempt_time: Option<String>,
 }
 
+/// When a breaker last saw a failure and when it lets a call through again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BreakerTiming {
+    /// Time since the last failed call, if any failed.
+    pub since_failure: Option<Duration>,
+    /// While open: time until a trial call is let through.
+    pub retry_in: Option<Duration>,
+}
+
 impl CircuitBreaker {
     /// A closed breaker for the dependency `name`.
     pub fn new(name: &'static str, settings: BreakerSettings) -> Self {
@@ -163,6 +174,7 @@ impl CircuitBreaker {
                 opened_at: None,
                 successes: 0,
                 last_failure: None,
+                last_failure_at: None,
             })),
             transitions: Arc::default(),
         }
@@ -207,6 +219,7 @@ impl CircuitBreaker {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.last_failure = Some(SystemTime::now());
+        inner.last_failure_at = Some(now);
         match inner.state {
             BreakerState::HalfOpen => self.enter(&mut inner, BreakerState::Open),
             BreakerState::Open => {}
@@ -272,6 +285,19 @@ impl CircuitBreaker {
             }
         }
         counts
+    }
+
+    /// How long ago the last failure was recorded, and how long an open breaker still
+    /// refuses calls.
+    pub fn timing(&self) -> BreakerTiming {
+        let inner = self.lock();
+        let open_since = inner
+            .opened_at
+            .filter(|_| inner.state == BreakerState::Open);
+        BreakerTiming {
+            since_failure: inner.last_failure_at.map(|at| at.elapsed()),
+            retry_in: open_since.map(|at| self.settings.reset_timeout.saturating_sub(at.elapsed())),
+        }
     }
 
     fn enter(&self, inner: &mut Inner, state: BreakerState) {
@@ -387,6 +413,27 @@ mod tests {
         assert!(
             report.last_failure_time.is_some(),
             "kept after the breaker moved on"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timing_tells_the_last_failure_and_the_next_trial() {
+        let breaker = CircuitBreaker::new("test", quick());
+        assert_eq!(breaker.timing(), BreakerTiming::default());
+        for _ in 0..3 {
+            breaker.failed();
+        }
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let timing = breaker.timing();
+        assert_eq!(timing.since_failure, Some(Duration::from_secs(15)));
+        assert_eq!(timing.retry_in, Some(Duration::from_secs(45)));
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert_eq!(breaker.timing().retry_in, Some(Duration::ZERO));
+        breaker.reset();
+        assert_eq!(breaker.timing().retry_in, None, "closed: no wait");
+        assert_eq!(
+            breaker.timing().since_failure,
+            Some(Duration::from_secs(65))
         );
     }
 

@@ -30,6 +30,7 @@ use crate::core::layers::policy_headers::{PolicyHeaders, Prepared, RouteCaching}
 use crate::core::layers::rate_limit::{RateLimiter, Verdict};
 use crate::core::layers::request_id::{self, REQUEST_ID};
 use crate::core::layers::response_cache::{ResponseCache, Stamped};
+use crate::core::observability::history::History;
 use crate::core::observability::metrics::Metrics;
 use crate::core::observability::telemetry;
 use crate::core::service::{self, Inner};
@@ -51,6 +52,8 @@ pub struct Stages {
     pub slow_request: std::time::Duration,
     /// Concurrency limit, wait queue and request timeout.
     pub admission: Arc<Admission>,
+    /// The status page's latencies and slow requests.
+    pub history: History,
 }
 
 /// Wraps a service in the [`Pipeline`].
@@ -129,6 +132,7 @@ async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -
     stamp(&stages, prepared, limited.as_ref(), &mut response);
     let elapsed = started.elapsed();
     stages.metrics.observe(&method, &response, elapsed);
+    stages.history.record(&method, &response, elapsed, &id);
     log(&stages, &id, &method, &uri, &response, elapsed);
     response.headers_mut().insert(REQUEST_ID.clone(), id);
     response

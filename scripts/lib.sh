@@ -157,6 +157,18 @@ ensure_postgres_db() {
   fi
 }
 
+# promtool, to check and unit-test the Prometheus rules (Debian ships it in `prometheus`). Where
+# systemd runs, installing the package also starts a Prometheus server (:9090) and a node
+# exporter (:9100): only the tool is wanted, so they are stopped and disabled again.
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  apt_install prometheus
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    as_root systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
+  command -v promtool >/dev/null || die "promtool missing after installing the prometheus package"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs Rampart's whole test suite on a fresh Debian machine or a warm one: installs what is
-# missing (Debian packages, services, cargo tools, npm packages), builds the Worker for wasm32,
-# then runs every test, including the end-to-end tests through workerd, and builds the fuzz
-# targets. Safe to re-run.
+# missing (Debian packages, services, cargo tools, npm packages), checks the Prometheus alert
+# rules, builds the Worker for wasm32, then runs every test, including the end-to-end tests
+# through workerd, and builds the fuzz targets. Safe to re-run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+
+log "checking the alert rules, their tests, the scrape config and the runbook"
+bash scripts/check-ops.sh
 
 ensure_redis
 ensure_postgres

@@ -410,6 +410,8 @@ mod tests {
                     state: BreakerState::Open,
                     recent_failures: 0,
                     transitions: 1,
+                    last_failure_time: None,
+                    next_attempt_time: None,
                 },
                 BreakerTiming {
                     since_failure: Some(Duration::from_secs(12)),

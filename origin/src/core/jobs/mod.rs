@@ -156,7 +156,10 @@ impl Jobs {
     ) -> Result<Self, StoreError> {
         let store = RedisStore::new(url, prefix, timeout)?;
         let buffer = Buffer::new(settings.buffer_max);
-        Ok(Self::with_store(Store::Redis(Box::new(store), buffer), settings))
+        Ok(Self::with_store(
+            Store::Redis(Box::new(store), buffer),
+            settings,
+        ))
     }
 
     fn with_store(store: Store, settings: JobSettings) -> Self {

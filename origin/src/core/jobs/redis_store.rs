@@ -298,8 +298,7 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
-        let (fields,): (Vec<Option<JobFields>>,) =
-            self.run_scripts(&pipe, &scripts::START).await?;
+        let (fields,): (Vec<Option<JobFields>>,) = self.run_scripts(&pipe, &scripts::START).await?;
         let mut conn = self.conn.clone();
         let mut reserved = Vec::with_capacity(entries.len());
         let mut vanished = Vec::new();

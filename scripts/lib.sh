@@ -128,6 +128,12 @@ ensure_redis() {
   die "Redis did not start (see /var/log/redis/rampart.log)"
 }
 
+# Prometheus (Debian package `prometheus`): the dashboard test runs a real server that scrapes
+# an origin and evaluates every panel's query; the package also brings promtool.
+ensure_prometheus() {
+  [ -x /usr/bin/prometheus ] || apt_install prometheus
+}
+
 ensure_postgres() {
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then ensure_postgres_db; return 0; fi
   apt_install postgresql

@@ -9,6 +9,7 @@ cd "$ROOT"
 
 ensure_redis
 ensure_postgres
+ensure_prometheus
 ensure_edge_tools
 cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz
 

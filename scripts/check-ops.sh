@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-ensure_promtool
+ensure_prometheus
 dir=ops/prometheus
 
 log "checking the alert rules"

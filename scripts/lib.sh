@@ -157,11 +157,13 @@ ensure_postgres_db() {
   fi
 }
 
-# promtool, to check and unit-test the Prometheus rules (Debian ships it in `prometheus`). Where
+# Prometheus (Debian package `prometheus`): promtool checks and unit-tests the alert rules, and
+# the dashboard test runs a real server that scrapes an origin and evaluates every panel's
+# query. Where
 # systemd runs, installing the package also starts a Prometheus server (:9090) and a node
-# exporter (:9100): only the tool is wanted, so they are stopped and disabled again.
-ensure_promtool() {
-  command -v promtool >/dev/null && return 0
+# exporter (:9100): the tests start their own, so those are stopped and disabled again.
+ensure_prometheus() {
+  command -v promtool >/dev/null && [ -x /usr/bin/prometheus ] && return 0
   apt_install prometheus
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
     as_root systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true

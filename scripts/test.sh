@@ -12,6 +12,7 @@ bash scripts/check-ops.sh
 
 ensure_redis
 ensure_postgres
+ensure_prometheus
 ensure_edge_tools
 ensure_chromium
 cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz

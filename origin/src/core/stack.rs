@@ -235,6 +235,7 @@ impl Core {
             metrics: self.metrics,
             slow_request: self.slow_request,
             history: self.history,
+            admin_token: self.admin_token.clone(),
         };
         let routes = app
             .merge(endpoints)

@@ -56,6 +56,11 @@ pub struct RoutePolicy {
     /// timeout): health checks, metrics and operators' calls must answer under any load.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exempt_from_admission: bool,
+    /// Responses carry `Server-Timing` (where the time went: cache, application, database) for
+    /// every client, not only for operators bearing the admin token. Off by default: it tells
+    /// the public about the origin's internals.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub server_timing: bool,
     /// Changes to the default security headers.
     #[serde(default, skip_serializing_if = "SecurityOverrides::is_empty")]
     pub security_headers: SecurityOverrides,

@@ -8,6 +8,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
+use tracing::Instrument;
+
+use crate::core::observability::timing;
 
 /// Why a load failed; shared by every caller that waited for it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,6 +57,8 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         }
         let table = Arc::clone(&self.running);
         let owned_key = key.to_owned();
+        // The load keeps the starting request's span and timings.
+        let load = timing::carried(load).in_current_span();
         let task = tokio::spawn(async move {
             let result = load.await;
             table

@@ -15,10 +15,12 @@ use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
+use tracing::Instrument;
 
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
 use crate::core::observability::dependency_metrics::RedisMetrics;
+use crate::core::observability::telemetry;
 
 /// An invalidation as published to the other instances.
 #[derive(Debug, Serialize, Deserialize)]
@@ -132,7 +134,13 @@ impl RedisTier {
         let call = command.query_async::<T>(&mut conn);
         let record =
             |outcome: Outcome, elapsed| self.metrics.record(operation, outcome.as_str(), elapsed);
-        match self.guard.call(call, |_| true, record).await {
+        let span = telemetry::dependency_span("redis", operation, "cache");
+        match self
+            .guard
+            .call(call, |_| true, record)
+            .instrument(span)
+            .await
+        {
             Ok(value) => Some(value),
             Err(Failure::CircuitOpen) => None,
             Err(Failure::Error(error)) => self.failed(&error.to_string()),

@@ -16,11 +16,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, ConnectOptions, Executor};
+use tracing::Instrument;
 
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
 use crate::core::dependencies::retry::Retrier;
 use crate::core::observability::dependency_metrics::DbMetrics;
+use crate::core::observability::{telemetry, timing};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +108,14 @@ pub struct Database {
 }
 
 impl Backend {
+    /// The name OpenTelemetry gives the database system (`db.system.name`).
+    pub const fn system_name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
+
     /// The backend `url` names.
     pub fn of(url: &str) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
@@ -327,11 +337,14 @@ impl Database {
     {
         let query = async { query.await.map_err(DbError::from) };
         let record = |outcome: Outcome, elapsed| {
+            timing::add_db(elapsed);
             self.metrics
                 .record(operation, table, outcome.as_str(), elapsed)
         };
+        let span = telemetry::dependency_span(self.backend.system_name(), operation, table);
         guard
             .call(query, DbError::is_outage, record)
+            .instrument(span)
             .await
             .map_err(|failure| match failure {
                 Failure::Error(error) => error,

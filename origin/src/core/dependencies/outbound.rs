@@ -13,10 +13,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{redirect, Url};
+use tracing::Instrument;
 
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::dependencies::guarded::{Failure, Guard};
 use crate::core::dependencies::retry::Retrier;
+use crate::core::observability::telemetry;
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
@@ -232,11 +234,16 @@ impl HttpClient {
             breaker: Some(self.breaker.clone()),
             timeout: self.settings.timeout,
         };
+        let span = telemetry::outbound_span("GET", url.as_str());
         let fetch = self.fetch(url);
-        match guard
+        let fetched = guard
             .call(fetch, OutboundError::is_failure, |_, _| {})
-            .await
-        {
+            .instrument(span.clone())
+            .await;
+        if let Ok(fetched) = &fetched {
+            span.record("http.response.status_code", fetched.status);
+        }
+        match fetched {
             Ok(fetched) => Ok(fetched),
             Err(Failure::Error(error)) => Err(error),
             Err(Failure::Timeout(_)) => Err(OutboundError::Timeout),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::observability::telemetry;
+
 /// The queues background work runs on; each has its own workers, concurrency and pause switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -69,6 +71,8 @@ pub struct NewJob {
     pub key: Option<String>,
     /// Run no sooner than this many milliseconds from now.
     pub delay_ms: u64,
+    /// The span that enqueued it (a `traceparent`), when traces are exported.
+    pub trace: Option<String>,
 }
 
 impl NewJob {
@@ -80,6 +84,7 @@ impl NewJob {
             payload,
             key: None,
             delay_ms: 0,
+            trace: telemetry::current_traceparent(),
         }
     }
 
@@ -161,6 +166,9 @@ pub struct Job {
     pub state: JobState,
     /// Why the last run failed, if it did.
     pub last_error: Option<String>,
+    /// The span that enqueued it (a `traceparent`), when traces were exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl Job {

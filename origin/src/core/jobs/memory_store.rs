@@ -93,6 +93,7 @@ impl MemoryStore {
                         JobState::Waiting
                     },
                     last_error: None,
+                    trace: new.trace.clone(),
                 },
             );
             if let Some(key) = &new.key {

@@ -103,5 +103,6 @@ pub fn job_from_fields(queue: Queue, id: &str, fields: Vec<(String, String)>) ->
             .and_then(JobState::from_name)
             .unwrap_or(JobState::Waiting),
         last_error: field("last_error").map(str::to_owned),
+        trace: field("trace").filter(|t| !t.is_empty()).map(str::to_owned),
     })
 }

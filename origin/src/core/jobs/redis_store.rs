@@ -201,7 +201,8 @@ impl RedisStore {
                     .arg(job.key.as_deref().unwrap_or(""))
                     .arg(&job.kind)
                     .arg(job.payload.to_string())
-                    .arg(due);
+                    .arg(due)
+                    .arg(job.trace.as_deref().unwrap_or(""));
             }
             pipe.invoke_script(&invocation);
         }

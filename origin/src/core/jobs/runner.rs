@@ -12,11 +12,14 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use tokio::sync::{watch, Semaphore};
 
+use tracing::Instrument;
+
 use super::job::Reserved;
 use super::job::{unix_ms, Job, Queue};
 use super::metrics::JobOutcome;
 use super::store::{Reader, StoreError};
 use super::Jobs;
+use crate::core::observability::telemetry;
 
 /// How long a reader blocks for a job before it looks at delays and the pause switch again.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -199,7 +202,9 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
 pub async fn execute(jobs: &Jobs, reserved: Reserved) {
     let queue = reserved.job.queue;
     let started = Instant::now();
-    let result = run_with_heartbeat(jobs, &reserved).await;
+    let job = &reserved.job;
+    let span = telemetry::job_span(queue.as_str(), &job.kind, &job.id, job.trace.as_deref());
+    let result = run_with_heartbeat(jobs, &reserved).instrument(span).await;
     jobs.metrics().ran(queue, started.elapsed());
     let settings = jobs.settings();
     let store = jobs.store();

@@ -8,14 +8,14 @@ use redis::Script;
 
 /// Adds jobs of one queue, each unless a pending job has its idempotency key (a later job of
 /// the same call included). KEYS: idempotency hash, stream, delayed set. ARGV: now (ms), job
-/// hash prefix, then five values per job: id, key ('' for none), kind, payload, due (ms, 0 for
-/// now). Returns `{created (0|1), id}` per job, flattened.
+/// hash prefix, then six values per job: id, key ('' for none), kind, payload, due (ms, 0 for
+/// now), the enqueuing span's `traceparent` ('' for none). Returns `{created (0|1), id}` per job, flattened.
 pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local prefix = ARGV[2]
 local replies = {}
-for i = 3, #ARGV, 5 do
+for i = 3, #ARGV, 6 do
   local id, key, due = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 4])
   local existing = key ~= '' and redis.call('HGET', KEYS[1], key)
   if existing and redis.call('EXISTS', prefix .. existing) == 1 then
@@ -25,7 +25,7 @@ for i = 3, #ARGV, 5 do
     if key ~= '' then redis.call('HSET', KEYS[1], key, id) end
     local state = due > 0 and 'delayed' or 'waiting'
     redis.call('HSET', prefix .. id, 'kind', ARGV[i + 2], 'payload', ARGV[i + 3], 'key', key,
-      'attempts', 0, 'enqueued', ARGV[1], 'state', state)
+      'attempts', 0, 'enqueued', ARGV[1], 'state', state, 'trace', ARGV[i + 5])
     if due > 0 then
       redis.call('ZADD', KEYS[3], due, id)
     else

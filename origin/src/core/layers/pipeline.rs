@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use shared::rate_limit::RateLimitTier;
 
+use crate::core::http::client::constant_time_eq;
 use crate::core::http::client::EdgeTrust;
 use crate::core::http::errors::{ApiError, ErrorCause, ErrorCode};
 use crate::core::http::header_values::decimal;
@@ -32,7 +33,7 @@ use crate::core::layers::request_id::{self, REQUEST_ID};
 use crate::core::layers::response_cache::{ResponseCache, Stamped};
 use crate::core::observability::history::History;
 use crate::core::observability::metrics::Metrics;
-use crate::core::observability::telemetry;
+use crate::core::observability::{telemetry, timing};
 use crate::core::service::{self, Inner};
 
 /// What the pipeline shares between requests.
@@ -54,6 +55,8 @@ pub struct Stages {
     pub admission: Arc<Admission>,
     /// The status page's latencies and slow requests.
     pub history: History,
+    /// The admin token: requests bearing it are sent `Server-Timing`.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// Wraps a service in the [`Pipeline`].
@@ -118,24 +121,66 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
 async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -> Response {
     let started = Instant::now();
     let id = request_id::take_or_make(&mut request);
-    let (method, uri) = (request.method().clone(), request.uri().clone());
+    telemetry::record_request_id(&id);
+    let seen = Seen {
+        id,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        traceparent: request.headers().get(TRACEPARENT).cloned(),
+    };
     let mut prepared = stages.policy.prepare(&request);
     let client = stages
         .limiter
         .is_some()
         .then(|| stages.trust.client_ip(&request));
     let limited = rate_limit(&stages, &prepared, client).await;
-    let mut response = match &limited {
-        Some(limited) if !limited.verdict.allowed => refuse(&stages, limited),
-        _ => serve(&stages, request, &mut prepared, inner).await,
+    let timed = prepared.server_timing || stages.is_operator(&request);
+    let cacheable = prepared.caching.is_some();
+    let respond = async {
+        match &limited {
+            Some(limited) if !limited.verdict.allowed => refuse(&stages, limited),
+            _ => serve(&stages, request, &mut prepared, inner).await,
+        }
+    };
+    let mut response = if timed {
+        let serving = Instant::now();
+        let (mut response, measured) = timing::measure(respond).await;
+        let cache = cacheable.then(|| serving.elapsed());
+        let value = timing::header(measured, cache, started.elapsed());
+        response.headers_mut().insert(SERVER_TIMING, value);
+        response
+    } else {
+        respond.await
     };
     stamp(&stages, prepared, limited.as_ref(), &mut response);
     let elapsed = started.elapsed();
-    stages.metrics.observe(&method, &response, elapsed);
-    stages.history.record(&method, &response, elapsed, &id);
-    log(&stages, &id, &method, &uri, &response, elapsed);
-    response.headers_mut().insert(REQUEST_ID.clone(), id);
+    stages.metrics.observe(&seen.method, &response, elapsed);
+    stages
+        .history
+        .record(&seen.method, &response, elapsed, &seen.id);
+    log(&stages, &seen, &response, elapsed);
+    response.headers_mut().insert(REQUEST_ID.clone(), seen.id);
     response
+}
+
+/// W3C Trace Context's header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// `Server-Timing`.
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+impl Stages {
+    /// Whether `request` bears the admin token.
+    fn is_operator(&self, request: &Request) -> bool {
+        let Some(token) = self.admin_token.as_deref() else {
+            return false;
+        };
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    }
 }
 
 /// A rate-limit decision and the tier it was made in.
@@ -204,35 +249,39 @@ async fn through<S: Inner>(
         Some(caching) => {
             let (finish, with) = (Arc::clone(stages), prepared.clone());
             let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with, headers);
+            let inner = timing::Timed(inner);
             stages.cache.serve(request, &caching, inner, stamp).await
         }
-        None => service::call(inner, request).await,
+        None => timing::app(service::call(inner, request)).await,
     }
 }
 
 /// One debug line per request; a warning for errors (with their cause, when one was recorded),
 /// slow requests and server errors. Each carries the request id, so that an operator can find
 /// the same request at the edge.
-fn log(
-    stages: &Stages,
-    request_id: &HeaderValue,
-    method: &axum::http::Method,
-    uri: &axum::http::Uri,
-    response: &Response,
-    elapsed: std::time::Duration,
-) {
-    let id = request_id.to_str().unwrap_or("-");
+fn log(stages: &Stages, seen: &Seen, response: &Response, elapsed: std::time::Duration) {
+    let (method, uri) = (&seen.method, &seen.uri);
+    let id = seen.id.to_str().unwrap_or("-");
     let status = response.status().as_u16();
     let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let trace = || telemetry::trace_id(seen.traceparent.as_ref()).unwrap_or_default();
     if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
-        tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, %cause, "request failed");
+        tracing::warn!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, %cause, "request failed");
     } else if elapsed >= stages.slow_request {
-        tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, "slow request");
+        tracing::warn!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, "slow request");
     } else if response.status().is_server_error() {
-        tracing::warn!(request_id = id, %method, %uri, status, elapsed_ms, "request failed");
+        tracing::warn!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, "request failed");
     } else {
-        tracing::debug!(request_id = id, %method, %uri, status, elapsed_ms, "request served");
+        tracing::debug!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, "request served");
     }
+}
+
+/// What a request's log line names: its id, method, target and the trace it belongs to.
+struct Seen {
+    id: HeaderValue,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    traceparent: Option<HeaderValue>,
 }
 
 /// `429 RATE_LIMITED`, with `Retry-After` in whole seconds (rounded up).

@@ -123,6 +123,8 @@ pub struct Prepared {
     pub tier: RateLimitTier,
     /// The rule exempts the request from admission control.
     pub exempt: bool,
+    /// The rule sends `Server-Timing` to everyone.
+    pub server_timing: bool,
 }
 
 impl PolicyHeaders {
@@ -209,6 +211,7 @@ impl PolicyHeaders {
             exempt: decision
                 .rule
                 .is_some_and(|rule| rule.policy.exempt_from_admission),
+            server_timing: decision.rule.is_some_and(|rule| rule.policy.server_timing),
         }
     }
 

@@ -13,10 +13,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shared::rate_limit::{RateLimit, RateLimitTier};
+use tracing::Instrument;
 
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
 use crate::core::observability::dependency_metrics::RedisMetrics;
+use crate::core::observability::telemetry;
 
 /// The budgets per tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +182,13 @@ impl Shared {
         let record = |outcome: Outcome, elapsed| {
             self.metrics.record("rate_limit", outcome.as_str(), elapsed)
         };
-        match self.guard.call(call, |_| true, record).await {
+        let span = telemetry::dependency_span("redis", "EVALSHA", "rate_limit");
+        match self
+            .guard
+            .call(call, |_| true, record)
+            .instrument(span)
+            .await
+        {
             Ok((allowed, remaining, reset, retry)) => Some(Verdict {
                 allowed: allowed == 1,
                 limit: limit.max_requests,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -135,10 +136,115 @@ pub fn request_span(method: &axum::http::Method, path: &str, headers: &HeaderMap
         http.request.method = %method,
         url.path = %path,
         http.response.status_code = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     let parent = TraceContextPropagator::new().extract(&Headers(headers));
     let _ = span.set_parent(parent);
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
     span
+}
+
+/// The current span's context as a `traceparent` value, when traces are exported and a span is
+/// current: what a job carries to link its run to the request that enqueued it.
+pub fn current_traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// The span of one run of a job: a trace of its own (a run may happen long after, and many
+/// times), linked to the span that enqueued it (`enqueued_by`, a `traceparent`). Free when
+/// traces are off.
+pub fn job_span(queue: &str, kind: &str, id: &str, enqueued_by: Option<&str>) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "job",
+        otel.name = %format!("{queue} {kind}"),
+        otel.kind = "consumer",
+        messaging.system = "redis",
+        messaging.destination.name = %queue,
+        messaging.message.id = %id,
+    );
+    let _ = span.set_parent(opentelemetry::Context::new());
+    if let Some(traceparent) = enqueued_by {
+        let carrier =
+            std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        let context = TraceContextPropagator::new().extract(&carrier);
+        let enqueuer = context.span().span_context().clone();
+        if enqueuer.is_valid() {
+            span.add_link(enqueuer);
+        }
+    }
+    span
+}
+
+/// Records the request's id on its span, so that every log line inside it names the request.
+pub fn record_request_id(id: &axum::http::HeaderValue) {
+    if enabled() {
+        tracing::Span::current().record("request_id", id.to_str().unwrap_or("-"));
+    }
+}
+
+/// The id of the trace the current request belongs to: its span's when traces are exported,
+/// else the one its `traceparent` names (the edge's), if it sent a valid one.
+pub fn trace_id(traceparent: Option<&axum::http::HeaderValue>) -> Option<String> {
+    if enabled() {
+        let context = tracing::Span::current().context();
+        let trace_id = context.span().span_context().trace_id();
+        if trace_id != opentelemetry::trace::TraceId::INVALID {
+            return Some(trace_id.to_string());
+        }
+    }
+    let value = traceparent?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    let valid = trace_id.len() == 32
+        && trace_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && trace_id.bytes().any(|b| b != b'0');
+    valid.then(|| trace_id.to_owned())
+}
+
+/// A client span for one call to a dependency (a database query, a Redis call), child of the
+/// current span: named `<operation> <target>` as OpenTelemetry's database conventions say.
+/// Free when traces are off.
+pub fn dependency_span(system: &'static str, operation: &str, target: &str) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "dependency",
+        otel.name = %format!("{operation} {target}"),
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = %operation,
+        db.collection.name = %target,
+    )
+}
+
+/// A client span for one outbound HTTP request. Free when traces are off.
+pub fn outbound_span(method: &'static str, url: &str) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "outbound",
+        otel.name = method,
+        otel.kind = "client",
+        http.request.method = method,
+        url.full = %url,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// Records the response status on the current request span.

@@ -54,7 +54,9 @@ async fn receiver() -> (String, Received) {
     let app = Router::new()
         .route("/v1/traces", post(receive))
         .with_state(Arc::clone(&received));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
     let base = format!("http://{}", listener.local_addr().expect("bound"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     (base, received)
@@ -63,7 +65,9 @@ async fn receiver() -> (String, Received) {
 /// A sink for the webhook deliveries the writes enqueue.
 async fn webhook_sink() -> String {
     let app = Router::new().route("/", post(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
     let base = format!("http://{}/", listener.local_addr().expect("bound"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     base

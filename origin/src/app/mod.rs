@@ -98,6 +98,18 @@ impl AppState {
         tracing::debug!(?tags, dropped, "invalidated after a write");
     }
 
+    /// What follows a committed write: the cached responses carrying `tags` dropped (with their
+    /// purges enqueued) and the webhook notification of `kind` about `data` enqueued, both at
+    /// once, so that the write waits for one Redis round trip rather than one after the other.
+    pub async fn after_write(
+        &self,
+        tags: &[String],
+        kind: EventType,
+        data: &impl serde::Serialize,
+    ) {
+        tokio::join!(self.invalidate(tags), self.notify(kind, data));
+    }
+
     /// Enqueues a webhook notification of `kind` about `data`, if a webhook is configured
     /// (after the write committed; a refusal is logged, never returned).
     pub async fn notify(&self, kind: EventType, data: &impl serde::Serialize) {

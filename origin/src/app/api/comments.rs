@@ -99,8 +99,9 @@ pub async fn create(
         .map_err(store_error("task"))?;
     let mut tags = task_tags(id);
     tags.push(format!("comments:{id}"));
-    state.invalidate(&tags).await;
-    state.notify(EventType::CommentCreated, &comment).await;
+    state
+        .after_write(&tags, EventType::CommentCreated, &comment)
+        .await;
     let location = format!("/api/tasks/{id}/comments");
     Ok(created(location, comment))
 }

@@ -286,10 +286,10 @@ pub async fn create(
         .create_task(&new, &actor.0)
         .await
         .map_err(store_error("task"))?;
+    let tags = ["tasks".to_owned(), "stats".to_owned()];
     state
-        .invalidate(&["tasks".to_owned(), "stats".to_owned()])
+        .after_write(&tags, EventType::TaskCreated, &task)
         .await;
-    state.notify(EventType::TaskCreated, &task).await;
     let location = format!("/api/tasks/{}", task.task.id);
     Ok(created(location, task))
 }
@@ -308,8 +308,9 @@ pub async fn update(
         .update_task(id, &changes, &actor.0)
         .await
         .map_err(store_error("task"))?;
-    state.invalidate(&task_tags(id)).await;
-    state.notify(EventType::TaskUpdated, &task).await;
+    state
+        .after_write(&task_tags(id), EventType::TaskUpdated, &task)
+        .await;
     Ok(axum::Json(task).into_response())
 }
 
@@ -327,9 +328,8 @@ pub async fn remove(
         .map_err(store_error("task"))?;
     let mut tags = task_tags(id);
     tags.push(format!("comments:{id}"));
-    state.invalidate(&tags).await;
     state
-        .notify(EventType::TaskDeleted, &json!({ "id": id }))
+        .after_write(&tags, EventType::TaskDeleted, &json!({ "id": id }))
         .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,7 @@
 pub mod job;
 pub mod memory_store;
 pub mod metrics;
+pub mod redis_queries;
 pub mod redis_replies;
 pub mod redis_store;
 pub mod runner;

@@ -9,6 +9,8 @@
 //! than the visibility timeout, `XAUTOCLAIM`) is taken over by another worker. A running job's
 //! worker resets its entry's idle time as it goes, so only a dead worker's jobs are taken.
 //! Readers block on `XREADGROUP … BLOCK` on a connection of their own: Redis is never polled.
+//! Counts, the dead-letter set and the other reads and operators' actions are in
+//! [`super::redis_queries`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +19,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::job::{unix_ms, Enqueued, Job, NewJob, Queue, QueueCounts, Reserved, Retention};
-use super::redis_replies::{entry_list, job_from_fields, last_delivered, stream_entries, GROUP};
+use super::job::{unix_ms, Enqueued, NewJob, Queue, Reserved, Retention};
+use super::redis_replies::{entry_list, job_from_fields, stream_entries, GROUP};
 use super::scripts;
 
 /// Jobs taken over from dead workers per call.
@@ -55,8 +57,8 @@ impl From<redis::RedisError> for StoreError {
 #[derive(Clone)]
 pub struct RedisStore {
     client: redis::Client,
-    conn: ConnectionManager,
-    prefix: String,
+    pub(super) conn: ConnectionManager,
+    pub(super) prefix: String,
     timeout: Duration,
     /// Where completions wait to be written together (see [`Self::complete`]).
     completions: Arc<Mutex<Option<mpsc::UnboundedSender<Completion>>>>,
@@ -98,15 +100,15 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// The names of one queue's keys.
-struct Keys {
-    stream: String,
-    keys: String,
-    delayed: String,
-    dead: String,
-    completed: String,
-    failed: String,
-    paused: String,
-    job_prefix: String,
+pub(super) struct Keys {
+    pub(super) stream: String,
+    pub(super) keys: String,
+    pub(super) delayed: String,
+    pub(super) dead: String,
+    pub(super) completed: String,
+    pub(super) failed: String,
+    pub(super) paused: String,
+    pub(super) job_prefix: String,
 }
 
 impl RedisStore {
@@ -128,7 +130,7 @@ impl RedisStore {
         })
     }
 
-    fn keys(&self, queue: Queue) -> Keys {
+    pub(super) fn keys(&self, queue: Queue) -> Keys {
         let base = format!("{}{{{}}}:", self.prefix, queue.as_str());
         Keys {
             stream: format!("{base}stream"),
@@ -142,7 +144,7 @@ impl RedisStore {
         }
     }
 
-    async fn run<T: redis::FromRedisValue>(
+    pub(super) async fn run<T: redis::FromRedisValue>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
@@ -154,7 +156,7 @@ impl RedisStore {
 
     /// Runs `pipe`, whose calls invoke `script`; loads the script first when Redis does not
     /// know it (a pipeline cannot fall back from `EVALSHA` by itself).
-    async fn run_scripts<T: redis::FromRedisValue>(
+    pub(super) async fn run_scripts<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
         script: &redis::Script,
@@ -499,200 +501,5 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let (_, next): (u64, String) = self.run(invocation.invoke_async(&mut conn)).await?;
         Ok(next.parse::<f64>().ok().map(|due| due as u64))
-    }
-
-    /// How many jobs of `queue` are in each state.
-    pub async fn counts(&self, queue: Queue) -> Result<QueueCounts, StoreError> {
-        let keys = self.keys(queue);
-        let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(&keys.stream);
-        pipe.cmd("XPENDING").arg(&keys.stream).arg(GROUP);
-        for set in [&keys.delayed, &keys.completed, &keys.failed, &keys.dead] {
-            pipe.cmd("ZCARD").arg(set);
-        }
-        pipe.cmd("EXISTS").arg(&keys.paused);
-        pipe.cmd("XINFO").arg("GROUPS").arg(&keys.stream);
-        let mut conn = self.conn.clone();
-        let reply: Vec<Value> = match self.run(pipe.query_async(&mut conn)).await {
-            Ok(reply) => reply,
-            // No stream yet: nothing was ever enqueued.
-            Err(StoreError::Redis(message)) if message.contains("no such key") => {
-                return Ok(QueueCounts::default())
-            }
-            Err(error) => return Err(error),
-        };
-        let number = |index: usize| -> u64 {
-            reply
-                .get(index)
-                .and_then(|value| redis::from_redis_value_ref::<u64>(value).ok())
-                .unwrap_or(0)
-        };
-        let length = number(0);
-        let active = match reply.get(1) {
-            Some(Value::Array(summary)) => summary
-                .first()
-                .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
-                .unwrap_or(0),
-            _ => 0,
-        };
-        let oldest_waiting_ms = match reply.get(7).and_then(last_delivered) {
-            Some(last) => self.oldest_after(&keys.stream, &last).await?,
-            None => 0,
-        };
-        Ok(QueueCounts {
-            waiting: length.saturating_sub(active),
-            active,
-            delayed: number(2),
-            completed: number(3),
-            failed: number(4),
-            dead: number(5),
-            paused: number(6) == 1,
-            oldest_waiting_ms,
-        })
-    }
-
-    /// How long the first entry after `last` (the group's last delivered) has waited.
-    async fn oldest_after(&self, stream: &str, last: &str) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
-        let reply: Value = self
-            .run(
-                redis::cmd("XRANGE")
-                    .arg(stream)
-                    .arg(format!("({last}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let since = entry_list(&reply)
-            .first()
-            .and_then(|(entry, _)| entry.split('-').next()?.parse::<u64>().ok());
-        Ok(since.map_or(0, |since| unix_ms().saturating_sub(since)))
-    }
-
-    /// The job `id` of `queue`, if it is still kept.
-    pub async fn get(&self, queue: Queue, id: &str) -> Result<Option<Job>, StoreError> {
-        let keys = self.keys(queue);
-        let mut conn = self.conn.clone();
-        let fields: Vec<(String, String)> = self
-            .run(
-                redis::cmd("HGETALL")
-                    .arg(format!("{}{id}", keys.job_prefix))
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(job_from_fields(queue, id, fields))
-    }
-
-    /// Up to `limit` dead jobs of `queue`, most recent first.
-    pub async fn dead(&self, queue: Queue, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let keys = self.keys(queue);
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = self
-            .run(
-                redis::cmd("ZREVRANGE")
-                    .arg(&keys.dead)
-                    .arg(0)
-                    .arg(limit.saturating_sub(1))
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let mut jobs = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(job) = self.get(queue, &id).await? {
-                jobs.push(job);
-            }
-        }
-        Ok(jobs)
-    }
-
-    /// Sends dead job `id` back to its queue; `false` when it is not dead.
-    pub async fn retry_dead(&self, queue: Queue, id: &str) -> Result<bool, StoreError> {
-        let keys = self.keys(queue);
-        let mut invocation = scripts::RETRY_DEAD.prepare_invoke();
-        invocation
-            .key(&keys.dead)
-            .key(&keys.stream)
-            .arg(format!("{}{id}", keys.job_prefix))
-            .arg(id);
-        let mut conn = self.conn.clone();
-        let moved: u8 = self.run(invocation.invoke_async(&mut conn)).await?;
-        Ok(moved == 1)
-    }
-
-    /// Deletes dead job `id`; `false` when it is not dead.
-    pub async fn delete_dead(&self, queue: Queue, id: &str) -> Result<bool, StoreError> {
-        let keys = self.keys(queue);
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(&keys.dead).arg(id);
-        pipe.cmd("DEL").arg(format!("{}{id}", keys.job_prefix));
-        let mut conn = self.conn.clone();
-        let (removed, _): (u8, u8) = self.run(pipe.query_async(&mut conn)).await?;
-        Ok(removed == 1)
-    }
-
-    /// Pauses or resumes `queue` on every instance.
-    pub async fn set_paused(&self, queue: Queue, paused: bool) -> Result<(), StoreError> {
-        let keys = self.keys(queue);
-        let mut conn = self.conn.clone();
-        let mut command = redis::cmd(if paused { "SET" } else { "DEL" });
-        command.arg(&keys.paused);
-        if paused {
-            command.arg(1);
-        }
-        self.run::<Value>(command.query_async(&mut conn))
-            .await
-            .map(drop)
-    }
-
-    /// Whether `queue` is paused.
-    pub async fn is_paused(&self, queue: Queue) -> Result<bool, StoreError> {
-        let keys = self.keys(queue);
-        let mut conn = self.conn.clone();
-        self.run(
-            redis::cmd("EXISTS")
-                .arg(&keys.paused)
-                .query_async(&mut conn),
-        )
-        .await
-    }
-
-    /// Drops completed and failed records of `queue` beyond `retention`; returns how many.
-    pub async fn trim(&self, queue: Queue, retention: Retention) -> Result<u64, StoreError> {
-        let keys = self.keys(queue);
-        let cutoff = unix_ms()
-            .saturating_sub(u64::try_from(retention.keep_for.as_millis()).unwrap_or(u64::MAX));
-        let mut pipe = redis::pipe();
-        for (set, delete_jobs) in [(&keys.completed, "1"), (&keys.failed, "0")] {
-            let mut invocation = scripts::TRIM.prepare_invoke();
-            invocation
-                .key(set)
-                .arg(cutoff)
-                .arg(retention.keep_count)
-                .arg(&keys.job_prefix)
-                .arg(delete_jobs);
-            pipe.invoke_script(&invocation);
-        }
-        let (completed, failed): (u64, u64) = self.run_scripts(&pipe, &scripts::TRIM).await?;
-        Ok(completed + failed)
-    }
-
-    /// Claims the run of schedule `name` at `slot` (Unix seconds) for this instance; `false`
-    /// when another instance already has it.
-    pub async fn claim_slot(&self, name: &str, slot: u64) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let reply: Option<String> = self
-            .run(
-                redis::cmd("SET")
-                    .arg(format!("{}schedule:{name}:{slot}", self.prefix))
-                    .arg(1)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(86_400 * 2)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(reply.is_some())
     }
 }

@@ -245,8 +245,7 @@ pub fn edge_member(field: &str) -> Option<String> {
     field
         .split(',')
         .map(str::trim)
-        .filter(|member| member.split(';').next().map(str::trim) == Some(SERVICE_NAME))
-        .next_back()
+        .rfind(|member| member.split(';').next().map(str::trim) == Some(SERVICE_NAME))
         .map(str::to_owned)
 }
 

@@ -9,6 +9,9 @@ locals {
     ORIGIN_URL        = local.origin_url
     ORIGIN_TIMEOUT_MS = "10000"
     EXPOSE_CACHE_KEY  = "false"
+    # Tracing: the share of new traces recorded, and the OTLP/HTTP collector (empty: no export).
+    TRACE_SAMPLE_RATE           = "0.01"
+    OTEL_EXPORTER_OTLP_ENDPOINT = ""
   }
 
   worker_secrets = {

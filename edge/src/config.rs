@@ -1,8 +1,11 @@
 //! The Worker's configuration: `[vars]` from `wrangler.toml` and secrets.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use worker::{Env, Url};
+
+use crate::trace::Span;
 
 /// `ORIGIN_URL`: where cache misses go (scheme, host and optional port).
 pub const VAR_ORIGIN_URL: &str = "ORIGIN_URL";
@@ -37,9 +40,19 @@ pub struct EdgeConfig {
     pub purge_token: Option<String>,
     /// The key image transformation URLs are signed with, when configured.
     pub image_signing_key: Option<String>,
+    /// This request's span: its `traceparent` goes to the origin with every fetch, and what the
+    /// request did is recorded on it (set by the fetch handler).
+    pub span: Option<Rc<Span>>,
 }
 
 impl EdgeConfig {
+    /// Records on the request's span, when there is one.
+    pub fn trace(&self, record: impl FnOnce(&Span)) {
+        if let Some(span) = &self.span {
+            record(span);
+        }
+    }
+
     /// Reads the configuration; a missing or invalid `ORIGIN_URL` is an error naming it.
     pub fn from_env(env: &Env) -> worker::Result<Self> {
         let origin = env
@@ -73,6 +86,7 @@ impl EdgeConfig {
             origin_timeout,
             purge_token,
             image_signing_key,
+            span: None,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! | every answer: conditions, ranges, HEAD, the edge's own errors | `answer` |
 
 use std::cell::OnceCell;
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 use shared::cache_status::{CacheStatus, ForwardReason, EDGE};
@@ -26,14 +27,21 @@ use crate::fill::{answer_stored, fetch, lookup, validators_of, Fill, Validation}
 use crate::forward::{Deadline, Outgoing};
 use crate::respond::Security;
 use crate::store::{self, Stored};
+use crate::trace::Span;
 use crate::{forward, images, purge, respond, revalidate, runtime, url_parts};
 
 /// The policy, parsed once per isolate.
 static POLICY: OnceLock<Policy> = OnceLock::new();
 
-/// Handles one request.
-pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Response> {
-    let config = EdgeConfig::from_env(env)?;
+/// Handles one request, recording on `span`.
+pub async fn handle(
+    request: Request,
+    env: &Env,
+    ctx: &Context,
+    span: Rc<Span>,
+) -> Result<Response> {
+    let mut config = EdgeConfig::from_env(env)?;
+    config.span = Some(span);
     let url = request.url()?;
     let Some(host) = url_parts::authority(&url) else {
         return respond::error(400, ErrorCode::BadRequest, "the request has no host");
@@ -61,6 +69,8 @@ pub async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<Respon
         has_authorization: false,
         cookie: cookie.as_deref(),
     });
+    let route = decision.rule.map(|rule| rule.pattern.to_string());
+    config.trace(|span| span.record_route(route, &key.to_string()));
     let exchange = Exchange {
         request: &request,
         config: &config,

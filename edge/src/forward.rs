@@ -5,8 +5,8 @@
 //! target) stays a path on the configured origin, so the edge never fetches from a host it was
 //! not configured for. Hop-by-hop headers, and those the `Connection` header names, are dropped
 //! both ways; the origin learns the client address (`CF-Connecting-IP`, `X-Forwarded-For`), the
-//! public host (`X-Forwarded-Host`), the request id and the shared secret proving the request came
-//! through the edge. Bodies are asked for unencoded (`Accept-Encoding: identity`). Redirects are
+//! public host (`X-Forwarded-Host`), the request id, the edge span's `traceparent` (see
+//! [`crate::trace`]) and the shared secret proving the request came through the edge. Bodies are asked for unencoded (`Accept-Encoding: identity`). Redirects are
 //! passed on, never followed. Every fetch, body included, is bounded by the request's
 //! [`Deadline`] (`ORIGIN_TIMEOUT_MS`) and aborted when it runs out.
 //!
@@ -138,7 +138,11 @@ pub async fn to_origin(
     deadline: Deadline,
 ) -> std::result::Result<Response, OriginError> {
     let prepared = prepare(request, outgoing, config).map_err(OriginError::Unreachable)?;
-    send(&prepared, outgoing.method == "HEAD", deadline).await
+    let started = Date::now().as_millis();
+    let outcome = send(&prepared, outgoing.method == "HEAD", deadline).await;
+    let waited = Date::now().as_millis().saturating_sub(started);
+    config.trace(|span| span.add_origin_time(waited as f64));
+    outcome
 }
 
 /// The request the origin receives, ready for [`send`] (and, for a background refresh, to
@@ -344,6 +348,13 @@ fn forwarded_headers(
     headers.set("x-request-id", outgoing.request_id)?;
     if let Some(token) = &config.origin_auth_token {
         headers.set(ORIGIN_AUTH_HEADER, token)?;
+    }
+    if let Some(span) = &config.span {
+        headers.set("traceparent", &span.traceparent())?;
+        if span.parent_id.is_none() {
+            // A new trace: the caller's vendor state belongs to a trace it is not part of.
+            headers.delete("tracestate")?;
+        }
     }
     Ok(headers)
 }

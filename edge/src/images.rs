@@ -138,7 +138,11 @@ async fn serve(
         Err(refusal) => return respond::finish(refusal, &status, security),
     };
     let response_time = store::now();
-    let (bytes, content_type) = match convert(ask, choice, &source) {
+    let converting = worker::Date::now().as_millis();
+    let converted = convert(ask, choice, &source);
+    let spent = worker::Date::now().as_millis().saturating_sub(converting);
+    config.trace(|span| span.add_image_time(spent as f64));
+    let (bytes, content_type) = match converted {
         Ok(converted) => converted,
         Err(_) if choice.original => as_is(source),
         Err(error) => {

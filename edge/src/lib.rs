@@ -26,6 +26,7 @@
 //! | [`images`] | `/cdn-cgi/image/…` resizing through the `imaging` crate |
 //! | [`respond`] | response headers and error bodies |
 //! | [`runtime`] | responses and methods without the `worker` crate's panics |
+//! | [`trace`] | the request's span: W3C `traceparent` in and out, OTLP export after the response |
 #![forbid(unsafe_code)]
 
 mod answer;
@@ -45,7 +46,10 @@ pub mod revalidate;
 pub mod runtime;
 pub mod store;
 pub mod tags;
+pub mod trace;
 pub mod url_parts;
+
+use std::rc::Rc;
 
 use shared::error_body::ErrorCode;
 use worker::{event, web_sys, Context, Env, Request, Result};
@@ -53,19 +57,27 @@ use worker::{event, web_sys, Context, Env, Request, Result};
 /// The Worker's entry point: hands off to [`flow::handle`], turning any internal failure into a
 /// 502 with a JSON body rather than Cloudflare's generic error page. Responses are converted
 /// for the runtime by [`runtime::into_runtime`], which cannot panic: no request and no origin
-/// answer can abort the isolate.
+/// answer can abort the isolate. The request's span ([`trace`]) is exported after the
+/// response, in `ctx.wait_until`.
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
-    let outcome = flow::handle(request, &env, &ctx)
+    let tracing = trace::TraceConfig::from_env(&env);
+    let span = Rc::new(trace::Span::of_request(&request, &tracing));
+    let method = runtime::method(&request);
+    let path = request.path();
+    let outcome = flow::handle(request, &env, &ctx, Rc::clone(&span))
         .await
         .and_then(runtime::into_runtime);
-    match outcome {
-        Ok(response) => Ok(response),
+    let response = match outcome {
+        Ok(response) => response,
         Err(error) => {
             worker::console_error!("rampart-edge: {error}");
             let message = "the edge could not complete the request";
             let fallback = respond::error(502, ErrorCode::EdgeError, message)?;
-            runtime::into_runtime(fallback)
+            runtime::into_runtime(fallback)?
         }
-    }
+    };
+    let ending = trace::ending_of(method, path, &response);
+    trace::export(&ctx, &tracing, &span, &ending);
+    Ok(response)
 }

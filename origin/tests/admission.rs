@@ -7,34 +7,8 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use common::serve_wrapped_with;
-use origin::config::{Config, ResilienceConfig};
 use origin::core::layers::admission::AdmissionLimits;
 use serde_json::Value;
-
-/// `/api/slow` sleeps, then answers `no-store` (so that every request reaches it).
-fn slow_app(sleep: Duration) -> Router {
-    Router::new().route(
-        "/api/slow",
-        get(move || async move {
-            tokio::time::sleep(sleep).await;
-            axum::http::Response::builder()
-                .header("cache-control", "no-store")
-                .body(axum::body::Body::from("done"))
-                .expect("response")
-        }),
-    )
-}
-
-fn config(limits: AdmissionLimits) -> Config {
-    Config {
-        resilience: ResilienceConfig {
-            rate_limits: None,
-            admission: limits,
-            ..ResilienceConfig::default()
-        },
-        ..Config::default()
-    }
-}
 
 async fn statuses(base: &str, path: &str, count: usize) -> Vec<(u16, String, String)> {
     let client = reqwest::Client::new();
@@ -65,8 +39,8 @@ async fn statuses(base: &str, path: &str, count: usize) -> Vec<(u16, String, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overflow_beyond_the_queue_is_shed_at_once() {
     let base = serve_wrapped_with(
-        slow_app(Duration::from_millis(400)),
-        &config(AdmissionLimits {
+        common::slow_app(Duration::from_millis(400)),
+        &common::admission_config(AdmissionLimits {
             max_concurrent: 1,
             max_queued: 1,
             queue_timeout: Duration::from_secs(5),
@@ -91,8 +65,8 @@ async fn overflow_beyond_the_queue_is_shed_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_and_handling_are_bounded_in_time() {
     let base = serve_wrapped_with(
-        slow_app(Duration::from_millis(400)),
-        &config(AdmissionLimits {
+        common::slow_app(Duration::from_millis(400)),
+        &common::admission_config(AdmissionLimits {
             max_concurrent: 1,
             max_queued: 10,
             queue_timeout: Duration::from_millis(100),
@@ -105,8 +79,8 @@ async fn waiting_and_handling_are_bounded_in_time() {
     assert_eq!(results[1].0, 503, "waited 100 ms for a slot, then shed");
 
     let timed = serve_wrapped_with(
-        slow_app(Duration::from_millis(400)),
-        &config(AdmissionLimits {
+        common::slow_app(Duration::from_millis(400)),
+        &common::admission_config(AdmissionLimits {
             request_timeout: Duration::from_millis(100),
             ..AdmissionLimits::default()
         }),
@@ -118,14 +92,14 @@ async fn waiting_and_handling_are_bounded_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_rule_can_have_its_own_request_timeout() {
-    let app = slow_app(Duration::from_millis(300)).route(
+    let app = common::slow_app(Duration::from_millis(300)).route(
         "/api/stats",
         get(|| async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             "aggregates"
         }),
     );
-    let mut config = config(AdmissionLimits {
+    let mut config = common::admission_config(AdmissionLimits {
         request_timeout: Duration::from_millis(100),
         ..AdmissionLimits::default()
     });
@@ -154,7 +128,7 @@ async fn only_routes_the_policy_exempts_skip_admission() {
         .route("/api/cache/report", get(slow));
     let base = serve_wrapped_with(
         app,
-        &config(AdmissionLimits {
+        &common::admission_config(AdmissionLimits {
             max_concurrent: 4,
             max_queued: 4,
             queue_timeout: Duration::from_secs(5),

@@ -35,31 +35,6 @@ fn value(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("{series} in\n{text}"))
 }
 
-/// `/api/slow` sleeps, then answers `no-store` (so that every request reaches it).
-fn slow_app(sleep: Duration) -> Router {
-    Router::new().route(
-        "/api/slow",
-        get(move || async move {
-            tokio::time::sleep(sleep).await;
-            axum::http::Response::builder()
-                .header("cache-control", "no-store")
-                .body(axum::body::Body::from("done"))
-                .expect("response")
-        }),
-    )
-}
-
-fn admission_config(limits: AdmissionLimits) -> Config {
-    Config {
-        resilience: ResilienceConfig {
-            rate_limits: None,
-            admission: limits,
-            ..ResilienceConfig::default()
-        },
-        ..Config::default()
-    }
-}
-
 /// The statuses of `count` requests for `url`, started `gap` apart.
 async fn staggered(url: &str, count: usize, gap: Duration) -> Vec<u16> {
     let requests = (0..count).map(|n| async move {
@@ -73,8 +48,8 @@ async fn staggered(url: &str, count: usize, gap: Duration) -> Vec<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_sheds_and_the_gauges_show_slots_and_queue() {
     let base = serve_wrapped_with(
-        slow_app(Duration::from_millis(600)),
-        &admission_config(AdmissionLimits {
+        common::slow_app(Duration::from_millis(600)),
+        &common::admission_config(AdmissionLimits {
             max_concurrent: 1,
             max_queued: 1,
             queue_timeout: Duration::from_secs(5),
@@ -112,8 +87,8 @@ async fn a_full_queue_sheds_and_the_gauges_show_slots_and_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_timeouts_and_request_timeouts_are_counted_apart() {
     let base = serve_wrapped_with(
-        slow_app(Duration::from_millis(800)),
-        &admission_config(AdmissionLimits {
+        common::slow_app(Duration::from_millis(800)),
+        &common::admission_config(AdmissionLimits {
             max_concurrent: 1,
             max_queued: 4,
             queue_timeout: Duration::from_millis(100),

@@ -273,3 +273,29 @@ impl PostgresDb {
             .await;
     }
 }
+
+/// `/api/slow` sleeps, then answers `no-store` (so that every request reaches it).
+pub fn slow_app(sleep: std::time::Duration) -> Router {
+    Router::new().route(
+        "/api/slow",
+        axum::routing::get(move || async move {
+            tokio::time::sleep(sleep).await;
+            axum::http::Response::builder()
+                .header("cache-control", "no-store")
+                .body(axum::body::Body::from("done"))
+                .expect("response")
+        }),
+    )
+}
+
+/// The default configuration with `limits` on admission and no rate limits.
+pub fn admission_config(limits: origin::core::layers::admission::AdmissionLimits) -> Config {
+    Config {
+        resilience: origin::config::ResilienceConfig {
+            rate_limits: None,
+            admission: limits,
+            ..Default::default()
+        },
+        ..Config::default()
+    }
+}

@@ -121,9 +121,7 @@ struct Inner {
     failures: VecDeque<Instant>,
     opened_at: Option<Instant>,
     successes: u32,
-    /// When the last failure was recorded (wall clock, for reports).
-    last_failure: Option<SystemTime>,
-    /// The same moment on the monotonic clock, for how long ago it was.
+    /// When the last failure was recorded.
     last_failure_at: Option<Instant>,
 }
 
@@ -173,7 +171,6 @@ impl CircuitBreaker {
                 failures: VecDeque::new(),
                 opened_at: None,
                 successes: 0,
-                last_failure: None,
                 last_failure_at: None,
             })),
             transitions: Arc::default(),
@@ -218,7 +215,6 @@ impl CircuitBreaker {
     pub fn failed(&self) {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.last_failure = Some(SystemTime::now());
         inner.last_failure_at = Some(now);
         match inner.state {
             BreakerState::HalfOpen => self.enter(&mut inner, BreakerState::Open),
@@ -254,20 +250,18 @@ impl CircuitBreaker {
     /// A snapshot for reports.
     pub fn report(&self) -> BreakerReport {
         let inner = self.lock();
-        let next_attempt = inner
-            .opened_at
-            .filter(|_| inner.state == BreakerState::Open)
-            .map(|at| {
-                let left = self.settings.reset_timeout.saturating_sub(at.elapsed());
-                SystemTime::now() + left
-            });
+        let timing = self.timing_of(&inner);
+        let now = SystemTime::now();
         BreakerReport {
             name: self.name,
             state: inner.state,
             recent_failures: inner.failures.len(),
             transitions: self.transitions.total(),
-            last_failure_time: inner.last_failure.and_then(rfc3339),
-            next_attempt_time: next_attempt.and_then(rfc3339),
+            last_failure_time: timing
+                .since_failure
+                .and_then(|ago| now.checked_sub(ago))
+                .and_then(rfc3339),
+            next_attempt_time: timing.retry_in.map(|left| now + left).and_then(rfc3339),
         }
     }
 
@@ -290,7 +284,10 @@ impl CircuitBreaker {
     /// How long ago the last failure was recorded, and how long an open breaker still
     /// refuses calls.
     pub fn timing(&self) -> BreakerTiming {
-        let inner = self.lock();
+        self.timing_of(&self.lock())
+    }
+
+    fn timing_of(&self, inner: &Inner) -> BreakerTiming {
         let open_since = inner
             .opened_at
             .filter(|_| inner.state == BreakerState::Open);

@@ -1,6 +1,7 @@
 //! What clients and operators see when something fails inside the application: a handler
 //! that panics answers `500` with the standard error body and the process keeps serving; an
-//! error's cause is logged with the request's id and never sent to the client.
+//! error's cause is logged with the request's id and never sent to the client; every line
+//! logged while a request is served names its request id and trace, traces on or off.
 
 mod common;
 
@@ -13,7 +14,10 @@ use common::serve_wrapped;
 use origin::core::dependencies::database::DbError;
 use origin::core::dependencies::outbound::OutboundError;
 use origin::core::http::errors::ApiError;
+use origin::core::observability;
+use origin::core::observability::log_context::{Shape, WithRequest};
 use serde_json::Value;
+use tracing_subscriber::fmt::format::Format;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Every log line of this test binary, as JSON.
@@ -45,6 +49,7 @@ fn logs() -> &'static Logs {
         let logs = Logs::default();
         tracing_subscriber::fmt()
             .json()
+            .event_format(WithRequest::new(Format::default().json(), Shape::Json))
             .with_max_level(tracing::Level::WARN)
             .with_writer(logs.clone())
             .init();
@@ -57,7 +62,7 @@ fn lines_about(request_id: &str) -> Vec<Value> {
     let text = String::from_utf8(logs().0.lock().expect("log lock").clone()).expect("utf-8");
     text.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["fields"]["request_id"] == request_id)
+        .filter(|line| line["request_id"] == request_id)
         .collect()
 }
 
@@ -141,4 +146,53 @@ async fn causes_are_logged_with_the_request_id_and_never_sent() {
             "{path}: the cause is logged with request id {id}: {logged:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn every_line_logged_inside_a_request_names_it_and_its_trace() {
+    logs();
+    let app = Router::new().route(
+        "/api/noisy",
+        get(|| async {
+            tracing::warn!("the handler noticed something");
+            let task = tokio::spawn(observability::carried(async {
+                tracing::warn!("a task working for the request noticed something");
+            }));
+            task.await.expect("the task ran");
+            tracing::warn!("the handler noticed something");
+            "done"
+        }),
+    );
+    let base = serve_wrapped(app).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/noisy"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-request-id"].to_str().expect("ascii");
+    let logged = lines_about(id);
+    let messages: Vec<&str> = logged
+        .iter()
+        .filter_map(|line| line["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        messages.contains(&"the handler noticed something")
+            && messages.contains(&"a task working for the request noticed something"),
+        "both lines name request {id}: {logged:?}"
+    );
+    assert!(
+        logged.iter().all(|line| line["trace_id"] == trace),
+        "{logged:?}"
+    );
+    tracing::warn!("a line outside any request");
+    let text = String::from_utf8(logs().0.lock().expect("log lock").clone()).expect("utf-8");
+    let outside = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "a line outside any request")
+        .expect("logged");
+    assert!(outside.get("request_id").is_none(), "{outside}");
 }

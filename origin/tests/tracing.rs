@@ -16,6 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
@@ -79,7 +80,12 @@ fn attribute(span: &Span, key: &str) -> String {
         .iter()
         .find(|a| a.key == key)
         .and_then(|a| a.value.as_ref())
-        .map(|v| format!("{:?}", v.value))
+        .and_then(|v| v.value.as_ref())
+        .map(|value| match value {
+            Value::StringValue(text) => text.clone(),
+            Value::IntValue(number) => number.to_string(),
+            other => format!("{other:?}"),
+        })
         .unwrap_or_default()
 }
 
@@ -140,6 +146,7 @@ async fn a_request_continues_the_callers_trace_with_a_span_per_query() {
         .await
         .expect("an answer");
     assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"].to_str().expect("ascii");
 
     let (server, queries) = wait_for(&received, |spans| {
         let in_trace: Vec<&Span> = spans
@@ -159,7 +166,11 @@ async fn a_request_continues_the_callers_trace_with_a_span_per_query() {
         (!queries.is_empty()).then(|| ((*server).clone(), queries))
     })
     .await;
-    assert!(server.name.starts_with("GET "), "{}", server.name);
+    assert_eq!(server.name, "GET /api/tasks", "named after the route");
+    assert_eq!(server.kind, 2, "a server span");
+    assert_eq!(attribute(&server, "http.route"), "/api/tasks");
+    assert_eq!(attribute(&server, "http.response.status_code"), "200");
+    assert_eq!(attribute(&server, "request_id"), request_id);
     assert!(
         queries.iter().all(|q| q.name.contains("tasks")),
         "{:?}",

@@ -8,9 +8,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use tracing::Instrument;
 
-use crate::core::observability::timing;
+use crate::core::observability;
 
 /// Why a load failed; shared by every caller that waited for it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -57,8 +56,8 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         }
         let table = Arc::clone(&self.running);
         let owned_key = key.to_owned();
-        // The load keeps the starting request's span and timings.
-        let load = timing::carried(load).in_current_span();
+        // The load keeps the starting request's span, log labels and timings.
+        let load = observability::carried(load);
         let task = tokio::spawn(async move {
             let result = load.await;
             table

@@ -1,8 +1,9 @@
 //! The origin core's request pipeline: one tower service around the application that, for
 //! every request, takes its id, decides the shared policy, applies the route's rate limit to
 //! the client, answers cacheable reads from the response cache (before any routing), admits
-//! the rest, stamps the policy's headers, records the request's metrics and logs it; with
-//! OpenTelemetry on, all of it runs inside the request's server span.
+//! the rest, stamps the policy's headers, records the request's metrics and logs it. Every log
+//! line of the request names it; with OpenTelemetry on, all of it runs inside the request's
+//! server span.
 //!
 //! The steps run in one future per request rather than as stacked middleware: a cache hit is
 //! the origin's hottest path, and each middleware layer costs it a boxed future and a clone of
@@ -18,7 +19,8 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
-use tracing::Instrument;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::TraceId;
 
 use shared::rate_limit::RateLimitTier;
 
@@ -33,7 +35,9 @@ use crate::core::layers::request_id::{self, REQUEST_ID};
 use crate::core::layers::response_cache::{ResponseCache, Stamped};
 use crate::core::observability::history::History;
 use crate::core::observability::metrics::Metrics;
-use crate::core::observability::{telemetry, timing};
+use crate::core::observability::log_context::{self, Labels};
+use crate::core::observability::server_span::ServerSpan;
+use crate::core::observability::timing;
 use crate::core::service::{self, Inner};
 
 /// What the pipeline shares between requests.
@@ -101,33 +105,50 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
     fn call(&mut self, request: Request) -> Self::Future {
         let stages = Arc::clone(&self.stages);
         let inner = self.inner.clone();
-        if telemetry::enabled() {
-            let span =
-                telemetry::request_span(request.method(), request.uri().path(), request.headers());
+        let path = request.uri().path();
+        if let Some(span) = ServerSpan::start(request.method(), path, request.headers()) {
+            let context = span.context();
             return Box::pin(
                 async move {
-                    let response = handle(stages, request, inner).await;
-                    telemetry::record_status(response.status().as_u16());
+                    let response = handle(stages, request, inner, Some(span.trace_id())).await;
+                    span.end(&response);
                     Ok(response)
                 }
-                .instrument(span),
+                .with_context(context),
             );
         }
-        Box::pin(async move { Ok(handle(stages, request, inner).await) })
+        Box::pin(async move { Ok(handle(stages, request, inner, None).await) })
     }
 }
 
-/// One request, step by step, in the order [`crate::core::stack::Core::stack`] lists them.
-async fn handle<S: Inner>(stages: Arc<Stages>, mut request: Request, inner: S) -> Response {
+/// One request, step by step, in the order [`crate::core::stack::Core::stack`] lists them;
+/// `trace` is its server span's trace id when traces are exported.
+async fn handle<S: Inner>(
+    stages: Arc<Stages>,
+    mut request: Request,
+    inner: S,
+    trace: Option<TraceId>,
+) -> Response {
     let started = Instant::now();
     let id = request_id::take_or_make(&mut request);
-    telemetry::record_request_id(&id);
+    let traceparent = request.headers().get(TRACEPARENT).cloned();
+    let labels = Labels::new(id.clone(), trace, traceparent);
     let seen = Seen {
         id,
         method: request.method().clone(),
         uri: request.uri().clone(),
-        traceparent: request.headers().get(TRACEPARENT).cloned(),
     };
+    log_context::scope(labels, answer(stages, request, inner, seen, started)).await
+}
+
+/// The request once named: policy, rate limit, the response, its headers, metrics and log.
+async fn answer<S: Inner>(
+    stages: Arc<Stages>,
+    request: Request,
+    inner: S,
+    seen: Seen,
+    started: Instant,
+) -> Response {
     let mut prepared = stages.policy.prepare(&request);
     let client = stages
         .limiter
@@ -257,31 +278,29 @@ async fn through<S: Inner>(
 }
 
 /// One debug line per request; a warning for errors (with their cause, when one was recorded),
-/// slow requests and server errors. Each carries the request id, so that an operator can find
-/// the same request at the edge.
+/// slow requests and server errors. Like every line logged while the request is served, it
+/// names the request id and the trace ([`log_context`]), so that an operator can find the same
+/// request at the edge.
 fn log(stages: &Stages, seen: &Seen, response: &Response, elapsed: std::time::Duration) {
     let (method, uri) = (&seen.method, &seen.uri);
-    let id = seen.id.to_str().unwrap_or("-");
     let status = response.status().as_u16();
     let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
-    let trace = || telemetry::trace_id(seen.traceparent.as_ref()).unwrap_or_default();
     if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
-        tracing::warn!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, %cause, "request failed");
+        tracing::warn!(%method, %uri, status, elapsed_ms, %cause, "request failed");
     } else if elapsed >= stages.slow_request {
-        tracing::warn!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, "slow request");
+        tracing::warn!(%method, %uri, status, elapsed_ms, "slow request");
     } else if response.status().is_server_error() {
-        tracing::warn!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, "request failed");
+        tracing::warn!(%method, %uri, status, elapsed_ms, "request failed");
     } else {
-        tracing::debug!(request_id = id, trace_id = trace(), %method, %uri, status, elapsed_ms, "request served");
+        tracing::debug!(%method, %uri, status, elapsed_ms, "request served");
     }
 }
 
-/// What a request's log line names: its id, method, target and the trace it belongs to.
+/// What a request's log line names besides its labels: its id, method and target.
 struct Seen {
     id: HeaderValue,
     method: axum::http::Method,
     uri: axum::http::Uri,
-    traceparent: Option<HeaderValue>,
 }
 
 /// `429 RATE_LIMITED`, with `Retry-After` in whole seconds (rounded up).

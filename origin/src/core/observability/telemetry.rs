@@ -1,15 +1,16 @@
-//! Logs and traces: `tracing` lines (pretty or JSON) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
-//! set, OpenTelemetry traces exported over OTLP/HTTP, one server span per request, continuing
-//! the W3C `traceparent` the edge (or any caller) sent.
+//! Logs and traces: `tracing` lines (pretty or JSON, each naming the request it is about, see
+//! [`super::log_context`]) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, OpenTelemetry traces
+//! exported over OTLP/HTTP: one server span per request ([`super::server_span`]), continuing the
+//! W3C `traceparent` the edge (or any caller) sent, with client spans under it.
 //!
 //! The exporter follows the OpenTelemetry SDK's standard variables (`OTEL_SERVICE_NAME`,
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_SCHEDULE_DELAY`, …). Without an endpoint no span is
 //! made at all, so requests pay nothing for tracing they do not use.
 
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::http::HeaderMap;
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -18,9 +19,13 @@ use opentelemetry_sdk::Resource;
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::{Format, JsonFields};
 use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+use super::log_context::{Shape, WithRequest};
+use super::server_span;
 
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL (`/v1/traces` is appended).
 pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -60,9 +65,14 @@ pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
         _ => None,
     };
     // Traces take the origin's own spans whatever `RUST_LOG` says; `RUST_LOG` filters lines.
+    // The spans carry what they were made with: no source locations, threads or busy time.
     let otel = provider.as_ref().map(|provider| {
+        server_span::install(provider.tracer("rampart-origin"));
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("rampart-origin"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(Targets::new().with_target("origin", Level::INFO))
     });
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -71,12 +81,20 @@ pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
+                    .event_format(WithRequest::new(Format::default().json(), Shape::Json))
+                    .fmt_fields(JsonFields::new())
                     .with_filter(filter()),
             )
             .init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_filter(filter()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(WithRequest::new(
+                        Format::default().with_ansi(std::io::stdout().is_terminal()),
+                        Shape::Text,
+                    ))
+                    .with_filter(filter()),
+            )
             .init(),
     }
     TRACING.store(provider.is_some(), Ordering::Relaxed);
@@ -114,40 +132,6 @@ impl Telemetry {
     }
 }
 
-/// Reads propagation headers from a request's header map.
-struct Headers<'a>(&'a HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|name| name.as_str()).collect()
-    }
-}
-
-/// The server span of one request, child of the caller's `traceparent` when it sent one.
-pub fn request_span(method: &axum::http::Method, path: &str, headers: &HeaderMap) -> tracing::Span {
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format!("{method} {path}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        url.path = %path,
-        http.response.status_code = tracing::field::Empty,
-        request_id = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-    );
-    let parent = TraceContextPropagator::new().extract(&Headers(headers));
-    let _ = span.set_parent(parent);
-    let trace_id = span.context().span().span_context().trace_id();
-    if trace_id != opentelemetry::trace::TraceId::INVALID {
-        span.record("trace_id", tracing::field::display(trace_id));
-    }
-    span
-}
-
 /// The current span's context as a `traceparent` value, when traces are exported and a span is
 /// current: what a job carries to link its run to the request that enqueued it.
 pub fn current_traceparent() -> Option<String> {
@@ -155,7 +139,7 @@ pub fn current_traceparent() -> Option<String> {
         return None;
     }
     let mut carrier = std::collections::HashMap::new();
-    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    TraceContextPropagator::new().inject_context(&current_context(), &mut carrier);
     carrier.remove("traceparent")
 }
 
@@ -187,32 +171,15 @@ pub fn job_span(queue: &str, kind: &str, id: &str, enqueued_by: Option<&str>) ->
     span
 }
 
-/// Records the request's id on its span, so that every log line inside it names the request.
-pub fn record_request_id(id: &axum::http::HeaderValue) {
-    if enabled() {
-        tracing::Span::current().record("request_id", id.to_str().unwrap_or("-"));
+/// The OpenTelemetry context of the code running now: the current `tracing` span's, or else
+/// the request's server span's (see [`super::server_span`]).
+fn current_context() -> opentelemetry::Context {
+    let context = tracing::Span::current().context();
+    if context.span().span_context().is_valid() {
+        context
+    } else {
+        opentelemetry::Context::current()
     }
-}
-
-/// The id of the trace the current request belongs to: its span's when traces are exported,
-/// else the one its `traceparent` names (the edge's), if it sent a valid one.
-pub fn trace_id(traceparent: Option<&axum::http::HeaderValue>) -> Option<String> {
-    if enabled() {
-        let context = tracing::Span::current().context();
-        let trace_id = context.span().span_context().trace_id();
-        if trace_id != opentelemetry::trace::TraceId::INVALID {
-            return Some(trace_id.to_string());
-        }
-    }
-    let value = traceparent?.to_str().ok()?;
-    let mut parts = value.split('-');
-    let (_version, trace_id) = (parts.next()?, parts.next()?);
-    let valid = trace_id.len() == 32
-        && trace_id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && trace_id.bytes().any(|b| b != b'0');
-    valid.then(|| trace_id.to_owned())
 }
 
 /// A client span for one call to a dependency (a database query, a Redis call), child of the
@@ -245,9 +212,4 @@ pub fn outbound_span(method: &'static str, url: &str) -> tracing::Span {
         url.full = %url,
         http.response.status_code = tracing::field::Empty,
     )
-}
-
-/// Records the response status on the current request span.
-pub fn record_status(status: u16) {
-    tracing::Span::current().record("http.response.status_code", status);
 }

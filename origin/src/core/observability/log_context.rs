@@ -1,0 +1,232 @@
+//! The request a log line is about: every line logged while a request is served (in the
+//! request's own task, or in a task that carries it, such as a cache load) names the request's
+//! `request_id` and `trace_id`, whether or not traces are exported.
+//!
+//! The ids live in a task-local set by the pipeline; [`WithRequest`] wraps the log formatter and
+//! adds them to each line: as top-level fields of a JSON line, as `request_id=… trace_id=…` at
+//! the end of a pretty one. Requests that log nothing pay one task-local scope, no formatting.
+
+use std::fmt::{self, Write as _};
+use std::future::Future;
+
+use axum::http::HeaderValue;
+use opentelemetry::trace::TraceId;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+tokio::task_local! {
+    static REQUEST: Labels;
+}
+
+/// What names a request in its log lines.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    request_id: HeaderValue,
+    trace: Option<Trace>,
+}
+
+/// Where a request's trace id comes from.
+#[derive(Debug, Clone)]
+enum Trace {
+    /// The server span's, when traces are exported.
+    Exported(TraceId),
+    /// The caller's `traceparent`, read only when a line is written.
+    Given(HeaderValue),
+}
+
+impl Labels {
+    /// The labels of a request with id `request_id`, in the trace `exported` (the server span's
+    /// trace id, when traces are exported) or else the one `traceparent` names.
+    pub fn new(
+        request_id: HeaderValue,
+        exported: Option<TraceId>,
+        traceparent: Option<HeaderValue>,
+    ) -> Self {
+        let trace = match exported {
+            Some(id) => Some(Trace::Exported(id)),
+            None => traceparent.map(Trace::Given),
+        };
+        Self { request_id, trace }
+    }
+
+    /// The request id, as logged.
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
+    /// The trace id as 32 lower-case hex digits; empty when the request is in no trace.
+    pub fn trace_id(&self) -> String {
+        match &self.trace {
+            Some(Trace::Exported(id)) => id.to_string(),
+            Some(Trace::Given(traceparent)) => trace_id_of(traceparent).unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+}
+
+/// The trace id a W3C `traceparent` names (`00-<32 hex>-<16 hex>-<2 hex>`), when it is valid:
+/// lower-case hex, not all zeros.
+pub fn trace_id_of(traceparent: &HeaderValue) -> Option<String> {
+    let mut parts = traceparent.to_str().ok()?.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    let valid = trace_id.len() == 32
+        && trace_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && trace_id.bytes().any(|b| b != b'0');
+    valid.then(|| trace_id.to_owned())
+}
+
+/// Runs `work` as the request `labels` name.
+pub async fn scope<F: Future>(labels: Labels, work: F) -> F::Output {
+    REQUEST.scope(labels, work).await
+}
+
+/// `work`, to run in a task of its own, still logging as the current request.
+pub fn carried<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let labels = REQUEST.try_with(Labels::clone).ok();
+    async move {
+        match labels {
+            Some(labels) => REQUEST.scope(labels, work).await,
+            None => work.await,
+        }
+    }
+}
+
+/// The current request's labels, outside a request `None`.
+pub fn current() -> Option<Labels> {
+    REQUEST.try_with(Labels::clone).ok()
+}
+
+/// How the wrapped formatter's lines end, and so where the labels go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One JSON object per line: the labels become top-level fields.
+    Json,
+    /// Human-readable text: the labels are appended as `key=value`.
+    Text,
+}
+
+/// A log formatter that adds the current request's labels to the lines of `F`.
+#[derive(Debug)]
+pub struct WithRequest<F> {
+    inner: F,
+    shape: Shape,
+}
+
+impl<F> WithRequest<F> {
+    /// Wraps `inner`, whose lines have the given `shape`.
+    pub fn new(inner: F, shape: Shape) -> Self {
+        Self { inner, shape }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithRequest<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let Some(labels) = current() else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        writer.write_str(&labelled(&line, &labels, self.shape))
+    }
+}
+
+/// `line` with `labels` added in the place `shape` gives them.
+fn labelled(line: &str, labels: &Labels, shape: Shape) -> String {
+    let body = line.trim_end_matches('\n');
+    let mut out = String::with_capacity(line.len() + 96);
+    match shape {
+        Shape::Json => {
+            let Some(open) = body.strip_suffix('}') else {
+                return line.to_owned();
+            };
+            let _ = write!(
+                out,
+                "{open},\"request_id\":{},\"trace_id\":{}}}",
+                json_string(labels.request_id()),
+                json_string(&labels.trace_id()),
+            );
+        }
+        Shape::Text => {
+            let _ = write!(
+                out,
+                "{body} request_id={} trace_id={}",
+                labels.request_id(),
+                labels.trace_id()
+            );
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn json_string(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(traceparent: Option<&'static str>) -> Labels {
+        Labels::new(
+            HeaderValue::from_static("req-1"),
+            None,
+            traceparent.map(HeaderValue::from_static),
+        )
+    }
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn json_lines_get_top_level_fields() {
+        let line = "{\"level\":\"WARN\",\"fields\":{\"message\":\"slow\"}}\n";
+        let out = labelled(line, &labels(Some(PARENT)), Shape::Json);
+        let value: serde_json::Value = serde_json::from_str(&out).expect("still JSON");
+        assert_eq!(value["request_id"], "req-1");
+        assert_eq!(value["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(value["fields"]["message"], "slow");
+        assert!(out.ends_with("}\n"));
+    }
+
+    #[test]
+    fn text_lines_end_with_the_labels() {
+        let out = labelled("WARN origin: slow\n", &labels(None), Shape::Text);
+        assert_eq!(out, "WARN origin: slow request_id=req-1 trace_id=\n");
+    }
+
+    #[test]
+    fn only_valid_traceparents_name_a_trace() {
+        let id = |value: &'static str| trace_id_of(&HeaderValue::from_static(value));
+        assert_eq!(id(PARENT).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+        assert_eq!(id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), None);
+        assert_eq!(id("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn carried_work_logs_as_the_request() {
+        let seen = scope(labels(None), async {
+            tokio::spawn(carried(async { current().map(|l| l.request_id().to_owned()) }))
+                .await
+                .expect("joined")
+        })
+        .await;
+        assert_eq!(seen.as_deref(), Some("req-1"));
+        assert!(current().is_none());
+    }
+}

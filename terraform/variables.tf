@@ -67,6 +67,13 @@ variable "image_signing_key" {
   sensitive   = true
 }
 
+variable "admin_token" {
+  description = "The origin's admin token (ADMIN_TOKEN): requests bearing it get the edge's Server-Timing; empty shows it only on routes whose policy sets server_timing."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
 variable "rate_limit_rules" {
   description = "How many of the generated rate-limit rules the plan allows: Free 1, Pro 2, Business 5, Enterprise 100."
   type        = number

@@ -18,6 +18,7 @@ locals {
     ORIGIN_AUTH_TOKEN = var.origin_auth_token
     EDGE_PURGE_TOKEN  = var.edge_purge_token
     IMAGE_SIGNING_KEY = var.image_signing_key
+    ADMIN_TOKEN       = var.admin_token
   }
 }
 

@@ -13,6 +13,10 @@ pub const VAR_ORIGIN_URL: &str = "ORIGIN_URL";
 pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
 /// `EDGE_PURGE_TOKEN`: the bearer token `POST /__rampart/purge` requires (unset: purging is off).
 pub const SECRET_EDGE_PURGE_TOKEN: &str = "EDGE_PURGE_TOKEN";
+/// `ADMIN_TOKEN`: requests bearing it (`Authorization: Bearer <token>`) are answered with the
+/// edge's `Server-Timing` (unset: only routes whose policy sets `server_timing` are). The same
+/// token as the origin's `ADMIN_TOKEN`, which then adds its own members.
+pub const SECRET_ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// `IMAGE_SIGNING_KEY`: when set, `/cdn-cgi/image/` URLs must carry a valid `sig=` option.
 pub const SECRET_IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
 /// `EXPOSE_CACHE_KEY`: `"true"` adds the cache key to `Cache-Status` (`key="…"`), for debugging
@@ -40,6 +44,8 @@ pub struct EdgeConfig {
     pub purge_token: Option<String>,
     /// The key image transformation URLs are signed with, when configured.
     pub image_signing_key: Option<String>,
+    /// The operators' bearer token, when configured.
+    pub admin_token: Option<String>,
     /// This request's span: its `traceparent` goes to the origin with every fetch, and what the
     /// request did is recorded on it (set by the fetch handler).
     pub span: Option<Rc<Span>>,
@@ -51,6 +57,16 @@ impl EdgeConfig {
         if let Some(span) = &self.span {
             record(span);
         }
+    }
+
+    /// Whether `authorization` (the request's header) bears the admin token.
+    pub fn bears_admin_token(&self, authorization: Option<&str>) -> bool {
+        let Some(expected) = self.admin_token.as_deref() else {
+            return false;
+        };
+        authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
     }
 
     /// Reads the configuration; a missing or invalid `ORIGIN_URL` is an error naming it.
@@ -79,6 +95,7 @@ impl EdgeConfig {
         };
         let purge_token = secret(env, SECRET_EDGE_PURGE_TOKEN);
         let image_signing_key = secret(env, SECRET_IMAGE_SIGNING_KEY);
+        let admin_token = secret(env, SECRET_ADMIN_TOKEN);
         Ok(Self {
             origin_url,
             origin_auth_token,
@@ -86,6 +103,7 @@ impl EdgeConfig {
             origin_timeout,
             purge_token,
             image_signing_key,
+            admin_token,
             span: None,
         })
     }
@@ -98,4 +116,55 @@ fn secret(env: &Env, name: &str) -> Option<String> {
         .or_else(|_| env.var(name).map(|var| var.to_string()))
         .ok()
         .filter(|value| !value.is_empty())
+}
+
+/// Compares secrets without revealing through timing how much of them matched (only their
+/// lengths).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_token(token: Option<&str>) -> EdgeConfig {
+        EdgeConfig {
+            origin_url: Url::parse("http://127.0.0.1:8080").expect("a URL"),
+            origin_auth_token: None,
+            expose_cache_key: false,
+            origin_timeout: DEFAULT_ORIGIN_TIMEOUT,
+            purge_token: None,
+            image_signing_key: None,
+            admin_token: token.map(str::to_owned),
+            span: None,
+        }
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_the_admin_token() {
+        let config = with_token(Some("s3cret"));
+        assert!(config.bears_admin_token(Some("Bearer s3cret")));
+        for refused in [
+            None,
+            Some(""),
+            Some("s3cret"),
+            Some("Bearer "),
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret "),
+            Some("Bearer S3CRET"),
+            Some("Basic s3cret"),
+        ] {
+            assert!(!config.bears_admin_token(refused), "{refused:?}");
+        }
+        assert!(!with_token(None).bears_admin_token(Some("Bearer ")));
+    }
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -10,6 +10,7 @@ use worker::{Cache, Response, Result};
 use crate::answer::{answer, origin_failed, wants_html};
 use crate::exchange::Exchange;
 use crate::forward::{self, OriginError, Validators};
+use crate::server_timing::cache_io;
 use crate::store::{self, Stored};
 use crate::{coalesce, prepare, respond};
 
@@ -59,7 +60,8 @@ pub(crate) async fn lookup(
     fill: &Fill<'_>,
 ) -> Result<Option<Stored>> {
     let ranged = exchange.request.headers().has("range")?;
-    let stored = store::lookup_as(cache, &fill.cache_url, exchange.request, ranged).await?;
+    let lookup = store::lookup_as(cache, &fill.cache_url, exchange.request, ranged);
+    let stored = cache_io(exchange.config, lookup).await?;
     Ok(stored.filter(|stored| !fill.authorized || stored.authorized))
 }
 
@@ -235,7 +237,8 @@ async fn freshened(
     times: (u64, u64),
 ) -> Result<Response> {
     let stored_url = &validation.stored.cache_url;
-    if let Err(error) = store::freshen(cache, stored_url, not_modified.headers(), times).await {
+    let freshen = store::freshen(cache, stored_url, not_modified.headers(), times);
+    if let Err(error) = cache_io(exchange.config, freshen).await {
         exchange.log(&format!("freshening {stored_url} failed: {error}"));
     }
     let status = CacheStatus::forward(EDGE, validation.reason).with_fwd_status(304);
@@ -268,7 +271,8 @@ async fn freshen_from_head(
     let validated =
         (now.has("etag")? || now.has("last-modified")?) && same("etag")? && same("last-modified")?;
     if validated {
-        if let Err(error) = store::freshen(cache, &stored.cache_url, now, times).await {
+        let freshen = store::freshen(cache, &stored.cache_url, now, times);
+        if let Err(error) = cache_io(exchange.config, freshen).await {
             exchange.log(&format!("freshening from HEAD failed: {error}"));
         }
     }
@@ -318,7 +322,8 @@ async fn store_and_answer(
         authorized: fill.authorized,
         keep_set_cookie: fill.store_set_cookie,
     };
-    let stored = store::put(cache, &fill.cache_url, exchange.request.headers(), entry).await;
+    let put = store::put(cache, &fill.cache_url, exchange.request.headers(), entry);
+    let stored = cache_io(exchange.config, put).await;
     if let Err(error) = &stored {
         // A cache that cannot store must not fail the request: serve what the origin sent.
         exchange.log(&format!("cache put failed: {error}"));

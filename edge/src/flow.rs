@@ -26,6 +26,7 @@ use crate::exchange::Exchange;
 use crate::fill::{answer_stored, fetch, lookup, validators_of, Fill, Validation};
 use crate::forward::{Deadline, Outgoing};
 use crate::respond::Security;
+use crate::server_timing::cache_io;
 use crate::store::{self, Stored};
 use crate::trace::Span;
 use crate::{forward, images, purge, respond, revalidate, runtime, url_parts};
@@ -71,6 +72,9 @@ pub async fn handle(
     });
     let route = decision.rule.map(|rule| rule.pattern.to_string());
     config.trace(|span| span.record_route(route, &key.to_string()));
+    if shows_timing(&request, &config, decision.policy())? {
+        config.trace(Span::show_server_timing);
+    }
     let exchange = Exchange {
         request: &request,
         config: &config,
@@ -127,6 +131,20 @@ fn key_of(
     request_key(method, target, header, policy).ok()
 }
 
+/// Whether the response may carry `Server-Timing`: the route's policy opts in, or the request
+/// bears the admin token ([`crate::server_timing`]).
+fn shows_timing(
+    request: &Request,
+    config: &EdgeConfig,
+    route: Option<&RoutePolicy>,
+) -> Result<bool> {
+    if route.is_some_and(|route| route.server_timing) {
+        return Ok(true);
+    }
+    let authorization = request.headers().get("authorization")?;
+    Ok(config.bears_admin_token(authorization.as_deref()))
+}
+
 /// Forwards a request that caches must not handle, as it came.
 async fn pass(exchange: &Exchange<'_>, target: &str, status: &CacheStatus) -> Result<Response> {
     let fetched = exchange.forward(target, None).await;
@@ -155,7 +173,8 @@ async fn write(exchange: &Exchange<'_>, key: &CacheKey, target: &str) -> Result<
             }
         }
         for url in urls {
-            if let Err(error) = store::invalidate(&cache, &url).await {
+            let invalidated = cache_io(exchange.config, store::invalidate(&cache, &url)).await;
+            if let Err(error) = invalidated {
                 exchange.log(&format!("invalidating {url} failed: {error}"));
             }
         }

@@ -28,6 +28,7 @@ use crate::config::EdgeConfig;
 use crate::forward::{Deadline, Outgoing};
 use crate::prepare::Prepared;
 use crate::respond::Security;
+use crate::server_timing::cache_io;
 use crate::{coalesce, forward, respond, store};
 
 /// How long a request waits for another one's conversion of the same variant, beyond the
@@ -113,7 +114,9 @@ async fn serve(
 ) -> Result<Response> {
     let cache = Cache::default();
     let cache_url = key.cache_url();
-    if let Some((response, remaining)) = stored_fresh(&cache, &cache_url, request).await? {
+    if let Some((response, remaining)) =
+        cache_io(config, stored_fresh(&cache, &cache_url, request)).await?
+    {
         let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
         return finish(request, response, choice, &status, security);
     }
@@ -124,7 +127,9 @@ async fn serve(
         Some(leader) => Some(leader),
         None => {
             coalesce::wait(&cache_url, config.origin_timeout + CONVERSION_WAIT).await;
-            if let Some((response, remaining)) = stored_fresh(&cache, &cache_url, request).await? {
+            if let Some((response, remaining)) =
+                cache_io(config, stored_fresh(&cache, &cache_url, request)).await?
+            {
                 let status = status.collapsed(true).with_ttl(i64::from(remaining));
                 return finish(request, response, choice, &status, security);
             }
@@ -154,7 +159,8 @@ async fn serve(
     headers.set("cache-control", &decision.cache_control().to_string())?;
     let response = Response::from_bytes(bytes.clone())?.with_headers(headers.clone());
     let times = (request_time, response_time);
-    let stored = keep(&cache, &cache_url, &response, &headers, bytes, times).await?;
+    let kept = keep(&cache, &cache_url, &response, &headers, bytes, times);
+    let stored = cache_io(config, kept).await?;
     finish(request, response, choice, &status.stored(stored), security)
 }
 

@@ -27,6 +27,7 @@
 //! | [`respond`] | response headers and error bodies |
 //! | [`runtime`] | responses and methods without the `worker` crate's panics |
 //! | [`trace`] | the request's span: W3C `traceparent` in and out, OTLP export after the response |
+//! | [`server_timing`] | the edge's `Server-Timing` for operators and opted-in routes; removed for everyone else |
 #![forbid(unsafe_code)]
 
 mod answer;
@@ -44,6 +45,7 @@ pub mod purge;
 pub mod respond;
 pub mod revalidate;
 pub mod runtime;
+pub mod server_timing;
 pub mod store;
 pub mod tags;
 pub mod trace;
@@ -57,8 +59,9 @@ use worker::{event, web_sys, Context, Env, Request, Result};
 /// The Worker's entry point: hands off to [`flow::handle`], turning any internal failure into a
 /// 502 with a JSON body rather than Cloudflare's generic error page. Responses are converted
 /// for the runtime by [`runtime::into_runtime`], which cannot panic: no request and no origin
-/// answer can abort the isolate. The request's span ([`trace`]) is exported after the
-/// response, in `ctx.wait_until`.
+/// answer can abort the isolate. `Server-Timing` is finished last ([`server_timing::stamp`]),
+/// so no response leaves with one unless the request may see it. The request's span
+/// ([`trace`]) is exported after the response, in `ctx.wait_until`.
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let tracing = trace::TraceConfig::from_env(&env);
@@ -67,7 +70,8 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
     let path = request.path();
     let outcome = flow::handle(request, &env, &ctx, Rc::clone(&span))
         .await
-        .and_then(runtime::into_runtime);
+        .and_then(runtime::into_runtime)
+        .and_then(|response| server_timing::stamp(response, &span));
     let response = match outcome {
         Ok(response) => response,
         Err(error) => {

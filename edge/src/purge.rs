@@ -12,7 +12,7 @@ use shared::key::CacheKey;
 use shared::policy::Policy;
 use worker::{Cache, CacheDeletionOutcome, Request, Response, Result, Url};
 
-use crate::config::EdgeConfig;
+use crate::config::{constant_time_eq, EdgeConfig};
 use crate::{respond, tags, url_parts};
 
 /// The purge endpoint's path.
@@ -169,8 +169,4 @@ fn cache_urls_of(url: &str, policy: &Policy) -> Option<Vec<String>> {
         }
     }
     Some(urls)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

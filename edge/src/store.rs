@@ -61,6 +61,11 @@ const INTERNAL: &[&str] = &[
     precompress::MARKER,
 ];
 
+/// Fields that describe one exchange and are never stored: `Cache-Status` (every answer gets
+/// the edge's member of its own) and `Server-Timing` (a stored copy's timings would be another
+/// request's).
+const PER_EXCHANGE: &[&str] = &["cache-status", "server-timing"];
+
 /// Headers a 304 or HEAD that freshens a stored response does not replace (RFC 9111 §3.2):
 /// the stored body's length, and what the edge never stores.
 const NOT_UPDATED: &[&str] = &[
@@ -68,6 +73,7 @@ const NOT_UPDATED: &[&str] = &[
     "transfer-encoding",
     "set-cookie",
     "cache-status",
+    "server-timing",
 ];
 
 /// How long an entry is kept past its freshness (and its stale windows): a stale copy can
@@ -266,7 +272,8 @@ fn restore_origin_headers(headers: &Headers) -> Result<()> {
     if let Some(original) = headers.get(ORIGINAL_CDN_CACHE_CONTROL)? {
         headers.set("cdn-cache-control", &original)?;
     }
-    for name in INTERNAL {
+    // PER_EXCHANGE too: entries stored before they were left out.
+    for name in INTERNAL.iter().chain(PER_EXCHANGE) {
         headers.delete(name)?;
     }
     Ok(())
@@ -441,7 +448,8 @@ async fn write(
                 cookies += 1;
                 headers.set(&format!("{SET_COOKIE_PREFIX}{cookies}"), &value)?;
             }
-            "set-cookie" | "cache-status" => {}
+            "set-cookie" => {}
+            name if PER_EXCHANGE.contains(&name) => {}
             _ => headers.append(&name, &value)?,
         }
     }

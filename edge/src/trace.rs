@@ -114,6 +114,10 @@ pub struct Recorded {
     pub origin_ms: Option<f64>,
     /// Time spent converting an image, in ms.
     pub image_ms: Option<f64>,
+    /// Time spent in the Workers Cache API on the request path, in ms, summed over operations.
+    pub cache_ms: Option<f64>,
+    /// The response may carry `Server-Timing` ([`crate::server_timing`]).
+    pub server_timing: bool,
 }
 
 /// The edge's span of one request.
@@ -193,6 +197,17 @@ impl Span {
     pub fn add_image_time(&self, ms: f64) {
         let mut recorded = self.recorded.borrow_mut();
         recorded.image_ms = Some(recorded.image_ms.unwrap_or(0.0) + ms);
+    }
+
+    /// Adds `ms` spent in the Cache API.
+    pub fn add_cache_time(&self, ms: f64) {
+        let mut recorded = self.recorded.borrow_mut();
+        recorded.cache_ms = Some(recorded.cache_ms.unwrap_or(0.0) + ms);
+    }
+
+    /// Lets the response carry `Server-Timing`.
+    pub fn show_server_timing(&self) {
+        self.recorded.borrow_mut().server_timing = true;
     }
 
     /// What was recorded so far.

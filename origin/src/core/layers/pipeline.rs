@@ -18,9 +18,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use tower::{Layer, Service};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::TraceId;
+use tower::{Layer, Service};
 
 use shared::rate_limit::RateLimitTier;
 
@@ -34,8 +34,8 @@ use crate::core::layers::rate_limit::{RateLimiter, Verdict};
 use crate::core::layers::request_id::{self, REQUEST_ID};
 use crate::core::layers::response_cache::{ResponseCache, Stamped};
 use crate::core::observability::history::History;
-use crate::core::observability::metrics::Metrics;
 use crate::core::observability::log_context::{self, Labels};
+use crate::core::observability::metrics::Metrics;
 use crate::core::observability::server_span::ServerSpan;
 use crate::core::observability::timing;
 use crate::core::service::{self, Inner};

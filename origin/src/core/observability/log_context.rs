@@ -212,18 +212,29 @@ mod tests {
     #[test]
     fn only_valid_traceparents_name_a_trace() {
         let id = |value: &'static str| trace_id_of(&HeaderValue::from_static(value));
-        assert_eq!(id(PARENT).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        assert_eq!(id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
-        assert_eq!(id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            id(PARENT).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(
+            id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            None
+        );
         assert_eq!(id("garbage"), None);
     }
 
     #[tokio::test]
     async fn carried_work_logs_as_the_request() {
         let seen = scope(labels(None), async {
-            tokio::spawn(carried(async { current().map(|l| l.request_id().to_owned()) }))
-                .await
-                .expect("joined")
+            tokio::spawn(carried(async {
+                current().map(|l| l.request_id().to_owned())
+            }))
+            .await
+            .expect("joined")
         })
         .await;
         assert_eq!(seen.as_deref(), Some("req-1"));

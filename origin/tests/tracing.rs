@@ -23,6 +23,7 @@ use prost::Message;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const UNSAMPLED_TRACE: &str = "5cf92f3577b34da6a3ce929d0e0e4737";
 const ADMIN_TOKEN: &str = "trace-test-admin-token";
 
 /// Every span the receiver was sent, with its service's name.
@@ -139,6 +140,14 @@ async fn traced_origin() -> (tokio::process::Child, String, Received, tempfile::
 async fn a_request_continues_the_callers_trace_with_a_span_per_query() {
     let (_origin, base, received, _folder) = traced_origin().await;
     let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    // A caller that did not sample its trace: the origin follows its decision.
+    let unsampled = reqwest::Client::new()
+        .get(format!("{base}/api/tasks?page=2&per_page=5"))
+        .header("traceparent", format!("00-{UNSAMPLED_TRACE}-{CALLER_SPAN}-00"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(unsampled.status(), 200);
     let response = reqwest::Client::new()
         .get(format!("{base}/api/tasks?page=1&per_page=5"))
         .header("traceparent", &traceparent)
@@ -167,6 +176,13 @@ async fn a_request_continues_the_callers_trace_with_a_span_per_query() {
     })
     .await;
     assert_eq!(server.name, "GET /api/tasks", "named after the route");
+    let exported = received.lock().expect("lock").clone();
+    assert!(
+        exported
+            .iter()
+            .all(|(_, span)| hex(&span.trace_id) != UNSAMPLED_TRACE),
+        "an unsampled trace exports nothing"
+    );
     assert_eq!(server.kind, 2, "a server span");
     assert_eq!(attribute(&server, "http.route"), "/api/tasks");
     assert_eq!(attribute(&server, "http.response.status_code"), "200");

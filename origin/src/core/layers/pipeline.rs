@@ -105,8 +105,7 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
     fn call(&mut self, request: Request) -> Self::Future {
         let stages = Arc::clone(&self.stages);
         let inner = self.inner.clone();
-        let path = request.uri().path();
-        if let Some(span) = ServerSpan::start(request.method(), path, request.headers()) {
+        if let Some(span) = ServerSpan::start(request.method(), request.uri(), request.headers()) {
             let context = span.context();
             return Box::pin(
                 async move {

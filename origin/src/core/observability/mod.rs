@@ -1,9 +1,9 @@
 //! What operators see: Prometheus [`metrics`] (request counts and latencies, with the
 //! dependencies' own in [`dependency_metrics`] and the database pool's in [`db_pool`], and
 //! gauges read at scrape time in [`collectors`] and [`process`]), logs and OpenTelemetry
-//! traces ([`telemetry`], with each request's server span in [`server_span`] and the request
-//! every log line names in [`log_context`]), the recent past the status page draws
-//! ([`history`]), and `Server-Timing` ([`timing`]).
+//! traces ([`telemetry`], with each request's server span in [`server_span`], sent by
+//! [`span_export`], and the request every log line names in [`log_context`]), the recent past
+//! the status page draws ([`history`]), and `Server-Timing` ([`timing`]).
 
 pub mod collectors;
 pub mod db_pool;
@@ -13,6 +13,7 @@ pub mod log_context;
 pub mod metrics;
 pub mod process;
 pub mod server_span;
+pub mod span_export;
 pub mod telemetry;
 pub mod timing;
 

@@ -1,8 +1,9 @@
-//! The request's server span, made on the OpenTelemetry API directly rather than through a
-//! `tracing` span: a cached hit is the origin's cheapest request, and the bridge's per-span
-//! bookkeeping (a registry slot, field visitors, enter and exit timing) would cost it more than
-//! the span itself. Spans made with `tracing` inside the request (database, Redis, outbound)
-//! find this one as their parent through the OpenTelemetry context the request runs in.
+//! The request's server span, made without a `tracing` span or an SDK span: a cached hit is
+//! the origin's cheapest request, and either would cost it more than the span itself. The
+//! SDK's sampler and id generator decide and name it (so `OTEL_TRACES_SAMPLER` applies), the
+//! request runs in an OpenTelemetry context holding its span context, so that spans made with
+//! `tracing` inside it (database, Redis, outbound) find it as their parent, and when it ends a
+//! sampled span is handed to [`super::span_export`] as a plain record.
 //!
 //! The span is named after the route template once the router has matched one
 //! (`GET /api/tasks/{id}`, as OpenTelemetry's HTTP conventions say), else after the method.
@@ -11,16 +12,18 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr as _;
 use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::time::SystemTime;
 
-use axum::http::{HeaderMap, HeaderName, Method};
+use axum::http::{HeaderMap, HeaderName, Method, Uri};
 use axum::response::Response;
 use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
-    Tracer as _,
+    SamplingDecision, SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId,
+    TraceState,
 };
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry::Context;
+use opentelemetry_sdk::trace::{IdGenerator, ShouldSample};
 
+use super::span_export::{Finished, SpanExport};
 use crate::core::layers::request_id::REQUEST_ID;
 use crate::core::route::RouteTemplate;
 
@@ -28,38 +31,74 @@ use crate::core::route::RouteTemplate;
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// The tracer server spans are made with; set once when traces are exported.
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+/// What makes and sends server spans; set once when traces are exported.
+#[derive(Debug)]
+pub(super) struct Spans {
+    pub sampler: Box<dyn ShouldSample>,
+    pub ids: Box<dyn IdGenerator>,
+    pub export: Arc<SpanExport>,
+}
 
-/// Makes server spans with `tracer` from now on.
-pub(super) fn install(tracer: SdkTracer) {
-    let _ = TRACER.set(tracer);
+static SPANS: OnceLock<Spans> = OnceLock::new();
+
+/// Makes server spans with `spans` from now on.
+pub(super) fn install(spans: Spans) {
+    let _ = SPANS.set(spans);
 }
 
 /// One request's server span, in the context its request runs in.
 #[derive(Debug)]
 pub struct ServerSpan {
     context: Context,
+    parent: SpanId,
+    remote_parent: bool,
+    trace_state: TraceState,
+    start: SystemTime,
     method: Method,
+    target: Uri,
 }
 
 impl ServerSpan {
     /// Starts the span of a request, child of the caller's `traceparent` when it sent one;
     /// `None` when traces are not exported.
-    pub fn start(method: &Method, path: &str, headers: &HeaderMap) -> Option<Self> {
-        let tracer = TRACER.get()?;
+    pub fn start(method: &Method, target: &Uri, headers: &HeaderMap) -> Option<Self> {
+        let spans = SPANS.get()?;
         let parent = parent_of(headers);
-        let span = tracer
-            .span_builder(method_name(method))
-            .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("http.request.method", method_name(method)),
-                KeyValue::new("url.path", path.to_owned()),
-            ])
-            .start_with_context(tracer, &parent);
+        let given = parent.span().span_context().clone();
+        let trace_id = if given.is_valid() {
+            given.trace_id()
+        } else {
+            spans.ids.new_trace_id()
+        };
+        let name = method_name(method);
+        let decision = spans.sampler.should_sample(
+            Some(&parent),
+            trace_id,
+            &name,
+            &SpanKind::Server,
+            &[],
+            &[],
+        );
+        let flags = match decision.decision {
+            SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
+            _ => TraceFlags::default(),
+        };
+        let trace_state = decision.trace_state;
+        let own = SpanContext::new(
+            trace_id,
+            spans.ids.new_span_id(),
+            flags,
+            false,
+            trace_state.clone(),
+        );
         Some(Self {
-            context: parent.with_span(span),
+            context: Context::new().with_remote_span_context(own),
+            parent: given.span_id(),
+            remote_parent: given.is_valid(),
+            trace_state,
+            start: SystemTime::now(),
             method: method.clone(),
+            target: target.clone(),
         })
     }
 
@@ -73,26 +112,36 @@ impl ServerSpan {
         self.context.span().span_context().trace_id()
     }
 
-    /// Ends the span with what `response` says: the route, the status and the request id.
+    /// Ends the span with what `response` says (the route, the status and the request id) and,
+    /// when it is sampled, hands it to the exporter.
     pub fn end(self, response: &Response) {
-        let span = self.context.span();
-        if let Some(RouteTemplate(route)) = response.extensions().get::<RouteTemplate>() {
-            span.update_name(name_of(&self.method, route));
-            span.set_attribute(KeyValue::new("http.route", Arc::clone(route)));
-        }
-        let status = response.status();
-        span.set_attribute(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status.as_u16()),
-        ));
-        if let Some(id) = response.headers().get(&REQUEST_ID) {
-            let id = id.to_str().unwrap_or("-").to_owned();
-            span.set_attribute(KeyValue::new("request_id", id));
-        }
-        if status.is_server_error() {
-            span.set_status(Status::error(status.as_str().to_owned()));
-        }
-        span.end();
+        let own = self.context.span().span_context().clone();
+        let Some(spans) = SPANS.get().filter(|_| own.is_sampled()) else {
+            return;
+        };
+        let route = response
+            .extensions()
+            .get::<RouteTemplate>()
+            .map(|RouteTemplate(route)| Arc::clone(route));
+        let name = match &route {
+            Some(route) => name_of(&self.method, route),
+            None => method_name(&self.method),
+        };
+        spans.export.record(Finished {
+            trace_id: own.trace_id(),
+            span_id: own.span_id(),
+            parent: self.parent,
+            remote_parent: self.remote_parent,
+            trace_state: self.trace_state.header(),
+            name,
+            start: self.start,
+            end: SystemTime::now(),
+            method: method_name(&self.method),
+            target: self.target,
+            route,
+            status: response.status().as_u16(),
+            request_id: response.headers().get(&REQUEST_ID).cloned(),
+        });
     }
 }
 

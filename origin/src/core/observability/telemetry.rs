@@ -9,6 +9,7 @@
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt as _;
@@ -26,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 use super::log_context::{Shape, WithRequest};
 use super::server_span;
+use super::span_export::{Settings, SpanExport};
 
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL (`/v1/traces` is appended).
 pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -50,12 +52,13 @@ pub fn enabled() -> bool {
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    server_spans: Option<Arc<SpanExport>>,
 }
 
 /// Why traces could not be set up (logging still works).
 #[derive(Debug, thiserror::Error)]
 #[error("OTLP exporter: {0}")]
-pub struct TelemetryError(String);
+pub struct TelemetryError(pub(super) String);
 
 /// Installs the global subscriber: log lines in `format`, plus OTLP traces when configured.
 /// Call it outside the async runtime (the exporter's HTTP client blocks on its own thread).
@@ -64,10 +67,13 @@ pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
         Ok(endpoint) if !endpoint.trim().is_empty() => Some(provider()?),
         _ => None,
     };
+    let server_spans = match &provider {
+        Some(_) => Some(server_spans()?),
+        None => None,
+    };
     // Traces take the origin's own spans whatever `RUST_LOG` says; `RUST_LOG` filters lines.
     // The spans carry what they were made with: no source locations, threads or busy time.
     let otel = provider.as_ref().map(|provider| {
-        server_span::install(provider.tracer("rampart-origin"));
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("rampart-origin"))
             .with_location(false)
@@ -98,7 +104,40 @@ pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
             .init(),
     }
     TRACING.store(provider.is_some(), Ordering::Relaxed);
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        server_spans,
+    })
+}
+
+/// Starts the export of server spans and installs what makes them: the SDK's sampler and id
+/// generator, as the environment configures them.
+fn server_spans() -> Result<Arc<SpanExport>, TelemetryError> {
+    let config = opentelemetry_sdk::trace::Config::default();
+    let resource = resource()
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let export = Arc::new(SpanExport::start(Settings::from_env(resource)?)?);
+    server_span::install(server_span::Spans {
+        sampler: config.sampler,
+        ids: config.id_generator,
+        export: Arc::clone(&export),
+    });
+    Ok(export)
+}
+
+/// The resource every span is sent with: the service's name (`OTEL_SERVICE_NAME`) and version,
+/// and what `OTEL_RESOURCE_ATTRIBUTES` adds.
+fn resource() -> Resource {
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "rampart-origin".into());
+    Resource::builder()
+        .with_service_name(service)
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build()
 }
 
 fn provider() -> Result<SdkTracerProvider, TelemetryError> {
@@ -106,17 +145,9 @@ fn provider() -> Result<SdkTracerProvider, TelemetryError> {
         .with_http()
         .build()
         .map_err(|e| TelemetryError(e.to_string()))?;
-    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "rampart-origin".into());
-    let resource = Resource::builder()
-        .with_service_name(service)
-        .with_attribute(opentelemetry::KeyValue::new(
-            "service.version",
-            env!("CARGO_PKG_VERSION"),
-        ))
-        .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(resource)
+        .with_resource(resource())
         .build())
 }
 
@@ -124,6 +155,9 @@ impl Telemetry {
     /// Exports the spans still buffered and stops the exporter (blocks; call it after the
     /// runtime stopped).
     pub fn shutdown(self) {
+        if let Some(server_spans) = self.server_spans {
+            server_spans.shutdown();
+        }
         if let Some(provider) = self.provider {
             if let Err(error) = provider.shutdown() {
                 eprintln!("origin: flushing traces failed: {error}");

@@ -143,7 +143,10 @@ async fn a_request_continues_the_callers_trace_with_a_span_per_query() {
     // A caller that did not sample its trace: the origin follows its decision.
     let unsampled = reqwest::Client::new()
         .get(format!("{base}/api/tasks?page=2&per_page=5"))
-        .header("traceparent", format!("00-{UNSAMPLED_TRACE}-{CALLER_SPAN}-00"))
+        .header(
+            "traceparent",
+            format!("00-{UNSAMPLED_TRACE}-{CALLER_SPAN}-00"),
+        )
         .send()
         .await
         .expect("an answer");

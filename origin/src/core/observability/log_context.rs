@@ -16,6 +16,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::server_span::remote_span;
+
 tokio::task_local! {
     static REQUEST: Labels;
 }
@@ -66,17 +68,10 @@ impl Labels {
     }
 }
 
-/// The trace id a W3C `traceparent` names (`00-<32 hex>-<16 hex>-<2 hex>`), when it is valid:
-/// lower-case hex, not all zeros.
+/// The trace id a W3C `traceparent` names, when it is a valid one.
 pub fn trace_id_of(traceparent: &HeaderValue) -> Option<String> {
-    let mut parts = traceparent.to_str().ok()?.split('-');
-    let (_version, trace_id) = (parts.next()?, parts.next()?);
-    let valid = trace_id.len() == 32
-        && trace_id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && trace_id.bytes().any(|b| b != b'0');
-    valid.then(|| trace_id.to_owned())
+    let (trace_id, _, _) = remote_span(traceparent.to_str().ok()?)?;
+    Some(trace_id.to_string())
 }
 
 /// Runs `work` as the request `labels` name.

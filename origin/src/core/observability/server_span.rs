@@ -207,7 +207,7 @@ fn parent_of(headers: &HeaderMap) -> Context {
 /// A `traceparent`'s ids and sampled flag, as W3C Trace Context parses it: a known version
 /// (`00` has exactly four fields; later ones may add more), lower-case hex of the right
 /// lengths, ids not all zeros.
-fn remote_span(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
+pub(super) fn remote_span(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
     let mut fields = value.trim().split('-');
     let (version, trace, span, flags) = (
         fields.next()?,

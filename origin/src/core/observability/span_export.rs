@@ -25,7 +25,16 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message as _;
 
-use super::telemetry::TelemetryError;
+/// Why the export could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Neither `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` nor `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT is not set")]
+    NoEndpoint,
+    /// The HTTP client or the export thread could not be made.
+    #[error("span export: {0}")]
+    Start(String),
+}
 
 /// One finished server span.
 #[derive(Debug)]
@@ -65,14 +74,12 @@ pub struct Settings {
 impl Settings {
     /// The settings the environment gives, as the OpenTelemetry SDK reads them; `resource` is
     /// the SDK's resource, as `(key, value)` pairs.
-    pub fn from_env(resource: Vec<(String, String)>) -> Result<Self, TelemetryError> {
+    pub fn from_env(resource: Vec<(String, String)>) -> Result<Self, ExportError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let url = match var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             Some(url) => url,
             None => {
-                let base = var("OTEL_EXPORTER_OTLP_ENDPOINT").ok_or_else(|| {
-                    TelemetryError("OTEL_EXPORTER_OTLP_ENDPOINT is not set".into())
-                })?;
+                let base = var("OTEL_EXPORTER_OTLP_ENDPOINT").ok_or(ExportError::NoEndpoint)?;
                 format!("{}/v1/traces", base.trim_end_matches('/'))
             }
         };
@@ -137,11 +144,11 @@ pub struct SpanExport {
 
 impl SpanExport {
     /// Starts the export thread.
-    pub fn start(settings: Settings) -> Result<Self, TelemetryError> {
+    pub fn start(settings: Settings) -> Result<Self, ExportError> {
         let client = reqwest::blocking::Client::builder()
             .timeout(settings.timeout)
             .build()
-            .map_err(|e| TelemetryError(format!("span export client: {e}")))?;
+            .map_err(|e| ExportError::Start(format!("HTTP client: {e}")))?;
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Buffer::default()),
             wake: Condvar::new(),
@@ -151,7 +158,7 @@ impl SpanExport {
         let thread = std::thread::Builder::new()
             .name("rampart-span-export".into())
             .spawn(move || export_until_stopped(&exporting, &client))
-            .map_err(|e| TelemetryError(format!("span export thread: {e}")))?;
+            .map_err(|e| ExportError::Start(format!("thread: {e}")))?;
         Ok(Self {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -182,7 +189,9 @@ impl SpanExport {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The export thread: waits for a full batch or the schedule delay, then sends what is queued.
@@ -229,7 +238,11 @@ fn send(client: &reqwest::blocking::Client, settings: &Settings, batch: &[Finish
         Ok(response) if response.status().is_success() => {}
         Ok(response) => {
             let status = response.status().as_u16();
-            tracing::warn!(status, spans = batch.len(), "server spans refused by the collector");
+            tracing::warn!(
+                status,
+                spans = batch.len(),
+                "server spans refused by the collector"
+            );
         }
         Err(error) => {
             tracing::warn!(%error, spans = batch.len(), "server spans not exported");
@@ -427,10 +440,16 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect();
-        assert_eq!(values, ["GET", "/api/tasks/7", "200", "/api/tasks/{id}", "req-1"]);
+        assert_eq!(
+            values,
+            ["GET", "/api/tasks/7", "200", "/api/tasks/{id}", "req-1"]
+        );
         assert!(span.status.is_none());
         let failed = &spans[1];
-        assert_eq!(failed.status.as_ref().map(|s| s.message.as_str()), Some("HTTP 503"));
+        assert_eq!(
+            failed.status.as_ref().map(|s| s.message.as_str()),
+            Some("HTTP 503")
+        );
         assert!(failed.parent_span_id.is_empty(), "a root span");
         assert_eq!(failed.status.as_ref().map(|s| s.code), Some(2));
     }

@@ -58,7 +58,7 @@ pub struct Telemetry {
 /// Why traces could not be set up (logging still works).
 #[derive(Debug, thiserror::Error)]
 #[error("OTLP exporter: {0}")]
-pub struct TelemetryError(pub(super) String);
+pub struct TelemetryError(String);
 
 /// Installs the global subscriber: log lines in `format`, plus OTLP traces when configured.
 /// Call it outside the async runtime (the exporter's HTTP client blocks on its own thread).
@@ -118,7 +118,9 @@ fn server_spans() -> Result<Arc<SpanExport>, TelemetryError> {
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
-    let export = Arc::new(SpanExport::start(Settings::from_env(resource)?)?);
+    let settings = Settings::from_env(resource).map_err(|e| TelemetryError(e.to_string()))?;
+    let export = SpanExport::start(settings).map_err(|e| TelemetryError(e.to_string()))?;
+    let export = Arc::new(export);
     server_span::install(server_span::Spans {
         sampler: config.sampler,
         ids: config.id_generator,

@@ -1,11 +1,28 @@
-//! Header values the core writes on every response, made with as few allocations as they need:
-//! `HeaderValue::from` an integer takes two, and a cache hit writes several numbers.
+//! Header values (and method names) the core writes on every response or metric, made with as
+//! few allocations as they need: `HeaderValue::from` an integer takes two, and a cache hit
+//! writes several numbers.
 
 use axum::http::HeaderValue;
 
 /// `n` in decimal, in one allocation.
 pub fn decimal(n: u64) -> HeaderValue {
     HeaderValue::from_str(itoa::Buffer::new().format(n)).unwrap_or_else(|_| HeaderValue::from(n))
+}
+
+/// The name of a standard method as a `&'static str` (no allocation, usable as a metric label
+/// or span name); `None` for extension methods.
+pub fn standard_method(method: &axum::http::Method) -> Option<&'static str> {
+    use axum::http::Method;
+    Some(match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

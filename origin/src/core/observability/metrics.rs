@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use rustc_hash::FxHashMap;
 
 use crate::core::cache::TieredCache;
+use crate::core::http::header_values::standard_method;
 use crate::core::observability::collectors::Sources;
 use crate::core::observability::dependency_metrics::{latency_histogram, DbMetrics};
 use crate::core::route::RouteTemplate;
@@ -137,16 +138,7 @@ impl Metrics {
 }
 
 fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
+    standard_method(method).unwrap_or("OTHER")
 }
 
 impl Metrics {

@@ -24,6 +24,7 @@ use opentelemetry::Context;
 use opentelemetry_sdk::trace::{IdGenerator, ShouldSample};
 
 use super::span_export::{Finished, SpanExport};
+use crate::core::http::header_values::standard_method;
 use crate::core::layers::request_id::REQUEST_ID;
 use crate::core::route::RouteTemplate;
 
@@ -147,17 +148,7 @@ impl ServerSpan {
 
 /// The method as a span name or attribute, without allocating for the standard ones.
 fn method_name(method: &Method) -> Cow<'static, str> {
-    let name = match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => return Cow::Owned(method.as_str().to_owned()),
-    };
-    Cow::Borrowed(name)
+    standard_method(method).map_or_else(|| Cow::Owned(method.as_str().to_owned()), Cow::Borrowed)
 }
 
 /// The span names given so far, `{method} {route}`: a handful per application, made once.

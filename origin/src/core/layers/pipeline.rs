@@ -18,8 +18,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::TraceId;
+use opentelemetry::trace::SpanContext;
 use tower::{Layer, Service};
 
 use shared::rate_limit::RateLimitTier;
@@ -106,27 +105,23 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
         let stages = Arc::clone(&self.stages);
         let inner = self.inner.clone();
         if let Some(span) = ServerSpan::start(request.method(), request.uri(), request.headers()) {
-            let context = span.context();
-            return Box::pin(
-                async move {
-                    let response = handle(stages, request, inner, Some(span.trace_id())).await;
-                    span.end(&response);
-                    Ok(response)
-                }
-                .with_context(context),
-            );
+            return Box::pin(async move {
+                let response = handle(stages, request, inner, Some(span.span_context())).await;
+                span.end(&response);
+                Ok(response)
+            });
         }
         Box::pin(async move { Ok(handle(stages, request, inner, None).await) })
     }
 }
 
 /// One request, step by step, in the order [`crate::core::stack::Core::stack`] lists them;
-/// `trace` is its server span's trace id when traces are exported.
+/// `trace` is its server span's context when traces are exported.
 async fn handle<S: Inner>(
     stages: Arc<Stages>,
     mut request: Request,
     inner: S,
-    trace: Option<TraceId>,
+    trace: Option<SpanContext>,
 ) -> Response {
     let started = Instant::now();
     let id = request_id::take_or_make(&mut request);

@@ -2,7 +2,8 @@
 //! request's own task, or in a task that carries it, such as a cache load) names the request's
 //! `request_id` and `trace_id`, whether or not traces are exported.
 //!
-//! The ids live in a task-local set by the pipeline; [`WithRequest`] wraps the log formatter and
+//! The ids live in a task-local set by the pipeline (with, when traces are exported, the
+//! server span's context, the parent of the spans made while the request is served); [`WithRequest`] wraps the log formatter and
 //! adds them to each line: as top-level fields of a JSON line, as `request_id=… trace_id=…` at
 //! the end of a pretty one. Requests that log nothing pay one task-local scope, no formatting.
 
@@ -10,7 +11,7 @@ use std::fmt::{self, Write as _};
 use std::future::Future;
 
 use axum::http::HeaderValue;
-use opentelemetry::trace::TraceId;
+use opentelemetry::trace::SpanContext;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -33,17 +34,17 @@ pub struct Labels {
 #[derive(Debug, Clone)]
 enum Trace {
     /// The server span's, when traces are exported.
-    Exported(TraceId),
+    Exported(SpanContext),
     /// The caller's `traceparent`, read only when a line is written.
     Given(HeaderValue),
 }
 
 impl Labels {
-    /// The labels of a request with id `request_id`, in the trace `exported` (the server span's
-    /// trace id, when traces are exported) or else the one `traceparent` names.
+    /// The labels of a request with id `request_id`, in the trace of `exported` (the server
+    /// span's context, when traces are exported) or else the one `traceparent` names.
     pub fn new(
         request_id: HeaderValue,
-        exported: Option<TraceId>,
+        exported: Option<SpanContext>,
         traceparent: Option<HeaderValue>,
     ) -> Self {
         let trace = match exported {
@@ -61,7 +62,7 @@ impl Labels {
     /// The trace id as 32 lower-case hex digits; empty when the request is in no trace.
     pub fn trace_id(&self) -> String {
         match &self.trace {
-            Some(Trace::Exported(id)) => id.to_string(),
+            Some(Trace::Exported(span)) => span.trace_id().to_string(),
             Some(Trace::Given(traceparent)) => trace_id_of(traceparent).unwrap_or_default(),
             None => String::new(),
         }
@@ -93,6 +94,17 @@ pub fn carried<F: Future>(work: F) -> impl Future<Output = F::Output> {
 /// The current request's labels, outside a request `None`.
 pub fn current() -> Option<Labels> {
     REQUEST.try_with(Labels::clone).ok()
+}
+
+/// The current request's server span, when traces are exported.
+pub fn server_span() -> Option<SpanContext> {
+    REQUEST
+        .try_with(|labels| match &labels.trace {
+            Some(Trace::Exported(span)) => Some(span.clone()),
+            _ => None,
+        })
+        .ok()
+        .flatten()
 }
 
 /// How the wrapped formatter's lines end, and so where the labels go.

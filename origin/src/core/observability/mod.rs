@@ -18,11 +18,8 @@ pub mod telemetry;
 pub mod timing;
 
 /// `work`, to run in a task of its own on behalf of the current request: it keeps the
-/// request's span and trace context, its log labels and its `Server-Timing` bookkeeping.
+/// request's span, its log labels (with its server span) and its `Server-Timing` bookkeeping.
 pub fn carried<F: std::future::Future>(work: F) -> impl std::future::Future<Output = F::Output> {
-    use opentelemetry::context::FutureExt as _;
     use tracing::Instrument as _;
-    timing::carried(log_context::carried(work))
-        .in_current_span()
-        .with_current_context()
+    timing::carried(log_context::carried(work)).in_current_span()
 }

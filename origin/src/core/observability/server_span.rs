@@ -1,9 +1,9 @@
 //! The request's server span, made without a `tracing` span or an SDK span: a cached hit is
 //! the origin's cheapest request, and either would cost it more than the span itself. The
 //! SDK's sampler and id generator decide and name it (so `OTEL_TRACES_SAMPLER` applies), the
-//! request runs in an OpenTelemetry context holding its span context, so that spans made with
-//! `tracing` inside it (database, Redis, outbound) find it as their parent, and when it ends a
-//! sampled span is handed to [`super::span_export`] as a plain record.
+//! request's log labels carry its span context ([`super::log_context`]), so that spans made
+//! with `tracing` inside it (database, Redis, outbound) find it as their parent, and when it
+//! ends a sampled span is handed to [`super::span_export`] as a plain record.
 //!
 //! The span is named after the route template once the router has matched one
 //! (`GET /api/tasks/{id}`, as OpenTelemetry's HTTP conventions say), else after the method.
@@ -47,10 +47,10 @@ pub(super) fn install(spans: Spans) {
     let _ = SPANS.set(spans);
 }
 
-/// One request's server span, in the context its request runs in.
+/// One request's server span.
 #[derive(Debug)]
 pub struct ServerSpan {
-    context: Context,
+    own: SpanContext,
     parent: SpanId,
     remote_parent: bool,
     trace_state: TraceState,
@@ -93,7 +93,7 @@ impl ServerSpan {
             trace_state.clone(),
         );
         Some(Self {
-            context: Context::new().with_remote_span_context(own),
+            own,
             parent: given.span_id(),
             remote_parent: given.is_valid(),
             trace_state,
@@ -103,20 +103,15 @@ impl ServerSpan {
         })
     }
 
-    /// The context the request runs in: the parent of every span made while it is served.
-    pub fn context(&self) -> Context {
-        self.context.clone()
-    }
-
-    /// The span's trace id.
-    pub fn trace_id(&self) -> TraceId {
-        self.context.span().span_context().trace_id()
+    /// The span's context: the parent of every span made while the request is served.
+    pub fn span_context(&self) -> SpanContext {
+        self.own.clone()
     }
 
     /// Ends the span with what `response` says (the route, the status and the request id) and,
     /// when it is sampled, hands it to the exporter.
     pub fn end(self, response: &Response) {
-        let own = self.context.span().span_context().clone();
+        let own = self.own;
         let Some(spans) = SPANS.get().filter(|_| own.is_sampled()) else {
             return;
         };

@@ -25,7 +25,7 @@ use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use super::log_context::{Shape, WithRequest};
+use super::log_context::{self, Shape, WithRequest};
 use super::server_span;
 use super::span_export::{Settings, SpanExport};
 
@@ -212,10 +212,18 @@ pub fn job_span(queue: &str, kind: &str, id: &str, enqueued_by: Option<&str>) ->
 fn current_context() -> opentelemetry::Context {
     let context = tracing::Span::current().context();
     if context.span().span_context().is_valid() {
-        context
-    } else {
-        opentelemetry::Context::current()
+        return context;
     }
+    match log_context::server_span() {
+        Some(server) => opentelemetry::Context::new().with_remote_span_context(server),
+        None => opentelemetry::Context::current(),
+    }
+}
+
+/// `span`, child of the current span or else of the request's server span.
+fn under_current(span: tracing::Span) -> tracing::Span {
+    let _ = span.set_parent(current_context());
+    span
 }
 
 /// A client span for one call to a dependency (a database query, a Redis call), child of the
@@ -225,14 +233,14 @@ pub fn dependency_span(system: &'static str, operation: &str, target: &str) -> t
     if !enabled() {
         return tracing::Span::none();
     }
-    tracing::info_span!(
+    under_current(tracing::info_span!(
         "dependency",
         otel.name = %format!("{operation} {target}"),
         otel.kind = "client",
         db.system.name = system,
         db.operation.name = %operation,
         db.collection.name = %target,
-    )
+    ))
 }
 
 /// A client span for one outbound HTTP request. Free when traces are off.
@@ -240,12 +248,12 @@ pub fn outbound_span(method: &'static str, url: &str) -> tracing::Span {
     if !enabled() {
         return tracing::Span::none();
     }
-    tracing::info_span!(
+    under_current(tracing::info_span!(
         "outbound",
         otel.name = method,
         otel.kind = "client",
         http.request.method = method,
         url.full = %url,
         http.response.status_code = tracing::field::Empty,
-    )
+    ))
 }

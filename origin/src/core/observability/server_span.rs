@@ -42,6 +42,21 @@ pub(super) struct Spans {
 
 static SPANS: OnceLock<Spans> = OnceLock::new();
 
+impl Spans {
+    /// The sampler's decision on a server span named `name` in `trace_id` under `parent`: its
+    /// trace flags and the `tracestate` it carries on.
+    fn decide(&self, parent: &Context, trace_id: TraceId, name: &str) -> (TraceFlags, TraceState) {
+        let result =
+            self.sampler
+                .should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
+        let flags = match result.decision {
+            SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
+            _ => TraceFlags::default(),
+        };
+        (flags, result.trace_state)
+    }
+}
+
 /// Makes server spans with `spans` from now on.
 pub(super) fn install(spans: Spans) {
     let _ = SPANS.set(spans);
@@ -53,7 +68,6 @@ pub struct ServerSpan {
     own: SpanContext,
     parent: SpanId,
     remote_parent: bool,
-    trace_state: TraceState,
     start: SystemTime,
     method: Method,
     target: Uri,
@@ -71,32 +85,12 @@ impl ServerSpan {
         } else {
             spans.ids.new_trace_id()
         };
-        let name = method_name(method);
-        let decision = spans.sampler.should_sample(
-            Some(&parent),
-            trace_id,
-            &name,
-            &SpanKind::Server,
-            &[],
-            &[],
-        );
-        let flags = match decision.decision {
-            SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
-            _ => TraceFlags::default(),
-        };
-        let trace_state = decision.trace_state;
-        let own = SpanContext::new(
-            trace_id,
-            spans.ids.new_span_id(),
-            flags,
-            false,
-            trace_state.clone(),
-        );
+        let (flags, trace_state) = spans.decide(&parent, trace_id, &method_name(method));
+        let own = SpanContext::new(trace_id, spans.ids.new_span_id(), flags, false, trace_state);
         Some(Self {
             own,
             parent: given.span_id(),
             remote_parent: given.is_valid(),
-            trace_state,
             start: SystemTime::now(),
             method: method.clone(),
             target: target.clone(),
@@ -128,7 +122,7 @@ impl ServerSpan {
             span_id: own.span_id(),
             parent: self.parent,
             remote_parent: self.remote_parent,
-            trace_state: self.trace_state.header(),
+            trace_state: own.trace_state().header(),
             name,
             start: self.start,
             end: SystemTime::now(),

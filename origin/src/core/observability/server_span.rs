@@ -109,28 +109,26 @@ impl ServerSpan {
         let Some(spans) = SPANS.get().filter(|_| own.is_sampled()) else {
             return;
         };
-        let route = response
-            .extensions()
-            .get::<RouteTemplate>()
-            .map(|RouteTemplate(route)| Arc::clone(route));
-        let name = match &route {
-            Some(route) => name_of(&self.method, route),
+        let route = response.extensions().get::<RouteTemplate>();
+        let name = match route {
+            Some(RouteTemplate(route)) => name_of(&self.method, route),
             None => method_name(&self.method),
         };
-        spans.export.record(Finished {
+        let request_id = response.headers().get(&REQUEST_ID);
+        spans.export.record(&Finished {
             trace_id: own.trace_id(),
             span_id: own.span_id(),
             parent: self.parent,
             remote_parent: self.remote_parent,
             trace_state: own.trace_state().header(),
-            name,
+            name: &name,
             start: self.start,
             end: SystemTime::now(),
-            method: method_name(&self.method),
-            target: self.target,
-            route,
+            method: self.method.as_str(),
+            path: self.target.path(),
+            route: route.map(|RouteTemplate(route)| &**route),
             status: response.status().as_u16(),
-            request_id: response.headers().get(&REQUEST_ID).cloned(),
+            request_id: request_id.and_then(|id| id.to_str().ok()),
         });
     }
 }

@@ -13,12 +13,10 @@
 //! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, and it sends the SDK's resource (`OTEL_SERVICE_NAME`,
 //! `OTEL_RESOURCE_ATTRIBUTES`). When the buffer is full, new spans are dropped and counted.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderValue, Uri};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -36,9 +34,9 @@ pub enum ExportError {
     Start(String),
 }
 
-/// One finished server span.
+/// One finished server span, as its request still holds it.
 #[derive(Debug)]
-pub struct Finished {
+pub struct Finished<'a> {
     /// Its trace, span and parent ids (the parent `INVALID` for a root span).
     pub trace_id: TraceId,
     pub span_id: SpanId,
@@ -48,15 +46,14 @@ pub struct Finished {
     /// The W3C `tracestate` it carries on, as given.
     pub trace_state: String,
     /// `{method} {route}`, or the method alone.
-    pub name: Cow<'static, str>,
+    pub name: &'a str,
     pub start: SystemTime,
     pub end: SystemTime,
-    pub method: Cow<'static, str>,
-    /// The request's target (its path is sent; the `Uri` is kept as it came, without copying).
-    pub target: Uri,
-    pub route: Option<Arc<str>>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: Option<&'a str>,
     pub status: u16,
-    pub request_id: Option<HeaderValue>,
+    pub request_id: Option<&'a str>,
 }
 
 /// Where and how spans are sent.
@@ -128,11 +125,18 @@ struct Shared {
     settings: Settings,
 }
 
+/// The spans queued so far, already encoded: each an OTLP `ScopeSpans.spans` field.
 #[derive(Debug, Default)]
 struct Buffer {
-    spans: Vec<Finished>,
+    encoded: Vec<u8>,
+    spans: usize,
     dropped: u64,
     stopping: bool,
+}
+
+thread_local! {
+    /// Where a request thread encodes a span before queuing it, reused.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The export of server spans: [`SpanExport::record`] from requests, a thread sending.
@@ -165,17 +169,24 @@ impl SpanExport {
         })
     }
 
-    /// Queues a finished span; when the queue is full it is dropped and counted.
-    pub fn record(&self, span: Finished) {
-        let mut buffer = lock(&self.shared.buffer);
-        if buffer.spans.len() >= self.shared.settings.queue {
-            buffer.dropped += 1;
-            return;
-        }
-        buffer.spans.push(span);
-        if buffer.spans.len() == self.shared.settings.batch {
-            self.shared.wake.notify_one();
-        }
+    /// Queues a finished span, encoded on the calling thread (so the queue holds bytes, not
+    /// records); when the queue is full it is dropped and counted.
+    pub fn record(&self, span: &Finished<'_>) {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            encode_span(&mut scratch, span);
+            let mut buffer = lock(&self.shared.buffer);
+            if buffer.spans >= self.shared.settings.queue {
+                buffer.dropped += 1;
+                return;
+            }
+            put_bytes(&mut buffer.encoded, 2, &scratch);
+            buffer.spans += 1;
+            if buffer.spans == self.shared.settings.batch {
+                self.shared.wake.notify_one();
+            }
+        });
     }
 
     /// Sends what is queued and stops the thread (blocks until it has).
@@ -198,25 +209,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 fn export_until_stopped(shared: &Shared, client: &reqwest::blocking::Client) {
     let settings = &shared.settings;
     loop {
-        let (spans, dropped, stopping) = {
+        let (encoded, spans, dropped, stopping) = {
             let mut buffer = lock(&shared.buffer);
-            if buffer.spans.len() < settings.batch && !buffer.stopping {
+            if buffer.spans < settings.batch && !buffer.stopping {
                 buffer = shared
                     .wake
                     .wait_timeout(buffer, settings.delay)
                     .map_or_else(|p| p.into_inner().0, |(guard, _)| guard);
             }
             let dropped = std::mem::take(&mut buffer.dropped);
-            // The next batch gets room of its own, so pushing never grows the buffer.
-            let fresh = Vec::with_capacity(settings.batch);
-            let spans = std::mem::replace(&mut buffer.spans, fresh);
-            (spans, dropped, buffer.stopping)
+            let spans = std::mem::take(&mut buffer.spans);
+            // The next batch gets room of its own, so queuing never grows the buffer.
+            let fresh = Vec::with_capacity(buffer.encoded.len().max(settings.batch * 128));
+            let encoded = std::mem::replace(&mut buffer.encoded, fresh);
+            (encoded, spans, dropped, buffer.stopping)
         };
         if dropped > 0 {
             tracing::warn!(dropped, "server spans dropped: the export queue was full");
         }
-        for batch in spans.chunks(settings.batch) {
-            send(client, settings, batch);
+        if spans > 0 {
+            send(client, settings, &encoded, spans);
         }
         if stopping {
             return;
@@ -224,9 +236,10 @@ fn export_until_stopped(shared: &Shared, client: &reqwest::blocking::Client) {
     }
 }
 
-/// Posts one batch; a failure is logged and the batch dropped (as the SDK's exporter does).
-fn send(client: &reqwest::blocking::Client, settings: &Settings, batch: &[Finished]) {
-    let body = encode(batch, &settings.resource);
+/// Posts `spans` encoded spans; a failure is logged and they are dropped (as the SDK's
+/// exporter does).
+fn send(client: &reqwest::blocking::Client, settings: &Settings, encoded: &[u8], spans: usize) {
+    let body = request(encoded, &settings.resource);
     let mut request = client
         .post(&settings.url)
         .header("content-type", "application/x-protobuf")
@@ -238,21 +251,17 @@ fn send(client: &reqwest::blocking::Client, settings: &Settings, batch: &[Finish
         Ok(response) if response.status().is_success() => {}
         Ok(response) => {
             let status = response.status().as_u16();
-            tracing::warn!(
-                status,
-                spans = batch.len(),
-                "server spans refused by the collector"
-            );
+            tracing::warn!(status, spans, "server spans refused by the collector");
         }
         Err(error) => {
-            tracing::warn!(%error, spans = batch.len(), "server spans not exported");
+            tracing::warn!(%error, spans, "server spans not exported");
         }
     }
 }
 
-/// One OTLP `ExportTraceServiceRequest` holding `batch`, encoded field by field: a span is
-/// written straight from its record, with no OTLP message objects in between.
-pub fn encode(batch: &[Finished], resource: &[(String, String)]) -> Vec<u8> {
+/// One OTLP `ExportTraceServiceRequest` holding `encoded` spans (each a `ScopeSpans.spans`
+/// field, as [`SpanExport::record`] queues them) from the resource `resource`.
+fn request(encoded: &[u8], resource: &[(String, String)]) -> Vec<u8> {
     let resource = Resource {
         attributes: resource
             .iter()
@@ -270,13 +279,9 @@ pub fn encode(batch: &[Finished], resource: &[(String, String)]) -> Vec<u8> {
         version: env!("CARGO_PKG_VERSION").into(),
         ..Default::default()
     };
-    let (mut scope_spans, mut span) = (Vec::with_capacity(batch.len() * 200), Vec::new());
+    let mut scope_spans = Vec::with_capacity(encoded.len() + 64);
     put_bytes(&mut scope_spans, 1, &scope.encode_to_vec());
-    for finished in batch {
-        span.clear();
-        encode_span(&mut span, finished);
-        put_bytes(&mut scope_spans, 2, &span);
-    }
+    scope_spans.extend_from_slice(encoded);
     let mut resource_spans = Vec::with_capacity(scope_spans.len() + 64);
     put_bytes(&mut resource_spans, 1, &resource.encode_to_vec());
     put_bytes(&mut resource_spans, 2, &scope_spans);
@@ -293,7 +298,7 @@ const KIND_SERVER: u64 = 2;
 const STATUS_ERROR: u64 = 2;
 
 /// The fields of an OTLP `Span` (opentelemetry/proto/trace/v1/trace.proto) for `finished`.
-fn encode_span(buf: &mut Vec<u8>, finished: &Finished) {
+fn encode_span(buf: &mut Vec<u8>, finished: &Finished<'_>) {
     put_bytes(buf, 1, &finished.trace_id.to_bytes());
     put_bytes(buf, 2, &finished.span_id.to_bytes());
     if !finished.trace_state.is_empty() {
@@ -309,13 +314,13 @@ fn encode_span(buf: &mut Vec<u8>, finished: &Finished) {
     buf.extend_from_slice(&unix_nanos(finished.start).to_le_bytes());
     encode_key(8, WireType::SixtyFourBit, buf);
     buf.extend_from_slice(&unix_nanos(finished.end).to_le_bytes());
-    put_string_attribute(buf, "http.request.method", &finished.method);
-    put_string_attribute(buf, "url.path", finished.target.path());
+    put_string_attribute(buf, "http.request.method", finished.method);
+    put_string_attribute(buf, "url.path", finished.path);
     put_int_attribute(buf, "http.response.status_code", finished.status.into());
-    if let Some(route) = &finished.route {
+    if let Some(route) = finished.route {
         put_string_attribute(buf, "http.route", route);
     }
-    if let Some(id) = finished.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+    if let Some(id) = finished.request_id {
         put_string_attribute(buf, "request_id", id);
     }
     if finished.status >= 500 {
@@ -377,7 +382,7 @@ fn unix_nanos(at: SystemTime) -> u64 {
 mod tests {
     use super::*;
 
-    fn finished(status: u16, parent: SpanId) -> Finished {
+    fn finished(status: u16, parent: SpanId) -> Finished<'static> {
         let start = SystemTime::now();
         Finished {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("hex"),
@@ -385,20 +390,27 @@ mod tests {
             parent,
             remote_parent: parent != SpanId::INVALID,
             trace_state: String::new(),
-            name: Cow::Borrowed("GET /api/tasks/{id}"),
+            name: "GET /api/tasks/{id}",
             start,
             end: start + Duration::from_micros(250),
-            method: Cow::Borrowed("GET"),
-            target: Uri::from_static("/api/tasks/7?full=1"),
-            route: Some(Arc::from("/api/tasks/{id}")),
+            method: "GET",
+            path: "/api/tasks/7",
+            route: Some("/api/tasks/{id}"),
             status,
-            request_id: Some(HeaderValue::from_static("req-1")),
+            request_id: Some("req-1"),
         }
     }
 
-    fn decoded(batch: &[Finished]) -> ExportTraceServiceRequest {
+    fn decoded(batch: &[Finished<'_>]) -> ExportTraceServiceRequest {
         let resource = vec![("service.name".to_owned(), "origin-test".to_owned())];
-        ExportTraceServiceRequest::decode(encode(batch, &resource).as_slice()).expect("OTLP")
+        let mut encoded = Vec::new();
+        let mut span = Vec::new();
+        for finished in batch {
+            span.clear();
+            encode_span(&mut span, finished);
+            put_bytes(&mut encoded, 2, &span);
+        }
+        ExportTraceServiceRequest::decode(request(&encoded, &resource).as_slice()).expect("OTLP")
     }
 
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

@@ -36,6 +36,9 @@ const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 #[derive(Debug)]
 pub(super) struct Spans {
     pub sampler: Box<dyn ShouldSample>,
+    /// Whether the sampler follows a parent's decision (`parentbased_*`, the default): then a
+    /// span with a parent is decided without asking it.
+    pub follows_parents: bool,
     pub ids: Box<dyn IdGenerator>,
     pub export: Arc<SpanExport>,
 }
@@ -45,10 +48,22 @@ static SPANS: OnceLock<Spans> = OnceLock::new();
 impl Spans {
     /// The sampler's decision on a server span named `name` in `trace_id` under `parent`: its
     /// trace flags and the `tracestate` it carries on.
-    fn decide(&self, parent: &Context, trace_id: TraceId, name: &str) -> (TraceFlags, TraceState) {
+    fn decide(
+        &self,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        name: &str,
+    ) -> (TraceFlags, TraceState) {
+        if let Some(parent) = parent.filter(|_| self.follows_parents) {
+            let flags = TraceFlags::default().with_sampled(parent.is_sampled());
+            return (flags, parent.trace_state().clone());
+        }
+        let context = parent.map_or_else(Context::new, |parent| {
+            Context::new().with_remote_span_context(parent.clone())
+        });
         let result =
             self.sampler
-                .should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
+                .should_sample(Some(&context), trace_id, name, &SpanKind::Server, &[], &[]);
         let flags = match result.decision {
             SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
             _ => TraceFlags::default(),
@@ -79,18 +94,17 @@ impl ServerSpan {
     pub fn start(method: &Method, target: &Uri, headers: &HeaderMap) -> Option<Self> {
         let spans = SPANS.get()?;
         let parent = parent_of(headers);
-        let given = parent.span().span_context().clone();
-        let trace_id = if given.is_valid() {
-            given.trace_id()
-        } else {
-            spans.ids.new_trace_id()
-        };
-        let (flags, trace_state) = spans.decide(&parent, trace_id, &method_name(method));
+        let trace_id = parent
+            .as_ref()
+            .map_or_else(|| spans.ids.new_trace_id(), SpanContext::trace_id);
+        let (flags, trace_state) = spans.decide(parent.as_ref(), trace_id, &method_name(method));
         let own = SpanContext::new(trace_id, spans.ids.new_span_id(), flags, false, trace_state);
         Some(Self {
             own,
-            parent: given.span_id(),
-            remote_parent: given.is_valid(),
+            parent: parent
+                .as_ref()
+                .map_or(SpanId::INVALID, SpanContext::span_id),
+            remote_parent: parent.is_some(),
             start: SystemTime::now(),
             method: method.clone(),
             target: target.clone(),
@@ -163,23 +177,20 @@ fn name_of(method: &Method, route: &Arc<str>) -> Cow<'static, str> {
     Cow::Borrowed(name)
 }
 
-/// The caller's span, from its W3C `traceparent` (and `tracestate`); an empty context when it
-/// sent none or an invalid one, which starts a new trace.
-fn parent_of(headers: &HeaderMap) -> Context {
-    let Some(remote) = headers
+/// The caller's span, from its W3C `traceparent` (and `tracestate`); `None` when it sent none
+/// or an invalid one, which starts a new trace.
+fn parent_of(headers: &HeaderMap) -> Option<SpanContext> {
+    let remote = headers
         .get(TRACEPARENT)
         .and_then(|value| value.to_str().ok())
-        .and_then(remote_span)
-    else {
-        return Context::new();
-    };
+        .and_then(remote_span)?;
     let state = headers
         .get(TRACESTATE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| TraceState::from_str(value).ok())
         .unwrap_or_default();
     let (trace_id, span_id, flags) = remote;
-    Context::new().with_remote_span_context(SpanContext::new(trace_id, span_id, flags, true, state))
+    Some(SpanContext::new(trace_id, span_id, flags, true, state))
 }
 
 /// A `traceparent`'s ids and sampled flag, as W3C Trace Context parses it: a known version

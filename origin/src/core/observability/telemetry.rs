@@ -123,10 +123,21 @@ fn server_spans() -> Result<Arc<SpanExport>, TelemetryError> {
     let export = Arc::new(export);
     server_span::install(server_span::Spans {
         sampler: config.sampler,
+        follows_parents: follows_parents(std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref()),
         ids: config.id_generator,
         export: Arc::clone(&export),
     });
     Ok(export)
+}
+
+/// Whether the sampler `OTEL_TRACES_SAMPLER` names follows a parent's decision: every one but
+/// the three that ignore parents (the SDK's default, the `parentbased_*` ones and the names it
+/// falls back to its default for all do).
+fn follows_parents(sampler: Option<&str>) -> bool {
+    !matches!(
+        sampler.map(str::trim),
+        Some("always_on" | "always_off" | "traceidratio")
+    )
 }
 
 /// The resource every span is sent with: the service's name (`OTEL_SERVICE_NAME`) and version,
@@ -256,4 +267,24 @@ pub fn outbound_span(method: &'static str, url: &str) -> tracing::Span {
         url.full = %url,
         http.response.status_code = tracing::field::Empty,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_samplers_that_ignore_parents_are_asked_about_a_child() {
+        for follows in [
+            None,
+            Some(""),
+            Some("parentbased_traceidratio"),
+            Some("xray"),
+        ] {
+            assert!(follows_parents(follows), "{follows:?}");
+        }
+        for ignores in ["always_on", "always_off", "traceidratio"] {
+            assert!(!follows_parents(Some(ignores)), "{ignores}");
+        }
+    }
 }

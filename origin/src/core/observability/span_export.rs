@@ -4,14 +4,15 @@
 //! Every other span goes through the OpenTelemetry SDK's batch exporter. The server span is
 //! the one every request makes, a cached hit included, and the SDK's per-span work (a span
 //! object with its own attribute list, then a second conversion into OTLP messages on export)
-//! cost a traced hit a quarter of its throughput. A finished server span here is a plain
-//! record pushed into a buffer; the export thread turns a batch of them into one OTLP request.
+//! cost a traced hit a quarter of its throughput. Here the request's thread writes a finished
+//! span straight into OTLP protobuf at the end of a queue of bytes, and the export thread
+//! wraps what is queued into one OTLP request when a batch is full or the delay has passed.
 //!
 //! It reads the same settings as the SDK's exporter: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), `OTEL_EXPORTER_OTLP_HEADERS` (or `…_TRACES_HEADERS`),
 //! `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE` and
 //! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, and it sends the SDK's resource (`OTEL_SERVICE_NAME`,
-//! `OTEL_RESOURCE_ATTRIBUTES`). When the buffer is full, new spans are dropped and counted.
+//! `OTEL_RESOURCE_ATTRIBUTES`). When the queue is full, new spans are dropped and counted.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;

@@ -459,14 +459,23 @@ impl TieredCache {
         self.invalidate(&[], keys).await
     }
 
+    /// Drops locally, then in Redis and every instance while the purges are enqueued: both at
+    /// once, so that a write waits for the longer of the two rather than their sum. (A purge
+    /// reaches the edge a job read and an HTTP call later, long after Redis has dropped the
+    /// entries the edge would otherwise fetch again.)
     async fn invalidate(&self, tags: &[String], keys: &[String]) -> u64 {
         let (removed, hot) = self.invalidate_local(tags, keys).await;
-        if let Some(remote) = &self.remote {
-            remote.invalidate(tags, keys).await;
-        }
-        if let Some(background) = &self.background {
-            background.after_invalidation(tags, keys, &hot).await;
-        }
+        let remote = async {
+            if let Some(remote) = &self.remote {
+                remote.invalidate(tags, keys).await;
+            }
+        };
+        let purges = async {
+            if let Some(background) = &self.background {
+                background.after_invalidation(tags, keys, &hot).await;
+            }
+        };
+        tokio::join!(remote, purges);
         removed
     }
 

@@ -40,39 +40,74 @@ return replies
     )
 });
 
-/// Marks delivered jobs active: counts each one's attempt and releases its idempotency key (a
-/// change made from now on needs a run of its own). KEYS: idempotency hash. ARGV: job hash
-/// prefix, then the ids. Returns, per id, the job hash's fields, or false when the job no
-/// longer exists.
-pub static START: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local replies = {}
-for i = 2, #ARGV do
-  local job, id = ARGV[1] .. ARGV[i], ARGV[i]
+/// Lua: `start(prefix, id)` marks a delivered job active: counts its attempt and releases its
+/// idempotency key in `KEYS[1]` (a change made from now on needs a run of its own). Returns the
+/// job hash's fields, or false when the job no longer exists.
+const START_ONE: &str = r"
+local function start(prefix, id)
+  local job = prefix .. id
   local fields = redis.call('HGETALL', job)
-  if #fields == 0 then
-    replies[#replies + 1] = false
-  else
-    local attempts = 1
-    for f = 1, #fields, 2 do
-      local name = fields[f]
-      if name == 'key' and fields[f + 1] ~= '' and redis.call('HGET', KEYS[1], fields[f + 1]) == id then
-        redis.call('HDEL', KEYS[1], fields[f + 1])
-      elseif name == 'attempts' then
-        attempts = tonumber(fields[f + 1]) + 1
-        fields[f + 1] = tostring(attempts)
-      elseif name == 'state' then
-        fields[f + 1] = 'active'
-      end
+  if #fields == 0 then return false end
+  local attempts = 1
+  for f = 1, #fields, 2 do
+    local name = fields[f]
+    if name == 'key' and fields[f + 1] ~= '' and redis.call('HGET', KEYS[1], fields[f + 1]) == id then
+      redis.call('HDEL', KEYS[1], fields[f + 1])
+    elseif name == 'attempts' then
+      attempts = tonumber(fields[f + 1]) + 1
+      fields[f + 1] = tostring(attempts)
+    elseif name == 'state' then
+      fields[f + 1] = 'active'
     end
-    redis.call('HSET', job, 'attempts', attempts, 'state', 'active')
-    replies[#replies + 1] = fields
+  end
+  redis.call('HSET', job, 'attempts', attempts, 'state', 'active')
+  return fields
+end
+";
+
+/// Marks jobs delivered by a blocking read active (see `START_ONE`). KEYS: idempotency hash.
+/// ARGV: job hash prefix, then the ids. Returns, per id, the job hash's fields, or false when
+/// the job no longer exists.
+pub static START: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{START_ONE}
+local replies = {{}}
+for i = 2, #ARGV do replies[#replies + 1] = start(ARGV[1], ARGV[i]) end
+return replies
+"
+    ))
+});
+
+/// Reads up to a count of waiting jobs without blocking and marks them active (see
+/// `START_ONE`), in one round trip: what a worker does while its queue has a backlog. Entries
+/// whose job no longer exists are acknowledged and deleted. KEYS: idempotency hash, stream.
+/// ARGV: job hash prefix, group, consumer, count. Returns `{entry, id, fields}` per job taken.
+pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{START_ONE}
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[2], '>')
+local taken, vanished = {{}}, {{}}
+if read then
+  for _, entry in ipairs(read[1][2]) do
+    local values, id = entry[2], nil
+    for f = 1, #values, 2 do
+      if values[f] == 'id' then id = values[f + 1] end
+    end
+    local fields = id and start(ARGV[1], id)
+    if fields then
+      taken[#taken + 1] = {{entry[1], id, fields}}
+    else
+      vanished[#vanished + 1] = entry[1]
+    end
   end
 end
-return replies
-",
-    )
+if #vanished > 0 then
+  redis.call('XACK', KEYS[2], ARGV[2], unpack(vanished))
+  redis.call('XDEL', KEYS[2], unpack(vanished))
+end
+return taken
+"
+    ))
 });
 
 /// Finishes jobs. KEYS: stream, completed set. ARGV: now (ms), how long to keep the records
@@ -88,9 +123,8 @@ redis.call('XDEL', KEYS[1], unpack(entries))
 local finished = {}
 for i = 5, #ARGV, 2 do
   local job = ARGV[3] .. ARGV[i]
-  if redis.call('EXISTS', job) == 1 then
+  if redis.call('PEXPIRE', job, ARGV[2]) == 1 then
     redis.call('HSET', job, 'state', 'completed')
-    redis.call('PEXPIRE', job, ARGV[2])
     finished[#finished + 1] = ARGV[1]
     finished[#finished + 1] = ARGV[i]
   end

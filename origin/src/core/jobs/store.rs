@@ -16,9 +16,14 @@ use super::memory_store::MemoryStore;
 use super::redis_store::RedisStore;
 pub use super::redis_store::StoreError;
 
-/// A reader's connection: Redis readers block on a connection of their own.
+/// A worker's reading state. On Redis, a reader blocks on a connection of its own when its
+/// queue is idle; while the queue has a backlog (its last read filled every free slot), it reads
+/// and starts jobs in one round trip on the shared connection instead.
 #[derive(Debug, Default)]
-pub struct Reader(Option<MultiplexedConnection>);
+pub struct Reader {
+    conn: Option<MultiplexedConnection>,
+    pub(super) backlog: bool,
+}
 
 /// The job store.
 #[derive(Debug, Clone)]
@@ -151,23 +156,42 @@ impl Store {
         match self {
             Store::Memory(store) => Ok(store.reserve(queue, max, block).await),
             Store::Redis(store, _) => {
-                if reader.0.is_none() {
-                    reader.0 = Some(store.reader(block).await?);
-                }
-                let Some(conn) = reader.0.as_mut() else {
-                    return Ok(Vec::new());
-                };
-                let reserved = store.reserve(conn, queue, consumer, max, block).await;
-                if matches!(reserved, Err(StoreError::Redis(_))) {
-                    // A fresh connection next time.
-                    reader.0 = None;
-                }
+                let reserved = Self::read_redis(store, reader, queue, consumer, max, block).await;
+                reader.backlog = reserved.as_ref().is_ok_and(|jobs| jobs.len() >= max);
                 if matches!(reserved, Err(StoreError::NoGroup)) {
                     store.ensure_group(queue).await?;
                 }
                 reserved
             }
         }
+    }
+
+    async fn read_redis(
+        store: &RedisStore,
+        reader: &mut Reader,
+        queue: Queue,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Reserved>, StoreError> {
+        if reader.backlog {
+            let taken = store.take(queue, consumer, max).await?;
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+        }
+        if reader.conn.is_none() {
+            reader.conn = Some(store.reader(block).await?);
+        }
+        let Some(conn) = reader.conn.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let reserved = store.reserve(conn, queue, consumer, max, block).await;
+        if matches!(reserved, Err(StoreError::Redis(_))) {
+            // A fresh connection next time.
+            reader.conn = None;
+        }
+        reserved
     }
 
     /// Takes over jobs of `queue` whose workers have been silent for `idle`.

@@ -250,6 +250,72 @@ async fn a_paused_queue_keeps_its_jobs_until_resumed_and_a_delay_is_kept() {
 }
 
 #[tokio::test]
+async fn a_backlog_is_read_in_full_batches_each_job_started_once_and_deleted_ones_skipped() {
+    for (name, jobs) in both(quick()) {
+        let queue = Queue::Crawler;
+        jobs.store().prepare(queue).await.expect("group");
+        let keyed =
+            |n: usize| NewJob::new(queue, "fetch", json!({ "n": n })).with_key(format!("k{n}"));
+        let mut ids = Vec::new();
+        for n in 0..7 {
+            ids.push(jobs.enqueue(keyed(n)).await.expect("enqueued").id);
+        }
+        let mut expected = ids.clone();
+        if let store::Store::Redis(store, _) = jobs.store() {
+            expected.remove(3);
+            // A waiting job deleted behind the store's back: its entry must be skipped.
+            let client = redis::Client::open(redis_url()).expect("url");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let job_key = format!("{}{}", store.keys(queue).job_prefix, ids[3]);
+            let _: () = redis::cmd("DEL")
+                .arg(job_key)
+                .query_async(&mut conn)
+                .await
+                .expect("del");
+        }
+        let mut reader = store::Reader::default();
+        let mut taken = Vec::new();
+        let mut backlogged = Vec::new();
+        while taken.len() < expected.len() {
+            let batch = jobs
+                .store()
+                .reserve(&mut reader, queue, "reader", 2, Duration::from_millis(100))
+                .await
+                .expect("reserve");
+            assert!(!batch.is_empty() && batch.len() <= 2, "{name}: {batch:?}");
+            backlogged.push(reader.backlog);
+            taken.extend(batch);
+        }
+        let got: Vec<&str> = taken.iter().map(|r| r.job.id.as_str()).collect();
+        assert_eq!(got, expected, "{name}: in order, once each");
+        for reserved in &taken {
+            assert_eq!(reserved.job.attempts, 1, "{name}");
+            assert_eq!(reserved.job.state, JobState::Active, "{name}");
+        }
+        if name == "redis" {
+            // A full read marks a backlog, so the next one reads and starts in one call: the
+            // second read did, skipping the deleted job (a short read, which ends the
+            // backlog); the fourth did too.
+            assert_eq!(backlogged, [true, false, true, false]);
+        }
+        // Every started job released its key: the same change enqueues a new job.
+        let again = jobs.enqueue(keyed(4)).await.expect("enqueued");
+        assert!(again.created && again.id != ids[4], "{name}");
+        let rest = jobs
+            .store()
+            .reserve(&mut reader, queue, "reader", 8, Duration::from_millis(100))
+            .await
+            .expect("reserve");
+        let rest: Vec<&str> = rest.iter().map(|r| r.job.id.as_str()).collect();
+        assert_eq!(rest, [again.id.as_str()], "{name}: nothing delivered twice");
+        assert!(!reader.backlog, "{name}: a short read ends any backlog");
+    }
+}
+
+#[tokio::test]
 async fn a_job_whose_worker_went_silent_is_taken_over() {
     let prefix = format!("test-jobs-{:08x}:", fastrand::u32(..));
     let settings = quick();

@@ -1,7 +1,5 @@
 //! One request and what every step of its flow needs to know about it.
 
-use std::cell::OnceCell;
-
 use worker::{Context, Request, Response};
 
 use crate::config::EdgeConfig;
@@ -15,8 +13,8 @@ pub(crate) struct Exchange<'a> {
     pub(crate) ctx: &'a Context,
     /// The method as sent, upper-cased (unknown methods included).
     pub(crate) method: String,
-    /// The request id, in logs and sent to the origin (made when first needed: a hit needs none).
-    pub(crate) id: OnceCell<String>,
+    /// The request id: in logs, sent to the origin, and on the answer.
+    pub(crate) id: &'a str,
     pub(crate) security: Security,
     /// When the origin's answer is due.
     pub(crate) deadline: Deadline,
@@ -24,7 +22,7 @@ pub(crate) struct Exchange<'a> {
 
 impl Exchange<'_> {
     pub(crate) fn id(&self) -> &str {
-        self.id.get_or_init(|| forward::request_id(self.request))
+        self.id
     }
 
     pub(crate) fn head(&self) -> bool {

@@ -8,7 +8,6 @@
 //! | misses and validations: one origin fetch per key, 304s freshen (§4.3) | `fill` |
 //! | every answer: conditions, ranges, HEAD, the edge's own errors | `answer` |
 
-use std::cell::OnceCell;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
@@ -34,9 +33,10 @@ use crate::{forward, images, purge, respond, revalidate, runtime, url_parts};
 /// The policy, parsed once per isolate.
 static POLICY: OnceLock<Policy> = OnceLock::new();
 
-/// Handles one request, recording on `span`.
+/// Handles one request, known as `id`, recording on `span`.
 pub async fn handle(
     request: Request,
+    id: &str,
     env: &Env,
     ctx: &Context,
     span: Rc<Span>,
@@ -79,7 +79,7 @@ pub async fn handle(
         request: &request,
         config: &config,
         ctx,
-        id: OnceCell::new(),
+        id,
         security: Security::of(decision.policy()),
         deadline: Deadline::after(config.origin_timeout),
         method,
@@ -90,20 +90,18 @@ pub async fn handle(
     }
     // Transformed images are public and keyed by URL alone, so a session cookie or an
     // Authorization header does not bypass them (the page that embeds them may be personal).
-    let security = &exchange.security;
     if key.path().starts_with(shared::image::PREFIX) {
         let public = policy.decide(&RequestFacts {
             method: &exchange.method,
             path: key.path(),
             ..RequestFacts::default()
         });
-        return images::handle(&request, &key, &public, &config, security).await;
+        return images::handle(&exchange, &key, &public).await;
     }
     let image_route = decision.policy().is_some_and(|route| route.image_transform);
     if image_route && decision.bypass.is_none() {
         if let Some(format) = key.image_format() {
-            return images::handle_original(&request, &key, format, &decision, &config, security)
-                .await;
+            return images::handle_original(&exchange, &key, format, &decision).await;
         }
         let response = cached(&exchange, &key, decision.policy(), policy).await?;
         return respond::vary_on_accept(response);

@@ -24,7 +24,7 @@ use shared::key::CacheKey;
 use shared::policy::Decision;
 use worker::{Cache, Headers, Request, Response, Result};
 
-use crate::config::EdgeConfig;
+use crate::exchange::Exchange;
 use crate::forward::{Deadline, Outgoing};
 use crate::prepare::Prepared;
 use crate::respond::Security;
@@ -64,35 +64,31 @@ fn choose(key: &CacheKey, ask: &ImageRequest) -> Choice {
 }
 
 /// Answers an image transformation request (GET or HEAD).
-pub async fn handle(
-    request: &Request,
+pub(crate) async fn handle(
+    exchange: &Exchange<'_>,
     key: &CacheKey,
     decision: &Decision<'_>,
-    config: &EdgeConfig,
-    security: &Security,
 ) -> Result<Response> {
     let ask = match ImageRequest::parse(key.path()) {
         Ok(ask) => ask,
         Err(error) => return respond::error(400, error.code(), &error.to_string()),
     };
-    if let Some(key) = &config.image_signing_key {
+    if let Some(key) = &exchange.config.image_signing_key {
         if let Err(error) = shared::image_signing::verify(key.as_bytes(), &ask) {
             return respond::error(403, error.code(), &error.to_string());
         }
     }
     let choice = choose(key, &ask);
-    serve(request, key, &ask, choice, decision, config, security).await
+    serve(exchange, key, &ask, choice, decision).await
 }
 
 /// Answers a read of an original image (`/images/*`) by a client that takes `format`: the
 /// original re-encoded at full size, stored as the URL's `format` variant.
-pub async fn handle_original(
-    request: &Request,
+pub(crate) async fn handle_original(
+    exchange: &Exchange<'_>,
     key: &CacheKey,
     format: ImageFormat,
     decision: &Decision<'_>,
-    config: &EdgeConfig,
-    security: &Security,
 ) -> Result<Response> {
     let ask = ImageRequest::original(&key.target());
     let choice = Choice {
@@ -100,18 +96,17 @@ pub async fn handle_original(
         negotiated: true,
         original: true,
     };
-    serve(request, key, &ask, choice, decision, config, security).await
+    serve(exchange, key, &ask, choice, decision).await
 }
 
 async fn serve(
-    request: &Request,
+    exchange: &Exchange<'_>,
     key: &CacheKey,
     ask: &ImageRequest,
     choice: Choice,
     decision: &Decision<'_>,
-    config: &EdgeConfig,
-    security: &Security,
 ) -> Result<Response> {
+    let (request, config, security) = (exchange.request, exchange.config, &exchange.security);
     let cache = Cache::default();
     let cache_url = key.cache_url();
     if let Some((response, remaining)) =
@@ -138,7 +133,7 @@ async fn serve(
         }
     };
     let request_time = store::now();
-    let source = match fetch_source(request, ask, config).await? {
+    let source = match fetch_source(exchange, ask).await? {
         Ok(source) => source,
         Err(refusal) => return respond::finish(refusal, &status, security),
     };
@@ -210,16 +205,15 @@ async fn keep(
 
 /// The source's bytes, or the response refusing the request.
 async fn fetch_source(
-    request: &Request,
+    exchange: &Exchange<'_>,
     ask: &ImageRequest,
-    config: &EdgeConfig,
 ) -> Result<std::result::Result<Vec<u8>, Response>> {
-    let request_id = forward::request_id(request);
+    let (request, config) = (exchange.request, exchange.config);
     let outgoing = Outgoing {
         method: "GET",
         target: &ask.source,
         fill: Some(&forward::Validators::default()),
-        request_id: &request_id,
+        request_id: exchange.id(),
     };
     let deadline = Deadline::after(config.origin_timeout);
     let response = match forward::to_origin(request, &outgoing, config, deadline).await {

@@ -60,7 +60,8 @@ use worker::{event, web_sys, Context, Env, Request, Result};
 /// 502 with a JSON body rather than Cloudflare's generic error page. Responses are converted
 /// for the runtime by [`runtime::into_runtime`], which cannot panic: no request and no origin
 /// answer can abort the isolate. `Server-Timing` is finished last ([`server_timing::stamp`]),
-/// so no response leaves with one unless the request may see it. The request's span
+/// so no response leaves with one unless the request may see it. Every answer carries the
+/// request's own `X-Request-Id` ([`forward::request_id`]), a stored one's never. The request's span
 /// ([`trace`]) is exported after the response, in `ctx.wait_until`.
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
@@ -68,8 +69,10 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
     let span = Rc::new(trace::Span::of_request(&request, &tracing));
     let method = runtime::method(&request);
     let path = request.path();
-    let outcome = flow::handle(request, &env, &ctx, Rc::clone(&span))
+    let id = forward::request_id(&request);
+    let outcome = flow::handle(request, &id, &env, &ctx, Rc::clone(&span))
         .await
+        .and_then(|response| respond::identify(response, &id))
         .and_then(runtime::into_runtime)
         .and_then(|response| server_timing::stamp(response, &span));
     let response = match outcome {
@@ -78,6 +81,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Resp
             worker::console_error!("rampart-edge: {error}");
             let message = "the edge could not complete the request";
             let fallback = respond::error(502, ErrorCode::EdgeError, message)?;
+            let fallback = respond::identify(fallback, &id)?;
             runtime::into_runtime(fallback)?
         }
     };

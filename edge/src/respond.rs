@@ -72,6 +72,13 @@ pub fn finish(
     Ok(response)
 }
 
+/// `response` carrying the request's id, `id`, as `X-Request-Id` (never a stored response's:
+/// that names the request that filled the cache).
+pub fn identify(mut response: Response, id: &str) -> Result<Response> {
+    response.headers_mut().set("x-request-id", id)?;
+    Ok(response)
+}
+
 /// A JSON error body (the shared [`ErrorBody`], as the origin sends), never cached.
 pub fn error(status: u16, code: ErrorCode, message: &str) -> Result<Response> {
     let body = ErrorBody::new(status, code, message);

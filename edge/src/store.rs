@@ -62,9 +62,9 @@ const INTERNAL: &[&str] = &[
 ];
 
 /// Fields that describe one exchange and are never stored: `Cache-Status` (every answer gets
-/// the edge's member of its own) and `Server-Timing` (a stored copy's timings would be another
-/// request's).
-const PER_EXCHANGE: &[&str] = &["cache-status", "server-timing"];
+/// the edge's member of its own), `Server-Timing` and `X-Request-Id` (a stored copy's would be
+/// another request's).
+const PER_EXCHANGE: &[&str] = &["cache-status", "server-timing", "x-request-id"];
 
 /// Headers a 304 or HEAD that freshens a stored response does not replace (RFC 9111 §3.2):
 /// the stored body's length, and what the edge never stores.
@@ -74,6 +74,7 @@ const NOT_UPDATED: &[&str] = &[
     "set-cookie",
     "cache-status",
     "server-timing",
+    "x-request-id",
 ];
 
 /// How long an entry is kept past its freshness (and its stale windows): a stale copy can

@@ -459,15 +459,19 @@ impl TieredCache {
         self.invalidate(&[], keys).await
     }
 
-    /// Drops locally, then in Redis and every instance while the purges are enqueued: both at
-    /// once, so that a write waits for the longer of the two rather than their sum. (A purge
-    /// reaches the edge a job read and an HTTP call later, long after Redis has dropped the
-    /// entries the edge would otherwise fetch again.)
+    /// Drops locally, then in Redis and every instance, with the purges enqueued as the Redis
+    /// entries are deleted: a write waits for the tag lookup and then one more round trip, not
+    /// two. The deletion is sent first, and a purge reaches the edge only after a worker has read
+    /// its job and called the edge, so the edge cannot fetch the old copy from Redis again.
     async fn invalidate(&self, tags: &[String], keys: &[String]) -> u64 {
         let (removed, hot) = self.invalidate_local(tags, keys).await;
+        let tagged = match &self.remote {
+            Some(remote) => remote.tagged(tags).await,
+            None => Vec::new(),
+        };
         let remote = async {
             if let Some(remote) = &self.remote {
-                remote.invalidate(tags, keys).await;
+                remote.drop_entries(&tagged, tags, keys).await;
             }
         };
         let purges = async {

@@ -186,19 +186,24 @@ impl RedisTier {
         let _ = self.run::<()>("put", &pipe).await;
     }
 
-    /// Deletes the tagged entries and `keys` everywhere and tells the other instances.
-    pub async fn invalidate(&self, tags: &[String], keys: &[String]) {
+    /// The keys of the entries carrying `tags` (none when Redis cannot say).
+    pub async fn tagged(&self, tags: &[String]) -> Vec<String> {
+        if tags.is_empty() {
+            return Vec::new();
+        }
         let mut lookup = redis::pipe();
         for tag in tags {
             lookup.cmd("SMEMBERS").arg(self.tag(tag));
         }
-        let tagged: Vec<Vec<String>> = if tags.is_empty() {
-            Vec::new()
-        } else {
-            self.run("tag_lookup", &lookup).await.unwrap_or_default()
-        };
+        let tagged: Vec<Vec<String>> = self.run("tag_lookup", &lookup).await.unwrap_or_default();
+        tagged.into_iter().flatten().collect()
+    }
+
+    /// Deletes the `tagged` entries (see [`Self::tagged`]), `keys` and the sets of `tags`, and
+    /// tells the other instances, in one round trip.
+    pub async fn drop_entries(&self, tagged: &[String], tags: &[String], keys: &[String]) {
         let mut delete = redis::pipe();
-        for key in tagged.iter().flatten().chain(keys) {
+        for key in tagged.iter().chain(keys) {
             delete.cmd("DEL").arg(self.key(key)).ignore();
         }
         for tag in tags {

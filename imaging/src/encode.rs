@@ -45,13 +45,39 @@ pub fn affordable(wanted: ImageFormat, pixels: u64, fallback: ImageFormat) -> Im
     }
 }
 
-/// Encodes `image` as `format` at `quality` (1–100).
+/// Encodes `image` as `format` at `quality` (1–100, one scale for every format: see
+/// [`crate::quality`]).
 pub fn encode(
     image: &DynamicImage,
     format: ImageFormat,
     quality: u8,
 ) -> Result<Vec<u8>, TransformError> {
-    let quality = quality.clamp(1, 100);
+    let encoder_quality = match format {
+        ImageFormat::Webp | ImageFormat::Avif => {
+            let bits = jpeg_bits_per_pixel(image, quality)?;
+            crate::quality::for_encoder(format, quality, bits)
+        }
+        ImageFormat::Jpeg | ImageFormat::Png => quality,
+    };
+    encode_at(image, format, encoder_quality)
+}
+
+/// How much detail `image` holds, as JPEG sees it: the bits per pixel of its JPEG at `quality`
+/// (a fast encode beside WebP's or AVIF's).
+pub fn jpeg_bits_per_pixel(image: &DynamicImage, quality: u8) -> Result<f64, TransformError> {
+    let bytes = jpeg(image, quality.clamp(1, 100))?;
+    let pixels = (u64::from(image.width()) * u64::from(image.height())).max(1);
+    Ok(bytes.len() as f64 * 8.0 / pixels as f64)
+}
+
+/// Encodes `image` as `format` at the encoder's own quality (1–100 on that encoder's scale:
+/// libjpeg's, libwebp's, libheif's for libaom), without the mapping [`encode`] applies.
+pub fn encode_at(
+    image: &DynamicImage,
+    format: ImageFormat,
+    encoder_quality: u8,
+) -> Result<Vec<u8>, TransformError> {
+    let quality = encoder_quality.clamp(1, 100);
     match format {
         ImageFormat::Avif => avif(image, quality),
         ImageFormat::Webp => crate::webp::encode(image, quality),

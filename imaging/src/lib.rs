@@ -12,6 +12,7 @@ mod avif;
 mod c_runtime;
 mod encode;
 mod geometry;
+pub mod quality;
 mod webp;
 
 use std::io::Cursor;
@@ -20,7 +21,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 use shared::error_body::ErrorCode;
 use shared::image::{ImageFormat, ImageRequest, SourceFormat};
 
-pub use encode::{affordable, avif_speed, pixel_budget};
+pub use encode::{affordable, avif_speed, encode_at, jpeg_bits_per_pixel, pixel_budget};
 pub use geometry::{plan, Plan};
 
 /// Bounds on what a transformation accepts.

@@ -194,7 +194,8 @@ pub struct ImageRequest {
     pub height: Option<u32>,
     /// Fitting mode.
     pub fit: Fit,
-    /// Encoder quality, 1–100.
+    /// Quality, 1–100, on JPEG's scale for every format (the `imaging` crate maps it onto each
+    /// encoder's own).
     pub quality: u8,
     /// Output format.
     pub format: FormatChoice,

@@ -25,22 +25,7 @@ MODE=${1:-verify}
 IMAGES=${BENCH_IMAGES:-$ROOT/../shared/data/images}
 WIDTH=${BENCH_WIDTH:-1200}
 [ -d "$IMAGES" ] || die "no photographs at $IMAGES: set BENCH_IMAGES to a folder of JPEG and PNG files"
-SHARP_VERSION=0.35.5
-DSSIM_VERSION=3.5.1
-BENCH_NODE="$ROOT/target/bench-images"
-
-ensure_node
-if ! cargo install --list | grep -q "^dssim v$DSSIM_VERSION:"; then
-  log "cargo install dssim@$DSSIM_VERSION (the DSSIM measure; a few minutes, once)"
-  cargo install --locked --quiet "dssim@$DSSIM_VERSION"
-fi
-if [ ! -f "$BENCH_NODE/node_modules/sharp/package.json" ] \
-   || ! grep -q "\"version\": \"$SHARP_VERSION\"" "$BENCH_NODE/node_modules/sharp/package.json"; then
-  log "installing sharp@$SHARP_VERSION (decodes WebP and AVIF) under target/bench-images"
-  mkdir -p "$BENCH_NODE"
-  [ -f "$BENCH_NODE/package.json" ] || echo '{"private": true}' >"$BENCH_NODE/package.json"
-  (cd "$BENCH_NODE" && npm install --no-audit --no-fund --loglevel=error --no-save "sharp@$SHARP_VERSION" >/dev/null)
-fi
+ensure_image_bench_tools
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -171,6 +171,30 @@ ensure_prometheus() {
   command -v promtool >/dev/null || die "promtool missing after installing the prometheus package"
 }
 
+# The image benchmarks' measuring tools: the `dssim` tool (DSSIM against a reference; AGPL,
+# run as a program, never linked) and sharp under target/bench-images (libvips: the peer of
+# bench-images.sh, and the decoder of WebP and AVIF for both benchmarks). Sets BENCH_NODE.
+IMAGE_BENCH_SHARP_VERSION=0.35.5
+IMAGE_BENCH_DSSIM_VERSION=3.5.1
+ensure_image_bench_tools() {
+  BENCH_NODE="$ROOT/target/bench-images"
+  ensure_node
+  if ! cargo install --list | grep -q "^dssim v$IMAGE_BENCH_DSSIM_VERSION:"; then
+    log "cargo install dssim@$IMAGE_BENCH_DSSIM_VERSION (the DSSIM measure; a few minutes, once)"
+    cargo install --locked --quiet "dssim@$IMAGE_BENCH_DSSIM_VERSION"
+  fi
+  local version="\"version\": \"$IMAGE_BENCH_SHARP_VERSION\""
+  if [ ! -f "$BENCH_NODE/node_modules/sharp/package.json" ] \
+     || ! grep -q "$version" "$BENCH_NODE/node_modules/sharp/package.json"; then
+    log "installing sharp@$IMAGE_BENCH_SHARP_VERSION under target/bench-images"
+    mkdir -p "$BENCH_NODE"
+    # A package.json of its own, so that npm installs here and not into the project's packages.
+    [ -f "$BENCH_NODE/package.json" ] || echo '{"private": true}' >"$BENCH_NODE/package.json"
+    (cd "$BENCH_NODE" && npm install --no-audit --no-fund --loglevel=error --no-save \
+      "sharp@$IMAGE_BENCH_SHARP_VERSION" >/dev/null)
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

@@ -73,9 +73,12 @@ pub fn finish(
 }
 
 /// `response` carrying the request's id, `id`, as `X-Request-Id` (never a stored response's:
-/// that names the request that filled the cache).
+/// that names the request that filled the cache). The id is a courtesy: a response whose
+/// headers the runtime will not change goes out as it is rather than as an error.
 pub fn identify(mut response: Response, id: &str) -> Result<Response> {
-    response.headers_mut().set("x-request-id", id)?;
+    if let Err(error) = response.headers_mut().set("x-request-id", id) {
+        worker::console_error!("rampart-edge: request {id}: X-Request-Id not set: {error}");
+    }
     Ok(response)
 }
 

@@ -2,7 +2,8 @@
 # Runs Rampart's whole test suite on a fresh Debian machine or a warm one: installs what is
 # missing (Debian packages, services, cargo tools, npm packages), checks the Prometheus alert
 # rules, builds the Worker for wasm32, then runs every test, including the end-to-end tests
-# through workerd, and builds the fuzz targets. Safe to re-run.
+# through workerd and the load tests' smoke run with its budgets, and builds the fuzz targets.
+# Safe to re-run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -28,6 +29,9 @@ cargo test --workspace --exclude edge --all-targets
 
 log "running the edge's own unit tests (natively)"
 cargo test -p edge --lib
+
+log "load tests with budgets: the smoke profile (short, at a quarter of the rates)"
+bash scripts/load.sh smoke
 
 log "building the fuzz targets"
 (cd shared && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev >/dev/null)

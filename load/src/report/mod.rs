@@ -35,6 +35,12 @@ pub fn table(summary: &Summary) -> String {
         row(&mut out, &scenario.name, &scenario.outcome, &verdict);
         if let Some(peer) = &scenario.peer {
             row(&mut out, "  (peer)", peer, "");
+            let _ = writeln!(
+                out,
+                "{:<30} {}",
+                "  (target / peer)",
+                ratios(&scenario.outcome, peer)
+            );
         }
     }
     for scenario in &summary.scenarios {
@@ -63,6 +69,23 @@ pub fn table(summary: &Summary) -> String {
     out
 }
 
+/// The target's figures as multiples of its peer's.
+fn ratios(outcome: &Outcome, peer: &Outcome) -> String {
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}×", a / b)
+        } else {
+            "–".to_owned()
+        }
+    };
+    format!(
+        "req/s {}, p50 {}, p99 {}",
+        ratio(outcome.rps, peer.rps),
+        ratio(outcome.latency_ms.p50, peer.latency_ms.p50),
+        ratio(outcome.latency_ms.p99, peer.latency_ms.p99)
+    )
+}
+
 fn row(out: &mut String, name: &str, outcome: &Outcome, verdict: &str) {
     let latency = &outcome.latency_ms;
     let _ = writeln!(
@@ -88,7 +111,8 @@ fn html(summary: &Summary) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Rampart load test: {profile}</title><style>{STYLE}</style></head><body><h1>Rampart load test — {profile}: {verdict}</h1>",
         profile = escape(&summary.profile)
     );
-    let _ = write!(page, "<p>Started {} s after the Unix epoch. Latency counts from when a request was due (open model) or sent (closed model).</p>", summary.started);
+    let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs(summary.started);
+    let _ = write!(page, "<p>Started {}. Latency counts from when a request was due (open model) or sent (closed model).</p>", httpdate::fmt_http_date(started));
     if !summary.regressions.is_empty() {
         page.push_str("<h2>Worse than the previous run</h2><ul>");
         for r in &summary.regressions {
@@ -136,6 +160,15 @@ fn section(page: &mut String, scenario: &ScenarioResult) {
             page,
             "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}%</td><td>{}</td></tr>",
             escape(&outcome.target), outcome.requests, outcome.rps, l.p50, l.p90, l.p95, l.p99, l.max, outcome.error_rate * 100.0, escape(&statuses.join(", "))
+        );
+    }
+    if let Some(peer) = &scenario.peer {
+        let _ = write!(
+            page,
+            "<tr><td colspan=\"10\">{} against {}: {}</td></tr>",
+            escape(&scenario.outcome.target),
+            escape(&peer.target),
+            escape(&ratios(&scenario.outcome, peer))
         );
     }
     page.push_str(

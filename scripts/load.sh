@@ -55,7 +55,9 @@ ORIGIN_PORT=$(free_port)
 UNCACHED_PORT=$(free_port)
 log "starting the origin and the origin without caches (each seeds its demo data)"
 start_origin origin "$ORIGIN_PORT"
+ORIGIN_PID=${PIDS[-1]}
 start_origin uncached "$UNCACHED_PORT" CACHE_ENABLED=false
+UNCACHED_PID=${PIDS[-1]}
 ORIGIN="http://127.0.0.1:$ORIGIN_PORT"
 UNCACHED="http://127.0.0.1:$UNCACHED_PORT"
 wait_for "$ORIGIN/health" "the origin" "$WORK/origin.log"
@@ -94,6 +96,7 @@ http {
 CONF
 setsid nginx -c "$WORK/nginx.conf" -p "$WORK" &
 PIDS+=($!)
+NGINX_PID=$!
 NGINX="http://127.0.0.1:$NGINX_PORT"
 wait_for "$NGINX$TASK_PATH" "nginx" "$WORK/nginx-error.log"
 cmp -s "$WORK/www/task.json" <(curl -sf "$NGINX$TASK_PATH") || die "nginx serves other bytes than the origin"
@@ -113,7 +116,14 @@ curl -sf "$EDGE/health" >/dev/null || die "the edge did not start: $(tail -20 "$
 IMAGE=$(curl -sf "$ORIGIN/api/tasks/1" | grep -o '"/images/[^"]*"' | head -n 1 | tr -d '"')
 [ -n "$IMAGE" ] || die "the demo data has no image on task 1"
 
+# Each target's processes, for its CPU time per answer: nginx's master and workers, the edge's
+# workerd processes (wrangler's local proxy and the Worker's).
+NGINX_PIDS=$(echo "$NGINX_PID" $(pgrep -P "$NGINX_PID") | tr ' ' ',')
+EDGE_PIDS=$(pgrep -g "${PIDS[-1]}" -x workerd | paste -sd, -)
+
 log "running the $PROFILE profile of load/plan.toml"
 "$ROOT/target/release/rampart-load" --plan load/plan.toml --profile "$PROFILE" --out "$OUT" \
   --target "origin=$ORIGIN" --target "origin-uncached=$UNCACHED" --target "nginx=$NGINX" \
-  --target "edge=$EDGE" --var "image=$IMAGE" "$@"
+  --target "edge=$EDGE" --var "image=$IMAGE" \
+  --cpu "origin=$ORIGIN_PID" --cpu "origin-uncached=$UNCACHED_PID" --cpu "nginx=$NGINX_PIDS" \
+  ${EDGE_PIDS:+--cpu "edge=$EDGE_PIDS"} "$@"

@@ -146,6 +146,7 @@ mod tests {
                 p99,
                 max: p99 * 2.0,
             },
+            cpu_us_per_answer: None,
             statuses: Default::default(),
             failures: vec![],
             timeline: vec![],

@@ -103,6 +103,7 @@ mod tests {
                 p99,
                 max: p99,
             },
+            cpu_us_per_answer: None,
             statuses: Default::default(),
             failures: vec![],
             timeline: vec![],

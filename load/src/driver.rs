@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cpu::CpuProbe;
 use crate::plan::RequestSpec;
 use crate::stats::{Ending, Recorder};
 use crate::vars::{Template, TemplateError, Vars};
@@ -126,6 +127,8 @@ pub struct Run {
     pub duration: Duration,
     /// Names the run in progress lines.
     pub label: String,
+    /// The target's processes, whose CPU time per answer is recorded when given.
+    pub cpu: Option<CpuProbe>,
 }
 
 type Shared = Arc<Mutex<Recorder>>;
@@ -147,6 +150,7 @@ impl Run {
             measure_from,
             end,
         ));
+        let cpu = self.cpu_from(measure_from);
         let period = Duration::from_secs_f64(1.0 / rate);
         let limit = Arc::new(Semaphore::new(max_in_flight));
         let mut tasks = JoinSet::new();
@@ -179,9 +183,7 @@ impl Run {
             });
         }
         while tasks.join_next().await.is_some() {}
-        // The last second's line is due at the end: let it print.
-        let _ = progress.await;
-        lock(recorder).end_round(self.duration);
+        self.finish(progress, cpu, recorder).await;
     }
 
     /// Closed model: `connections` loops, each sending its next request when answered.
@@ -195,6 +197,7 @@ impl Run {
             measure_from,
             end,
         ));
+        let cpu = self.cpu_from(measure_from);
         let mut tasks = JoinSet::new();
         for first in 0..connections {
             let (run, recorder) = (self.clone(), recorder.clone());
@@ -223,8 +226,32 @@ impl Run {
             });
         }
         while tasks.join_next().await.is_some() {}
+        self.finish(progress, cpu, recorder).await;
+    }
+
+    /// Reads the target's CPU time when measuring starts.
+    fn cpu_from(&self, measure_from: Instant) -> Option<tokio::task::JoinHandle<Option<f64>>> {
+        let probe = self.cpu.clone()?;
+        Some(tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from).await;
+            probe.micros()
+        }))
+    }
+
+    /// Ends a round: the last progress line, the CPU time spent since measuring started.
+    async fn finish(
+        &self,
+        progress: tokio::task::JoinHandle<()>,
+        cpu: Option<tokio::task::JoinHandle<Option<f64>>>,
+        recorder: &Shared,
+    ) {
         // The last second's line is due at the end: let it print.
         let _ = progress.await;
+        if let Some(start) = cpu {
+            let before = start.await.ok().flatten();
+            let after = self.cpu.as_ref().and_then(CpuProbe::micros);
+            lock(recorder).add_cpu(before.zip(after).map(|(before, after)| after - before));
+        }
         lock(recorder).end_round(self.duration);
     }
 

@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod compare;
+pub mod cpu;
 pub mod driver;
 pub mod plan;
 pub mod report;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rampart_load::compare::{self, Incomparable};
+use rampart_load::cpu::parse_pids;
 use rampart_load::plan::Plan;
 use rampart_load::report;
 use rampart_load::runner::{self, Options, Summary};
@@ -30,6 +31,10 @@ struct Cli {
     /// A template variable: `--var image=/images/ab12.png`; repeat for each.
     #[arg(long = "var", value_parser = pair)]
     vars: Vec<(String, String)>,
+    /// A target's server processes, whose CPU time per answer the run records:
+    /// `--cpu origin=1234` or `--cpu nginx=1240,1241`; repeat for each target.
+    #[arg(long = "cpu", value_parser = pair)]
+    cpu: Vec<(String, String)>,
     /// Runs only these scenarios; repeat for each.
     #[arg(long)]
     only: Vec<String>,
@@ -72,12 +77,18 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<ExitCode, String> {
     let plan = Plan::load(&cli.plan).map_err(|e| e.to_string())?;
+    let mut cpu = BTreeMap::new();
+    for (target, pids) in &cli.cpu {
+        let pids = parse_pids(pids).map_err(|e| format!("--cpu {target}: {e}"))?;
+        cpu.insert(target.clone(), pids);
+    }
     let options = Options {
         profile: cli.profile.clone(),
         targets: cli.targets.iter().cloned().collect::<BTreeMap<_, _>>(),
         vars: cli.vars.clone(),
         only: cli.only.clone(),
         skip_missing: cli.skip_missing,
+        cpu,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::{self, Check};
 use crate::compare::Regression;
+use crate::cpu::CpuProbe;
 use crate::driver::{self, PrepareError, Prepared, Run, Target};
 use crate::plan::{Plan, PlanError, Profile, Scenario};
 use crate::stats::{Outcome, Recorder};
@@ -28,6 +29,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Skip scenarios whose target (or peer) has no URL, instead of failing.
     pub skip_missing: bool,
+    /// Target name → its server's process ids, for CPU time per answer.
+    pub cpu: BTreeMap<String, Vec<u32>>,
 }
 
 /// The whole run: what the report shows and the next run compares with.
@@ -143,6 +146,7 @@ pub async fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
             warmup: scenario.warmup(profile),
             duration: profile.duration(),
             label: String::new(),
+            cpu: probe(&scenario.target, options),
         };
         summary
             .scenarios
@@ -164,6 +168,13 @@ fn target(name: &str, options: &Options) -> Result<Target, RunError> {
     })
 }
 
+fn probe(target: &str, options: &Options) -> Option<CpuProbe> {
+    options
+        .cpu
+        .get(target)
+        .map(|pids| CpuProbe::new(pids.clone()))
+}
+
 async fn run_scenario(
     scenario: &Scenario,
     profile: &Profile,
@@ -175,6 +186,7 @@ async fn run_scenario(
     if let Some(peer) = &scenario.peer {
         let peer_run = Run {
             target: target(peer, options)?,
+            cpu: probe(peer, options),
             ..base.clone()
         };
         runs.push((peer_run, Arc::new(Mutex::new(Recorder::default()))));

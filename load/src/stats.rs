@@ -51,6 +51,9 @@ pub struct Recorder {
     dropped: u64,
     examples: Vec<String>,
     measured: Duration,
+    /// Server CPU time while measuring, µs, when every round could read it.
+    cpu_micros: Option<f64>,
+    cpu_rounds: u32,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,8 @@ impl Default for Recorder {
             dropped: 0,
             examples: Vec::new(),
             measured: Duration::ZERO,
+            cpu_micros: None,
+            cpu_rounds: 0,
         }
     }
 }
@@ -102,6 +107,16 @@ impl Recorder {
                 self.examples.push(what);
             }
         }
+    }
+
+    /// The target's CPU time over one round's measured window (`None`: not known).
+    pub fn add_cpu(&mut self, micros: Option<f64>) {
+        let known = self.cpu_rounds == 0 || self.cpu_micros.is_some();
+        self.cpu_micros = match (micros, known) {
+            (Some(micros), true) => Some(self.cpu_micros.unwrap_or(0.0) + micros),
+            _ => None,
+        };
+        self.cpu_rounds += 1;
     }
 
     /// A request the generator could not start: too many were in flight.
@@ -170,6 +185,10 @@ impl Recorder {
                 p99: at(0.99),
                 max: ms(self.latency.max()),
             },
+            cpu_us_per_answer: self
+                .cpu_micros
+                .filter(|_| answers > 0)
+                .map(|us| us / answers as f64),
             statuses: self.statuses.clone(),
             failures: self.examples.clone(),
             timeline: self.timeline(),
@@ -234,6 +253,9 @@ pub struct Outcome {
     pub error_rate: f64,
     /// Latency percentiles, in milliseconds.
     pub latency_ms: Percentiles,
+    /// The target's CPU time per answer, µs, when its processes were given (`--cpu`).
+    #[serde(default)]
+    pub cpu_us_per_answer: Option<f64>,
     /// Answers per status code (and `timeout`, `transport-error`).
     pub statuses: BTreeMap<String, u64>,
     /// A few failures, as examples.

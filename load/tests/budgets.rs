@@ -149,7 +149,12 @@ requests = [{ path = "/fast" }, { path = "/slow" }]
 budget = { rps_vs_peer = 0.5, p99_vs_peer = 1.5, peer_slack_ms = 5 }
 "#,
     );
-    let summary = runner::run(&plan, &options(&[("server", &url), ("server-again", &url)]))
+    // The server runs in this process: its CPU time is this process's.
+    let mut options = options(&[("server", &url), ("server-again", &url)]);
+    options
+        .cpu
+        .insert("server".into(), vec![std::process::id()]);
+    let summary = runner::run(&plan, &options)
         .await
         .expect("the run completes");
 
@@ -198,6 +203,15 @@ budget = { rps_vs_peer = 0.5, p99_vs_peer = 1.5, peer_slack_ms = 5 }
         .find(|s| s.name == "fast-vs-slow")
         .expect("pair");
     let peer = pair.peer.as_ref().expect("the peer ran");
+    let cpu = pair
+        .outcome
+        .cpu_us_per_answer
+        .expect("the target's CPU time is read");
+    assert!(cpu > 0.0 && cpu < 100_000.0, "{cpu} µs per answer");
+    assert_eq!(
+        peer.cpu_us_per_answer, None,
+        "no process was given for the peer"
+    );
     assert_eq!(peer.target, "server-again");
     assert!(
         pair.checks.iter().all(|c| c.ok),

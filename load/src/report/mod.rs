@@ -21,8 +21,8 @@ pub fn write(dir: &Path, summary: &Summary) -> std::io::Result<()> {
 /// The terminal table: one line per scenario and target, then every missed check.
 pub fn table(summary: &Summary) -> String {
     let mut out = format!(
-        "\n{:<30} {:<16} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8}  budgets\n",
-        "scenario", "target", "answers", "req/s", "p50 ms", "p95 ms", "p99 ms", "failed"
+        "\n{:<30} {:<16} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}  budgets\n",
+        "scenario", "target", "answers", "req/s", "p50 ms", "p95 ms", "p99 ms", "failed", "cpu µs"
     );
     for scenario in &summary.scenarios {
         let met = scenario.checks.iter().filter(|c| c.ok).count();
@@ -78,11 +78,16 @@ fn ratios(outcome: &Outcome, peer: &Outcome) -> String {
             "–".to_owned()
         }
     };
+    let cpu = match (outcome.cpu_us_per_answer, peer.cpu_us_per_answer) {
+        (Some(mine), Some(theirs)) => ratio(mine, theirs),
+        _ => "not measured".to_owned(),
+    };
     format!(
-        "req/s {}, p50 {}, p99 {}",
+        "req/s {}, p50 {}, p99 {}, CPU per answer {}",
         ratio(outcome.rps, peer.rps),
         ratio(outcome.latency_ms.p50, peer.latency_ms.p50),
-        ratio(outcome.latency_ms.p99, peer.latency_ms.p99)
+        ratio(outcome.latency_ms.p99, peer.latency_ms.p99),
+        cpu
     )
 }
 
@@ -90,15 +95,23 @@ fn row(out: &mut String, name: &str, outcome: &Outcome, verdict: &str) {
     let latency = &outcome.latency_ms;
     let _ = writeln!(
         out,
-        "{name:<30} {:<16} {:>9} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>7.2}%  {verdict}",
+        "{name:<30} {:<16} {:>9} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>7.2}% {:>8}  {verdict}",
         outcome.target,
         outcome.requests,
         outcome.rps,
         latency.p50,
         latency.p95,
         latency.p99,
-        outcome.error_rate * 100.0
+        outcome.error_rate * 100.0,
+        cpu(outcome)
     );
+}
+
+/// CPU µs per answer, when the target's processes were given.
+fn cpu(outcome: &Outcome) -> String {
+    outcome
+        .cpu_us_per_answer
+        .map_or_else(|| "–".to_owned(), |us| format!("{us:.1}"))
 }
 
 fn html(summary: &Summary) -> String {
@@ -148,7 +161,7 @@ fn section(page: &mut String, scenario: &ScenarioResult) {
         escape(&scenario.about),
         escape(&scenario.load)
     );
-    page.push_str("<table><tr><th>target</th><th>answers</th><th>req/s</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>statuses</th></tr>");
+    page.push_str("<table><tr><th>target</th><th>answers</th><th>req/s</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>failed</th><th>CPU µs per answer</th><th>statuses</th></tr>");
     for outcome in std::iter::once(&scenario.outcome).chain(scenario.peer.as_ref()) {
         let l = &outcome.latency_ms;
         let statuses: Vec<String> = outcome
@@ -158,14 +171,14 @@ fn section(page: &mut String, scenario: &ScenarioResult) {
             .collect();
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}%</td><td>{}</td></tr>",
-            escape(&outcome.target), outcome.requests, outcome.rps, l.p50, l.p90, l.p95, l.p99, l.max, outcome.error_rate * 100.0, escape(&statuses.join(", "))
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}%</td><td>{}</td><td>{}</td></tr>",
+            escape(&outcome.target), outcome.requests, outcome.rps, l.p50, l.p90, l.p95, l.p99, l.max, outcome.error_rate * 100.0, cpu(outcome), escape(&statuses.join(", "))
         );
     }
     if let Some(peer) = &scenario.peer {
         let _ = write!(
             page,
-            "<tr><td colspan=\"10\">{} against {}: {}</td></tr>",
+            "<tr><td colspan=\"11\">{} against {}: {}</td></tr>",
             escape(&scenario.outcome.target),
             escape(&peer.target),
             escape(&ratios(&scenario.outcome, peer))

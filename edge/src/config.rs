@@ -1,5 +1,6 @@
 //! The Worker's configuration: `[vars]` from `wrangler.toml` and secrets.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -51,7 +52,26 @@ pub struct EdgeConfig {
     pub span: Option<Rc<Span>>,
 }
 
+thread_local! {
+    /// The settings this isolate's first request read: an isolate's bindings (vars and
+    /// secrets) do not change while it lives, so later requests skip a dozen calls into
+    /// JavaScript and a URL parse.
+    static ISOLATE_CONFIG: OnceCell<EdgeConfig> = const { OnceCell::new() };
+}
+
 impl EdgeConfig {
+    /// The isolate's settings ([`EdgeConfig::from_env`] once, then a copy), with no span.
+    pub fn of_isolate(env: &Env) -> worker::Result<Self> {
+        ISOLATE_CONFIG.with(|cell| {
+            if let Some(config) = cell.get() {
+                return Ok(config.clone());
+            }
+            let config = Self::from_env(env)?;
+            let _ = cell.set(config.clone());
+            Ok(config)
+        })
+    }
+
     /// Records on the request's span, when there is one.
     pub fn trace(&self, record: impl FnOnce(&Span)) {
         if let Some(span) = &self.span {

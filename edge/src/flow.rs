@@ -41,7 +41,7 @@ pub async fn handle(
     ctx: &Context,
     span: Rc<Span>,
 ) -> Result<Response> {
-    let mut config = EdgeConfig::from_env(env)?;
+    let mut config = EdgeConfig::of_isolate(env)?;
     config.span = Some(span);
     let url = request.url()?;
     let Some(host) = url_parts::authority(&url) else {

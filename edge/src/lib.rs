@@ -65,7 +65,7 @@ use worker::{event, web_sys, Context, Env, Request, Result};
 /// ([`trace`]) is exported after the response, in `ctx.wait_until`.
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
-    let tracing = trace::TraceConfig::from_env(&env);
+    let tracing = trace::TraceConfig::of_isolate(&env);
     let span = Rc::new(trace::Span::of_request(&request, &tracing));
     let method = runtime::method(&request);
     let path = request.path();

@@ -77,7 +77,17 @@ pub struct TraceConfig {
     pub endpoint: Option<String>,
 }
 
+thread_local! {
+    /// The isolate's tracing settings, read by its first request (bindings do not change).
+    static ISOLATE_TRACING: std::cell::OnceCell<TraceConfig> = const { std::cell::OnceCell::new() };
+}
+
 impl TraceConfig {
+    /// The isolate's settings: [`TraceConfig::from_env`] once, then a copy.
+    pub fn of_isolate(env: &worker::Env) -> Self {
+        ISOLATE_TRACING.with(|cell| cell.get_or_init(|| Self::from_env(env)).clone())
+    }
+
     /// Reads `TRACE_SAMPLE_RATE` and `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn from_env(env: &worker::Env) -> Self {
         let var = |name: &str| env.var(name).map(|v| v.to_string()).ok();

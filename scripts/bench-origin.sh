@@ -14,7 +14,9 @@
 # Installs what is missing (nginx-light, wrk, sqlite3). Safe to re-run.
 #
 # On a machine with two or more cores each server runs on core 0 alone and wrk on core 1, so
-# that the server is what limits throughput and the peers share the cores the same way. Every
+# that the server is what limits throughput and the peers share the cores the same way
+# (BENCH_PINNED=0: nothing is pinned, every process may use every core, nginx runs one worker
+# per core and the origin its default runtime, as on a user's machine). Every
 # peer is measured once per round, in reverse order in even rounds. Each ratio is the median of
 # the per-round ratios; each peer's p99 is also taken over its requests pooled from all rounds
 # (from wrk's latency histograms), which one noisy round moves less.
@@ -23,6 +25,7 @@
 #   BENCH_ROUNDS       rounds                               (default 8)
 #   BENCH_CONNECTIONS  wrk connections                      (default 64)
 #   BENCH_PACE_MS      think time of the paced runs, in ms  (default 1)
+#   BENCH_PINNED       1: servers on core 0, wrk on core 1; 0: nothing pinned (default 1)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -31,7 +34,7 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-8}
 PACE_MS=${BENCH_PACE_MS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
-if [ "$(nproc)" -ge 2 ]; then
+if [ "$(nproc)" -ge 2 ] && [ "${BENCH_PINNED:-1}" != 0 ]; then
   SERVER_CPU=(taskset -c 0)
   LOAD_CPU=(taskset -c 1)
   NGINX_WORKERS=1
@@ -171,9 +174,8 @@ percentile() {
 # the time the server spends on a request, whoever else wants the cores. wrk's own share shows
 # how close the load generator is to its limit, which adds to every latency it measures.
 measure() {
-  local peer=$1 round=$2 url=$3 before after requests rps p99 threads=2 times
+  local peer=$1 round=$2 url=$3 before after requests rps p99 threads=1 times
   shift 3
-  [ ${#LOAD_CPU[@]} -gt 0 ] && threads=1
   before=$(cpu_ticks "$@")
   times=$( { TIMEFORMAT='%U %S'; time WRK_HISTOGRAM="$WORK/runs/$peer.$round.hist" "${LOAD_CPU[@]}" \
     wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -s "$WORK/wrk.lua" \
@@ -244,7 +246,7 @@ log "stampede and stale-while-revalidate (cargo bench -p origin --bench cache_fi
 cargo bench --quiet -p origin --bench cache_figures 2>/dev/null | tee "$WORK/figures.txt"
 
 printf "\nFigures (loopback; %s; %d rounds of %d s per peer)\n" \
-  "$([ ${#SERVER_CPU[@]} -gt 0 ] && echo "each server alone on core 0, wrk on core 1" || echo "server and wrk share the cores")" "$ROUNDS" "$SECONDS_PER_RUN"
+  "$([ ${#SERVER_CPU[@]} -gt 0 ] && echo "each server alone on core 0, wrk on core 1" || echo "nothing pinned: servers and wrk (one thread) share every core")" "$ROUNDS" "$SECONDS_PER_RUN"
 echo "  cached GET /api/tasks/7, same body; response head: origin $ORIGIN_HEAD B, nginx $NGINX_HEAD B, nginx with the same headers $SAME_HEAD B"
 echo "  per round, for each of nginx, nginx with the same headers, bare handler, origin, brotli page from nginx, from the origin,"
 echo "  nginx paced, origin paced: req/s, p99 ms, server CPU us per request, wrk's share of its core (%)"

@@ -95,9 +95,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$BARE_PORT/" >/dev/null && br
 cmp -s "$WORK/www/task.json" <(curl -sf "http://127.0.0.1:$BARE_PORT/") || die "the bare peer serves other bytes"
 # The origin's response headers, for the nginx peer that sends the same bytes on the wire
 # (nginx writes its own Date, Content-Length, Content-Type and ETag).
-curl -sfI "$TASK_URL" | tr -d '\r' | awk -F': ' 'NR > 1 && NF >= 2 && tolower($1) !~ /^(date|content-length|content-type|etag|connection)$/ {
-  name = $1; $1 = ""; value = substr($0, 2); gsub(/"/, "\\\"", value)
-  printf "      add_header %s \"%s\" always;\n", name, value }' >"$WORK/headers.conf"
+nginx_headers_of "$TASK_URL" >"$WORK/headers.conf"
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes $NGINX_WORKERS;
 daemon off;

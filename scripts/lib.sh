@@ -195,6 +195,15 @@ ensure_image_bench_tools() {
   fi
 }
 
+# nginx_headers_of <url>: nginx `add_header` lines sending a URL's response headers, so that
+# nginx puts the same bytes on the wire (it writes its own Date, Content-Length, Content-Type
+# and ETag).
+nginx_headers_of() {
+  curl -sfI "$1" | tr -d '\r' | awk -F': ' 'NR > 1 && NF >= 2 && tolower($1) !~ /^(date|content-length|content-type|etag|connection)$/ {
+    name = $1; $1 = ""; value = substr($0, 2); gsub(/"/, "\\\"", value)
+    printf "      add_header %s \"%s\" always;\n", name, value }'
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

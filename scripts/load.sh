@@ -69,11 +69,7 @@ mkdir -p "$WORK/www"
 chmod 755 "$WORK" "$WORK/www"
 curl -sf "$ORIGIN$TASK_PATH" -o "$WORK/www/task.json"
 curl -sfI "$ORIGIN$TASK_PATH" | grep -qi '^cache-status: rampart-origin; hit' || die "the task is not cached"
-# The origin's headers, so that nginx sends the same bytes on the wire (it writes its own
-# Date, Content-Length, Content-Type and ETag).
-curl -sfI "$ORIGIN$TASK_PATH" | tr -d '\r' | awk -F': ' 'NR > 1 && NF >= 2 && tolower($1) !~ /^(date|content-length|content-type|etag|connection)$/ {
-  name = $1; $1 = ""; value = substr($0, 2); gsub(/"/, "\\\"", value)
-  printf "      add_header %s \"%s\" always;\n", name, value }' >"$WORK/headers.conf"
+nginx_headers_of "$ORIGIN$TASK_PATH" >"$WORK/headers.conf"
 NGINX_PORT=$(free_port)
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes auto;

@@ -133,6 +133,18 @@ pub struct Run {
 
 type Shared = Arc<Mutex<Recorder>>;
 
+/// One round of a run: its clock, and the tasks beside it.
+struct Round {
+    start: Instant,
+    /// Answers before this are warm-up, not recorded.
+    measure_from: Instant,
+    /// No request is started after this.
+    end: Instant,
+    progress: tokio::task::JoinHandle<()>,
+    /// The target's CPU time when measuring started.
+    cpu: Option<tokio::task::JoinHandle<Option<f64>>>,
+}
+
 fn lock(recorder: &Shared) -> std::sync::MutexGuard<'_, Recorder> {
     recorder.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -141,16 +153,8 @@ impl Run {
     /// Open model: a request due every `1/rate` s; at most `max_in_flight` at once (the rest
     /// are dropped and counted).
     pub async fn open(&self, rate: f64, max_in_flight: usize, recorder: &Shared) {
-        let start = Instant::now();
-        let measure_from = start + self.warmup;
-        let end = measure_from + self.duration;
-        let progress = tokio::spawn(progress(
-            self.label.clone(),
-            recorder.clone(),
-            measure_from,
-            end,
-        ));
-        let cpu = self.cpu_from(measure_from);
+        let round = self.begin(recorder);
+        let (start, measure_from, end) = (round.start, round.measure_from, round.end);
         let period = Duration::from_secs_f64(1.0 / rate);
         let limit = Arc::new(Semaphore::new(max_in_flight));
         let mut tasks = JoinSet::new();
@@ -183,21 +187,13 @@ impl Run {
             });
         }
         while tasks.join_next().await.is_some() {}
-        self.finish(progress, cpu, recorder).await;
+        self.finish(round, recorder).await;
     }
 
     /// Closed model: `connections` loops, each sending its next request when answered.
     pub async fn closed(&self, connections: usize, recorder: &Shared) {
-        let start = Instant::now();
-        let measure_from = start + self.warmup;
-        let end = measure_from + self.duration;
-        let progress = tokio::spawn(progress(
-            self.label.clone(),
-            recorder.clone(),
-            measure_from,
-            end,
-        ));
-        let cpu = self.cpu_from(measure_from);
+        let round = self.begin(recorder);
+        let (measure_from, end) = (round.measure_from, round.end);
         let mut tasks = JoinSet::new();
         for first in 0..connections {
             let (run, recorder) = (self.clone(), recorder.clone());
@@ -226,28 +222,36 @@ impl Run {
             });
         }
         while tasks.join_next().await.is_some() {}
-        self.finish(progress, cpu, recorder).await;
+        self.finish(round, recorder).await;
     }
 
-    /// Reads the target's CPU time when measuring starts.
-    fn cpu_from(&self, measure_from: Instant) -> Option<tokio::task::JoinHandle<Option<f64>>> {
-        let probe = self.cpu.clone()?;
-        Some(tokio::spawn(async move {
-            tokio::time::sleep_until(measure_from).await;
-            probe.micros()
-        }))
+    /// Starts a round's clock, its progress lines and, when measuring starts, its CPU reading.
+    fn begin(&self, recorder: &Shared) -> Round {
+        let start = Instant::now();
+        let measure_from = start + self.warmup;
+        let end = measure_from + self.duration;
+        let label = self.label.clone();
+        let progress = tokio::spawn(progress(label, recorder.clone(), measure_from, end));
+        let cpu = self.cpu.clone().map(|probe| {
+            tokio::spawn(async move {
+                tokio::time::sleep_until(measure_from).await;
+                probe.micros()
+            })
+        });
+        Round {
+            start,
+            measure_from,
+            end,
+            progress,
+            cpu,
+        }
     }
 
     /// Ends a round: the last progress line, the CPU time spent since measuring started.
-    async fn finish(
-        &self,
-        progress: tokio::task::JoinHandle<()>,
-        cpu: Option<tokio::task::JoinHandle<Option<f64>>>,
-        recorder: &Shared,
-    ) {
+    async fn finish(&self, round: Round, recorder: &Shared) {
         // The last second's line is due at the end: let it print.
-        let _ = progress.await;
-        if let Some(start) = cpu {
+        let _ = round.progress.await;
+        if let Some(start) = round.cpu {
             let before = start.await.ok().flatten();
             let after = self.cpu.as_ref().and_then(CpuProbe::micros);
             lock(recorder).add_cpu(before.zip(after).map(|(before, after)| after - before));

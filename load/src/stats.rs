@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// The longest latency recorded exactly; longer ones count as this.
 const MAX_MICROS: u64 = 60_000_000;
+/// Least server CPU time a CPU-per-answer figure is given for: `/proc` counts in 10 ms ticks,
+/// so below a second the figure would be off by more than 1%.
+const MIN_CPU_MICROS: f64 = 1_000_000.0;
 /// Failures kept as examples for the report.
 const EXAMPLES: usize = 5;
 
@@ -187,7 +190,7 @@ impl Recorder {
             },
             cpu_us_per_answer: self
                 .cpu_micros
-                .filter(|_| answers > 0)
+                .filter(|us| answers > 0 && *us >= MIN_CPU_MICROS)
                 .map(|us| us / answers as f64),
             statuses: self.statuses.clone(),
             failures: self.examples.clone(),
@@ -253,7 +256,8 @@ pub struct Outcome {
     pub error_rate: f64,
     /// Latency percentiles, in milliseconds.
     pub latency_ms: Percentiles,
-    /// The target's CPU time per answer, µs, when its processes were given (`--cpu`).
+    /// The target's CPU time per answer, µs, when its processes were given (`--cpu`) and spent
+    /// at least a second of CPU while measured (less is too coarse to show).
     #[serde(default)]
     pub cpu_us_per_answer: Option<f64>,
     /// Answers per status code (and `timeout`, `transport-error`).
@@ -354,6 +358,35 @@ mod tests {
             .collect();
         assert_eq!(rows, [(1000, 10), (1, 1)]);
         assert_eq!(outcome.histogram.iter().map(|b| b.count).sum::<u64>(), 1001);
+    }
+
+    #[test]
+    fn cpu_per_answer_is_given_from_a_second_of_cpu_and_only_when_every_round_was_read() {
+        let mut recorder = Recorder::default();
+        for i in 0..1000u64 {
+            recorder.record(
+                Duration::from_millis(i),
+                Duration::from_micros(100),
+                &OK,
+                "/",
+            );
+        }
+        recorder.add_cpu(Some(600_000.0));
+        recorder.end_round(Duration::from_secs(1));
+        assert_eq!(
+            recorder.outcome("origin").cpu_us_per_answer,
+            None,
+            "0.6 s is too coarse"
+        );
+        recorder.add_cpu(Some(600_000.0));
+        recorder.end_round(Duration::from_secs(1));
+        assert_eq!(recorder.outcome("origin").cpu_us_per_answer, Some(1_200.0));
+        recorder.add_cpu(None);
+        assert_eq!(
+            recorder.outcome("origin").cpu_us_per_answer,
+            None,
+            "a round not read"
+        );
     }
 
     #[test]

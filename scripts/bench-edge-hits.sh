@@ -32,14 +32,7 @@ else
 fi
 (cd "$BASE_TREE" && bash scripts/build-edge.sh)
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+scratch_space
 
 # The origin: cacheable JSON, small and large.
 cat >"$WORK/origin.py" <<'EOF'

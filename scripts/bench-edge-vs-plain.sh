@@ -25,14 +25,7 @@ log "building the load tool (release) and the Worker"
 cargo build --quiet --release -p rampart-load
 bash scripts/build-edge.sh
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+scratch_space
 
 cat >"$WORK/origin.py" <<'EOF'
 import http.server, json, sys

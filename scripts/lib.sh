@@ -204,6 +204,19 @@ nginx_headers_of() {
     printf "      add_header %s \"%s\" always;\n", name, value }'
 }
 
+# scratch_space: a temporary directory in $WORK and an empty list $PIDS; when the script exits,
+# every process in PIDS (with its process group, when it leads one) is stopped and WORK removed.
+scratch_space() {
+  WORK=$(mktemp -d)
+  PIDS=()
+  trap stop_and_clean EXIT
+}
+stop_and_clean() {
+  for pid in "${PIDS[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

@@ -27,14 +27,7 @@ log "building the origin and the load tool (release)"
 cargo build --quiet --release -p origin -p rampart-load
 bash scripts/build-edge.sh
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+scratch_space
 
 wait_for() { # url what log
   for _ in $(seq 600); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done

@@ -106,7 +106,10 @@ pub async fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         skipped: Vec::new(),
         regressions: Vec::new(),
     };
-    // Every request of every scenario is checked before anything is sent.
+    // Every target URL and every request of every scenario is checked before anything is sent.
+    for name in options.targets.keys() {
+        target(name, options)?;
+    }
     let mut prepared = Vec::new();
     for scenario in &plan.scenarios {
         let requests = scenario
@@ -121,11 +124,8 @@ pub async fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         if !options.only.is_empty() && !options.only.contains(&scenario.name) {
             continue;
         }
-        let wanted = std::iter::once(&scenario.target).chain(scenario.peer.as_ref());
-        if let Some(missing) = wanted
-            .into_iter()
-            .find(|t| !options.targets.contains_key(*t))
-        {
+        let mut wanted = std::iter::once(&scenario.target).chain(scenario.peer.as_ref());
+        if let Some(missing) = wanted.find(|t| !options.targets.contains_key(*t)) {
             if !options.skip_missing {
                 return Err(RunError::MissingTarget {
                     scenario: scenario.name.clone(),

@@ -290,6 +290,14 @@ async fn a_scenario_without_a_target_url_is_refused_unless_skipping_is_asked() {
         runner::run(&plan, &unknown).await,
         Err(RunError::UnknownScenario(_))
     ));
+    // A bad URL is refused before any scenario runs, even one no scenario of this plan uses.
+    let bad = options(&[
+        ("edge", "http://127.0.0.1:9"),
+        ("spare", "ftp://127.0.0.1/"),
+    ]);
+    assert!(
+        matches!(runner::run(&plan, &bad).await, Err(RunError::BadTarget(name, _)) if name == "spare")
+    );
 }
 
 #[test]

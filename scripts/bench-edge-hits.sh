@@ -34,29 +34,9 @@ fi
 
 scratch_space
 
-# The origin: cacheable JSON, small and large.
-cat >"$WORK/origin.py" <<'EOF'
-import http.server, json, sys
-small = json.dumps({"id": 1, "title": "a task", "status": "open", "assignee": "user1"}).encode()
-large = json.dumps([{"id": i, "title": f"task {i}", "status": ["open", "done"][i % 2],
-                     "assignee": f"user{i % 7}"} for i in range(1000)]).encode()
-class Origin(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = large if self.path.startswith("/api/large") else small
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Cache-Control", "public, max-age=3600")
-        self.send_header("ETag", '"v1"')
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Origin).serve_forever()
-EOF
+# The origin: scripts/peers/cacheable-origin.py (small and large JSON).
 ORIGIN_PORT=$(free_port)
-python3 "$WORK/origin.py" "$ORIGIN_PORT" &
+python3 "$ROOT/scripts/peers/cacheable-origin.py" "$ORIGIN_PORT" &
 PIDS+=($!)
 
 start_edge() { # name dir port

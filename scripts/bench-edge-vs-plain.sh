@@ -27,33 +27,8 @@ bash scripts/build-edge.sh
 
 scratch_space
 
-cat >"$WORK/origin.py" <<'EOF'
-import http.server, json, sys
-small = json.dumps({"id": 7, "title": "Ship the edge cache", "status": "in_progress",
-                    "assignee": {"id": 3, "name": "Ada"}, "tags": ["edge", "cache"],
-                    "description": "x" * 800}).encode()
-rows = "".join(f"<tr><td>{i}</td><td>Task number {i}</td><td>{['todo', 'done'][i % 2]}</td></tr>\n"
-               for i in range(1500))
-page = f"<!doctype html><html><head><title>Board</title></head><body><table>\n{rows}</table></body></html>\n"
-page = page.encode()[:70 * 1024]
-class Origin(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        html = self.path.startswith("/page.html")
-        body = page if html else small
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8" if html else "application/json")
-        self.send_header("Cache-Control", "public, max-age=3600")
-        self.send_header("ETag", '"v1"')
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Origin).serve_forever()
-EOF
 ORIGIN_PORT=$(free_port)
-setsid python3 "$WORK/origin.py" "$ORIGIN_PORT" &
+setsid python3 "$ROOT/scripts/peers/cacheable-origin.py" "$ORIGIN_PORT" &
 PIDS+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/api/small" >/dev/null && break; sleep 0.1; done
 

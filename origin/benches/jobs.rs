@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use origin::core::dependencies::redis::RedisTarget;
 use origin::core::jobs::{Job, JobError, JobSettings, Jobs, NewJob, Queue, Retention};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
@@ -196,8 +197,13 @@ async fn run_jobs(url: &str, prefix: &str, jobs: usize, batch: usize) -> Duratio
         ..JobSettings::default()
     };
     assert_eq!(settings.concurrency(QUEUE), CONCURRENCY);
-    let system =
-        Jobs::on_redis(url, prefix, Duration::from_secs(5), settings).expect("a Redis URL");
+    let system = Jobs::on_redis(
+        &RedisTarget::node(url).expect("a Redis URL"),
+        prefix,
+        Duration::from_secs(5),
+        settings,
+    )
+    .expect("a Redis URL");
     let ran = Arc::new(AtomicUsize::new(0));
     let all_ran = Arc::new(Notify::new());
     {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 /// The queues of the origins under `prefix`, seen from the test.
 fn queues(prefix: &str) -> Jobs {
     Jobs::on_redis(
-        &redis_url(),
+        &origin::core::dependencies::redis::RedisTarget::node(&redis_url()).expect("Redis URL"),
         prefix,
         Duration::from_secs(2),
         JobSettings::default(),

@@ -8,9 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use origin::core::cache::{CacheOptions, RedisTier, TieredCache};
+use origin::core::dependencies::redis::RedisTarget;
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn target(url: &str) -> RedisTarget {
+    RedisTarget::node(url).expect("a valid Redis URL")
 }
 
 /// A prefix no other test run uses.
@@ -22,8 +27,8 @@ fn prefix(test: &str) -> String {
 }
 
 fn instance(prefix: &str) -> TieredCache {
-    let tier =
-        RedisTier::new(&redis_url(), prefix, Duration::from_millis(500)).expect("valid Redis URL");
+    let tier = RedisTier::new(&target(&redis_url()), prefix, Duration::from_millis(500))
+        .expect("connects");
     TieredCache::new(1 << 20).with_redis(tier)
 }
 
@@ -112,7 +117,7 @@ async fn invalidation_reaches_every_instance() {
 async fn an_unreachable_redis_fails_open() {
     // Port 1 on loopback: nothing listens there.
     let tier = RedisTier::new(
-        "redis://127.0.0.1:1",
+        &target("redis://127.0.0.1:1"),
         &prefix("down"),
         Duration::from_millis(200),
     )

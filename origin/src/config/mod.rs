@@ -179,6 +179,15 @@ pub enum Problem {
         /// The accepted form.
         expected: &'static str,
     },
+    /// Well formed, but unusable for `reason` (a file that cannot be read, settings that
+    /// contradict each other).
+    #[error("must be {expected} ({reason})")]
+    Unusable {
+        /// What would be accepted.
+        expected: &'static str,
+        /// Why this value is not.
+        reason: String,
+    },
     /// `rule=milliseconds` pairs badly written or with a duration outside `.0`.
     #[error("must be rule=milliseconds pairs separated by commas, each between {} and {}", .0.min, .0.max)]
     NotRuleTimeouts(Range),

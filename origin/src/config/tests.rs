@@ -83,6 +83,23 @@ fn the_defaults_are_the_documented_ones() {
 }
 
 /// Every variable set to a valid value other than its default.
+/// Where the full environment's Redis CA file is written (see [`write_full_ca_file`]).
+const FULL_CA_FILE: &str = "/tmp/rampart-config-tests/redis-ca.pem";
+
+/// Writes a CA certificate made now at [`FULL_CA_FILE`] (replaced whole, so tests running at
+/// once never read half a file).
+fn write_full_ca_file() {
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).expect("a certificate").pem();
+    let path = std::path::Path::new(FULL_CA_FILE);
+    std::fs::create_dir_all(path.parent().expect("a folder")).expect("folder");
+    let partial = path.with_extension(format!("{}.part", std::process::id()));
+    std::fs::write(&partial, pem).expect("written");
+    std::fs::rename(partial, path).expect("renamed");
+}
+
 const FULL: &[(&str, &str)] = &[
     ("ORIGIN_ADDR", "0.0.0.0:9000"),
     ("METRICS_ADDR", "[::1]:9464"),
@@ -98,9 +115,11 @@ const FULL: &[(&str, &str)] = &[
     ("CACHE_STALE_WHILE_REVALIDATE_TTL", "31536000"),
     ("CACHE_WARM_PATHS", " /a?x=1 , ,/b"),
     ("CACHE_WARM_HOST", "app.example:8443"),
-    ("REDIS_URL", "redis://:secret@127.0.0.1:6380/2"),
+    ("REDIS_URL", "rediss://:secret@127.0.0.1:6380/2"),
     ("REDIS_KEY_PREFIX", ""),
     ("REDIS_TIMEOUT_MS", "60000"),
+    ("REDIS_CLUSTER_NODES", " 127.0.0.1:7001 ,127.0.0.1:7002"),
+    ("REDIS_TLS_CA_FILE", FULL_CA_FILE),
     ("DATABASE_URL", "postgres://app@db/rampart"),
     ("DATABASE_POOL_SIZE", "1000"),
     ("DATABASE_QUERY_TIMEOUT_MS", "1"),
@@ -183,9 +202,11 @@ fn full_expected() -> Config {
             warm_host: Some("app.example:8443".to_owned()),
         },
         redis: RedisConfig {
-            url: Some("redis://:secret@127.0.0.1:6380/2".to_owned()),
+            url: Some("rediss://:secret@127.0.0.1:6380/2".to_owned()),
             key_prefix: String::new(),
             timeout: ms(60_000),
+            cluster_nodes: vec!["127.0.0.1:7001".to_owned(), "127.0.0.1:7002".to_owned()],
+            tls_ca_file: Some(FULL_CA_FILE.into()),
         },
         database: DatabaseConfig {
             url: "postgres://app@db/rampart".to_owned(),
@@ -302,6 +323,7 @@ fn full_jobs() -> JobsConfig {
 
 #[test]
 fn a_full_valid_environment_parses() {
+    write_full_ca_file();
     assert_eq!(Config::from_source(source(FULL)), Ok(full_expected()));
 }
 
@@ -438,6 +460,16 @@ const BAD: &[Bad] = &[
         "0 to 256 visible ASCII characters",
     ),
     bad("REDIS_TIMEOUT_MS", "0", "between 1 and 60000"),
+    bad(
+        "REDIS_CLUSTER_NODES",
+        "127.0.0.1:7001,127.0.0.1:port",
+        "comma-separated host:port pairs",
+    ),
+    bad(
+        "REDIS_TLS_CA_FILE",
+        "/nonexistent/ca.pem",
+        "a readable PEM file of CA certificates",
+    ),
     bad(
         "DATABASE_URL",
         "mysql://db/x",

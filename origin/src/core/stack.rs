@@ -19,6 +19,7 @@ use crate::core::dependencies::cloudflare_purge::CloudflarePurge;
 use crate::core::dependencies::database::Database;
 use crate::core::dependencies::edge_purge::EdgePurge;
 use crate::core::dependencies::outbound::{HttpClient, OutboundSettings};
+use crate::core::dependencies::redis::RedisTarget;
 use crate::core::dependencies::retry::{Retrier, RetryBudget, RetryPolicy};
 use crate::core::endpoints::{self, admin, health, status};
 use crate::core::http::client::EdgeTrust;
@@ -304,20 +305,31 @@ fn rate_limiter(
 ) -> Option<RateLimiter> {
     let budgets = config.resilience.rate_limits?;
     let redis = &config.redis;
-    let Some(url) = &redis.url else {
+    let Some(target) = redis_target(config) else {
         return Some(RateLimiter::local(budgets));
     };
     let shared = RateLimiter::local(budgets).with_redis(
-        url,
+        &target,
         &redis.key_prefix,
         redis.timeout,
         breaker.clone(),
         metrics.clone(),
     );
     Some(shared.unwrap_or_else(|error| {
-        tracing::error!(%error, "REDIS_URL is invalid: rate limits are per instance");
+        tracing::error!(%error, "Redis unusable: rate limits are per instance");
         RateLimiter::local(budgets)
     }))
+}
+
+/// The Redis `config` names (one node or a cluster), if any; an unusable one is logged and
+/// left out (a configuration read from the environment was checked already).
+fn redis_target(config: &Config) -> Option<RedisTarget> {
+    RedisTarget::from_config(&config.redis)
+        .inspect_err(
+            |error| tracing::error!(%error, "Redis settings unusable: running without Redis"),
+        )
+        .ok()
+        .flatten()
 }
 
 /// The job system `config` asks for: on Redis when `REDIS_URL` is set, else in process; with
@@ -325,10 +337,10 @@ fn rate_limiter(
 fn job_system(config: &Config) -> Jobs {
     let settings = config.jobs.settings.clone();
     let redis = &config.redis;
-    let jobs = match &redis.url {
-        Some(url) => Jobs::on_redis(url, &redis.key_prefix, redis.timeout, settings.clone())
+    let jobs = match redis_target(config) {
+        Some(target) => Jobs::on_redis(&target, &redis.key_prefix, redis.timeout, settings.clone())
             .unwrap_or_else(|error| {
-                tracing::error!(%error, "REDIS_URL is invalid: jobs are kept in process");
+                tracing::error!(%error, "Redis unusable: jobs are kept in process");
                 Jobs::in_memory(settings)
             }),
         None => Jobs::in_memory(settings),
@@ -373,8 +385,8 @@ pub fn response_cache(
     let mut cache = TieredCache::new(config.cache.max_bytes)
         .with_background(Background::new(jobs.clone(), targets));
     let redis = &config.redis;
-    if let Some(url) = &redis.url {
-        match RedisTier::new(url, &redis.key_prefix, redis.timeout) {
+    if let Some(target) = redis_target(config) {
+        match RedisTier::new(&target, &redis.key_prefix, redis.timeout) {
             Ok(tier) => {
                 let tier = tier
                     .with_breaker(breaker.clone())
@@ -382,7 +394,7 @@ pub fn response_cache(
                 cache = cache.with_redis(tier);
             }
             Err(error) => {
-                tracing::error!(%error, "REDIS_URL is invalid: running on the in-process cache alone")
+                tracing::error!(%error, "Redis unusable: running on the in-process cache alone")
             }
         }
     }

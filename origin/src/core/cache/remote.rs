@@ -6,19 +6,21 @@
 //! a timeout; a failure is counted and treated as a miss, never as an error for the client.
 //! After a lost subscription the in-process level is flushed, since invalidations may have been
 //! missed meanwhile. Every call's outcome, the subscription's and each health `PING`'s tell
-//! `redis_up` whether Redis answers, at no cost of its own.
+//! `redis_up` whether Redis answers, at no cost of its own. It runs on any shape of Redis
+//! ([`RedisTarget`]): on a cluster an entry and its tag sets live in different slots, so a
+//! write or an invalidation is one pipeline per slot ([`Batch`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 use tracing::Instrument;
 
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
+use crate::core::dependencies::redis::{Batch, RedisConnection, RedisTarget};
 use crate::core::observability::dependency_metrics::RedisMetrics;
 use crate::core::observability::telemetry;
 
@@ -38,8 +40,8 @@ pub struct Invalidation {
 
 /// The Redis level.
 pub struct RedisTier {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: RedisTarget,
+    conn: RedisConnection,
     prefix: String,
     instance: String,
     guard: Guard,
@@ -56,17 +58,13 @@ impl std::fmt::Debug for RedisTier {
 }
 
 impl RedisTier {
-    /// A tier on `url` whose keys start with `prefix`; connects lazily and reconnects by itself.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    /// A tier on `target` whose keys start with `prefix`; connects lazily and reconnects by
+    /// itself.
+    pub fn new(target: &RedisTarget, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
+        let conn = target.shared(timeout, 1)?;
         let instance = format!("{:016x}", rand_id());
         Ok(Self {
-            client,
+            target: target.clone(),
             conn,
             prefix: prefix.to_owned(),
             instance,
@@ -128,10 +126,12 @@ impl RedisTier {
     async fn run<T: redis::FromRedisValue>(
         &self,
         operation: &'static str,
-        command: &redis::Pipeline,
+        batch: &Batch,
     ) -> Option<T> {
-        let mut conn = self.conn.clone();
-        let call = command.query_async::<T>(&mut conn);
+        let call = async {
+            let answers = batch.run(&self.conn).await?;
+            Ok::<T, redis::RedisError>(redis::from_redis_value(redis::Value::Array(answers))?)
+        };
         let record =
             |outcome: Outcome, elapsed| self.metrics.record(operation, outcome.as_str(), elapsed);
         let span = telemetry::dependency_span("redis", operation, "cache");
@@ -159,9 +159,10 @@ impl RedisTier {
 
     /// The stored bytes of `key`, if any and reachable.
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(self.key(key));
-        self.run::<(Option<Vec<u8>>,)>("get", &pipe)
+        let key = self.key(key);
+        let mut batch = self.batch();
+        batch.add(Some(&key), redis::cmd("GET").arg(&key).to_owned());
+        self.run::<(Option<Vec<u8>>,)>("get", &batch)
             .await
             .and_then(|(value,)| value)
     }
@@ -169,21 +170,25 @@ impl RedisTier {
     /// Stores `bytes` under `key` for `retention`, indexed under `tags`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>, retention: Duration, tags: &[String]) {
         let ms = retention.as_millis().max(1) as u64;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.key(key))
+        let stored = self.key(key);
+        let mut batch = self.batch();
+        let set = redis::cmd("SET")
+            .arg(&stored)
             .arg(bytes)
             .arg("PX")
             .arg(ms)
-            .ignore();
+            .to_owned();
+        batch.add_quiet(Some(&stored), set);
         for tag in tags {
             let set = self.tag(tag);
-            pipe.cmd("SADD").arg(&set).arg(key).ignore();
+            batch.add_quiet(Some(&set), redis::cmd("SADD").arg(&set).arg(key).to_owned());
             // A tag set lives as long as its longest-lived entry.
-            pipe.cmd("PEXPIRE").arg(&set).arg(ms).arg("NX").ignore();
-            pipe.cmd("PEXPIRE").arg(&set).arg(ms).arg("GT").ignore();
+            for only in ["NX", "GT"] {
+                let expire = redis::cmd("PEXPIRE").arg(&set).arg(ms).arg(only).to_owned();
+                batch.add_quiet(Some(&set), expire);
+            }
         }
-        let _ = self.run::<()>("put", &pipe).await;
+        let _ = self.run::<()>("put", &batch).await;
     }
 
     /// The keys of the entries carrying `tags` (none when Redis cannot say).
@@ -191,23 +196,23 @@ impl RedisTier {
         if tags.is_empty() {
             return Vec::new();
         }
-        let mut lookup = redis::pipe();
+        let mut lookup = self.batch();
         for tag in tags {
-            lookup.cmd("SMEMBERS").arg(self.tag(tag));
+            let set = self.tag(tag);
+            lookup.add(Some(&set), redis::cmd("SMEMBERS").arg(&set).to_owned());
         }
         let tagged: Vec<Vec<String>> = self.run("tag_lookup", &lookup).await.unwrap_or_default();
         tagged.into_iter().flatten().collect()
     }
 
     /// Deletes the `tagged` entries (see [`Self::tagged`]), `keys` and the sets of `tags`, and
-    /// tells the other instances, in one round trip.
+    /// tells the other instances: in one round trip on one node, after the deletions on a
+    /// cluster (whose nodes do not order one client's commands between them).
     pub async fn drop_entries(&self, tagged: &[String], tags: &[String], keys: &[String]) {
-        let mut delete = redis::pipe();
-        for key in tagged.iter().chain(keys) {
-            delete.cmd("DEL").arg(self.key(key)).ignore();
-        }
-        for tag in tags {
-            delete.cmd("DEL").arg(self.tag(tag)).ignore();
+        let mut delete = self.batch();
+        let stored = tagged.iter().chain(keys).map(|key| self.key(key));
+        for doomed in stored.chain(tags.iter().map(|tag| self.tag(tag))) {
+            delete.add_quiet(Some(&doomed), redis::cmd("DEL").arg(&doomed).to_owned());
         }
         let message = Invalidation {
             from: self.instance.clone(),
@@ -215,13 +220,32 @@ impl RedisTier {
             keys: keys.to_vec(),
             all: false,
         };
-        let payload = serde_json::to_string(&message).unwrap_or_default();
-        delete
-            .cmd("PUBLISH")
+        self.publish_after("invalidate", delete, &message).await;
+    }
+
+    /// Runs `batch`, then publishes `message` to the other instances, so that none of them
+    /// reads what `batch` deletes from Redis after hearing of it.
+    async fn publish_after(
+        &self,
+        operation: &'static str,
+        mut batch: Batch,
+        message: &Invalidation,
+    ) {
+        let payload = serde_json::to_string(message).unwrap_or_default();
+        let publish = redis::cmd("PUBLISH")
             .arg(self.channel())
             .arg(payload)
-            .ignore();
-        let _ = self.run::<()>("invalidate", &delete).await;
+            .to_owned();
+        if self.conn.is_cluster() {
+            let _ = self.run::<()>(operation, &batch).await;
+            batch = self.batch();
+        }
+        batch.add_quiet(None, publish);
+        let _ = self.run::<()>(operation, &batch).await;
+    }
+
+    fn batch(&self) -> Batch {
+        Batch::for_connection(&self.conn)
     }
 
     /// Cache keys matching the glob `pattern` (Redis `MATCH` syntax), at most `limit` of them.
@@ -234,31 +258,16 @@ impl RedisTier {
             .collect()
     }
 
-    /// Redis keys matching `pattern`, at most `limit`, found with `SCAN` (never `KEYS`).
+    /// Redis keys matching `pattern`, at most `limit`, found with `SCAN` (never `KEYS`) on
+    /// every node that holds keys.
     async fn scan(&self, pattern: &str, limit: usize) -> Vec<String> {
         let mut conn = self.conn.clone();
-        let mut found = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut command = redis::cmd("SCAN");
-            command
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let step = command.query_async::<(u64, Vec<String>)>(&mut conn);
-            let Ok(Ok((next, keys))) = tokio::time::timeout(self.guard.timeout * 4, step).await
-            else {
-                self.failed::<()>("scan failed");
-                return found;
-            };
-            found.extend(keys);
-            if next == 0 || found.len() >= limit {
-                found.truncate(limit);
-                return found;
+        match conn.scan(pattern, limit, self.guard.timeout * 4).await {
+            Ok(found) => found,
+            Err(error) => {
+                self.failed::<()>(&format!("scan failed: {error}"));
+                Vec::new()
             }
-            cursor = next;
         }
     }
 
@@ -268,15 +277,15 @@ impl RedisTier {
         keys.extend(self.keys_matching("HEAD *", usize::MAX).await);
         let tags = self.scan(&self.tag("*"), usize::MAX).await;
         for chunk in keys.chunks(500) {
-            let mut delete = redis::pipe();
-            for key in chunk {
-                delete.cmd("DEL").arg(self.key(key)).ignore();
+            let mut delete = self.batch();
+            for key in chunk.iter().map(|key| self.key(key)) {
+                delete.add_quiet(Some(&key), redis::cmd("DEL").arg(&key).to_owned());
             }
             let _ = self.run::<()>("clear", &delete).await;
         }
-        let mut publish = redis::pipe();
+        let mut delete_tags = self.batch();
         for tag in tags {
-            publish.cmd("DEL").arg(tag).ignore();
+            delete_tags.add_quiet(Some(&tag), redis::cmd("DEL").arg(&tag).to_owned());
         }
         let message = Invalidation {
             from: self.instance.clone(),
@@ -284,12 +293,7 @@ impl RedisTier {
             keys: Vec::new(),
             all: true,
         };
-        publish
-            .cmd("PUBLISH")
-            .arg(self.channel())
-            .arg(serde_json::to_string(&message).unwrap_or_default())
-            .ignore();
-        let _ = self.run::<()>("clear", &publish).await;
+        self.publish_after("clear", delete_tags, &message).await;
         keys.len()
     }
 
@@ -302,7 +306,7 @@ impl RedisTier {
     ) {
         let mut subscribed_before = false;
         loop {
-            match self.client.get_async_pubsub().await {
+            match self.target.subscriber().await {
                 Ok(mut pubsub) => {
                     if pubsub.subscribe(self.channel()).await.is_ok() {
                         self.metrics.answered(true);

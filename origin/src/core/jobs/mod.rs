@@ -36,6 +36,7 @@ pub use job::{Reserved, Retention};
 pub use runner::{Handler, JobError};
 pub use store::StoreError;
 
+use crate::core::dependencies::redis::RedisTarget;
 use crate::core::dependencies::retry::RetryPolicy;
 use memory_store::MemoryStore;
 use metrics::{JobMetrics, JobOutcome};
@@ -148,14 +149,14 @@ impl Jobs {
         Self::with_store(Store::Memory(MemoryStore::new()), settings)
     }
 
-    /// Jobs kept in Redis at `url`, under `prefix`, each call bounded by `timeout`.
+    /// Jobs kept in Redis at `target`, under `prefix`, each call bounded by `timeout`.
     pub fn on_redis(
-        url: &str,
+        target: &RedisTarget,
         prefix: &str,
         timeout: Duration,
         settings: JobSettings,
     ) -> Result<Self, StoreError> {
-        let store = RedisStore::new(url, prefix, timeout)?;
+        let store = RedisStore::new(target, prefix, timeout)?;
         let buffer = Buffer::new(settings.buffer_max);
         Ok(Self::with_store(
             Store::Redis(Box::new(store), buffer),

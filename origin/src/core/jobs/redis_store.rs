@@ -18,13 +18,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Value};
+use futures::future::join_all;
+use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::job::{unix_ms, Enqueued, NewJob, Queue, Reserved, Retention};
 use super::redis_replies::{entry_list, job_from_fields, stream_entries, GROUP};
 use super::scripts;
+use crate::core::dependencies::redis::{RedisConnection, RedisTarget};
 
 /// Jobs taken over from dead workers per call.
 const RECLAIM_BATCH: usize = 100;
@@ -59,8 +60,8 @@ impl From<redis::RedisError> for StoreError {
 /// The Redis job store.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    pub(super) conn: ConnectionManager,
+    target: RedisTarget,
+    pub(super) conn: RedisConnection,
     pub(super) prefix: String,
     timeout: Duration,
     /// Where completions wait to be written together (see [`Self::complete`]).
@@ -115,18 +116,12 @@ pub(super) struct Keys {
 }
 
 impl RedisStore {
-    /// A store on `url` whose keys start with `prefix`; connects lazily, bounds each call by
-    /// `timeout`.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::from)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    /// A store on `target` whose keys start with `prefix`; connects lazily, bounds each call
+    /// by `timeout`.
+    pub fn new(target: &RedisTarget, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
         Ok(Self {
-            client,
-            conn,
+            conn: target.shared(timeout, 1)?,
+            target: target.clone(),
             prefix: format!("{prefix}jobs:"),
             timeout,
             completions: Arc::default(),
@@ -185,7 +180,8 @@ impl RedisStore {
                 None => queues.push((job.queue, vec![index])),
             }
         }
-        let mut pipe = redis::pipe();
+        // One script call per queue, concurrently: on a cluster each queue has its own slot.
+        let mut calls = Vec::with_capacity(queues.len());
         for (queue, members) in &queues {
             let keys = self.keys(*queue);
             let mut invocation = scripts::ENQUEUE.prepare_invoke();
@@ -209,9 +205,13 @@ impl RedisStore {
                     .arg(due)
                     .arg(job.trace.as_deref().unwrap_or(""));
             }
-            pipe.invoke_script(&invocation);
+            let mut conn = self.conn.clone();
+            calls.push(async move { self.run(invocation.invoke_async(&mut conn)).await });
         }
-        let replies: Vec<Vec<(u8, String)>> = self.run_scripts(&pipe, &scripts::ENQUEUE).await?;
+        let replies = join_all(calls)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<Vec<(u8, String)>>, _>>()?;
         let mut enqueued: Vec<Option<Enqueued>> = jobs.iter().map(|_| None).collect();
         for ((_, members), replies) in queues.iter().zip(replies) {
             for (&index, (created, id)) in members.iter().zip(replies) {
@@ -246,20 +246,17 @@ impl RedisStore {
     }
 
     /// A connection of its own for a reader that blocks for up to `block`.
-    pub async fn reader(&self, block: Duration) -> Result<MultiplexedConnection, StoreError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(block + self.timeout));
+    pub async fn reader(&self, block: Duration) -> Result<RedisConnection, StoreError> {
         Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .target
+            .dedicated(self.timeout, block + self.timeout)
             .await?)
     }
 
     /// Up to `max` jobs of `queue` for `consumer`, waiting up to `block` for one to arrive.
     pub async fn reserve(
         &self,
-        reader: &mut MultiplexedConnection,
+        reader: &mut RedisConnection,
         queue: Queue,
         consumer: &str,
         max: usize,
@@ -479,7 +476,8 @@ impl RedisStore {
                 None => groups.push((completion.queue, completion.keep_ms, vec![completion])),
             }
         }
-        let mut pipe = redis::pipe();
+        // One script call per group, concurrently: on a cluster each queue has its own slot.
+        let mut calls = Vec::with_capacity(groups.len());
         for (queue, keep_ms, members) in &groups {
             let keys = self.keys(*queue);
             let mut invocation = scripts::COMPLETE.prepare_invoke();
@@ -492,9 +490,10 @@ impl RedisStore {
             for completion in members {
                 invocation.arg(&completion.receipt).arg(&completion.id);
             }
-            pipe.invoke_script(&invocation).ignore();
+            let mut conn = self.conn.clone();
+            calls.push(async move { self.run::<()>(invocation.invoke_async(&mut conn)).await });
         }
-        self.run_scripts::<()>(&pipe, &scripts::COMPLETE).await
+        join_all(calls).await.into_iter().collect()
     }
 
     /// Records that `reserved` failed with `error`; `retry_at` (Unix ms) delays it for another

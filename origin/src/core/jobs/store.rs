@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use crate::core::dependencies::redis::RedisConnection;
 
 use super::job::{Enqueued, Job, NewJob, Queue, QueueCounts, Reserved, Retention};
 use super::memory_store::MemoryStore;
@@ -21,7 +21,7 @@ pub use super::redis_store::StoreError;
 /// and starts jobs in one round trip on the shared connection instead.
 #[derive(Debug, Default)]
 pub struct Reader {
-    conn: Option<MultiplexedConnection>,
+    conn: Option<RedisConnection>,
     pub(super) backlog: bool,
 }
 

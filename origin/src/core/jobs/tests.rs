@@ -14,6 +14,10 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+fn target() -> RedisTarget {
+    RedisTarget::node(&redis_url()).expect("a Redis URL")
+}
+
 fn quick() -> JobSettings {
     JobSettings {
         visibility_timeout: Duration::from_millis(900),
@@ -29,13 +33,8 @@ fn quick() -> JobSettings {
 
 fn both(settings: JobSettings) -> Vec<(&'static str, Jobs)> {
     let prefix = format!("test-jobs-{:08x}:", fastrand::u32(..));
-    let redis = Jobs::on_redis(
-        &redis_url(),
-        &prefix,
-        Duration::from_secs(2),
-        settings.clone(),
-    )
-    .expect("a Redis URL");
+    let redis = Jobs::on_redis(&target(), &prefix, Duration::from_secs(2), settings.clone())
+        .expect("a Redis URL");
     vec![("memory", Jobs::in_memory(settings)), ("redis", redis)]
 }
 
@@ -320,7 +319,7 @@ async fn a_job_whose_worker_went_silent_is_taken_over() {
     let prefix = format!("test-jobs-{:08x}:", fastrand::u32(..));
     let settings = quick();
     let open = |s: &JobSettings| {
-        Jobs::on_redis(&redis_url(), &prefix, Duration::from_secs(2), s.clone()).expect("url")
+        Jobs::on_redis(&target(), &prefix, Duration::from_secs(2), s.clone()).expect("url")
     };
     // A worker that takes a job and never reports back.
     let silent = open(&settings);
@@ -403,7 +402,7 @@ async fn finished_records_are_trimmed_to_the_count_kept() {
 #[tokio::test]
 async fn with_redis_unreachable_jobs_are_buffered_then_refused_when_the_buffer_is_full() {
     let jobs = Jobs::on_redis(
-        "redis://127.0.0.1:1",
+        &RedisTarget::node("redis://127.0.0.1:1").expect("a Redis URL"),
         "unreachable:",
         Duration::from_millis(100),
         JobSettings {

@@ -11,12 +11,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shared::rate_limit::{RateLimit, RateLimitTier};
 use tracing::Instrument;
 
 use crate::core::dependencies::breaker::CircuitBreaker;
 use crate::core::dependencies::guarded::{Failure, Guard, Outcome};
+use crate::core::dependencies::redis::{RedisConnection, RedisTarget};
 use crate::core::observability::dependency_metrics::RedisMetrics;
 use crate::core::observability::telemetry;
 
@@ -158,7 +158,7 @@ fn unix_us() -> u64 {
 
 /// The shared limiter in Redis.
 struct Shared {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     script: redis::Script,
     prefix: String,
     guard: Guard,
@@ -237,23 +237,19 @@ impl RateLimiter {
         }
     }
 
-    /// Decides in Redis at `url` (keys under `prefix`), guarded by `breaker`; connects lazily.
+    /// Decides in Redis at `target` (keys under `prefix`, one per client and tier, so one slot
+    /// per decision on a cluster), guarded by `breaker`; connects lazily.
     pub fn with_redis(
         mut self,
-        url: &str,
+        target: &RedisTarget,
         prefix: &str,
         timeout: Duration,
         breaker: CircuitBreaker,
         metrics: RedisMetrics,
     ) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(0);
         metrics.in_use();
         self.shared = Some(Shared {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            conn: target.shared(timeout, 0)?,
             script: redis::Script::new(GCRA_SCRIPT),
             prefix: prefix.to_owned(),
             guard: Guard {

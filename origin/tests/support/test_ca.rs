@@ -1,5 +1,7 @@
 //! A certificate authority made by the test, and a server certificate it signed for
 //! `localhost` and `127.0.0.1`, written as PEM files in a folder of their own.
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

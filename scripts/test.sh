@@ -16,6 +16,8 @@ ensure_postgres
 ensure_prometheus
 ensure_edge_tools
 ensure_chromium
+# nginx: the load balancer in front of several origins, and the load tests' peer.
+apt_install nginx-light
 cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz
 
 log "building the edge Worker (wasm32)"

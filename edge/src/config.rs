@@ -4,11 +4,13 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use worker::{Env, Url};
+use worker::Env;
 
+use crate::origins::Origins;
 use crate::trace::Span;
 
-/// `ORIGIN_URL`: where cache misses go (scheme, host and optional port).
+/// `ORIGIN_URL`: where cache misses go (scheme, host and optional port), or several origins
+/// separated by commas (see [`crate::origins`]).
 pub const VAR_ORIGIN_URL: &str = "ORIGIN_URL";
 /// `ORIGIN_AUTH_TOKEN`: a secret sent to the origin so it can refuse traffic that bypassed the edge.
 pub const SECRET_ORIGIN_AUTH_TOKEN: &str = "ORIGIN_AUTH_TOKEN";
@@ -33,8 +35,8 @@ pub const ORIGIN_AUTH_HEADER: &str = shared::security::ORIGIN_AUTH_HEADER;
 /// The edge's settings for one request.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
-    /// The origin's base URL.
-    pub origin_url: Url,
+    /// The origins' base URLs, and which of them rest.
+    pub origins: Rc<Origins>,
     /// The shared secret for the origin, when configured.
     pub origin_auth_token: Option<String>,
     /// Whether `Cache-Status` names the cache key.
@@ -95,7 +97,7 @@ impl EdgeConfig {
             .var(VAR_ORIGIN_URL)
             .map_err(|_| worker::Error::RustError(format!("{VAR_ORIGIN_URL} is not set")))?
             .to_string();
-        let origin_url = Url::parse(&origin)
+        let origins = Origins::parse(&origin)
             .map_err(|e| worker::Error::RustError(format!("{VAR_ORIGIN_URL}={origin:?}: {e}")))?;
         let origin_auth_token = secret(env, SECRET_ORIGIN_AUTH_TOKEN);
         let expose_cache_key = env
@@ -117,7 +119,7 @@ impl EdgeConfig {
         let image_signing_key = secret(env, SECRET_IMAGE_SIGNING_KEY);
         let admin_token = secret(env, SECRET_ADMIN_TOKEN);
         Ok(Self {
-            origin_url,
+            origins: Rc::new(origins),
             origin_auth_token,
             expose_cache_key,
             origin_timeout,
@@ -150,7 +152,7 @@ mod tests {
 
     fn with_token(token: Option<&str>) -> EdgeConfig {
         EdgeConfig {
-            origin_url: Url::parse("http://127.0.0.1:8080").expect("a URL"),
+            origins: Rc::new(Origins::parse("http://127.0.0.1:8080").expect("a URL")),
             origin_auth_token: None,
             expose_cache_key: false,
             origin_timeout: DEFAULT_ORIGIN_TIMEOUT,

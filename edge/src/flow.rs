@@ -295,6 +295,7 @@ fn refresh(exchange: &Exchange<'_>, stored: &Stored, fill: &Fill<'_>) -> Result<
         compress: fill.compress,
         keep_set_cookie: fill.store_set_cookie,
         request_id: exchange.id().to_owned(),
+        origins: exchange.config.origins.clone(),
     };
     revalidate::spawn(exchange.ctx, prepared, refresh);
     Ok(())

@@ -1,6 +1,7 @@
 //! The request to the origin, and the origin's answer made safe to use.
 //!
-//! The URL is always `ORIGIN_URL`'s scheme and authority with the request's path and query: a
+//! The URL is always an origin's (`ORIGIN_URL`, one or several: see [`crate::origins`]) scheme
+//! and authority with the request's path and query: a
 //! request target that looks like another authority (`//host/`, `/\host`, an absolute-form
 //! target) stays a path on the configured origin, so the edge never fetches from a host it was
 //! not configured for. Hop-by-hop headers, and those the `Connection` header names, are dropped
@@ -21,6 +22,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::{web_sys, AbortController, Date, Delay, Fetch, Headers, Request, Response, Result};
 
 use crate::config::{EdgeConfig, ORIGIN_AUTH_HEADER};
+use crate::origins::Origins;
 use crate::runtime;
 
 /// Why the origin gave no usable response.
@@ -139,7 +141,8 @@ pub async fn to_origin(
 ) -> std::result::Result<Response, OriginError> {
     let prepared = prepare(request, outgoing, config).map_err(OriginError::Unreachable)?;
     let started = Date::now().as_millis();
-    let outcome = send(&prepared, outgoing.method == "HEAD", deadline).await;
+    let head = outgoing.method == "HEAD";
+    let outcome = send(&prepared, head, deadline, &config.origins).await;
     let waited = Date::now().as_millis().saturating_sub(started);
     config.trace(|span| span.add_origin_time(waited as f64));
     outcome
@@ -148,7 +151,7 @@ pub async fn to_origin(
 /// The request the origin receives, ready for [`send`] (and, for a background refresh, to
 /// outlive the incoming request).
 pub fn prepare(request: &Request, outgoing: &Outgoing<'_>, config: &EdgeConfig) -> Result<Request> {
-    let url = origin_url(&config.origin_url, outgoing.target);
+    let url = origin_url(config.origins.pick(now_ms()), outgoing.target);
     let headers = forwarded_headers(request, outgoing, config)?;
     let init = web_sys::RequestInit::new();
     init.set_method(outgoing.method);
@@ -165,7 +168,7 @@ pub fn prepare(request: &Request, outgoing: &Outgoing<'_>, config: &EdgeConfig) 
 }
 
 /// `origin` with its path and query replaced by `target`'s: scheme, host and port always come
-/// from `ORIGIN_URL`, however the target is spelled.
+/// from the origin's URL, however the target is spelled.
 pub fn origin_url(origin: &worker::Url, target: &str) -> worker::Url {
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -187,20 +190,58 @@ pub fn origin_url(origin: &worker::Url, target: &str) -> worker::Url {
 /// Sends a prepared request, aborting it when `deadline` passes, and returns the origin's
 /// response with mutable headers, hop-by-hop fields removed and no body where none belongs. A
 /// `GET` or `HEAD` whose connection fails (refused, reset, a kept-alive connection the origin
-/// closed or left unusable) is sent once more, on a new connection, within the same deadline.
+/// closed or left unusable) goes to the next of `origins` in turn, or once more to the only
+/// one on a new connection, within the same deadline; the failed origin rests a while.
 pub async fn send(
     prepared: &Request,
     head: bool,
     deadline: Deadline,
+    origins: &Origins,
 ) -> std::result::Result<Response, OriginError> {
-    let safe = matches!(prepared.inner().method().as_str(), "GET" | "HEAD");
-    let outcome = match attempt(prepared, deadline).await {
-        Err(OriginError::Unreachable(_)) if safe && !deadline.remaining().is_zero() => {
-            attempt(prepared, deadline).await
+    let mut outcome = attempt(prepared, deadline).await;
+    if matches!(outcome, Err(OriginError::Unreachable(_))) {
+        let sent_to = prepared.url().map_err(OriginError::Unreachable)?;
+        let next = origins.after_failure(&sent_to, now_ms());
+        if matches!(prepared.inner().method().as_str(), "GET" | "HEAD") {
+            let target = target_of(&sent_to);
+            for origin in next {
+                if deadline.remaining().is_zero() {
+                    break;
+                }
+                let url = origin_url(&origin, &target);
+                let retry = retarget(prepared, &url).map_err(OriginError::Unreachable)?;
+                outcome = attempt(&retry, deadline).await;
+                if !matches!(outcome, Err(OriginError::Unreachable(_))) {
+                    break;
+                }
+                origins.after_failure(&url, now_ms());
+            }
         }
-        outcome => outcome,
-    };
+    }
     sanitize(outcome?, head)
+}
+
+/// A `GET` or `HEAD` like `prepared` (method, headers, no redirects followed) sent to `url`.
+fn retarget(prepared: &Request, url: &worker::Url) -> Result<Request> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(&prepared.inner().method());
+    init.set_headers(&prepared.inner().headers());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    web_sys::Request::new_with_str_and_init(url.as_str(), &init)
+        .map(Request::from)
+        .map_err(runtime::js_error)
+}
+
+/// The path and query of `url`.
+fn target_of(url: &worker::Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
 }
 
 /// One fetch of `prepared`, aborted when `deadline` passes.

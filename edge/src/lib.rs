@@ -39,6 +39,7 @@ pub mod flow;
 pub mod forward;
 pub mod images;
 pub mod minify;
+pub mod origins;
 pub mod precompress;
 pub mod prepare;
 pub mod purge;

@@ -3,11 +3,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::time::Duration;
 
 use worker::{Cache, Context, Request};
 
 use crate::forward::{self, Deadline};
+use crate::origins::Origins;
 use crate::{prepare, store};
 
 thread_local! {
@@ -47,6 +49,8 @@ pub struct Refresh {
     pub keep_set_cookie: bool,
     /// The id of the request that started the refresh, for logs.
     pub request_id: String,
+    /// Where to turn when the origin's connection fails.
+    pub origins: Rc<Origins>,
 }
 
 /// Refreshes an entry from the origin in the background, unless a refresh of it is already
@@ -71,7 +75,7 @@ pub fn spawn(ctx: &Context, outgoing: Request, refresh: Refresh) {
 async fn run(outgoing: &Request, refresh: &Refresh) -> Result<(), String> {
     let deadline = Deadline::after(refresh.timeout);
     let request_time = store::now();
-    let response = forward::send(outgoing, false, deadline)
+    let response = forward::send(outgoing, false, deadline, &refresh.origins)
         .await
         .map_err(|error| error.to_string())?;
     let times = (request_time, store::now());

@@ -3,7 +3,8 @@
 //! Every request is decided by the shared policy (the same crate the origin links), keyed by the
 //! shared canonical cache key, answered from the Workers Cache API when a fresh copy is stored,
 //! served stale while it is refreshed in the background (stale-while-revalidate) or when the
-//! origin fails (stale-if-error), and otherwise forwarded to `ORIGIN_URL`. Responses leave with
+//! origin fails (stale-if-error), and otherwise forwarded to `ORIGIN_URL` (one origin, or several
+//! taking turns: [`origins`]). Responses leave with
 //! the shared security headers and a `Cache-Status` (RFC 9211) member named `rampart-edge`.
 //!
 //! | module | role |
@@ -14,6 +15,7 @@
 //! | `fill` | misses and validations: fetch, freshen, store, stand in when the origin fails |
 //! | `answer` | conditions, ranges and HEAD answered from a response; the edge's own errors |
 //! | [`forward`] | the request to the origin |
+//! | [`origins`] | which origin a request goes to, and where it turns when one fails |
 //! | [`store`] | stored entries and their logical freshness |
 //! | [`revalidate`] | background refreshes for stale-while-revalidate |
 //! | [`coalesce`] | one origin fetch for concurrent misses of a key |

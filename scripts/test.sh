@@ -35,6 +35,9 @@ cargo test -p edge --lib
 log "load tests with budgets: the smoke profile (short, at a quarter of the rates)"
 bash scripts/load.sh smoke
 
+log "chaos campaign: the short profile (every fault a third as long)"
+bash scripts/chaos.sh short
+
 log "building the fuzz targets"
 (cd shared && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev >/dev/null)
 

@@ -21,6 +21,8 @@ use futures_util::StreamExt;
 use worker::wasm_bindgen::JsValue;
 use worker::{web_sys, AbortController, Date, Delay, Fetch, Headers, Request, Response, Result};
 
+use shared::security::DRAINING_HEADER;
+
 use crate::config::{EdgeConfig, ORIGIN_AUTH_HEADER};
 use crate::origins::Origins;
 use crate::runtime;
@@ -72,8 +74,10 @@ impl Deadline {
     }
 }
 
-/// RFC 9110 §7.6.1 connection-specific fields: never forwarded, in either direction.
+/// RFC 9110 §7.6.1 connection-specific fields: never forwarded, in either direction (and an
+/// origin's announcement that it drains, which concerns the edge alone).
 const HOP_BY_HOP: &[&str] = &[
+    DRAINING_HEADER,
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -191,7 +195,8 @@ pub fn origin_url(origin: &worker::Url, target: &str) -> worker::Url {
 /// response with mutable headers, hop-by-hop fields removed and no body where none belongs. A
 /// `GET` or `HEAD` whose connection fails (refused, reset, a kept-alive connection the origin
 /// closed or left unusable) goes to the next of `origins` in turn, or once more to the only
-/// one on a new connection, within the same deadline; the failed origin rests a while.
+/// one on a new connection, within the same deadline; the failed origin rests a while, as
+/// does one whose answer says it drains (`Rampart-Draining`).
 pub async fn send(
     prepared: &Request,
     head: bool,
@@ -199,26 +204,31 @@ pub async fn send(
     origins: &Origins,
 ) -> std::result::Result<Response, OriginError> {
     let mut outcome = attempt(prepared, deadline).await;
+    let mut answered_by = prepared.url().map_err(OriginError::Unreachable)?;
     if matches!(outcome, Err(OriginError::Unreachable(_))) {
-        let sent_to = prepared.url().map_err(OriginError::Unreachable)?;
-        let next = origins.after_failure(&sent_to, now_ms());
+        let next = origins.after_failure(&answered_by, now_ms());
         if matches!(prepared.inner().method().as_str(), "GET" | "HEAD") {
-            let target = target_of(&sent_to);
+            let target = target_of(&answered_by);
             for origin in next {
                 if deadline.remaining().is_zero() {
                     break;
                 }
-                let url = origin_url(&origin, &target);
-                let retry = retarget(prepared, &url).map_err(OriginError::Unreachable)?;
+                answered_by = origin_url(&origin, &target);
+                let retry = retarget(prepared, &answered_by).map_err(OriginError::Unreachable)?;
                 outcome = attempt(&retry, deadline).await;
                 if !matches!(outcome, Err(OriginError::Unreachable(_))) {
                     break;
                 }
-                origins.after_failure(&url, now_ms());
+                origins.after_failure(&answered_by, now_ms());
             }
         }
     }
-    sanitize(outcome?, head)
+    let response = outcome?;
+    // A draining origin still answers; new requests go to the others from now on.
+    if response.headers().has(DRAINING_HEADER).unwrap_or(false) {
+        origins.rest(&answered_by, now_ms());
+    }
+    sanitize(response, head)
 }
 
 /// A `GET` or `HEAD` like `prepared` (method, headers, no redirects followed) sent to `url`.

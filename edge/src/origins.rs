@@ -80,6 +80,14 @@ impl Origins {
         &self.urls[chosen]
     }
 
+    /// Rests the origin `url` belongs to from `now_ms` (it announced that it drains), unless it
+    /// is the only one.
+    pub fn rest(&self, url: &Url, now_ms: u64) {
+        if let (Some(index), true) = (self.index_of(url), self.urls.len() > 1) {
+            self.resting_until.borrow_mut()[index] = now_ms + REST.as_millis() as u64;
+        }
+    }
+
     /// Records that the connection to `failed` failed at `now_ms`, and gives the origins to
     /// try next, in order: every other origin, those not resting first, or `failed` itself
     /// when it is the only one.
@@ -174,6 +182,19 @@ mod tests {
             ["origin.example.com"]
         );
         assert_eq!(single.len(), 1);
+    }
+
+    #[test]
+    fn a_draining_origin_rests_unless_it_is_the_only_one() {
+        let origins = three();
+        origins.rest(&Url::parse("http://a:8080/x").expect("a URL"), 0);
+        let picked: Vec<&str> = (0..3)
+            .map(|_| origins.pick(1).host_str().expect("a host"))
+            .collect();
+        assert_eq!(picked, ["b", "b", "c"]);
+        let single = Origins::parse("http://a:8080").expect("one origin");
+        single.rest(&Url::parse("http://a:8080/").expect("a URL"), 0);
+        assert_eq!(single.pick(1).host_str(), Some("a"));
     }
 
     #[test]

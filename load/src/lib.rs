@@ -6,8 +6,12 @@
 //! bytes, the origin with its caches off) measured in the same run. Each scenario's budgets are
 //! checked, k6-style: a run with a budget missed fails. The run leaves a JSON summary that the
 //! next run compares with, and an HTML report with latency histograms and per-second charts.
+//!
+//! The same crate runs the chaos campaign ([`chaos`], the `rampart-chaos` binary): faults
+//! injected into a whole system under steady traffic, each row checked against a promise.
 
 pub mod budget;
+pub mod chaos;
 pub mod compare;
 pub mod cpu;
 pub mod driver;

@@ -1,12 +1,15 @@
 //! Assembles the origin and serves it.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use shared::security::DRAINING_HEADER;
 use tokio::net::TcpListener;
 
 use crate::app::notifications::Notifier;
@@ -96,6 +99,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| store.database().clone());
     let store = store.with_database(guarded);
+    core.start_recovery_probes();
     let http = core.http_client(config.resilience.outbound);
     if let Some(addr) = config.listener.metrics_addr {
         spawn_metrics_listener(addr, core.metrics.clone()).await?;
@@ -125,13 +129,22 @@ pub async fn run(
             tracing::warn!(%error, "cache warm-up not enqueued");
         }
     }
+    let delay = config.listener.shutdown_delay;
+    let announce = Arc::clone(&draining);
     let shutdown = async move {
         shutdown.await;
         draining.store(true, Ordering::Relaxed);
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "draining: still answering, announcing it, before closing"
+            );
+            tokio::time::sleep(delay).await;
+        }
     };
     let drained = listener::serve(
         listener,
-        stack,
+        tower::util::MapResponse::new(stack, move |response| announce_drain(&announce, response)),
         config.listener.connection_limits(),
         connections,
         shutdown,
@@ -196,4 +209,16 @@ fn auditor(store: Store) -> Auditor {
             }
         })
     })
+}
+
+/// Marks `response` while the origin drains: `Rampart-Draining: 1` (the edge sends new
+/// requests to other origins) and `Connection: close` (clients open their next connection
+/// elsewhere, or find it closed and go elsewhere).
+fn announce_drain(draining: &AtomicBool, mut response: Response) -> Response {
+    if draining.load(Ordering::Relaxed) {
+        let headers = response.headers_mut();
+        headers.insert(DRAINING_HEADER, HeaderValue::from_static("1"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

@@ -130,7 +130,7 @@ async fn causes_are_logged_with_the_request_id_and_never_sent() {
         );
     let base = serve_wrapped(app).await;
     for (path, status, code) in [
-        ("/api/database", 503, "SERVICE_UNAVAILABLE"),
+        ("/api/database", 503, "DATABASE_UNAVAILABLE"),
         ("/api/fetch", 502, "UPSTREAM_ERROR"),
     ] {
         let (got, id, body) = fetch(format!("{base}{path}")).await;

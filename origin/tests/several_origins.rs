@@ -175,7 +175,10 @@ async fn three_origins_behind_nginx_share_writes_and_ride_out_a_kill_and_a_drain
     let mut origins = Vec::new();
     for _ in 0..3 {
         // Every request arrives from nginx's address: one client as far as budgets go.
-        let env = [("SHUTDOWN_TIMEOUT", "10"), ("RATE_LIMIT_ENABLED", "false")];
+        let env = [
+            ("SHUTDOWN_TIMEOUT", "10000"),
+            ("RATE_LIMIT_ENABLED", "false"),
+        ];
         origins.push(spawn_with(&database.url, &prefix, &env).await);
     }
     let bases: Vec<String> = origins.iter().map(|(_, base)| base.clone()).collect();

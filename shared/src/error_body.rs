@@ -42,6 +42,9 @@ pub enum ErrorCode {
     DatabaseError,
     /// The database did not answer in time.
     Timeout,
+    /// The database cannot be reached (down, restarting, or its breaker open); nothing was
+    /// written. Retry after `Retry-After` seconds.
+    DatabaseUnavailable,
     /// A dependency is unavailable; retry later.
     ServiceUnavailable,
     /// An outbound request failed: the target could not be reached or answered an error.
@@ -96,7 +99,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::ValidationError,
         Self::NotFound,
         Self::MethodNotAllowed,
@@ -108,6 +111,7 @@ impl ErrorCode {
         Self::CircuitOpen,
         Self::DatabaseError,
         Self::Timeout,
+        Self::DatabaseUnavailable,
         Self::ServiceUnavailable,
         Self::UpstreamError,
         Self::InternalError,
@@ -146,6 +150,7 @@ impl ErrorCode {
             Self::CircuitOpen => "CIRCUIT_OPEN",
             Self::DatabaseError => "DATABASE_ERROR",
             Self::Timeout => "TIMEOUT",
+            Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::UpstreamError => "UPSTREAM_ERROR",
             Self::InternalError => "INTERNAL_ERROR",

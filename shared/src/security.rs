@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 /// which then believes the edge's forwarding headers.
 pub const ORIGIN_AUTH_HEADER: &str = "x-rampart-origin-auth";
 
+/// Sent by an origin on every response while it drains before shutting down: whoever routes
+/// to several origins (the edge) sends new requests elsewhere. Never passed on to clients.
+pub const DRAINING_HEADER: &str = "rampart-draining";
+
 /// The default header set, in emission order.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("strict-transport-security", "max-age=63072000; includeSubDomains; preload"),

@@ -51,7 +51,11 @@ async fn requests_take_turns_and_a_stopped_origin_is_passed_over() {
             .expect("reachable");
         assert_eq!(task.status(), 200, "task read {n} after the stop");
     }
-    assert_eq!(live_served(&origins).await - before, 30, "the two left answered all");
+    assert_eq!(
+        live_served(&origins).await - before,
+        30,
+        "the two left answered all"
+    );
 
     // A write whose origin is gone is not sent again elsewhere: at most one fails, and
     // the failed origin then rests, so the next ones go to the others.

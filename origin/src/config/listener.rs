@@ -21,6 +21,9 @@ pub const ENV_MAX_HEADER_SIZE: &str = "MAX_HEADER_SIZE";
 pub const ENV_HEADER_READ_TIMEOUT_MS: &str = "HEADER_READ_TIMEOUT_MS";
 /// `SHUTDOWN_TIMEOUT`: milliseconds in-flight requests may run after SIGTERM.
 pub const ENV_SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
+/// `SHUTDOWN_DELAY_MS`: how long the origin keeps accepting and answering after SIGTERM,
+/// announcing its drain, before it stops accepting connections.
+pub const ENV_SHUTDOWN_DELAY_MS: &str = "SHUTDOWN_DELAY_MS";
 /// `SLOW_REQUEST_MS`: requests slower than this are logged as warnings.
 pub const ENV_SLOW_REQUEST_MS: &str = "SLOW_REQUEST_MS";
 
@@ -32,6 +35,7 @@ pub const VARIABLES: &[&str] = &[
     ENV_MAX_HEADER_SIZE,
     ENV_HEADER_READ_TIMEOUT_MS,
     ENV_SHUTDOWN_TIMEOUT,
+    ENV_SHUTDOWN_DELAY_MS,
     ENV_SLOW_REQUEST_MS,
 ];
 
@@ -41,6 +45,8 @@ pub const MAX_HEADER_SIZE: Range = Range::new(8192, 1 << 20);
 pub const HEADER_READ_TIMEOUT_MS: Range = Range::new(1, 3_600_000);
 /// From no drain at all to an hour.
 pub const SHUTDOWN_TIMEOUT: Range = Range::new(0, 3_600_000);
+/// From none to ten minutes.
+pub const SHUTDOWN_DELAY_MS: Range = Range::new(0, 600_000);
 /// From every request (0) to an hour.
 pub const SLOW_REQUEST_MS: Range = Range::new(0, 3_600_000);
 
@@ -64,6 +70,8 @@ pub struct ListenerConfig {
     pub header_read_timeout: Duration,
     /// Drain time after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// Time the listener stays open after a shutdown signal, announcing the drain.
+    pub shutdown_delay: Duration,
     /// Requests slower than this are logged as warnings.
     pub slow_request: Duration,
 }
@@ -79,6 +87,7 @@ impl Default for ListenerConfig {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             slow_request: Duration::from_secs(5),
         }
     }
@@ -108,6 +117,8 @@ impl ListenerConfig {
             .unwrap_or(defaults.header_read_timeout),
             shutdown_timeout: read::millis(source, ENV_SHUTDOWN_TIMEOUT, SHUTDOWN_TIMEOUT)?
                 .unwrap_or(defaults.shutdown_timeout),
+            shutdown_delay: read::millis(source, ENV_SHUTDOWN_DELAY_MS, SHUTDOWN_DELAY_MS)?
+                .unwrap_or(defaults.shutdown_delay),
             slow_request: read::millis(source, ENV_SLOW_REQUEST_MS, SLOW_REQUEST_MS)?
                 .unwrap_or(defaults.slow_request),
         };
@@ -121,6 +132,7 @@ impl ListenerConfig {
         HEADER_READ_TIMEOUT_MS
             .check_millis(ENV_HEADER_READ_TIMEOUT_MS, self.header_read_timeout)?;
         SHUTDOWN_TIMEOUT.check_millis(ENV_SHUTDOWN_TIMEOUT, self.shutdown_timeout)?;
+        SHUTDOWN_DELAY_MS.check_millis(ENV_SHUTDOWN_DELAY_MS, self.shutdown_delay)?;
         SLOW_REQUEST_MS.check_millis(ENV_SLOW_REQUEST_MS, self.slow_request)
     }
 

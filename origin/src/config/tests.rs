@@ -107,6 +107,7 @@ const FULL: &[(&str, &str)] = &[
     ("MAX_HEADER_SIZE", "8192"),
     ("HEADER_READ_TIMEOUT_MS", "1500"),
     ("SHUTDOWN_TIMEOUT", "0"),
+    ("SHUTDOWN_DELAY_MS", "600000"),
     ("SLOW_REQUEST_MS", "250"),
     ("CACHE_ENABLED", "off"),
     ("CACHE_MAX_SIZE", "1048576"),
@@ -190,6 +191,7 @@ fn full_expected() -> Config {
             max_header_bytes: 8192,
             header_read_timeout: ms(1500),
             shutdown_timeout: ms(0),
+            shutdown_delay: ms(600_000),
             slow_request: ms(250),
         },
         cache: CacheConfig {
@@ -431,6 +433,7 @@ const BAD: &[Bad] = &[
     bad("HEADER_READ_TIMEOUT_MS", "0", HOUR_FROM_1),
     bad("SHUTDOWN_TIMEOUT", "3600001", HOUR_FROM_0),
     bad("SHUTDOWN_TIMEOUT", "-1", HOUR_FROM_0),
+    bad("SHUTDOWN_DELAY_MS", "600001", "between 0 and 600000"),
     bad("SLOW_REQUEST_MS", "5s", HOUR_FROM_0),
     bad("CACHE_ENABLED", "maybe", FLAG),
     bad(

@@ -14,11 +14,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::config::Config;
 use crate::core::cache::background::{Background, PurgeTargets};
 use crate::core::cache::{RedisTier, TieredCache};
-use crate::core::dependencies::breaker::CircuitBreaker;
+use crate::core::dependencies::breaker::{BreakerSettings, CircuitBreaker};
 use crate::core::dependencies::cloudflare_purge::CloudflarePurge;
 use crate::core::dependencies::database::Database;
 use crate::core::dependencies::edge_purge::EdgePurge;
 use crate::core::dependencies::outbound::{HttpClient, OutboundSettings};
+use crate::core::dependencies::recovery_probe;
 use crate::core::dependencies::redis::RedisTarget;
 use crate::core::dependencies::retry::{Retrier, RetryBudget, RetryPolicy};
 use crate::core::endpoints::{self, admin, health, status};
@@ -92,7 +93,14 @@ impl Core {
     /// The core `config` describes, with the embedded policy.
     pub fn from_config(config: &Config) -> Self {
         let resilience = &config.resilience;
-        let redis_breaker = CircuitBreaker::new("redis", resilience.breakers);
+        // Redis only speeds things up: its breaker opens at the first failure, so no request
+        // waits out a Redis timeout twice in an outage, and its recovery probe closes it
+        // within about a second of Redis answering again.
+        let redis_settings = BreakerSettings {
+            failure_threshold: 1,
+            ..resilience.breakers
+        };
+        let redis_breaker = CircuitBreaker::new("redis", redis_settings);
         let database_breaker = CircuitBreaker::new("database", resilience.breakers);
         let http_breaker = CircuitBreaker::new("http", resilience.breakers);
         let redis_metrics = RedisMetrics::default();
@@ -202,6 +210,22 @@ impl Core {
         // Never stopped: they live as long as the process.
         std::mem::forget(Self::start_jobs(&jobs, stack.clone(), Vec::new()));
         Router::new().fallback_service(stack)
+    }
+
+    /// Starts the recovery probes of the database's and Redis's breakers: while one is open,
+    /// its dependency is probed every second, and trial calls resume as soon as it answers.
+    pub fn start_recovery_probes(&self) {
+        if let Some(database) = self.database.clone() {
+            recovery_probe::spawn(&self.database_breaker, move || {
+                let database = database.clone();
+                async move { database.ping(PROBE_TIMEOUT).await.is_ok() }
+            });
+        }
+        let cache = self.cache.cache.clone();
+        recovery_probe::spawn(&self.redis_breaker, move || {
+            let cache = cache.clone();
+            async move { matches!(cache.ping_redis().await, Some(Ok(_))) }
+        });
     }
 
     /// Starts the workers of `jobs`, whose refreshes and warm-ups run through `stack`, with
@@ -366,6 +390,9 @@ fn job_system(config: &Config) -> Jobs {
     work::housekeeping::register(&jobs);
     jobs
 }
+
+/// Bound on one recovery probe of the database.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bound on one call to Cloudflare's purge API.
 const PURGE_TIMEOUT: Duration = Duration::from_secs(10);

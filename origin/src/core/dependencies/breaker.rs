@@ -236,6 +236,16 @@ impl CircuitBreaker {
         }
     }
 
+    /// Lets trial calls through at once if the breaker is open: a probe found the dependency
+    /// answering again (see [`super::recovery_probe`]), so waiting out the reset timeout would
+    /// only keep refusing calls that would succeed.
+    pub fn probe_succeeded(&self) {
+        let mut inner = self.lock();
+        if inner.state == BreakerState::Open {
+            self.enter(&mut inner, BreakerState::HalfOpen);
+        }
+    }
+
     /// Closes the breaker whatever its state (the admin reset).
     pub fn reset(&self) {
         let mut inner = self.lock();

@@ -69,7 +69,13 @@ impl From<sqlx::Error> for DbError {
             {
                 Self::Constraint(db.message().to_owned())
             }
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed => Self::Unavailable(error.to_string()),
+            // The connection closed while TLS was being negotiated (`sslmode=prefer`): the
+            // server went away, the query never ran.
+            sqlx::Error::Protocol(message) if message.contains("SSLRequest") => {
                 Self::Unavailable(error.to_string())
             }
             _ => Self::Query(error.to_string()),

@@ -11,6 +11,7 @@ pub mod database;
 pub mod edge_purge;
 pub mod guarded;
 pub mod outbound;
+pub mod recovery_probe;
 pub mod redis;
 pub mod retry;
 pub mod webhook;

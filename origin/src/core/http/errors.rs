@@ -46,6 +46,8 @@ pub struct ErrorCause(pub Arc<str>);
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
+    /// Seconds a client should wait before trying again (`Retry-After`).
+    retry_after: Option<u32>,
     cause: Option<Arc<str>>,
     body: ErrorBody,
 }
@@ -55,6 +57,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
+            retry_after: None,
             cause: None,
             body: ErrorBody::new(status.as_u16(), code, message),
         }
@@ -107,6 +110,13 @@ impl ApiError {
     }
 
     /// Attaches structured details (e.g. the invalid fields).
+    /// Tells the client to wait `seconds` before trying again (`Retry-After`).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     #[must_use]
     pub fn with_metadata(mut self, metadata: Value) -> Self {
         self.body.metadata = metadata;
@@ -121,6 +131,11 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(self.body)).into_response();
         if let Some(cause) = cause {
             response.extensions_mut().insert(ErrorCause(cause));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         // Errors are never cached by shared caches.
         response.headers_mut().insert(
@@ -139,6 +154,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Retry-After` when the database cannot be reached: about as long as a restart takes, and
+/// the breaker lets a trial through as soon as its probe finds the database back.
+const DATABASE_RETRY_AFTER_SECONDS: u32 = 2;
+
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
@@ -150,15 +169,18 @@ impl From<DbError> for ApiError {
             .with_cause(format_args!("database query timed out after {after:?}")),
             DbError::CircuitOpen => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::CircuitOpen,
+                ErrorCode::DatabaseUnavailable,
                 "the database is failing: its circuit breaker is open; retry later",
             )
-            .with_metadata(serde_json::json!({ "dependency": "database" })),
+            .with_metadata(serde_json::json!({ "dependency": "database", "circuit": "open" }))
+            .with_retry_after(DATABASE_RETRY_AFTER_SECONDS),
             DbError::Unavailable(cause) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::ServiceUnavailable,
-                "the database is unavailable",
+                ErrorCode::DatabaseUnavailable,
+                "the database is unavailable; nothing was written; retry later",
             )
+            .with_metadata(serde_json::json!({ "dependency": "database" }))
+            .with_retry_after(DATABASE_RETRY_AFTER_SECONDS)
             .with_cause(format_args!("database unavailable: {cause}")),
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -224,4 +246,26 @@ pub fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// The fallback for unknown routes.
 pub async fn route_not_found() -> ApiError {
     ApiError::not_found("route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_a_503_to_retry_after_a_while() {
+        for error in [DbError::Unavailable("refused".into()), DbError::CircuitOpen] {
+            let error = ApiError::from(error);
+            assert_eq!(error.code(), ErrorCode::DatabaseUnavailable);
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let retry_after = response.headers().get(axum::http::header::RETRY_AFTER);
+            assert_eq!(retry_after.and_then(|v| v.to_str().ok()), Some("2"));
+        }
+        let timeout = ApiError::from(DbError::Timeout(std::time::Duration::from_secs(5)));
+        let response = timeout.into_response();
+        assert!(!response
+            .headers()
+            .contains_key(axum::http::header::RETRY_AFTER));
+    }
 }

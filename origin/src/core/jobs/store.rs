@@ -75,17 +75,17 @@ impl Buffer {
             .collect())
     }
 
-    fn take(&self, max: usize) -> Vec<NewJob> {
-        let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.len().min(max);
-        held.drain(..count).collect()
+    /// Copies of the first `max` jobs; they stay buffered (so that jobs enqueued meanwhile
+    /// keep joining the buffer) until [`Self::drop_first`] removes them once written.
+    fn first(&self, max: usize) -> Vec<NewJob> {
+        let held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        held.iter().take(max).cloned().collect()
     }
 
-    fn put_back(&self, jobs: Vec<NewJob>) {
+    fn drop_first(&self, count: usize) {
         let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        for job in jobs.into_iter().rev() {
-            held.push_front(job);
-        }
+        let count = held.len().min(count);
+        held.drain(..count);
     }
 }
 
@@ -96,9 +96,13 @@ impl Store {
     }
 
     /// Adds `jobs`; with Redis unreachable they are buffered (see the module documentation).
+    /// While jobs wait in the buffer, new ones join them without asking Redis: Redis failed a
+    /// moment ago (a request would only wait out its timeout), and they stay in order. The
+    /// buffer is written to Redis as soon as it answers again.
     pub async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         match self {
             Store::Memory(store) => Ok(store.enqueue(jobs)),
+            Store::Redis(_, buffer) if !buffer.is_empty() => buffer.hold(jobs),
             Store::Redis(store, buffer) => match store.enqueue(jobs).await {
                 Ok(done) => Ok(done),
                 Err(error) => {
@@ -116,14 +120,12 @@ impl Store {
         };
         let mut written = 0;
         loop {
-            let batch = buffer.take(100);
+            let batch = buffer.first(100);
             if batch.is_empty() {
                 return Ok(written);
             }
-            if let Err(error) = store.enqueue(&batch).await {
-                buffer.put_back(batch);
-                return Err(error);
-            }
+            store.enqueue(&batch).await?;
+            buffer.drop_first(batch.len());
             written += batch.len();
         }
     }

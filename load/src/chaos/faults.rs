@@ -1,0 +1,180 @@
+//! The faults the campaign injects, how each is injected and undone, and what Rampart promises
+//! while it lasts.
+
+use std::time::Duration;
+
+use super::services::{ServiceError, System};
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Redis frozen (`SIGSTOP`), then thawed.
+    RedisStopped,
+    /// Redis killed (`SIGKILL`) and started again, empty.
+    RedisRestartedEmpty,
+    /// PostgreSQL restarted (`pg_ctl restart -m fast`).
+    PostgresRestarted,
+    /// Every connection to the database closed by the server (`pg_terminate_backend`).
+    PostgresConnectionsKilled,
+    /// The comments table locked: writes of comments wait.
+    PostgresSlow,
+    /// One origin of three killed (`SIGKILL`), started again later.
+    OriginKilled,
+    /// One origin of three stopped (`SIGTERM`: it drains), started again later.
+    OriginDrained,
+    /// Every origin killed: the edge alone answers.
+    AllOriginsDown,
+    /// Every byte between the edge and the origins delayed.
+    SlowNetwork,
+}
+
+/// What must hold while a fault lasts; `None` is not checked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Promise {
+    /// Failed reads allowed (any lane that is not down).
+    pub failed_reads: Option<usize>,
+    /// Failed writes allowed.
+    pub failed_writes: Option<usize>,
+    /// Every failed write answered `503 DATABASE_UNAVAILABLE` with `Retry-After`.
+    pub writes_fail_fast: bool,
+    /// p99 during the fault at most this many times p99 before.
+    pub p99_ratio: Option<f64>,
+    /// Ready again (every origin ready, every breaker closed) within this after the restore.
+    pub recovery: Option<Duration>,
+}
+
+impl Fault {
+    /// Every fault, in the order the campaign injects them.
+    pub const ALL: [Self; 9] = [
+        Self::RedisStopped,
+        Self::RedisRestartedEmpty,
+        Self::PostgresRestarted,
+        Self::PostgresConnectionsKilled,
+        Self::PostgresSlow,
+        Self::OriginKilled,
+        Self::OriginDrained,
+        Self::SlowNetwork,
+        Self::AllOriginsDown,
+    ];
+
+    /// Its name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RedisStopped => "redis SIGSTOP",
+            Self::RedisRestartedEmpty => "redis SIGKILL + empty restart",
+            Self::PostgresRestarted => "postgres restart",
+            Self::PostgresConnectionsKilled => "postgres connections killed",
+            Self::PostgresSlow => "postgres table locked",
+            Self::OriginKilled => "origin 1 of 3 SIGKILL",
+            Self::OriginDrained => "origin 2 of 3 SIGTERM",
+            Self::SlowNetwork => "edge-origin +200 ms per chunk",
+            Self::AllOriginsDown => "all origins down",
+        }
+    }
+
+    /// Whether the direct lane's origin is down while it lasts (its answers are not counted).
+    pub fn takes_down_direct_lane(self) -> bool {
+        self == Self::AllOriginsDown
+    }
+
+    /// What Rampart promises while it lasts.
+    pub fn promise(self) -> Promise {
+        let none_lost = Promise {
+            failed_reads: Some(0),
+            failed_writes: Some(0),
+            ..Promise::default()
+        };
+        match self {
+            Self::RedisStopped | Self::RedisRestartedEmpty => Promise {
+                p99_ratio: Some(3.0),
+                ..none_lost
+            },
+            Self::PostgresRestarted | Self::PostgresConnectionsKilled => Promise {
+                failed_reads: Some(0),
+                writes_fail_fast: true,
+                recovery: Some(Duration::from_secs(5)),
+                ..Promise::default()
+            },
+            Self::PostgresSlow => Promise {
+                failed_reads: Some(0),
+                ..Promise::default()
+            },
+            // Only what was in flight on the killed origin may fail: the edge sends reads
+            // elsewhere; a write it had sent is not sent twice.
+            Self::OriginKilled => Promise {
+                failed_reads: Some(0),
+                failed_writes: Some(2),
+                ..Promise::default()
+            },
+            Self::OriginDrained | Self::SlowNetwork => none_lost,
+            // Through the edge, every page read before is served stale.
+            Self::AllOriginsDown => Promise {
+                failed_reads: Some(0),
+                ..Promise::default()
+            },
+        }
+    }
+
+    /// How long it lasts, at `scale` (1 for the full campaign).
+    pub fn length(self, scale: f64) -> Duration {
+        let full = match self {
+            Self::RedisStopped | Self::SlowNetwork => 15.0,
+            Self::AllOriginsDown => 30.0,
+            Self::PostgresSlow | Self::OriginKilled | Self::OriginDrained => 10.0,
+            Self::RedisRestartedEmpty => 5.0,
+            Self::PostgresRestarted | Self::PostgresConnectionsKilled => 0.0,
+        };
+        Duration::from_secs_f64(full * scale)
+    }
+
+    /// Injects it.
+    pub async fn inject(self, system: &mut System, scale: f64) -> Result<(), ServiceError> {
+        match self {
+            Self::RedisStopped => system.redis.signal("-STOP").await,
+            Self::RedisRestartedEmpty => system.redis.stop_with("-KILL").await,
+            Self::PostgresRestarted => system.postgres.restart().await?,
+            Self::PostgresConnectionsKilled => {
+                system.postgres.terminate_connections().await?;
+            }
+            Self::PostgresSlow => {
+                // Runs in the background for the fault's length; the lock ends with it.
+                drop(system.postgres.lock_table("comments", self.length(scale)));
+            }
+            Self::OriginKilled => system.origins[0].stop_with("-KILL").await,
+            Self::OriginDrained => system.origins[1].stop_with("-TERM").await,
+            Self::SlowNetwork => {
+                for proxy in &system.proxies {
+                    proxy.set_delay(Duration::from_millis(200));
+                }
+            }
+            Self::AllOriginsDown => {
+                for origin in &mut system.origins {
+                    origin.stop_with("-KILL").await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes it.
+    pub async fn restore(self, system: &mut System) -> Result<(), ServiceError> {
+        match self {
+            Self::RedisStopped => system.redis.signal("-CONT").await,
+            Self::RedisRestartedEmpty => system.redis.restart().await?,
+            Self::PostgresRestarted | Self::PostgresConnectionsKilled | Self::PostgresSlow => {}
+            Self::OriginKilled => system.origins[0].restart().await?,
+            Self::OriginDrained => system.origins[1].restart().await?,
+            Self::SlowNetwork => {
+                for proxy in &system.proxies {
+                    proxy.set_delay(Duration::ZERO);
+                }
+            }
+            Self::AllOriginsDown => {
+                for origin in &mut system.origins {
+                    origin.restart().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

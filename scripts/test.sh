@@ -2,7 +2,8 @@
 # Runs Rampart's whole test suite on a fresh Debian machine or a warm one: installs what is
 # missing (Debian packages, services, cargo tools, npm packages), checks the Prometheus alert
 # rules, builds the Worker for wasm32, then runs every test, including the end-to-end tests
-# through workerd and the load tests' smoke run with its budgets, and builds the fuzz targets.
+# through workerd, the load tests' smoke run with its budgets and the chaos campaign's short
+# run, and builds the fuzz targets.
 # Safe to re-run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

@@ -155,7 +155,8 @@ pub async fn to_origin(
 /// The request the origin receives, ready for [`send`] (and, for a background refresh, to
 /// outlive the incoming request).
 pub fn prepare(request: &Request, outgoing: &Outgoing<'_>, config: &EdgeConfig) -> Result<Request> {
-    let url = origin_url(config.origins.pick(now_ms()), outgoing.target);
+    let idempotent = matches!(outgoing.method, "GET" | "HEAD");
+    let url = origin_url(config.origins.pick(now_ms(), idempotent), outgoing.target);
     let headers = forwarded_headers(request, outgoing, config)?;
     let init = web_sys::RequestInit::new();
     init.set_method(outgoing.method);
@@ -227,6 +228,8 @@ pub async fn send(
     // A draining origin still answers; new requests go to the others from now on.
     if response.headers().has(DRAINING_HEADER).unwrap_or(false) {
         origins.rest(&answered_by, now_ms());
+    } else {
+        origins.answered(&answered_by);
     }
     sanitize(response, head)
 }

@@ -5,6 +5,8 @@
 //! the next origin, and so on through every origin, within the request's deadline; other
 //! methods are never sent twice. An origin whose connection failed rests for [`REST`]: this
 //! isolate's next requests start elsewhere, and come back to it only when every origin rests.
+//! Back from its rest, an origin is on probation: it gets reads (`GET`, `HEAD`) but no writes
+//! until it has answered one, so a write never tests whether an origin is up again.
 //! With a single origin, a failed `GET` or `HEAD` is sent once more on a new connection (a
 //! kept-alive connection the origin had closed).
 
@@ -24,6 +26,8 @@ pub struct Origins {
     next: Cell<usize>,
     /// Per origin, until when (ms since the epoch) it rests.
     resting_until: RefCell<Vec<u64>>,
+    /// Per origin, whether it failed and has not answered since.
+    on_probation: RefCell<Vec<bool>>,
 }
 
 impl Origins {
@@ -46,6 +50,7 @@ impl Origins {
         }
         Ok(Self {
             resting_until: RefCell::new(vec![0; urls.len()]),
+            on_probation: RefCell::new(vec![false; urls.len()]),
             next: Cell::new(0),
             urls,
         })
@@ -66,18 +71,28 @@ impl Origins {
         self.urls.is_empty()
     }
 
-    /// The origin a new request goes to at `now_ms`: the next in turn that is not resting (the
-    /// next in turn when all are).
-    pub fn pick(&self, now_ms: u64) -> &Url {
+    /// The origin a new request goes to at `now_ms`: the next in turn that is not resting and,
+    /// for a write (`idempotent` false), not on probation either; the next in turn when none
+    /// qualifies.
+    pub fn pick(&self, now_ms: u64, idempotent: bool) -> &Url {
         let count = self.urls.len();
         let start = self.next.get() % count;
         self.next.set((start + 1) % count);
-        let resting = self.resting_until.borrow();
+        let (resting, probation) = (self.resting_until.borrow(), self.on_probation.borrow());
         let chosen = (0..count)
             .map(|offset| (start + offset) % count)
-            .find(|&index| resting[index] <= now_ms)
+            .find(|&index| resting[index] <= now_ms && (idempotent || !probation[index]))
             .unwrap_or(start);
         &self.urls[chosen]
+    }
+
+    /// Records that the origin `url` belongs to answered: it is off probation.
+    pub fn answered(&self, url: &Url) {
+        if let Some(index) = self.index_of(url) {
+            if self.on_probation.borrow()[index] {
+                self.on_probation.borrow_mut()[index] = false;
+            }
+        }
     }
 
     /// Rests the origin `url` belongs to from `now_ms` (it announced that it drains), unless it
@@ -85,6 +100,7 @@ impl Origins {
     pub fn rest(&self, url: &Url, now_ms: u64) {
         if let (Some(index), true) = (self.index_of(url), self.urls.len() > 1) {
             self.resting_until.borrow_mut()[index] = now_ms + REST.as_millis() as u64;
+            self.on_probation.borrow_mut()[index] = true;
         }
     }
 
@@ -99,6 +115,7 @@ impl Origins {
         if count == 1 {
             return vec![failed.clone()];
         }
+        self.on_probation.borrow_mut()[index] = true;
         let mut resting = self.resting_until.borrow_mut();
         resting[index] = now_ms + REST.as_millis() as u64;
         let mut others: Vec<usize> = (1..count).map(|offset| (index + offset) % count).collect();
@@ -136,7 +153,7 @@ mod tests {
     #[test]
     fn requests_take_turns() {
         let origins = three();
-        let picked: Vec<String> = (0..4).map(|_| origins.pick(0).to_string()).collect();
+        let picked: Vec<String> = (0..4).map(|_| origins.pick(0, true).to_string()).collect();
         assert_eq!(
             picked,
             [
@@ -154,7 +171,7 @@ mod tests {
         let failed = Url::parse("http://b:8080/api/tasks/1?x=1").expect("a URL");
         assert_eq!(hosts(&origins.after_failure(&failed, 1_000)), ["c", "a"]);
         let picked: Vec<&str> = (0..4)
-            .map(|_| origins.pick(2_000).host_str().expect("a host"))
+            .map(|_| origins.pick(2_000, true).host_str().expect("a host"))
             .collect();
         assert_eq!(
             picked,
@@ -163,7 +180,7 @@ mod tests {
         );
         let later = 1_000 + REST.as_millis() as u64;
         let picked: Vec<&str> = (0..3)
-            .map(|_| origins.pick(later).host_str().expect("a host"))
+            .map(|_| origins.pick(later, true).host_str().expect("a host"))
             .collect();
         assert!(picked.contains(&"b"), "back after its rest: {picked:?}");
     }
@@ -174,7 +191,7 @@ mod tests {
         let url = |host: &str| Url::parse(&format!("http://{host}:8080/")).expect("a URL");
         origins.after_failure(&url("a"), 0);
         assert_eq!(hosts(&origins.after_failure(&url("b"), 0)), ["c", "a"]);
-        assert_eq!(origins.pick(1).host_str(), Some("c"));
+        assert_eq!(origins.pick(1, true).host_str(), Some("c"));
         let single = Origins::parse("https://origin.example.com").expect("one origin");
         let failed = Url::parse("https://origin.example.com/x").expect("a URL");
         assert_eq!(
@@ -189,12 +206,31 @@ mod tests {
         let origins = three();
         origins.rest(&Url::parse("http://a:8080/x").expect("a URL"), 0);
         let picked: Vec<&str> = (0..3)
-            .map(|_| origins.pick(1).host_str().expect("a host"))
+            .map(|_| origins.pick(1, true).host_str().expect("a host"))
             .collect();
         assert_eq!(picked, ["b", "b", "c"]);
         let single = Origins::parse("http://a:8080").expect("one origin");
         single.rest(&Url::parse("http://a:8080/").expect("a URL"), 0);
-        assert_eq!(single.pick(1).host_str(), Some("a"));
+        assert_eq!(single.pick(1, true).host_str(), Some("a"));
+    }
+
+    #[test]
+    fn back_from_its_rest_an_origin_gets_writes_only_once_it_has_answered() {
+        let origins = three();
+        let b = Url::parse("http://b:8080/").expect("a URL");
+        origins.after_failure(&b, 0);
+        let later = REST.as_millis() as u64 + 1;
+        let writes: Vec<&str> = (0..3)
+            .map(|_| origins.pick(later, false).host_str().expect("a host"))
+            .collect();
+        assert_eq!(writes, ["a", "c", "c"], "no write tests b");
+        assert_eq!(origins.pick(later, true).host_str(), Some("a"));
+        assert_eq!(origins.pick(later, true).host_str(), Some("b"), "reads do");
+        origins.answered(&b);
+        let writes: Vec<&str> = (0..3)
+            .map(|_| origins.pick(later, false).host_str().expect("a host"))
+            .collect();
+        assert!(writes.contains(&"b"), "once it answered: {writes:?}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 # table goes to target/chaos/<profile>/report.md (logs beside it). Fails when a row breaks
 # what Rampart promises for its fault.
 #
-#   scripts/chaos.sh [short|full] [rampart-chaos options…]     (--only redis, --only postgres, …)
+#   scripts/chaos.sh [short|full] [rampart-chaos options…]
+#       --only redis, --only postgres, …   the faults whose names contain the word
+#       --redis cluster                    the origins on a Redis Cluster (a primary is killed)
 #
 # short (the default; scripts/test.sh runs it) holds each fault a third as long as full.
 # Installs what is missing. Safe to re-run.

@@ -9,7 +9,7 @@ mod test_ca;
 #[path = "support/tls_postgres.rs"]
 mod tls_postgres;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::Connection;
 use test_ca::TestCa;
 use tls_postgres::TlsPostgres;
@@ -49,18 +49,8 @@ async fn postgres_is_reached_over_tls_verified_against_the_configured_ca() {
 
     let prefix = common::unique_prefix("postgres-tls");
     let (_origin, base) = common::spawn_with(&verified, &prefix, &[("REDIS_URL", "")]).await;
-    let ready: Value = reqwest::get(format!("{base}/health/ready"))
-        .await
-        .expect("reachable")
-        .json()
-        .await
-        .expect("json");
-    let database = ready["dependencies"]
-        .as_array()
-        .and_then(|all| all.iter().find(|d| d["name"] == "database"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(database["status"], "up", "{ready}");
+    let database = common::readiness_of(&base, "database").await;
+    assert_eq!(database["status"], "up", "{database}");
     let patched = reqwest::Client::new()
         .patch(format!("{base}/api/tasks/2"))
         .json(&json!({ "title": "Written over TLS" }))

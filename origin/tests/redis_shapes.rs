@@ -25,7 +25,7 @@ use origin::core::jobs::{Job, JobSettings, Jobs, NewJob, Queue};
 use origin::core::layers::rate_limit::{Budgets, RateLimiter};
 use origin::core::observability::dependency_metrics::RedisMetrics;
 use redis_servers::{RedisCluster, TlsRedis};
-use serde_json::{json, Value};
+use serde_json::json;
 use shared::rate_limit::{RateLimit, RateLimitTier};
 use test_ca::TestCa;
 
@@ -276,33 +276,6 @@ async fn a_tls_redis_is_reached_with_the_configured_ca_only() {
     ));
 }
 
-async fn task_title(base: &str) -> String {
-    let task: Value = reqwest::get(format!("{base}/api/tasks/3"))
-        .await
-        .expect("reachable")
-        .json()
-        .await
-        .expect("json");
-    task["title"].as_str().expect("a title").to_owned()
-}
-
-async fn redis_status(base: &str) -> Value {
-    let ready: Value = reqwest::get(format!("{base}/health/ready"))
-        .await
-        .expect("reachable")
-        .json()
-        .await
-        .expect("json");
-    let dependencies = ready["dependencies"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    dependencies
-        .into_iter()
-        .find(|dependency| dependency["name"] == "redis")
-        .unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn origin_processes_share_a_cluster_and_a_tls_redis() {
     let cluster = RedisCluster::start(3, 0);
@@ -313,10 +286,14 @@ async fn origin_processes_share_a_cluster_and_a_tls_redis() {
     let (_a, a) = common::spawn_with(&database.url, &prefix, &env).await;
     let (_b, b) = common::spawn_with(&database.url, &prefix, &env).await;
     for base in [&a, &b] {
-        assert_eq!(redis_status(base).await["status"], "up", "{base}");
+        assert_eq!(
+            common::readiness_of(base, "redis").await["status"],
+            "up",
+            "{base}"
+        );
     }
-    let before = task_title(&a).await;
-    assert_eq!(task_title(&b).await, before);
+    let before = common::task_title(&a, 3).await;
+    assert_eq!(common::task_title(&b, 3).await, before);
     let renamed = format!("{before} (renamed)");
     let patched = reqwest::Client::new()
         .patch(format!("{a}/api/tasks/3"))
@@ -326,7 +303,7 @@ async fn origin_processes_share_a_cluster_and_a_tls_redis() {
         .expect("reachable");
     assert!(patched.status().is_success(), "{}", patched.status());
     eventually("B serves the new title", async || {
-        task_title(&b).await == renamed
+        common::task_title(&b, 3).await == renamed
     })
     .await;
     assert!(
@@ -343,8 +320,8 @@ async fn origin_processes_share_a_cluster_and_a_tls_redis() {
         ("REDIS_TLS_CA_FILE", ca_file.as_str()),
     ];
     let (_c, c) = common::spawn_with(&database.url, &prefix, &env).await;
-    assert_eq!(redis_status(&c).await["status"], "up");
-    assert_eq!(task_title(&c).await, renamed);
+    assert_eq!(common::readiness_of(&c, "redis").await["status"], "up");
+    assert_eq!(common::task_title(&c, 3).await, renamed);
     database.drop_now().await;
 }
 

@@ -231,7 +231,16 @@ async fn redis_up_follows_the_calls_and_is_absent_without_redis() {
     assert_eq!(value(&metrics(&with.base).await, "redis_up"), 0.0);
     redis.signal("-CONT");
     read(3).await;
-    assert_eq!(value(&metrics(&with.base).await, "redis_up"), 1.0);
+    // The failure opened Redis's breaker: calls wait for its recovery probe (once a second),
+    // whose answer tells `redis_up` too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while value(&metrics(&with.base).await, "redis_up") != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis_up never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let without = start(Config::default()).await;
     let text = metrics(&without.base).await;

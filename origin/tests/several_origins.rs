@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{free_port, spawn_with, unique_prefix, PostgresDb};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// nginx in front of `origins`, on a free port; stopped when dropped.
 struct Nginx {
@@ -92,18 +92,6 @@ fn signal(child: &tokio::process::Child, signal: &str) {
         .status()
         .expect("kill runs");
     assert!(status.success());
-}
-
-async fn title(client: &reqwest::Client, base: &str) -> String {
-    let task: Value = client
-        .get(format!("{base}/api/tasks/4"))
-        .send()
-        .await
-        .expect("reachable")
-        .json()
-        .await
-        .expect("json");
-    task["title"].as_str().expect("a title").to_owned()
 }
 
 /// What the steady traffic saw.
@@ -186,7 +174,7 @@ async fn three_origins_behind_nginx_share_writes_and_ride_out_a_kill_and_a_drain
     // One database, one Redis: a write through one origin is what the others serve next.
     let client = reqwest::Client::new();
     for base in &bases {
-        title(&client, base).await; // each caches the task
+        common::task_title(base, 4).await; // each caches the task
     }
     let patched = client
         .patch(format!("{}/api/tasks/4", bases[0]))
@@ -197,7 +185,7 @@ async fn three_origins_behind_nginx_share_writes_and_ride_out_a_kill_and_a_drain
     assert!(patched.status().is_success(), "{}", patched.status());
     for base in &bases[1..] {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while title(&client, base).await != "Renamed through the first origin" {
+        while common::task_title(base, 4).await != "Renamed through the first origin" {
             assert!(
                 Instant::now() < deadline,
                 "{base} still serves the old title"
@@ -248,7 +236,7 @@ async fn three_origins_behind_nginx_share_writes_and_ride_out_a_kill_and_a_drain
     let lost: Vec<&String> = tally.acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     assert_eq!(
-        title(&client, &nginx.url).await,
+        common::task_title(&nginx.url, 4).await,
         "Renamed through the first origin"
     );
     drop(nginx);

@@ -262,6 +262,7 @@ mod tests {
                 "CIRCUIT_OPEN",
                 "DATABASE_ERROR",
                 "TIMEOUT",
+                "DATABASE_UNAVAILABLE",
                 "SERVICE_UNAVAILABLE",
                 "UPSTREAM_ERROR",
                 "INTERNAL_ERROR",

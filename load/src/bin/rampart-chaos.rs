@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use rampart_load::chaos::redis::Shape as RedisShape;
 use rampart_load::chaos::{self, faults::Fault, report, services::Programs, Profile};
 
 #[derive(Debug, Parser)]
@@ -27,6 +28,10 @@ struct Args {
     /// Only the faults whose names contain one of these words (all when none is given).
     #[arg(long)]
     only: Vec<String>,
+    /// `node` (one Redis) or `cluster` (three primaries with a replica each; its fault kills
+    /// a primary).
+    #[arg(long, default_value = "node")]
+    redis: String,
 }
 
 #[tokio::main]
@@ -37,6 +42,14 @@ async fn main() -> ExitCode {
         "full" => Profile::FULL,
         other => {
             eprintln!("rampart-chaos: --profile is short or full, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    let shape = match args.redis.as_str() {
+        "node" => RedisShape::Node,
+        "cluster" => RedisShape::Cluster,
+        other => {
+            eprintln!("rampart-chaos: --redis is node or cluster, not {other:?}");
             return ExitCode::from(2);
         }
     };
@@ -61,7 +74,7 @@ async fn main() -> ExitCode {
         wrangler: repo.join("node_modules/.bin/wrangler"),
         repo,
     };
-    let rows = match chaos::run(&programs, &work, profile, &only).await {
+    let rows = match chaos::run(&programs, &work, profile, &only, shape).await {
         Ok(rows) => rows,
         Err(error) => {
             eprintln!("rampart-chaos: {error} (logs in {})", work.display());

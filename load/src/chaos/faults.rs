@@ -3,7 +3,16 @@
 
 use std::time::Duration;
 
-use super::services::{ServiceError, System};
+use super::redis::Shape as RedisShape;
+use super::services::{Process, ServiceError, System};
+
+/// The single Redis node of `system`.
+fn single(system: &mut System) -> Result<&mut Process, ServiceError> {
+    system.redis.node().ok_or_else(|| ServiceError::Failed {
+        what: "a single-node Redis fault".to_owned(),
+        output: "Redis runs as a cluster".to_owned(),
+    })
+}
 
 /// One fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +21,8 @@ pub enum Fault {
     RedisStopped,
     /// Redis killed (`SIGKILL`) and started again, empty.
     RedisRestartedEmpty,
+    /// A primary of the Redis Cluster killed: its replica takes over; it comes back as one.
+    ClusterPrimaryKilled,
     /// PostgreSQL restarted (`pg_ctl restart -m fast`).
     PostgresRestarted,
     /// Every connection to the database closed by the server (`pg_terminate_backend`).
@@ -45,9 +56,10 @@ pub struct Promise {
 
 impl Fault {
     /// Every fault, in the order the campaign injects them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::RedisStopped,
         Self::RedisRestartedEmpty,
+        Self::ClusterPrimaryKilled,
         Self::PostgresRestarted,
         Self::PostgresConnectionsKilled,
         Self::PostgresSlow,
@@ -62,6 +74,7 @@ impl Fault {
         match self {
             Self::RedisStopped => "redis SIGSTOP",
             Self::RedisRestartedEmpty => "redis SIGKILL + empty restart",
+            Self::ClusterPrimaryKilled => "redis cluster primary SIGKILL (failover)",
             Self::PostgresRestarted => "postgres restart",
             Self::PostgresConnectionsKilled => "postgres connections killed",
             Self::PostgresSlow => "postgres table locked",
@@ -69,6 +82,15 @@ impl Fault {
             Self::OriginDrained => "origin 2 of 3 SIGTERM",
             Self::SlowNetwork => "edge-origin +200 ms per chunk",
             Self::AllOriginsDown => "all origins down",
+        }
+    }
+
+    /// Whether it can be injected into Redis of `shape`.
+    pub fn applies_to(self, shape: RedisShape) -> bool {
+        match self {
+            Self::RedisStopped | Self::RedisRestartedEmpty => shape == RedisShape::Node,
+            Self::ClusterPrimaryKilled => shape == RedisShape::Cluster,
+            _ => true,
         }
     }
 
@@ -85,10 +107,12 @@ impl Fault {
             ..Promise::default()
         };
         match self {
-            Self::RedisStopped | Self::RedisRestartedEmpty => Promise {
-                p99_ratio: Some(3.0),
-                ..none_lost
-            },
+            Self::RedisStopped | Self::RedisRestartedEmpty | Self::ClusterPrimaryKilled => {
+                Promise {
+                    p99_ratio: Some(3.0),
+                    ..none_lost
+                }
+            }
             Self::PostgresRestarted | Self::PostgresConnectionsKilled => Promise {
                 failed_reads: Some(0),
                 writes_fail_fast: true,
@@ -118,7 +142,7 @@ impl Fault {
     /// How long it lasts, at `scale` (1 for the full campaign).
     pub fn length(self, scale: f64) -> Duration {
         let full = match self {
-            Self::RedisStopped | Self::SlowNetwork => 15.0,
+            Self::RedisStopped | Self::SlowNetwork | Self::ClusterPrimaryKilled => 15.0,
             Self::AllOriginsDown => 30.0,
             Self::PostgresSlow | Self::OriginKilled | Self::OriginDrained => 10.0,
             Self::RedisRestartedEmpty => 5.0,
@@ -130,8 +154,15 @@ impl Fault {
     /// Injects it.
     pub async fn inject(self, system: &mut System, scale: f64) -> Result<(), ServiceError> {
         match self {
-            Self::RedisStopped => system.redis.signal("-STOP").await,
-            Self::RedisRestartedEmpty => system.redis.stop_with("-KILL").await,
+            Self::RedisStopped => single(system)?.signal("-STOP").await,
+            Self::RedisRestartedEmpty => single(system)?.stop_with("-KILL").await,
+            Self::ClusterPrimaryKilled => {
+                let primary = system.redis.a_primary().await?;
+                system.killed_primary = Some(primary);
+                if let Some(node) = system.redis.cluster_node(primary) {
+                    node.stop_with("-KILL").await;
+                }
+            }
             Self::PostgresRestarted => system.postgres.restart().await?,
             Self::PostgresConnectionsKilled => {
                 system.postgres.terminate_connections().await?;
@@ -159,8 +190,18 @@ impl Fault {
     /// Undoes it.
     pub async fn restore(self, system: &mut System) -> Result<(), ServiceError> {
         match self {
-            Self::RedisStopped => system.redis.signal("-CONT").await,
-            Self::RedisRestartedEmpty => system.redis.restart().await?,
+            Self::RedisStopped => single(system)?.signal("-CONT").await,
+            Self::RedisRestartedEmpty => single(system)?.restart().await?,
+            Self::ClusterPrimaryKilled => {
+                let killed = system.killed_primary.take();
+                if let Some(node) = killed.and_then(|at| system.redis.cluster_node(at)) {
+                    node.restart().await?;
+                }
+                system
+                    .redis
+                    .wait_until_healthy(Duration::from_secs(60))
+                    .await?;
+            }
             Self::PostgresRestarted | Self::PostgresConnectionsKilled | Self::PostgresSlow => {}
             Self::OriginKilled => system.origins[0].restart().await?,
             Self::OriginDrained => system.origins[1].restart().await?,

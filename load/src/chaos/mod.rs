@@ -7,6 +7,7 @@
 
 pub mod faults;
 pub mod proxy;
+pub mod redis;
 pub mod report;
 pub mod services;
 pub mod traffic;
@@ -81,9 +82,12 @@ pub async fn run(
     work: &Path,
     profile: Profile,
     only: &[Fault],
+    shape: redis::Shape,
 ) -> Result<Vec<Row>, ServiceError> {
-    eprintln!("chaos: starting Redis, PostgreSQL, three origins, three proxies and the edge");
-    let mut system = System::start(programs, work).await?;
+    eprintln!(
+        "chaos: starting Redis ({shape:?}), PostgreSQL, three origins, three proxies and the edge"
+    );
+    let mut system = System::start(programs, work, shape).await?;
     warm(&system).await;
     let start = Instant::now();
     let record = Arc::new(std::sync::Mutex::new(Record::default()));
@@ -107,7 +111,7 @@ pub async fn run(
     ));
     let mut windows = Vec::new();
     for fault in Fault::ALL {
-        if !only.is_empty() && !only.contains(&fault) {
+        if !fault.applies_to(shape) || (!only.is_empty() && !only.contains(&fault)) {
             continue;
         }
         let window = exercise(fault, &mut system, profile, start).await?;

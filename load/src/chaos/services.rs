@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use super::proxy::DelayProxy;
+use super::redis::{Redis, Shape as RedisShape};
 
 /// Why the system could not be set up or driven.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +139,11 @@ impl Process {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.spec.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.spec.port
     }
 
     /// Sends it `signal` (its whole process group: `wrangler` runs workerd as a child).
@@ -398,8 +404,8 @@ fn newest_postgres() -> Result<PathBuf, ServiceError> {
 /// Everything the campaign runs, and how each part is reached.
 #[derive(Debug)]
 pub struct System {
-    /// The Redis server.
-    pub redis: Process,
+    /// Redis: one node or a cluster.
+    pub redis: Redis,
     /// The PostgreSQL server.
     pub postgres: Postgres,
     /// The three origins.
@@ -408,6 +414,8 @@ pub struct System {
     pub proxies: Vec<DelayProxy>,
     /// The edge in workerd.
     pub edge: Process,
+    /// The cluster node a fault killed, to be started again.
+    pub killed_primary: Option<usize>,
 }
 
 /// Where the campaign's programs are.
@@ -422,34 +430,17 @@ pub struct Programs {
 }
 
 impl System {
-    /// Starts every part, logs in `work`.
-    pub async fn start(programs: &Programs, work: &Path) -> Result<Self, ServiceError> {
-        let redis_port = free_port();
-        let redis = Process::start(
-            Spec {
-                name: "redis".to_owned(),
-                program: "redis-server".into(),
-                args: [
-                    "--port",
-                    &redis_port.to_string(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-                env: Vec::new(),
-                port: redis_port,
-                cwd: None,
-            },
-            work,
-        )
-        .await?;
+    /// Starts every part, Redis in `shape`, logs in `work`.
+    pub async fn start(
+        programs: &Programs,
+        work: &Path,
+        shape: RedisShape,
+    ) -> Result<Self, ServiceError> {
+        let redis = Redis::start(shape, work).await?;
         let postgres = Postgres::start(&work.join("db")).await?;
         let mut origins = Vec::new();
         for n in 1..=3 {
-            let spec = origin_spec(n, &programs.origin, redis_port, &postgres.url());
+            let spec = origin_spec(n, &programs.origin, &redis.url(), &postgres.url());
             origins.push(Process::start(spec, work).await?);
         }
         let mut proxies = Vec::new();
@@ -464,16 +455,17 @@ impl System {
             origins,
             proxies,
             edge,
+            killed_primary: None,
         })
     }
 }
 
-fn origin_spec(n: usize, binary: &Path, redis_port: u16, database: &str) -> Spec {
+fn origin_spec(n: usize, binary: &Path, redis: &str, database: &str) -> Spec {
     let port = free_port();
     let env = [
         ("ORIGIN_ADDR", format!("127.0.0.1:{port}")),
         ("DATABASE_URL", database.to_owned()),
-        ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+        ("REDIS_URL", redis.to_owned()),
         ("REDIS_KEY_PREFIX", "chaos:".to_owned()),
         ("DEMO_DATA", "small".to_owned()),
         ("CACHE_WARM_PATHS", String::new()),

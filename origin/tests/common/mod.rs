@@ -299,3 +299,32 @@ pub fn admission_config(limits: origin::core::layers::admission::AdmissionLimits
         ..Config::default()
     }
 }
+
+/// The title of task `id` as `base` serves it.
+pub async fn task_title(base: &str, id: u32) -> String {
+    let task: serde_json::Value = reqwest::get(format!("{base}/api/tasks/{id}"))
+        .await
+        .expect("reachable")
+        .json()
+        .await
+        .expect("json");
+    task["title"].as_str().expect("a title").to_owned()
+}
+
+/// The report on dependency `name` in `base`'s `/health/ready` (`Null` when absent).
+pub async fn readiness_of(base: &str, name: &str) -> serde_json::Value {
+    let ready: serde_json::Value = reqwest::get(format!("{base}/health/ready"))
+        .await
+        .expect("reachable")
+        .json()
+        .await
+        .expect("json");
+    let dependencies = ready["dependencies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    dependencies
+        .into_iter()
+        .find(|dependency| dependency["name"] == name)
+        .unwrap_or(serde_json::Value::Null)
+}

@@ -28,10 +28,20 @@ pub enum Redis {
     Cluster(Vec<Process>),
 }
 
-fn server(name: String, port: u16, extra: &[String]) -> Spec {
+/// A `redis-server` on `port` whose files (a replica's synced copy, the cluster's node table)
+/// live in a folder of its own under `work`, never in the folder it was started from.
+fn server(name: String, port: u16, work: &Path, extra: &[String]) -> Result<Spec, ServiceError> {
+    let dir = work.join(&name);
+    std::fs::create_dir_all(&dir).map_err(|error| ServiceError::Spawn {
+        what: dir.display().to_string(),
+        error,
+    })?;
+    let dir = dir.canonicalize().unwrap_or(dir).display().to_string();
     let mut args: Vec<String> = [
         "--port",
         &port.to_string(),
+        "--dir",
+        &dir,
         "--save",
         "",
         "--appendonly",
@@ -40,14 +50,14 @@ fn server(name: String, port: u16, extra: &[String]) -> Spec {
     .map(str::to_owned)
     .to_vec();
     args.extend_from_slice(extra);
-    Spec {
+    Ok(Spec {
         name,
         program: "redis-server".into(),
         args,
         env: Vec::new(),
         port,
         cwd: None,
-    }
+    })
 }
 
 /// A free port whose cluster bus port (+10000) is free too.
@@ -69,7 +79,8 @@ impl Redis {
         match shape {
             Shape::Node => {
                 let port = free_port();
-                let node = Process::start(server("redis".to_owned(), port, &[]), work).await?;
+                let spec = server("redis".to_owned(), port, work, &[])?;
+                let node = Process::start(spec, work).await?;
                 Ok(Self::Node(Box::new(node)))
             }
             Shape::Cluster => Self::start_cluster(work).await,
@@ -84,15 +95,13 @@ impl Redis {
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
-                &work
-                    .join(format!("redis-nodes-{port}.conf"))
-                    .display()
-                    .to_string(),
+                "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
             ]
             .map(str::to_owned);
-            nodes.push(Process::start(server(format!("redis-{n}"), port, &extra), work).await?);
+            let spec = server(format!("redis-{n}"), port, work, &extra)?;
+            nodes.push(Process::start(spec, work).await?);
         }
         let addresses: Vec<String> = nodes.iter().map(|node| address(node.port())).collect();
         let mut create = vec!["--cluster", "create"];

@@ -93,8 +93,7 @@ impl RedisTier {
     pub async fn ping(&self) -> Result<Duration, String> {
         let started = std::time::Instant::now();
         let mut conn = self.conn.clone();
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut conn);
+        let ping = async move { conn.ping().await };
         let answered = Guard::unguarded(self.guard.timeout)
             .call(ping, |_| true, |_, _| {})
             .await;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
+};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 /// A connection to Redis in any shape; every command and pipeline runs on it as on one node.
@@ -64,6 +66,24 @@ impl RedisConnection {
     /// Whether commands go to a cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
+    }
+
+    /// `PING` on the node, or on every primary of a cluster: a cluster answers only when each
+    /// of its slots has a primary that does (during a failover, not before it is over).
+    pub async fn ping(&mut self) -> RedisResult<()> {
+        match self {
+            Self::Cluster(cluster) => {
+                let every_primary = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                ));
+                cluster
+                    .route_command(redis::cmd("PING"), every_primary)
+                    .await?;
+                Ok(())
+            }
+            connection => redis::cmd("PING").query_async(connection).await,
+        }
     }
 
     /// Keys matching the glob `pattern`, at most `limit`, found with `SCAN` (never `KEYS`) on

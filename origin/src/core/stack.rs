@@ -205,6 +205,7 @@ impl Core {
     /// with `axum::serve`), with the core's background workers running for the life of the
     /// process. See [`Core::stack`].
     pub fn wrap(self, app: Router) -> Router {
+        self.start_recovery_probes();
         let jobs = self.jobs.clone();
         let stack = self.stack(app);
         // Never stopped: they live as long as the process.

@@ -35,8 +35,7 @@ impl Nginx {
             })
             .collect();
         let config = format!(
-            "worker_processes 1;
-pid {dir}/nginx.pid;
+            "pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
@@ -60,7 +59,8 @@ http {{
         std::fs::write(&path, config).expect("nginx.conf");
         let child = Command::new("nginx")
             .args(["-c", &path.display().to_string(), "-p", &dir])
-            .args(["-g", "daemon off;"])
+            // One process: killing it leaves no orphaned worker behind.
+            .args(["-g", "daemon off; master_process off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -23,8 +23,10 @@ fn free_node_port() -> u16 {
 }
 
 fn redis_server(folder: &Path, args: &[String]) -> Child {
+    // Nothing is kept on disk: each server lives only as long as its test.
     Command::new("redis-server")
         .args(args)
+        .args(["--save", "", "--appendonly", "no"])
         .current_dir(folder)
         .stdout(Stdio::null())
         .spawn()
@@ -74,10 +76,6 @@ impl RedisCluster {
                 &format!("nodes-{port}.conf"),
                 "--cluster-node-timeout",
                 "1000",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
             ]
             .iter()
             .map(|arg| (*arg).to_owned())
@@ -165,10 +163,6 @@ impl TlsRedis {
             "--tls-key-file",
             &key.display().to_string(),
             "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
             "no",
         ]
         .iter()

@@ -1,6 +1,7 @@
 //! The origin on every shape of Redis its users deploy, each started by the test: a real
 //! three-primary Redis Cluster (`redis-server --cluster-enabled yes`, joined with
-//! `redis-cli --cluster create`) and a Redis that speaks only TLS, with a CA made in the test.
+//! `redis-cli --cluster create`), a Redis that speaks only TLS, with a CA made in the test, and
+//! a cluster that speaks only TLS (to clients, between its nodes and to replicas).
 //! The shared cache level (values, tags, invalidations through pub/sub, listing and clearing),
 //! the rate limiter's script and the job queues all work on each, in the library and in real
 //! origin processes.
@@ -24,7 +25,7 @@ use origin::core::dependencies::redis::{RedisSetupError, RedisTarget};
 use origin::core::jobs::{Job, JobSettings, Jobs, NewJob, Queue};
 use origin::core::layers::rate_limit::{Budgets, RateLimiter};
 use origin::core::observability::dependency_metrics::RedisMetrics;
-use redis_servers::{RedisCluster, TlsRedis};
+use redis_servers::{RedisCluster, TlsFiles, TlsRedis};
 use serde_json::json;
 use shared::rate_limit::{RateLimit, RateLimitTier};
 use test_ca::TestCa;
@@ -89,25 +90,6 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// How many keys each node of `cluster` holds.
-fn keys_per_node(cluster: &RedisCluster) -> Vec<u64> {
-    cluster
-        .addresses()
-        .iter()
-        .map(|address| {
-            let port = address.rsplit_once(':').expect("host:port").1;
-            let output = std::process::Command::new("redis-cli")
-                .args(["-p", port, "dbsize"])
-                .output()
-                .expect("redis-cli");
-            String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_shared_cache_runs_on_a_three_primary_cluster() {
     let cluster = RedisCluster::start(3, 0);
@@ -128,7 +110,7 @@ async fn the_shared_cache_runs_on_a_three_primary_cluster() {
         .await;
         assert_eq!(outcome, "miss");
     }
-    let spread = keys_per_node(&cluster);
+    let spread = cluster.keys_per_node();
     assert!(
         spread.iter().filter(|&&keys| keys > 0).count() >= 2,
         "entries and tag sets live on several primaries: {spread:?}"
@@ -161,7 +143,7 @@ async fn the_shared_cache_runs_on_a_three_primary_cluster() {
     assert_eq!(removed, 1, "the one entry stored since the invalidation");
     assert!(a.keys_matching(&pattern, 1000).await.is_empty());
     assert_eq!(
-        keys_per_node(&cluster).iter().sum::<u64>(),
+        cluster.keys_per_node().iter().sum::<u64>(),
         0,
         "tag sets gone too"
     );
@@ -277,6 +259,80 @@ async fn a_tls_redis_is_reached_with_the_configured_ca_only() {
 }
 
 #[tokio::test]
+async fn a_cluster_speaking_tls_alone_is_reached_with_the_configured_ca() {
+    let ca = TestCa::new();
+    let files = TlsFiles {
+        cert: &ca.cert,
+        key: &ca.key,
+        ca: &ca.ca,
+    };
+    let cluster = RedisCluster::start_tls(3, 0, &files);
+    assert!(cluster.url().starts_with("rediss+cluster://"));
+    let trusted = || {
+        target(RedisConfig {
+            url: Some(cluster.url()),
+            tls_ca_file: Some(ca.ca.clone()),
+            ..RedisConfig::default()
+        })
+    };
+    let prefix = common::unique_prefix("tls-cluster");
+    let (a, b) = (cache_on(&trusted(), &prefix), cache_on(&trusted(), &prefix));
+    assert!(matches!(a.ping_redis().await, Some(Ok(_))), "every primary");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tags = |i: usize| vec![format!("task:{i}"), "board".to_owned()];
+    for i in 0..20 {
+        let key = format!("GET /api/tasks/{i}");
+        assert_eq!(load(&a, &key, &tags(i), &format!("v{i}")).await.0, "miss");
+    }
+    let spread = cluster.keys_per_node();
+    assert!(
+        spread.iter().filter(|&&keys| keys > 0).count() >= 2,
+        "over TLS on several primaries: {spread:?}"
+    );
+    for i in 0..20 {
+        let key = format!("GET /api/tasks/{i}");
+        let found = load(&b, &key, &tags(i), "unused").await;
+        assert_eq!(found, ("hit".to_owned(), Bytes::from(format!("v{i}"))));
+    }
+    a.invalidate_tags(&["board".to_owned()]).await;
+    eventually("B hears the invalidation over TLS", async || {
+        b.stats().await.entries == 0
+    })
+    .await;
+    let pattern = glob::Pattern::new("GET /api/tasks/*").expect("a pattern");
+    assert!(
+        a.keys_matching(&pattern, 1000).await.is_empty(),
+        "gone from every primary"
+    );
+
+    // Without the CA, no node's certificate is trusted.
+    let untrusted = target(RedisConfig {
+        url: Some(cluster.url()),
+        ..RedisConfig::default()
+    });
+    let refused = cache_on(&untrusted, &prefix).ping_redis().await;
+    assert!(matches!(refused, Some(Err(_))), "{refused:?}");
+
+    // An origin process on it, as its operators would configure it.
+    let database = common::PostgresDb::create().await;
+    let url = cluster.url();
+    let ca_file = ca.ca.display().to_string();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_TLS_CA_FILE", ca_file.as_str()),
+    ];
+    let (_origin, base) = common::spawn_with(&database.url, &prefix, &env).await;
+    assert_eq!(common::readiness_of(&base, "redis").await["status"], "up");
+    let title = common::task_title(&base, 2).await;
+    assert!(!title.is_empty());
+    eventually("the page is cached in the cluster", async || {
+        cluster.keys_per_node().iter().sum::<u64>() > 0
+    })
+    .await;
+    database.drop_now().await;
+}
+
+#[tokio::test]
 async fn origin_processes_share_a_cluster_and_a_tls_redis() {
     let cluster = RedisCluster::start(3, 0);
     let database = common::PostgresDb::create().await;
@@ -307,7 +363,7 @@ async fn origin_processes_share_a_cluster_and_a_tls_redis() {
     })
     .await;
     assert!(
-        keys_per_node(&cluster).iter().sum::<u64>() > 0,
+        cluster.keys_per_node().iter().sum::<u64>() > 0,
         "cached in the cluster"
     );
 

@@ -39,6 +39,19 @@ pub enum Fault {
     SlowNetwork,
 }
 
+/// What may become of reads of pages never read before, which only an origin can answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UncachedReads {
+    /// Not checked.
+    #[default]
+    Unchecked,
+    /// Every one answered 2xx.
+    Answered,
+    /// Those that fail are answered at once with an error a client can read: `502`, `503` or
+    /// `504`, with the JSON error body (its `code`) or, for a browser, an HTML page.
+    FailCleanly,
+}
+
 /// What must hold while a fault lasts; `None` is not checked.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Promise {
@@ -52,6 +65,8 @@ pub struct Promise {
     pub p99_ratio: Option<f64>,
     /// Ready again (every origin ready, every breaker closed) within this after the restore.
     pub recovery: Option<Duration>,
+    /// Reads that no cache can answer.
+    pub uncached: UncachedReads,
 }
 
 impl Fault {
@@ -104,6 +119,7 @@ impl Fault {
         let none_lost = Promise {
             failed_reads: Some(0),
             failed_writes: Some(0),
+            uncached: UncachedReads::Answered,
             ..Promise::default()
         };
         match self {
@@ -113,14 +129,17 @@ impl Fault {
                     ..none_lost
                 }
             }
+            // A page no cache holds needs the database.
             Self::PostgresRestarted | Self::PostgresConnectionsKilled => Promise {
                 failed_reads: Some(0),
                 writes_fail_fast: true,
                 recovery: Some(Duration::from_secs(5)),
+                uncached: UncachedReads::FailCleanly,
                 ..Promise::default()
             },
             Self::PostgresSlow => Promise {
                 failed_reads: Some(0),
+                uncached: UncachedReads::FailCleanly,
                 ..Promise::default()
             },
             // Only what was in flight on the killed origin may fail: the edge sends reads
@@ -128,12 +147,15 @@ impl Fault {
             Self::OriginKilled => Promise {
                 failed_reads: Some(0),
                 failed_writes: Some(2),
+                uncached: UncachedReads::Answered,
                 ..Promise::default()
             },
             Self::OriginDrained | Self::SlowNetwork => none_lost,
-            // Through the edge, every page read before is served stale.
+            // Through the edge, every page read before is served stale; the others get the
+            // edge's 502 (JSON, or HTML for a browser).
             Self::AllOriginsDown => Promise {
                 failed_reads: Some(0),
+                uncached: UncachedReads::FailCleanly,
                 ..Promise::default()
             },
         }

@@ -48,6 +48,7 @@ impl Profile {
         rates: Rates {
             reads: 40.0,
             writes: 5.0,
+            uncached: 4.0,
         },
         check_p99: false,
     };
@@ -58,6 +59,7 @@ impl Profile {
         rates: Rates {
             reads: 80.0,
             writes: 10.0,
+            uncached: 8.0,
         },
         check_p99: true,
     };

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::faults::Fault;
+use super::faults::{Fault, UncachedReads};
 use super::traffic::{Answer, Kind, Record};
 use super::Window;
 
@@ -22,6 +22,12 @@ pub struct Row {
     pub failed_writes: usize,
     /// How the failed writes were answered (`503 DATABASE_UNAVAILABLE +Retry-After` …).
     pub write_failures: Vec<String>,
+    /// The failed reads, each described (`edge read 12 ms (502) at 181.2 s`).
+    pub read_failures: Vec<String>,
+    /// Reads of pages never read before without a 2xx answer during the fault.
+    pub failed_uncached: usize,
+    /// How they were answered (`502 ORIGIN_UNREACHABLE`, `502 html page` …).
+    pub uncached_failures: Vec<String>,
     /// Writes acknowledged and not in the database afterwards.
     pub writes_lost: usize,
     /// p99 of the answers before the fault.
@@ -64,6 +70,7 @@ impl Row {
                 .collect()
         };
         let failed_writes = failed(Kind::Write);
+        let failed_uncached = failed(Kind::Uncached);
         let before: Vec<Duration> = record
             .answers
             .iter()
@@ -95,8 +102,11 @@ impl Row {
                 .filter(|a| within(a, window.before, end))
                 .count(),
             failed_reads: failed(Kind::Read).len(),
+            read_failures: failed(Kind::Read).iter().map(|a| describe(a)).collect(),
             failed_writes: failed_writes.len(),
             write_failures: summary(&failed_writes),
+            failed_uncached: failed_uncached.len(),
+            uncached_failures: summary(&failed_uncached),
             writes_lost,
             p99_before: p99(before),
             p99_during: p99(held),
@@ -105,12 +115,34 @@ impl Row {
             broken: Vec::new(),
         };
         row.broken = row.check(&failed_writes, check_p99);
+        row.broken.extend(row.check_uncached(&failed_uncached));
         row
     }
 
     /// p99 during against p99 before.
     pub fn p99_ratio(&self) -> f64 {
         self.p99_during.as_secs_f64() / self.p99_before.as_secs_f64().max(1e-6)
+    }
+
+    fn check_uncached(&self, failed: &[&Answer]) -> Option<String> {
+        match self.fault.promise().uncached {
+            UncachedReads::Unchecked => None,
+            UncachedReads::Answered => (!failed.is_empty()).then(|| {
+                format!(
+                    "{} reads of uncached pages failed (allowed 0)",
+                    failed.len()
+                )
+            }),
+            UncachedReads::FailCleanly => {
+                let unclear = failed.iter().filter(|a| !failed_cleanly(a)).count();
+                (unclear > 0).then(|| {
+                    format!(
+                        "{unclear} reads of uncached pages failed without a 502/503/504 \
+                         error body"
+                    )
+                })
+            }
+        }
     }
 
     fn check(&self, failed_writes: &[&Answer], check_p99: bool) -> Vec<String> {
@@ -161,15 +193,24 @@ impl Row {
     }
 }
 
+/// Whether a failed answer says why, as a client can read it: `502`, `503` or `504` with the
+/// JSON error body's `code`, or an HTML page.
+fn failed_cleanly(answer: &Answer) -> bool {
+    matches!(answer.status, Some(502..=504)) && (answer.code.is_some() || answer.html)
+}
+
 /// `edge write 512 ms (201) at 7.3 s`.
 fn describe(answer: &Answer) -> String {
     let kind = match answer.kind {
         Kind::Read => "read",
         Kind::Write => "write",
+        Kind::Uncached => "uncached read",
     };
-    let status = answer
-        .status
-        .map_or_else(|| "no answer".to_owned(), |status| status.to_string());
+    let status = match (answer.status, &answer.code) {
+        (None, _) => "no answer".to_owned(),
+        (Some(status), None) => status.to_string(),
+        (Some(status), Some(code)) => format!("{status} {code}"),
+    };
     format!(
         "{} {kind} {} ms ({status}) at {:.1} s",
         answer.lane,
@@ -191,7 +232,11 @@ fn summary(answers: &[&Answer]) -> Vec<String> {
         let kind = match answer.status {
             None => "no answer".to_owned(),
             Some(status) => {
-                let code = answer.code.as_deref().unwrap_or("-");
+                let code = match (&answer.code, answer.html) {
+                    (Some(code), _) => code.as_str(),
+                    (None, true) => "html page",
+                    (None, false) => "-",
+                };
                 let retry = if answer.retry_after {
                     " +Retry-After"
                 } else {
@@ -228,8 +273,8 @@ fn ms(duration: Duration) -> String {
 pub fn markdown(rows: &[Row], profile: &str) -> String {
     let mut text = format!(
         "# Chaos campaign ({profile})\n\n\
-         | fault | requests | failed reads | failed writes | writes lost | p99 before (ms) | p99 during (ms) | ratio | recovery (s) | verdict |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+         | fault | requests | failed reads | failed writes | writes lost | failed uncached reads | p99 before (ms) | p99 during (ms) | ratio | recovery (s) | verdict |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for row in rows {
         let verdict = if row.broken.is_empty() {
@@ -239,12 +284,13 @@ pub fn markdown(rows: &[Row], profile: &str) -> String {
         };
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {verdict} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {verdict} |",
             row.fault.name(),
             row.requests,
             row.failed_reads,
             row.failed_writes,
             row.writes_lost,
+            row.failed_uncached,
             ms(row.p99_before),
             ms(row.p99_during),
             row.p99_ratio(),
@@ -255,6 +301,15 @@ pub fn markdown(rows: &[Row], profile: &str) -> String {
     for row in rows {
         let _ = writeln!(text, "- {}: {}", row.fault.name(), row.slowest.join(", "));
     }
+    text.push_str("\nFailed reads of pages read before:\n\n");
+    for row in rows.iter().filter(|row| !row.read_failures.is_empty()) {
+        let _ = writeln!(
+            text,
+            "- {}: {}",
+            row.fault.name(),
+            row.read_failures.join(", ")
+        );
+    }
     text.push_str("\nHow failed writes were answered:\n\n");
     for row in rows.iter().filter(|row| !row.write_failures.is_empty()) {
         let _ = writeln!(
@@ -262,6 +317,15 @@ pub fn markdown(rows: &[Row], profile: &str) -> String {
             "- {}: {}",
             row.fault.name(),
             row.write_failures.join(", ")
+        );
+    }
+    text.push_str("\nHow failed reads of uncached pages were answered:\n\n");
+    for row in rows.iter().filter(|row| !row.uncached_failures.is_empty()) {
+        let _ = writeln!(
+            text,
+            "- {}: {}",
+            row.fault.name(),
+            row.uncached_failures.join(", ")
         );
     }
     text

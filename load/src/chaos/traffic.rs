@@ -31,6 +31,9 @@ pub enum Kind {
     Read,
     /// `POST /api/tasks/{id}/comments`.
     Write,
+    /// A page never read before (a query of its own): the task as JSON, or its HTML page
+    /// asked for by a browser, every other one. Only an origin can answer it.
+    Uncached,
 }
 
 /// One answer (or its absence).
@@ -50,6 +53,8 @@ pub struct Answer {
     pub code: Option<String>,
     /// Whether a `Retry-After` came with it.
     pub retry_after: bool,
+    /// Whether the answer was an HTML page (`Content-Type: text/html`).
+    pub html: bool,
 }
 
 impl Answer {
@@ -79,6 +84,8 @@ pub struct Rates {
     pub reads: f64,
     /// Writes per second.
     pub writes: f64,
+    /// Reads of pages never read before, per second.
+    pub uncached: f64,
 }
 
 /// How many tasks the reads and writes go to (the demo data's small set has more).
@@ -97,7 +104,12 @@ pub async fn run(
     let http = client();
     let mut tasks = tokio::task::JoinSet::new();
     for lane in lanes {
-        for (kind, rate) in [(Kind::Read, rates.reads), (Kind::Write, rates.writes)] {
+        let kinds = [
+            (Kind::Read, rates.reads),
+            (Kind::Write, rates.writes),
+            (Kind::Uncached, rates.uncached),
+        ];
+        for (kind, rate) in kinds {
             let (http, lane, record, stop) = (
                 http.clone(),
                 lane.clone(),
@@ -132,7 +144,7 @@ async fn stream(
         sent.spawn(async move {
             let task = 1 + n % TASKS;
             let (request, comment) = request(&lane, kind, task, n, due - start);
-            let (status, code, retry_after) = send(&http, request).await;
+            let (status, code, retry_after, html) = send(&http, request).await;
             let answer = Answer {
                 lane: lane.name,
                 kind,
@@ -141,6 +153,7 @@ async fn stream(
                 status,
                 code,
                 retry_after,
+                html,
             };
             let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
             if let (Some(201), Some(comment)) = (answer.status, comment) {
@@ -162,6 +175,7 @@ fn request(
     n: u64,
     at: Duration,
 ) -> (Request<Full<Bytes>>, Option<String>) {
+    let mut accept = "application/json";
     let (method, uri, body, comment) = match kind {
         Kind::Read => (
             Method::GET,
@@ -169,6 +183,16 @@ fn request(
             String::new(),
             None,
         ),
+        Kind::Uncached => {
+            let fresh = format!("fresh={}-{n}", lane.name);
+            let uri = if n % 2 == 0 {
+                format!("{}/api/tasks/{task}?{fresh}", lane.base)
+            } else {
+                accept = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8";
+                format!("{}/tasks/{task}?{fresh}", lane.base)
+            };
+            (Method::GET, uri, String::new(), None)
+        }
         Kind::Write => {
             let comment = format!("chaos {} {n} at {} ms", lane.name, at.as_millis());
             let body = serde_json::json!({ "author_id": 1, "body": comment }).to_string();
@@ -180,27 +204,37 @@ fn request(
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
+        .header("accept", accept)
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_default();
     (request, comment)
 }
 
-/// The status, error code and whether `Retry-After` came; `None` status when no answer came.
-async fn send(http: &Client, request: Request<Full<Bytes>>) -> (Option<u16>, Option<String>, bool) {
+/// What [`send`] saw: status, error code, `Retry-After`, HTML.
+type Seen = (Option<u16>, Option<String>, bool, bool);
+
+/// The status, error code, whether `Retry-After` came and whether the answer was HTML; `None`
+/// status when no answer came.
+async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
     let exchange = async {
         let response = http.request(request).await.ok()?;
         let status = response.status().as_u16();
         let retry_after = response.headers().contains_key("retry-after");
+        let html = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/html"));
         let body = response.into_body().collect().await.ok()?.to_bytes();
         let code = (!(200..300).contains(&status))
             .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
             .flatten()
             .and_then(|error| error["code"].as_str().map(str::to_owned));
-        Some((Some(status), code, retry_after))
+        Some((Some(status), code, retry_after, html))
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
         .ok()
         .flatten()
-        .unwrap_or((None, None, false))
+        .unwrap_or((None, None, false, false))
 }

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{
-    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
-};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 /// A connection to Redis in any shape; every command and pipeline runs on it as on one node.
@@ -68,18 +66,26 @@ impl RedisConnection {
         matches!(self, Self::Cluster(_))
     }
 
-    /// `PING` on the node, or on every primary of a cluster: a cluster answers only when each
-    /// of its slots has a primary that does (during a failover, not before it is over).
+    /// `PING` on the node, or on every node of a cluster that holds slots as a primary, by its
+    /// address: a cluster answers only when each of its slots has a primary that does. During a
+    /// failover the dead primary keeps its slots (flagged `fail?`, then `fail`) until its
+    /// replica takes them over, so the cluster answers once the failover is over, not before.
     pub async fn ping(&mut self) -> RedisResult<()> {
         match self {
             Self::Cluster(cluster) => {
-                let every_primary = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::AllSucceeded),
-                ));
-                cluster
-                    .route_command(redis::cmd("PING"), every_primary)
-                    .await?;
+                let listing = cluster_nodes(cluster).await?;
+                let owners = slot_owners_in(&listing);
+                if owners.is_empty() {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no primary holds slots",
+                    )));
+                }
+                for (host, port) in owners {
+                    let node =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    cluster.route_command(redis::cmd("PING"), node).await?;
+                }
                 Ok(())
             }
             connection => redis::cmd("PING").query_async(connection).await,
@@ -148,41 +154,73 @@ fn timed_out() -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Io, "no answer in time"))
 }
 
+/// `CLUSTER NODES`, asked of any node.
+async fn cluster_nodes(cluster: &mut ClusterConnection) -> RedisResult<String> {
+    let listing = cluster
+        .route_command(
+            redis::cmd("CLUSTER").arg("NODES").to_owned(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    Ok(redis::from_redis_value(listing)?)
+}
+
 /// The cluster's primaries that are up, as `(host, port)`, from `CLUSTER NODES`.
 async fn primaries(
     cluster: &mut ClusterConnection,
     timeout: Duration,
 ) -> RedisResult<Vec<Option<(String, u16)>>> {
-    let listing = cluster.route_command(
-        redis::cmd("CLUSTER").arg("NODES").to_owned(),
-        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-    );
-    let listing = tokio::time::timeout(timeout, listing)
+    let listing = tokio::time::timeout(timeout, cluster_nodes(cluster))
         .await
         .map_err(|_| timed_out())??;
-    let text: String = redis::from_redis_value(listing)?;
-    Ok(primaries_in(&text).into_iter().map(Some).collect())
+    Ok(primaries_in(&listing).into_iter().map(Some).collect())
+}
+
+/// One line of a `CLUSTER NODES` listing, for a primary.
+struct Primary<'a> {
+    address: (String, u16),
+    flags: &'a str,
+    holds_slots: bool,
+}
+
+/// The primaries of a `CLUSTER NODES` listing.
+fn primaries_listed(listing: &str) -> impl Iterator<Item = Primary<'_>> {
+    listing.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let flags = *fields.get(2)?;
+        if !flags.split(',').any(|flag| flag == "master") {
+            return None;
+        }
+        // `ip:port@cport[,hostname]`
+        let address = fields.get(1)?.split(['@', ',']).next()?;
+        let (host, port) = address.rsplit_once(':')?;
+        Some(Primary {
+            address: (host.to_owned(), port.parse().ok()?),
+            flags,
+            // Fields 9 and on are slot ranges (and slots being moved).
+            holds_slots: fields.len() > 8,
+        })
+    })
 }
 
 /// The primaries that are up in a `CLUSTER NODES` listing.
 fn primaries_in(listing: &str) -> Vec<(String, u16)> {
-    listing
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let flags = fields.get(2)?;
-            let is_primary = flags.split(',').any(|flag| flag == "master");
-            let failed = flags
+    primaries_listed(listing)
+        .filter(|primary| {
+            !primary
+                .flags
                 .split(',')
-                .any(|flag| flag == "fail" || flag == "fail?");
-            if !is_primary || failed {
-                return None;
-            }
-            // `ip:port@cport[,hostname]`
-            let address = fields.get(1)?.split(['@', ',']).next()?;
-            let (host, port) = address.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
+                .any(|flag| flag == "fail" || flag == "fail?")
         })
+        .map(|primary| primary.address)
+        .collect()
+}
+
+/// Every primary holding slots in a `CLUSTER NODES` listing, up or not.
+fn slot_owners_in(listing: &str) -> Vec<(String, u16)> {
+    primaries_listed(listing)
+        .filter(|primary| primary.holds_slots)
+        .map(|primary| primary.address)
         .collect()
 }
 
@@ -205,5 +243,28 @@ e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
                 ("127.0.0.1".to_owned(), 30001)
             ]
         );
+    }
+
+    #[test]
+    fn a_failed_primary_holds_its_slots_until_its_replica_takes_them_over() {
+        let failing = "\
+07c3 127.0.0.1:30004@31004 slave 292f 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
+e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        let owners = slot_owners_in(failing);
+        assert_eq!(owners.len(), 3);
+        assert!(owners.contains(&("127.0.0.1".to_owned(), 30003)));
+        let over = "\
+07c3 127.0.0.1:30004@31004 master - 0 1426238317239 5 connected 10923-16383
+67ed 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 disconnected
+e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        let owners = slot_owners_in(over);
+        assert_eq!(owners.len(), 3);
+        assert!(!owners.contains(&("127.0.0.1".to_owned(), 30003)));
+        assert!(owners.contains(&("127.0.0.1".to_owned(), 30004)));
     }
 }

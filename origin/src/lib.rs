@@ -10,8 +10,10 @@
 //! - [`app`] is the application served out of the box: the task tracker's API, pages and store.
 //!
 //! [`server::run`] assembles both and serves until a shutdown signal; tests call it on port 0.
+//! [`shield::run`] serves the core in front of other applications instead of [`app`].
 
 pub mod app;
 pub mod config;
 pub mod core;
 pub mod server;
+pub mod shield;

@@ -16,7 +16,7 @@ use crate::app::notifications::Notifier;
 use crate::app::store::seed::SeedSize;
 use crate::app::store::{NewEvent, Store, StoreError};
 use crate::app::{self, AppState, ImageUrls};
-use crate::config::{Config, ConfigError, DatabaseConfig, DemoData};
+use crate::config::{Config, ConfigError, DatabaseConfig, DemoData, ListenerConfig};
 use crate::core::dependencies::database::{Database, DbError};
 use crate::core::endpoints;
 use crate::core::endpoints::admin::{AuditRecord, Auditor};
@@ -63,7 +63,7 @@ pub async fn open_store(config: &DatabaseConfig, metrics: &Metrics) -> Result<St
 
 /// Serves `GET /metrics` alone on `addr` (for scrapers kept off the public port) until the
 /// process exits.
-async fn spawn_metrics_listener(
+pub(crate) async fn spawn_metrics_listener(
     addr: std::net::SocketAddr,
     metrics: Metrics,
 ) -> Result<(), ServeError> {
@@ -129,39 +129,74 @@ pub async fn run(
             tracing::warn!(%error, "cache warm-up not enqueued");
         }
     }
-    let delay = config.listener.shutdown_delay;
-    let announce = Arc::clone(&draining);
-    let shutdown = async move {
-        shutdown.await;
-        draining.store(true, Ordering::Relaxed);
-        if !delay.is_zero() {
-            tracing::info!(
-                ?delay,
-                "draining: still answering, announcing it, before closing"
-            );
-            tokio::time::sleep(delay).await;
-        }
-    };
-    let drained = listener::serve(
+    let serving = Serving {
         listener,
-        tower::util::MapResponse::new(stack, move |response| announce_drain(&announce, response)),
-        config.listener.connection_limits(),
         connections,
-        shutdown,
-    )
-    .await;
-    if let Drained::TimedOut { remaining } = drained {
-        tracing::warn!(
-            remaining,
-            "shutdown timeout passed with requests still running"
-        );
-    }
+        draining,
+    };
+    serving.serve(stack, &config.listener, shutdown).await;
     // Jobs running finish (bounded); the rest wait in the store for the next instance.
     workers.stop(Duration::from_secs(10)).await;
     // Give the connections back to the database cleanly; requests left running after the
     // shutdown timeout may still hold one, so this wait is bounded too.
     let _ = tokio::time::timeout(Duration::from_secs(5), database.close()).await;
     Ok(())
+}
+
+/// What the listener serves with: the socket, the open connections and the draining flag.
+pub(crate) struct Serving {
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// Open client connections.
+    pub connections: listener::OpenConnections,
+    /// Set once a shutdown signal arrived.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl Serving {
+    /// Serves `stack` until `shutdown` completes, announcing the drain for `SHUTDOWN_DELAY_MS`
+    /// before closing the listener, then waits (bounded) for in-flight requests.
+    pub async fn serve(
+        self,
+        stack: crate::core::stack::Stack,
+        config: &ListenerConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let Self {
+            listener,
+            connections,
+            draining,
+        } = self;
+        let delay = config.shutdown_delay;
+        let announce = Arc::clone(&draining);
+        let shutdown = async move {
+            shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "draining: still answering, announcing it, before closing"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
+        let drained = listener::serve(
+            listener,
+            tower::util::MapResponse::new(stack, move |response| {
+                announce_drain(&announce, response)
+            }),
+            config.connection_limits(),
+            connections,
+            shutdown,
+        )
+        .await;
+        if let Drained::TimedOut { remaining } = drained {
+            tracing::warn!(
+                remaining,
+                "shutdown timeout passed with requests still running"
+            );
+        }
+    }
 }
 
 /// The scheduled jobs `config` asks for: warm-ups of the hot paths (on `host`), retention, and

@@ -2,7 +2,8 @@
 //! replaceable source (tests pass a map).
 //!
 //! Each concern ([`ListenerConfig`], [`CacheConfig`], [`RedisConfig`], [`DatabaseConfig`],
-//! [`ResilienceConfig`], [`ApplicationConfig`], [`JobsConfig`], [`StatusConfig`]) writes its defaults once, in `Default`, reads its
+//! [`ResilienceConfig`], [`ApplicationConfig`], [`JobsConfig`], [`StatusConfig`],
+//! [`ShieldConfig`]) writes its defaults once, in `Default`, reads its
 //! variables with `from_source`, and checks itself with `validate`. A value that does not parse,
 //! or parses to something outside the range its variable accepts, is a [`ConfigError`] naming
 //! the variable, the value and what is accepted (`DATABASE_POOL_SIZE=0: must be between 1 and
@@ -17,6 +18,7 @@ pub mod listener;
 mod read;
 pub mod redis;
 pub mod resilience;
+pub mod shield;
 pub mod status;
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,7 @@ pub use jobs::JobsConfig;
 pub use listener::ListenerConfig;
 pub use redis::RedisConfig;
 pub use resilience::ResilienceConfig;
+pub use shield::ShieldConfig;
 pub use status::StatusConfig;
 
 /// The origin's settings, by concern.
@@ -51,6 +54,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// The operator's status page.
     pub status: StatusConfig,
+    /// Shield mode: the upstream applications proxied to, when set.
+    pub shield: ShieldConfig,
 }
 
 impl Config {
@@ -70,6 +75,7 @@ impl Config {
             application: ApplicationConfig::from_source(&source)?,
             jobs: JobsConfig::from_source(&source)?,
             status: StatusConfig::from_source(&source)?,
+            shield: ShieldConfig::from_source(&source)?,
         };
         let mut config = config;
         // Jobs back off as every other retry does; their attempts and longest wait are their own.
@@ -88,7 +94,8 @@ impl Config {
         self.resilience.validate()?;
         self.application.validate()?;
         self.jobs.validate()?;
-        self.status.validate()
+        self.status.validate()?;
+        self.shield.validate()
     }
 
     /// Every environment variable the origin's configuration reads.
@@ -102,6 +109,7 @@ impl Config {
             application::VARIABLES,
             jobs::VARIABLES,
             status::VARIABLES,
+            shield::VARIABLES,
         ]
         .into_iter()
         .flatten()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use shared::rate_limit::RateLimit;
 
+use super::shield::Balance;
 use super::*;
 use crate::app::UploadLimits;
 use crate::core::dependencies::breaker::BreakerSettings;
@@ -175,6 +176,16 @@ const FULL: &[(&str, &str)] = &[
     ("STATUS_ALLOW_NETWORKS", "127.0.0.1/32, 10.0.0.0/8,::1"),
     ("STATUS_SLOW_MS", "1"),
     ("STATUS_SAMPLE_SECONDS", "60"),
+    (
+        "UPSTREAM_URL",
+        "http://127.0.0.1:3000, http://10.0.0.2:8080",
+    ),
+    ("UPSTREAM_BALANCE", "least-loaded"),
+    ("UPSTREAM_CONNECT_TIMEOUT_MS", "500"),
+    ("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", "9000"),
+    ("UPSTREAM_IDLE_TIMEOUT_MS", "7000"),
+    ("UPSTREAM_HEALTH_PATH", "/healthz"),
+    ("UPSTREAM_HEALTH_INTERVAL_MS", "250"),
 ];
 
 fn full_expected() -> Config {
@@ -279,6 +290,18 @@ fn full_expected() -> Config {
             ],
             slow_request: ms(1),
             sample_interval: secs(60),
+        },
+        shield: ShieldConfig {
+            upstreams: vec![
+                "http://127.0.0.1:3000".parse().expect("uri"),
+                "http://10.0.0.2:8080".parse().expect("uri"),
+            ],
+            balance: Balance::LeastLoaded,
+            connect_timeout: ms(500),
+            first_byte_timeout: ms(9000),
+            idle_timeout: ms(7000),
+            health_path: Some("/healthz".to_owned()),
+            health_interval: ms(250),
         },
     }
 }
@@ -587,6 +610,34 @@ const BAD: &[Bad] = &[
     bad("STATUS_SLOW_MS", "half a second", HOUR_FROM_1),
     bad("STATUS_SAMPLE_SECONDS", "0", "between 1 and 60"),
     bad("STATUS_SAMPLE_SECONDS", "61", "between 1 and 60"),
+    bad("UPSTREAM_URL", "https://app.internal", shield::UPSTREAM_URL),
+    bad(
+        "UPSTREAM_URL",
+        "http://app.internal/api",
+        shield::UPSTREAM_URL,
+    ),
+    bad(
+        "UPSTREAM_BALANCE",
+        "random",
+        "one of round-robin, least-loaded",
+    ),
+    bad("UPSTREAM_CONNECT_TIMEOUT_MS", "0", "between 1 and 600000"),
+    bad(
+        "UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
+        "600001",
+        "between 1 and 600000",
+    ),
+    bad("UPSTREAM_IDLE_TIMEOUT_MS", "soon", "between 1 and 600000"),
+    bad(
+        "UPSTREAM_HEALTH_PATH",
+        "healthz",
+        shield::UPSTREAM_HEALTH_PATH,
+    ),
+    bad(
+        "UPSTREAM_HEALTH_INTERVAL_MS",
+        "99",
+        "between 100 and 3600000",
+    ),
 ];
 
 #[test]

@@ -30,7 +30,7 @@ use crate::core::jobs::{work, Jobs, Workers};
 use crate::core::layers::admission::Admission;
 use crate::core::layers::compression;
 use crate::core::layers::pipeline::{Pipeline, PipelineLayer, Stages};
-use crate::core::layers::policy_headers::PolicyHeaders;
+use crate::core::layers::policy_headers::{PolicyHeaders, Stamping};
 use crate::core::layers::rate_limit::RateLimiter;
 use crate::core::layers::response_cache::{CacheTuning, ResponseCache};
 use crate::core::observability::collectors::Sources;
@@ -87,6 +87,10 @@ pub struct Core {
     pub history: History,
     /// Peers that open the status page without the admin token (`STATUS_ALLOW_NETWORKS`).
     pub status_networks: Arc<[ipnet::IpNet]>,
+    /// Whose responses the policy stamps: the application's, or a proxied one's.
+    pub stamping: Stamping,
+    /// The breakers of the upstreams a shield proxies to.
+    pub upstream_breakers: Vec<CircuitBreaker>,
 }
 
 impl Core {
@@ -146,7 +150,20 @@ impl Core {
             audit: None,
             history: History::new(config.status.slow_request, config.status.sample_interval),
             status_networks: Arc::from(config.status.allow_networks.clone()),
+            stamping: Stamping::Application,
+            upstream_breakers: Vec::new(),
         }
+    }
+
+    /// The core as a shield in front of other applications: the shield's policy (its own
+    /// routes; every other path is the upstream's), the upstreams' response headers kept as
+    /// they are, and their breakers reported beside the others.
+    #[must_use]
+    pub fn for_shield(mut self, upstream_breakers: Vec<CircuitBreaker>) -> Self {
+        self.policy = Arc::new(Policy::shield());
+        self.stamping = Stamping::Proxy;
+        self.upstream_breakers = upstream_breakers;
+        self
     }
 
     /// The core recording admin actions through `auditor` (the application's audit log).
@@ -194,11 +211,13 @@ impl Core {
 
     /// Every dependency's breaker.
     pub fn breakers(&self) -> Vec<CircuitBreaker> {
-        vec![
+        let mut breakers = vec![
             self.redis_breaker.clone(),
             self.database_breaker.clone(),
             self.http_breaker.clone(),
-        ]
+        ];
+        breakers.extend(self.upstream_breakers.iter().cloned());
+        breakers
     }
 
     /// `app` with the core's routes and layers, as a router (to merge into others, or to serve
@@ -247,7 +266,7 @@ impl Core {
         let stages = Stages {
             // 1. Request id: the edge's, or a new one, so that both tiers' logs name the request.
             // 2. Policy: the shared route rule decides caching, headers and the rate-limit tier.
-            policy: PolicyHeaders::new(self.policy),
+            policy: PolicyHeaders::new(self.policy, self.stamping),
             // 3. Rate limit: per client and tier, before any work is spent on the request.
             limiter: self.limiter,
             trust: self.trust,

@@ -17,6 +17,9 @@ use crate::key::KeyConfig;
 /// The policy compiled into both tiers.
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../../policy.toml");
 
+/// The origin's policy in shield mode: its own routes alone (`shared/shield-policy.toml`).
+pub const SHIELD_POLICY_TOML: &str = include_str!("../../shield-policy.toml");
+
 /// A named rule: pattern and policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -212,6 +215,17 @@ impl Policy {
             let name = pair.split('=').next().unwrap_or_default().trim();
             self.session_cookies.iter().any(|session| session == name)
         })
+    }
+}
+
+impl Policy {
+    /// The policy of the origin in shield mode, in `shared/shield-policy.toml`.
+    pub fn shield() -> Self {
+        match Self::from_toml(SHIELD_POLICY_TOML) {
+            Ok(policy) => policy,
+            // The embedded file is validated by this crate's tests; reaching this is a build bug.
+            Err(error) => panic!("the embedded shield policy is invalid: {error}"),
+        }
     }
 }
 

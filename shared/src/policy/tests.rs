@@ -256,3 +256,20 @@ fn cookies_and_client_directives_are_opt_in_and_opt_out() {
         ("r", "enforced_security_headers")
     );
 }
+
+#[test]
+fn the_shield_policy_names_only_the_shields_own_routes() {
+    let policy = Policy::shield();
+    let decide = |path: &str| {
+        policy.decide(&RequestFacts {
+            method: "GET",
+            path,
+            ..RequestFacts::default()
+        })
+    };
+    assert_eq!(decide("/health/ready").bypass, Some(BypassReason::Rule));
+    assert_eq!(decide("/metrics").bypass, Some(BypassReason::Rule));
+    let application = decide("/api/tasks/1");
+    assert!(application.rule.is_none(), "the upstream's path");
+    assert_eq!(application.bypass, Some(BypassReason::NoRule));
+}

@@ -4,6 +4,10 @@
 //! A handler that sets its own `Cache-Control` keeps it (it knows better, e.g. `no-store` on an
 //! error); everything else is decided by [`shared::policy::Policy::decide`] from the same inputs
 //! the edge uses, so both tiers agree on what is cacheable and under which tags.
+//!
+//! In front of another application ([`Stamping::Proxy`], shield mode) the upstream's headers
+//! are its own: `Cache-Control` and `Cache-Tag` are sent only where a cacheable rule of the
+//! policy matched, and the security headers only where the upstream sent none of that name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -35,6 +39,16 @@ pub struct RouteCaching {
     pub stale_if_error: Duration,
     /// The rendered cache tags.
     pub tags: Arc<[String]>,
+}
+
+/// Whose responses the policy stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stamping {
+    /// The origin's own application: the policy decides every response's headers.
+    #[default]
+    Application,
+    /// Another application's, proxied (shield mode): its headers win, the policy's fill in.
+    Proxy,
 }
 
 /// Response headers a rule always sends, parsed once when the server starts.
@@ -75,6 +89,7 @@ pub struct PolicyHeaders {
     /// Decisions already taken for anonymous requests, by method, host and target: with no
     /// credentials, those alone decide, and the policy never changes while serving.
     memo: RwLock<HashMap<String, Prepared>>,
+    stamping: Stamping,
 }
 
 /// Decisions remembered at most; the memo starts afresh when full, so that endless distinct
@@ -82,8 +97,8 @@ pub struct PolicyHeaders {
 const MEMO_ENTRIES: usize = 4096;
 
 impl PolicyHeaders {
-    /// Prepares every rule's headers of `policy`.
-    pub fn new(policy: Arc<Policy>) -> Self {
+    /// Prepares every rule's headers of `policy`, for responses stamped as `stamping` says.
+    pub fn new(policy: Arc<Policy>, stamping: Stamping) -> Self {
         let rules = policy
             .rules()
             .iter()
@@ -103,6 +118,7 @@ impl PolicyHeaders {
             rules,
             unmatched: RuleHeaders::new("no-store", &SecurityOverrides::default()),
             memo: RwLock::default(),
+            stamping,
         }
     }
 }
@@ -218,17 +234,21 @@ impl PolicyHeaders {
     /// Stamps `headers` with what `prepared` decided: `Cache-Control` (unless the handler set
     /// its own), `Cache-Tag` and the security headers; `Server` and `X-Powered-By` removed.
     pub fn stamp(&self, prepared: Prepared, headers: &mut HeaderMap) {
-        if !headers.contains_key(header::CACHE_CONTROL) {
+        let proxied = self.stamping == Stamping::Proxy;
+        let decided = !proxied || prepared.caching.is_some();
+        if decided && !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, prepared.cache_control);
         }
-        if let Some(tags) = prepared.tags {
+        if let Some(tags) = prepared.tags.filter(|_| decided) {
             headers.insert(HeaderName::from_static(CACHE_TAG), tags);
         }
         let rule = prepared
             .rule
             .map_or(&self.unmatched, |index| &self.rules[index].1);
         for (name, value) in &rule.security {
-            headers.insert(name.clone(), value.clone());
+            if !(proxied && headers.contains_key(name)) {
+                headers.insert(name.clone(), value.clone());
+            }
         }
         for name in shared::security::REMOVED {
             headers.remove(*name);

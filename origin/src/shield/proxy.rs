@@ -1,0 +1,361 @@
+//! The proxying service a shield runs where an application's router would be: each request
+//! goes to an upstream over a pooled HTTP/1.1 connection, bodies streamed both ways.
+//!
+//! Every phase is bounded: opening a connection (`UPSTREAM_CONNECT_TIMEOUT_MS`), waiting for
+//! the response head (`UPSTREAM_FIRST_BYTE_TIMEOUT_MS`) and each silence within the response
+//! body (`UPSTREAM_IDLE_TIMEOUT_MS`; the body then ends in an error, so the client sees a cut
+//! response rather than a complete-looking one). A request with no body and a safe method
+//! whose connection could not be opened goes to another upstream, within the retry budget; a
+//! request that reached an upstream is never sent twice. Failures answer `502
+//! ORIGIN_UNREACHABLE` or `504 ORIGIN_TIMEOUT` with the JSON error body.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::Request;
+use axum::http::uri::{PathAndQuery, Scheme};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri, Version};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use shared::error_body::ErrorCode;
+
+use super::hygiene::{self, Hop};
+use super::upstreams::{InFlight, Upstreams};
+use crate::config::ShieldConfig;
+use crate::core::dependencies::retry::RetryBudget;
+use crate::core::http::client::{EdgeTrust, CONNECTING_IP, ORIGIN_AUTH_HEADER};
+use crate::core::http::errors::ApiError;
+
+/// Idle pooled connections to one upstream kept at most.
+const POOL_IDLE_PER_HOST: usize = 256;
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The proxying service.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    upstreams: Arc<Upstreams>,
+    client: Client<HttpConnector, Body>,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    trust: EdgeTrust,
+    budget: RetryBudget,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstreams", &self.shared.upstreams.all().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy to `upstreams` with `config`'s timeouts; `trust` says whose forwarding fields
+    /// are believed; retries draw from `budget`.
+    pub fn new(
+        upstreams: Arc<Upstreams>,
+        config: &ShieldConfig,
+        trust: EdgeTrust,
+        budget: RetryBudget,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Self {
+            shared: Arc::new(Shared {
+                upstreams,
+                client,
+                first_byte_timeout: config.first_byte_timeout,
+                idle_timeout: config.idle_timeout,
+                trust,
+                budget,
+            }),
+        }
+    }
+}
+
+impl tower::Service<Request> for Proxy {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { Ok(shared.forward(request).await) })
+    }
+}
+
+/// Why an attempt got no response.
+enum Failed {
+    /// No connection could be opened: nothing reached the upstream.
+    Connect(hyper_util::client::legacy::Error),
+    /// The request may have reached it, and no head came back.
+    Exchange(hyper_util::client::legacy::Error),
+    /// No head within the first-byte timeout.
+    TimedOut,
+}
+
+impl Shared {
+    async fn forward(self: Arc<Self>, request: Request) -> Response {
+        let (mut parts, body) = request.into_parts();
+        let hop_request = Request::from_parts(parts.clone(), Body::empty());
+        let hop = Hop {
+            client: self.trust.client_ip(&hop_request),
+            trusted: self.trust.from_edge(&hop_request),
+            host: None,
+        };
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .map(str::to_owned);
+        hygiene::remove_hop_by_hop(&mut parts.headers);
+        hygiene::set_forwarded(
+            &mut parts.headers,
+            Hop {
+                host: host.as_deref(),
+                ..hop
+            },
+        );
+        hygiene::add_via(&mut parts.headers);
+        parts.headers.remove(ORIGIN_AUTH_HEADER);
+        if !hop.trusted {
+            parts.headers.remove(CONNECTING_IP);
+        }
+        if let Some(host) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(header::HOST, host);
+        }
+        parts.version = Version::HTTP_11;
+        let replayable = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && body.is_end_stream();
+        self.budget.record_call();
+        let mut body = Some(body);
+        let mut tried = Vec::new();
+        loop {
+            let Some(index) = self.upstreams.pick(&tried) else {
+                return unreachable_answer("no upstream could be reached");
+            };
+            tried.push(index);
+            let upstream = self.upstreams.get(index);
+            let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_default());
+            *attempt.uri_mut() = upstream_uri(&upstream.base, &parts.uri);
+            let in_flight = self.upstreams.start(index);
+            match self.exchange(attempt).await {
+                Ok(response) => {
+                    self.settle(index, response.status());
+                    return self.answer(response, in_flight);
+                }
+                Err(Failed::Connect(error)) => {
+                    upstream.breaker.failed();
+                    self.upstreams.rest(index);
+                    tracing::warn!(upstream = %upstream.authority, %error, "upstream connection failed");
+                    let again = replayable
+                        && tried.len() < self.upstreams.all().len()
+                        && self.budget.try_retry();
+                    if !again {
+                        return unreachable_answer("the upstream could not be reached");
+                    }
+                }
+                Err(Failed::Exchange(error)) if client_body_failed(&error) => {
+                    tracing::info!(%error, "the client's request body broke off or was malformed");
+                    return malformed_body();
+                }
+                Err(Failed::Exchange(error)) => {
+                    upstream.breaker.failed();
+                    tracing::warn!(upstream = %upstream.authority, %error, "upstream exchange failed");
+                    return unreachable_answer("the upstream closed the connection");
+                }
+                Err(Failed::TimedOut) => {
+                    upstream.breaker.failed();
+                    return ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        ErrorCode::OriginTimeout,
+                        "the upstream did not answer in time",
+                    )
+                    .into_response();
+                }
+            }
+        }
+    }
+
+    async fn exchange(&self, request: Request) -> Result<Response<hyper::body::Incoming>, Failed> {
+        match tokio::time::timeout(self.first_byte_timeout, self.client.request(request)).await {
+            Err(_) => Err(Failed::TimedOut),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) if error.is_connect() => Err(Failed::Connect(error)),
+            Ok(Err(error)) => Err(Failed::Exchange(error)),
+        }
+    }
+
+    /// Counts an upstream's answer for its breaker: a 502, 503 or 504 is its failure.
+    fn settle(&self, index: usize, status: StatusCode) {
+        let breaker = &self.upstreams.get(index).breaker;
+        match status.as_u16() {
+            502..=504 => breaker.failed(),
+            _ => breaker.succeeded(),
+        }
+    }
+
+    fn answer(&self, response: Response<hyper::body::Incoming>, in_flight: InFlight) -> Response {
+        let (mut parts, body) = response.into_parts();
+        hygiene::remove_hop_by_hop(&mut parts.headers);
+        hygiene::add_via(&mut parts.headers);
+        let body = IdleBody::new(body, self.idle_timeout, in_flight);
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+/// Whether an exchange failed because the client's request body did (a malformed chunk,
+/// a connection cut mid-body), not the upstream.
+fn client_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// `400` and the connection closed: the request's body could not be read as framed.
+fn malformed_body() -> Response {
+    let mut response =
+        ApiError::bad_request("the request body is malformed or incomplete").into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// `502 ORIGIN_UNREACHABLE` with `message`.
+fn unreachable_answer(message: &str) -> Response {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::OriginUnreachable,
+        message,
+    )
+    .into_response()
+}
+
+/// The request's path and query on `base`.
+fn upstream_uri(base: &Uri, request: &Uri) -> Uri {
+    let mut parts = base.clone().into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.path_and_query = Some(
+        request
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream's response body, ended with an error when it stays silent for longer than
+    /// the idle timeout; it counts its request in flight until dropped.
+    struct IdleBody {
+        #[pin]
+        inner: hyper::body::Incoming,
+        #[pin]
+        silence: tokio::time::Sleep,
+        idle: Duration,
+        _in_flight: InFlight,
+    }
+}
+
+impl IdleBody {
+    fn new(inner: hyper::body::Incoming, idle: Duration, in_flight: InFlight) -> Self {
+        Self {
+            inner,
+            silence: tokio::time::sleep(idle),
+            idle,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+/// An upstream body that stayed silent too long.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0:?} within its response body")]
+struct IdleTimeout(Duration);
+
+impl HttpBody for IdleBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + *this.idle;
+                this.silence.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+            Poll::Pending => match this.silence.poll(cx) {
+                Poll::Ready(()) => {
+                    tracing::warn!(idle = ?this.idle, "upstream body idle: cut");
+                    Poll::Ready(Some(Err(Box::new(IdleTimeout(*this.idle)))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_target_moves_onto_the_upstream() {
+        let base: Uri = "http://10.0.0.2:3000".parse().expect("uri");
+        let target: Uri = "/a/b?c=d".parse().expect("uri");
+        assert_eq!(
+            upstream_uri(&base, &target).to_string(),
+            "http://10.0.0.2:3000/a/b?c=d"
+        );
+        let absolute: Uri = "http://evil.example/x".parse().expect("uri");
+        assert_eq!(
+            upstream_uri(&base, &absolute).to_string(),
+            "http://10.0.0.2:3000/x",
+            "an absolute-form target never picks the host"
+        );
+    }
+}

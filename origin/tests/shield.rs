@@ -1,0 +1,476 @@
+//! Shield mode end to end: the origin binary started as `origin shield --upstream …` in front
+//! of an application that is not Rust (Python's `http.server`, `support/python_upstream.py`),
+//! checked with a real HTTP client and raw sockets: proxy hygiene in both directions, failover
+//! between upstreams, timeouts per phase, an upstream dying mid-body, health checks, request
+//! smuggling attempts, and a 1 GiB body passed through with constant memory.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The Python upstream, stopped when dropped.
+struct PythonUpstream {
+    child: Child,
+    port: u16,
+    folder: tempfile::TempDir,
+}
+
+impl PythonUpstream {
+    fn start(name: &str) -> Self {
+        let folder = tempfile::tempdir().expect("a folder");
+        let port = common::free_port();
+        let script: PathBuf = [
+            env!("CARGO_MANIFEST_DIR"),
+            "tests",
+            "support",
+            "python_upstream.py",
+        ]
+        .iter()
+        .collect();
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(name)
+            .current_dir(folder.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 is installed");
+        wait_for_port(port);
+        Self {
+            child,
+            port,
+            folder,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Makes its health check answer 503 (`true`) or 200.
+    fn set_down(&self, down: bool) {
+        let flag = self.folder.path().join(format!("{}.down", self.port));
+        if down {
+            std::fs::write(flag, b"").expect("flag written");
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+}
+
+impl Drop for PythonUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The shield, a real `origin` process.
+struct Shield {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Shield {
+    async fn start(upstreams: &[String], env: &[(&str, &str)]) -> Self {
+        let port = common::free_port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_origin"));
+        command.arg("shield");
+        for upstream in upstreams {
+            command.arg("--upstream").arg(upstream);
+        }
+        let child = command
+            .env("ORIGIN_ADDR", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", "")
+            .env("UPSTREAM_URL", "")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the origin binary");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..300 {
+            if reqwest::get(format!("{base}/health/live")).await.is_ok() {
+                return Self { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("shield on {base} did not start");
+    }
+
+    fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+
+    /// Resident memory now and at its peak, in KiB.
+    fn memory(&self) -> (u64, u64) {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse().ok())
+                .expect("a memory field")
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+fn headers_seen(echo: &Value) -> Vec<(String, String)> {
+    echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap_or_default().to_owned(),
+                pair[1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn seen<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn requests_and_responses_are_cleaned_on_their_way_through() {
+    let upstream = PythonUpstream::start("a");
+    let shield = Shield::start(&[upstream.url()], &[]).await;
+    let http = reqwest::Client::new();
+    let echo: Value = http
+        .get(format!("{}/echo?x=1", shield.base))
+        .header("connection", "x-client-hop")
+        .header("x-client-hop", "secret")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("forwarded", "for=6.6.6.6")
+        .header("x-rampart-origin-auth", "guess")
+        .header("host", "app.example")
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(echo["path"], "/echo?x=1");
+    let headers = headers_seen(&echo);
+    assert_eq!(seen(&headers, "x-client-hop"), None, "named by Connection");
+    assert_eq!(seen(&headers, "x-rampart-origin-auth"), None);
+    assert_eq!(
+        seen(&headers, "x-forwarded-for"),
+        Some("127.0.0.1"),
+        "not the client's word"
+    );
+    assert_eq!(
+        seen(&headers, "forwarded"),
+        Some("for=127.0.0.1;proto=http;host=app.example")
+    );
+    assert_eq!(
+        seen(&headers, "host"),
+        Some("app.example"),
+        "the client's Host"
+    );
+    assert_eq!(seen(&headers, "via"), Some("1.1 rampart"));
+
+    let hello = http
+        .get(format!("{}/hello", shield.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(hello.status(), 200);
+    let head = hello.headers().clone();
+    assert_eq!(
+        head["cache-control"], "public, max-age=60",
+        "the upstream's own"
+    );
+    assert_eq!(
+        head["content-security-policy"], "default-src 'self' upstream.example",
+        "the upstream's own security headers are kept"
+    );
+    assert_eq!(
+        head["x-content-type-options"], "nosniff",
+        "defaults fill in"
+    );
+    assert!(!head.contains_key("x-hop-secret"), "named by Connection");
+    assert!(head["via"].to_str().expect("text").contains("1.1 rampart"));
+    assert!(head.contains_key("x-request-id"));
+    assert_eq!(hello.text().await.expect("body"), "hello from a");
+
+    let missing = http
+        .get(format!("{}/nothing", shield.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(missing.status(), 404, "the upstream's answer, passed on");
+    assert!(
+        !missing.headers().contains_key("cache-control"),
+        "none stamped"
+    );
+    let ready = http
+        .get(format!("{}/health/ready", shield.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ready.status(), 200, "the shield's own route");
+}
+
+#[tokio::test]
+async fn reads_go_round_a_dead_upstream_and_writes_are_never_sent_twice() {
+    let live = PythonUpstream::start("live");
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let shield = Shield::start(&[dead.clone(), live.url()], &[]).await;
+    let http = reqwest::Client::new();
+    for _ in 0..6 {
+        let answer = http
+            .get(format!("{}/hello", shield.base))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.status(), 200, "retried on the live upstream");
+        assert_eq!(answer.headers()["x-upstream"], "live");
+    }
+    let breakers: Value = http
+        .get(format!("{}/health/circuit-breakers", shield.base))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        breakers.to_string().contains("upstream 127.0.0.1"),
+        "each upstream has a breaker: {breakers}"
+    );
+
+    let only_dead = Shield::start(std::slice::from_ref(&dead), &[]).await;
+    let write = http
+        .post(format!("{}/count", only_dead.base))
+        .body("x")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(write.status(), 502);
+    let error: Value = write.json().await.expect("json");
+    assert_eq!(error["code"], "ORIGIN_UNREACHABLE");
+}
+
+#[tokio::test]
+async fn each_phase_of_an_upstream_exchange_is_bounded() {
+    let upstream = PythonUpstream::start("slow");
+    let env = [
+        ("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", "800"),
+        ("UPSTREAM_IDLE_TIMEOUT_MS", "800"),
+    ];
+    let shield = Shield::start(&[upstream.url()], &env).await;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let late = http
+        .get(format!("{}/slow-head?s=5", shield.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(late.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let error: Value = late.json().await.expect("json");
+    assert_eq!(error["code"], "ORIGIN_TIMEOUT");
+
+    let idle = http
+        .get(format!("{}/idle?s=5", shield.base))
+        .send()
+        .await
+        .expect("a head");
+    assert_eq!(idle.status(), 200);
+    let started = Instant::now();
+    assert!(idle.bytes().await.is_err(), "a cut body is not a whole one");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let died = http
+        .get(format!("{}/die", shield.base))
+        .send()
+        .await
+        .expect("a head");
+    assert!(
+        died.bytes().await.is_err(),
+        "10 bytes of 1000 are not a body"
+    );
+    let after = http
+        .get(format!("{}/hello", shield.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(after.status(), 200, "the shield carries on");
+}
+
+#[tokio::test]
+async fn a_failing_health_check_takes_an_upstream_out_until_it_passes() {
+    let (a, b) = (PythonUpstream::start("a"), PythonUpstream::start("b"));
+    let env = [
+        ("UPSTREAM_HEALTH_PATH", "/healthz"),
+        ("UPSTREAM_HEALTH_INTERVAL_MS", "100"),
+    ];
+    let shield = Shield::start(&[a.url(), b.url()], &env).await;
+    let http = reqwest::Client::new();
+    let served_by = async |http: &reqwest::Client| -> Vec<String> {
+        let mut names = Vec::new();
+        for _ in 0..6 {
+            let answer = http
+                .get(format!("{}/hello", shield.base))
+                .send()
+                .await
+                .expect("answered");
+            names.push(
+                answer.headers()["x-upstream"]
+                    .to_str()
+                    .expect("text")
+                    .to_owned(),
+            );
+        }
+        names
+    };
+    assert!(served_by(&http).await.contains(&"a".to_owned()));
+    a.set_down(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(served_by(&http).await.iter().all(|name| name == "b"));
+    a.set_down(false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(served_by(&http).await.contains(&"a".to_owned()));
+}
+
+/// Sends `raw` on a new connection and reads what comes back until the shield closes it or
+/// goes quiet.
+fn exchange(port: u16, raw: &[u8]) -> String {
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    socket.write_all(raw).expect("sent");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(read) = socket.read(&mut buffer) {
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn smuggling_attempts_are_refused_and_never_reach_the_upstream() {
+    let upstream = PythonUpstream::start("a");
+    let shield = Shield::start(&[upstream.url()], &[]).await;
+    let port = shield.port();
+    // Both framings: by one reading, a second request hides in the body. The shield reads
+    // it by Transfer-Encoding alone, forwards it with one framing, and closes the
+    // connection after answering (RFC 9112 §6.1), so nothing after it is read.
+    let both = b"POST /count HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /echo?smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    let answer = tokio::task::spawn_blocking(move || exchange(port, both))
+        .await
+        .expect("exchanged");
+    assert!(!answer.contains("smuggled"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(
+        answer.contains("{\"bytes\": 0}"),
+        "by its chunked framing: {answer}"
+    );
+
+    let attempts: [&[u8]; 2] = [
+        // A header folded onto the next line (obs-fold).
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n",
+        // A chunk size that is not hexadecimal.
+        b"POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    ];
+    for raw in attempts {
+        let answer = tokio::task::spawn_blocking(move || exchange(port, raw))
+            .await
+            .expect("exchanged");
+        let status_line = answer.lines().next().unwrap_or_default().to_owned();
+        assert!(
+            !answer.contains("smuggled"),
+            "a hidden request reached the upstream: {answer}"
+        );
+        assert!(
+            status_line.is_empty() || status_line.contains(" 400 "),
+            "refused with 400, or the connection closed: {}\n---\n{answer}",
+            String::from_utf8_lossy(raw)
+        );
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count().min(1),
+            answer.matches("HTTP/1.1 ").count(),
+            "one answer at most: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_gigabyte_passes_through_in_constant_memory() {
+    let upstream = PythonUpstream::start("big");
+    let shield = Shield::start(&[upstream.url()], &[]).await;
+    let http = reqwest::Client::new();
+    // Warm the paths, then measure.
+    let _ = http
+        .get(format!("{}/bytes?mb=4", shield.base))
+        .send()
+        .await
+        .expect("answered")
+        .bytes()
+        .await;
+    let (before, _) = shield.memory();
+    let mut download = http
+        .get(format!("{}/bytes?mb=1024", shield.base))
+        .send()
+        .await
+        .expect("answered");
+    let mut received = 0u64;
+    while let Some(chunk) = download.chunk().await.expect("a chunk") {
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, 1 << 30);
+    let upload = vec![7u8; 256 << 20];
+    let counted: Value = http
+        .post(format!("{}/count", shield.base))
+        .body(upload)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(counted["bytes"], 256 << 20, "the whole upload arrived");
+    let (_, peak) = shield.memory();
+    let growth = peak.saturating_sub(before);
+    eprintln!("peak resident memory growth: {growth} KiB (1 GiB down, 256 MiB up)");
+    assert!(
+        growth < 32 * 1024,
+        "peak resident memory grew by {growth} KiB passing 1 GiB down and 256 MiB up"
+    );
+}

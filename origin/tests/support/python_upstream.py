@@ -1,0 +1,126 @@
+"""An upstream application that is not Rust, for the shield's tests: Python's http.server,
+HTTP/1.1 with keep-alive, one thread per connection.
+
+    python3 python_upstream.py <port> <name>
+
+Routes:
+  /echo              the request's method, path and headers as JSON
+  /hello             a small cacheable page, with a hop-by-hop field of its own
+  /bytes?mb=N        N MiB of zeros, streamed in 64 KiB chunks (chunked encoding)
+  /die               promises 1000 bytes, sends 10, closes
+  /slow-head?s=S     waits S seconds before answering
+  /idle?s=S          sends the head and 5 bytes, waits S seconds, sends the rest
+  /healthz           200, or 503 once the file <port>.down exists beside this script's cwd
+  POST /count        counts the request body's bytes (any framing) and answers the count
+"""
+
+import json
+import os
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+PORT = int(sys.argv[1])
+NAME = sys.argv[2] if len(sys.argv) > 2 else "upstream"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_body(self, status, body, content_type="text/plain", extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Upstream", NAME)
+        for name, value in extra:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def query(self, name, default):
+        values = parse_qs(urlparse(self.path).query).get(name)
+        return float(values[0]) if values else default
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        path = urlparse(self.path).path
+        if path == "/echo":
+            seen = {
+                "method": self.command,
+                "path": self.path,
+                "headers": [[k.lower(), v] for k, v in self.headers.items()],
+            }
+            self.send_body(200, json.dumps(seen).encode(), "application/json")
+        elif path == "/hello":
+            extra = [
+                ("Cache-Control", "public, max-age=60"),
+                ("Connection", "X-Hop-Secret"),
+                ("X-Hop-Secret", "for this connection only"),
+                ("Content-Security-Policy", "default-src 'self' upstream.example"),
+            ]
+            self.send_body(200, b"hello from " + NAME.encode(), extra=extra)
+        elif path == "/bytes":
+            chunk = b"\0" * 65536
+            count = int(self.query("mb", 1) * 16)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(count):
+                self.wfile.write(b"10000\r\n" + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/die":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+        elif path == "/slow-head":
+            time.sleep(self.query("s", 3))
+            self.send_body(200, b"late")
+        elif path == "/idle":
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            self.wfile.write(b"01234")
+            self.wfile.flush()
+            time.sleep(self.query("s", 3))
+            self.wfile.write(b"56789")
+        elif path == "/healthz":
+            down = os.path.exists(f"{PORT}.down")
+            self.send_body(503 if down else 200, b"down" if down else b"ok")
+        else:
+            self.send_body(404, b"not here")
+
+    def do_POST(self):
+        total = 0
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                total += len(self.rfile.read(size))
+                self.rfile.readline()
+        else:
+            remaining = int(self.headers.get("Content-Length", "0"))
+            while remaining:
+                read = len(self.rfile.read(min(remaining, 1 << 20)))
+                if read == 0:
+                    break
+                total += read
+                remaining -= read
+        self.send_body(200, json.dumps({"bytes": total}).encode(), "application/json")
+
+
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

@@ -246,7 +246,7 @@ async fn reads_go_round_a_dead_upstream_and_writes_are_never_sent_twice() {
     let http = reqwest::Client::new();
     for _ in 0..6 {
         let answer = http
-            .get(format!("{}/hello", shield.base))
+            .get(format!("{}/echo", shield.base))
             .send()
             .await
             .expect("answered");
@@ -342,7 +342,7 @@ async fn a_failing_health_check_takes_an_upstream_out_until_it_passes() {
         let mut names = Vec::new();
         for _ in 0..6 {
             let answer = http
-                .get(format!("{}/hello", shield.base))
+                .get(format!("{}/echo", shield.base))
                 .send()
                 .await
                 .expect("answered");
@@ -473,4 +473,106 @@ async fn a_gigabyte_passes_through_in_constant_memory() {
         growth < 32 * 1024,
         "peak resident memory grew by {growth} KiB passing 1 GiB down and 256 MiB up"
     );
+}
+
+/// What `/counter` answered: how many times the upstream was asked, and the head.
+async fn counter(http: &reqwest::Client, url: &str) -> (u32, reqwest::header::HeaderMap) {
+    let answer = http.get(url).send().await.expect("answered");
+    assert_eq!(answer.status(), 200, "{url}");
+    let head = answer.headers().clone();
+    let asked = answer.text().await.expect("body").parse().expect("a count");
+    (asked, head)
+}
+
+fn cache_status(head: &reqwest::header::HeaderMap) -> &str {
+    head.get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn responses_are_cached_as_their_own_headers_say() {
+    let upstream = PythonUpstream::start("cached");
+    let shield = Shield::start(&[upstream.url()], &[("ADMIN_TOKEN", "admin-secret")]).await;
+    let http = reqwest::Client::new();
+    let base = &shield.base;
+
+    // Fresh for a minute: the second read is the shield's copy, with its age.
+    let fresh = format!("{base}/counter?cc=public,%20max-age=60");
+    let (first, head) = counter(&http, &fresh).await;
+    assert!(cache_status(&head).contains("miss"), "{head:?}");
+    let (second, head) = counter(&http, &fresh).await;
+    assert_eq!((first, second), (1, 1), "served from the shield");
+    assert!(cache_status(&head).contains("hit"), "{head:?}");
+    assert!(head.contains_key("age"));
+    assert_eq!(
+        head["cache-control"], "public, max-age=60",
+        "the upstream's own"
+    );
+
+    // What a shared cache must not keep goes upstream every time.
+    for cc in ["no-store", "private,%20max-age=60", "max-age=0", "no-cache"] {
+        let url = format!("{base}/counter?cc={cc}");
+        let (a, _) = counter(&http, &url).await;
+        let (b, _) = counter(&http, &url).await;
+        assert_eq!(b, a + 1, "{cc}");
+    }
+    let varies = format!("{base}/counter?cc=max-age=60&vary=Accept-Language");
+    let (a, _) = counter(&http, &varies).await;
+    assert_eq!(
+        counter(&http, &varies).await.0,
+        a + 1,
+        "variants are not told apart yet"
+    );
+
+    // Surrogate-Control speaks to the shield alone, and never leaves it.
+    let surrogate = format!("{base}/counter?cc=no-store&sc=max-age=60");
+    let (a, head) = counter(&http, &surrogate).await;
+    assert!(!head.contains_key("surrogate-control"));
+    assert_eq!(head["cache-control"], "no-store", "browsers keep no copy");
+    assert_eq!(
+        counter(&http, &surrogate).await.0,
+        a,
+        "the shield keeps one"
+    );
+
+    // An age already spent upstream shortens the copy's life.
+    let spent = format!("{base}/counter?cc=max-age=60&age=100");
+    let (a, _) = counter(&http, &spent).await;
+    assert_eq!(
+        counter(&http, &spent).await.0,
+        a + 1,
+        "already stale on arrival"
+    );
+
+    // A write to a URI drops its cached copy (RFC 9111 §4.4).
+    let written = format!("{base}/counter?cc=max-age=60&w=1");
+    let (a, _) = counter(&http, &written).await;
+    assert_eq!(counter(&http, &written).await.0, a);
+    let post = http
+        .post(&written)
+        .body("x")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(post.status(), 200);
+    assert_eq!(
+        counter(&http, &written).await.0,
+        a + 2,
+        "the POST counted, then a miss"
+    );
+
+    // Surrogate-Key names the tags a purge finds.
+    let tagged = format!("{base}/counter?cc=max-age=60&key=board%20task-7");
+    let (a, _) = counter(&http, &tagged).await;
+    assert_eq!(counter(&http, &tagged).await.0, a);
+    let purge = http
+        .post(format!("{base}/api/admin/cache/invalidate"))
+        .bearer_auth("admin-secret")
+        .json(&serde_json::json!({ "tags": ["task-7"] }))
+        .send()
+        .await
+        .expect("answered");
+    assert!(purge.status().is_success(), "{}", purge.status());
+    assert_eq!(counter(&http, &tagged).await.0, a + 1, "purged by its tag");
 }

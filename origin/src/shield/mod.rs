@@ -5,7 +5,9 @@
 //! shedding, metrics, health, status page, traces, graceful shutdown) runs with a proxying
 //! service where the application's router would be. The shield's policy names only its own
 //! routes (`/health/*`, `/metrics`, `/status`, `/api/admin/*`, `/api/cache/*`); every other
-//! request goes upstream, its response headers kept as the upstream sent them.
+//! request goes upstream, its response headers kept as the upstream sent them, and its
+//! response cached as those headers say (RFC 9111, through
+//! [`crate::core::layers::response_freshness`]).
 //!
 //! | where | what |
 //! | --- | --- |
@@ -50,11 +52,16 @@ pub async fn run(
     }
     let checks = health_checks::spawn(Arc::clone(&upstreams), &config.shield);
     let budget = RetryBudget::new(core.retry_budget_ratio, 3);
+    let invalidation = proxy::Invalidation {
+        cache: core.cache.cache.clone(),
+        keys: core.policy.keys().clone(),
+    };
     let proxy = Proxy::new(
         Arc::clone(&upstreams),
         &config.shield,
         core.trust.clone(),
         budget,
+        Some(invalidation),
     );
     let serving = Serving {
         listener,

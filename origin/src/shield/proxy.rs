@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::uri::{PathAndQuery, Scheme};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri, Version};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,9 +30,11 @@ use shared::error_body::ErrorCode;
 use super::hygiene::{self, Hop};
 use super::upstreams::{InFlight, Upstreams};
 use crate::config::ShieldConfig;
+use crate::core::cache::TieredCache;
 use crate::core::dependencies::retry::RetryBudget;
 use crate::core::http::client::{EdgeTrust, CONNECTING_IP, ORIGIN_AUTH_HEADER};
 use crate::core::http::errors::ApiError;
+use crate::core::layers::response_freshness::SurrogateControl;
 
 /// Idle pooled connections to one upstream kept at most.
 const POOL_IDLE_PER_HOST: usize = 256;
@@ -52,6 +54,51 @@ struct Shared {
     idle_timeout: Duration,
     trust: EdgeTrust,
     budget: RetryBudget,
+    invalidation: Option<Invalidation>,
+}
+
+/// What a successful unsafe request makes stale (RFC 9111 §4.4): the cached responses to its
+/// URI, and to its `Location` and `Content-Location` on the same host.
+#[derive(Debug, Clone)]
+pub struct Invalidation {
+    /// The response cache.
+    pub cache: TieredCache,
+    /// How keys are made (the policy's).
+    pub keys: shared::key::KeyConfig,
+}
+
+impl Invalidation {
+    /// The cache keys of `GET` and `HEAD` of `target` on `host`.
+    fn keys_of(&self, host: &str, target: &str, into: &mut Vec<String>) {
+        for method in ["GET", "HEAD"] {
+            if let Ok(key) = shared::key::CacheKey::new(method, host, target, &self.keys) {
+                into.push(key.to_string());
+            }
+        }
+    }
+
+    /// Drops what a `status` answer to an unsafe request for `target` on `host` made stale.
+    async fn after(&self, host: &str, target: &str, status: StatusCode, headers: &HeaderMap) {
+        if !(status.is_success() || status.is_redirection()) {
+            return;
+        }
+        let mut keys = Vec::new();
+        self.keys_of(host, target, &mut keys);
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let Ok(uri) = value.parse::<Uri>() else {
+                continue;
+            };
+            let same_host = uri.authority().is_none_or(|a| a.as_str() == host);
+            let path = uri.path_and_query().map(PathAndQuery::as_str);
+            if let (true, Some(path)) = (same_host, path.filter(|p| p.starts_with('/'))) {
+                self.keys_of(host, path, &mut keys);
+            }
+        }
+        self.cache.invalidate_keys(&keys).await;
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -64,12 +111,13 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// A proxy to `upstreams` with `config`'s timeouts; `trust` says whose forwarding fields
-    /// are believed; retries draw from `budget`.
+    /// are believed; retries draw from `budget`; `invalidation` drops what writes make stale.
     pub fn new(
         upstreams: Arc<Upstreams>,
         config: &ShieldConfig,
         trust: EdgeTrust,
         budget: RetryBudget,
+        invalidation: Option<Invalidation>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
@@ -86,6 +134,7 @@ impl Proxy {
                 idle_timeout: config.idle_timeout,
                 trust,
                 budget,
+                invalidation,
             }),
         }
     }
@@ -119,6 +168,13 @@ enum Failed {
 impl Shared {
     async fn forward(self: Arc<Self>, request: Request) -> Response {
         let (mut parts, body) = request.into_parts();
+        // The host the cache keys name (the policy's reading of it).
+        let key_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost")
+            .to_owned();
         let hop_request = Request::from_parts(parts.clone(), Body::empty());
         let hop = Hop {
             client: self.trust.client_ip(&hop_request),
@@ -165,6 +221,17 @@ impl Shared {
             match self.exchange(attempt).await {
                 Ok(response) => {
                     self.settle(index, response.status());
+                    let unsafe_method = !matches!(
+                        parts.method,
+                        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+                    );
+                    if let Some(invalidation) = self.invalidation.as_ref().filter(|_| unsafe_method)
+                    {
+                        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+                        invalidation
+                            .after(&key_host, target, response.status(), response.headers())
+                            .await;
+                    }
                     return self.answer(response, in_flight);
                 }
                 Err(Failed::Connect(error)) => {
@@ -221,6 +288,18 @@ impl Shared {
     fn answer(&self, response: Response<hyper::body::Incoming>, in_flight: InFlight) -> Response {
         let (mut parts, body) = response.into_parts();
         hygiene::remove_hop_by_hop(&mut parts.headers);
+        // Addressed to the shield alone: read by the response cache, never sent on.
+        let surrogate: Vec<&str> = parts
+            .headers
+            .get_all("surrogate-control")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !surrogate.is_empty() {
+            let directives = SurrogateControl(surrogate.join(", "));
+            parts.headers.remove("surrogate-control");
+            parts.extensions.insert(directives);
+        }
         hygiene::add_via(&mut parts.headers);
         let body = IdleBody::new(body, self.idle_timeout, in_flight);
         Response::from_parts(parts, Body::new(body))

@@ -12,17 +12,29 @@ Routes:
   /idle?s=S          sends the head and 5 bytes, waits S seconds, sends the rest
   /healthz           200, or 503 once the file <port>.down exists beside this script's cwd
   POST /count        counts the request body's bytes (any framing) and answers the count
+  /counter?cc=&sc=&key=&vary=&age=
+                     how many times this path and query was asked (any method), with the
+                     given Cache-Control, Surrogate-Control, Surrogate-Key, Vary and Age
 """
 
 import json
 import os
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 PORT = int(sys.argv[1])
 NAME = sys.argv[2] if len(sys.argv) > 2 else "upstream"
+COUNTS = {}
+COUNTS_LOCK = threading.Lock()
+
+
+def count(path):
+    with COUNTS_LOCK:
+        COUNTS[path] = COUNTS.get(path, 0) + 1
+        return COUNTS[path]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,9 +61,21 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.do_GET()
 
+    def counter(self):
+        asked = count(self.path)
+        params = parse_qs(urlparse(self.path).query)
+        extra = []
+        for param, name in [("cc", "Cache-Control"), ("sc", "Surrogate-Control"),
+                            ("key", "Surrogate-Key"), ("vary", "Vary"), ("age", "Age")]:
+            if param in params:
+                extra.append((name, params[param][0]))
+        self.send_body(200, str(asked).encode(), extra=extra)
+
     def do_GET(self):
         path = urlparse(self.path).path
-        if path == "/echo":
+        if path == "/counter":
+            self.counter()
+        elif path == "/echo":
             seen = {
                 "method": self.command,
                 "path": self.path,
@@ -102,6 +126,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_body(404, b"not here")
 
     def do_POST(self):
+        if urlparse(self.path).path == "/counter":
+            length = int(self.headers.get("Content-Length", "0"))
+            self.rfile.read(length)
+            return self.counter()
         total = 0
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:

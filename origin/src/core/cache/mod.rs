@@ -55,6 +55,11 @@ pub struct Loaded {
     pub store: bool,
     /// Whether the value reports a failure of what it was loaded from.
     pub failed: bool,
+    /// Its own lifetimes and tags, where the value says them (an upstream's `Cache-Control`
+    /// and `Surrogate-Key`); `None` keeps those of the request that loaded it.
+    pub options: Option<CacheOptions>,
+    /// How old it already was when it arrived (an upstream's `Age`, or `Date` in the past).
+    pub age: Duration,
 }
 
 impl From<Bytes> for Loaded {
@@ -63,6 +68,8 @@ impl From<Bytes> for Loaded {
             value,
             store: true,
             failed: false,
+            options: None,
+            age: Duration::ZERO,
         }
     }
 }
@@ -413,7 +420,10 @@ impl TieredCache {
                     LoadError::from_message(e.to_string())
                 })?
                 .into();
-            let entry = Arc::new(Entry::new(loaded.value, Instant::now(), options));
+            let now = Instant::now();
+            let stored_at = now.checked_sub(loaded.age).unwrap_or(now);
+            let options = loaded.options.unwrap_or(options);
+            let entry = Arc::new(Entry::new(loaded.value, stored_at, options));
             let stored = loaded.store
                 && !loaded.failed
                 && cache.generation.load(Ordering::Acquire) == generation;

@@ -273,6 +273,8 @@ async fn a_failed_load_inside_stale_if_error_serves_the_stale_value() {
     advance(Duration::from_secs(20)).await;
     let failure = || async {
         Ok::<_, String>(Loaded {
+            options: None,
+            age: Duration::ZERO,
             value: Bytes::from_static(b"503"),
             store: false,
             failed: true,

@@ -39,6 +39,9 @@ pub struct RouteCaching {
     pub stale_if_error: Duration,
     /// The rendered cache tags.
     pub tags: Arc<[String]>,
+    /// Lifetimes and tags come from each response's own headers, as RFC 9111 says for a
+    /// shared cache (a shield's upstream paths); the fields above are unused.
+    pub from_response: bool,
 }
 
 /// Whose responses the policy stamps.
@@ -135,6 +138,8 @@ pub struct Prepared {
     tags: Option<HeaderValue>,
     /// Present when the response may be cached.
     pub caching: Option<Arc<RouteCaching>>,
+    /// A cacheable rule matched: its `Cache-Control` and tags are the policy's to send.
+    rule_caches: bool,
     /// The rule's rate-limit tier for this method (the default tier when no rule matched).
     pub tier: RateLimitTier,
     /// The rule exempts the request from admission control.
@@ -203,6 +208,10 @@ impl PolicyHeaders {
         let tags = (cacheable && !decision.tags.is_empty())
             .then(|| HeaderValue::from_str(&decision.tags.join(",")).ok())
             .flatten();
+        let rule_caches = cacheable && decision.rule.is_some();
+        // A shield caches the upstream's paths as their responses say.
+        let upstream_path =
+            self.stamping == Stamping::Proxy && decision.bypass == Some(BypassReason::NoRule);
         let caching = match (cacheable, decision.rule, key) {
             (true, Some(matched), Some(key)) => Some(Arc::new(RouteCaching {
                 rule: matched.name.clone(),
@@ -213,6 +222,16 @@ impl PolicyHeaders {
                 ),
                 stale_if_error: Duration::from_secs(matched.policy.stale_if_error.get().into()),
                 tags: decision.tags.into(),
+                from_response: false,
+            })),
+            (false, None, Some(key)) if upstream_path => Some(Arc::new(RouteCaching {
+                rule: "upstream".to_owned(),
+                key: key.to_string(),
+                ttl: Duration::ZERO,
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                tags: Arc::new([]),
+                from_response: true,
             })),
             _ => None,
         };
@@ -221,6 +240,7 @@ impl PolicyHeaders {
             cache_control,
             tags,
             caching,
+            rule_caches,
             tier: decision
                 .rule
                 .map_or(RateLimitTier::Default, |rule| tier(&rule.policy, method)),
@@ -235,7 +255,7 @@ impl PolicyHeaders {
     /// its own), `Cache-Tag` and the security headers; `Server` and `X-Powered-By` removed.
     pub fn stamp(&self, prepared: Prepared, headers: &mut HeaderMap) {
         let proxied = self.stamping == Stamping::Proxy;
-        let decided = !proxied || prepared.caching.is_some();
+        let decided = !proxied || prepared.rule_caches;
         if decided && !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, prepared.cache_control);
         }

@@ -30,6 +30,7 @@ use crate::core::http::errors::ErrorCause;
 use crate::core::http::header_values::decimal;
 use crate::core::layers::compression::{self, Coding};
 use crate::core::layers::policy_headers::RouteCaching;
+use crate::core::layers::response_freshness::{judge, SurrogateControl};
 use crate::core::route::RouteTemplate;
 
 /// Response headers never stored with a cached response.
@@ -250,12 +251,13 @@ impl ResponseCache {
         let loader_inner = inner.clone();
         let max_body = self.max_body;
         let options = self.tuning.options(caching);
+        let from_response = caching.from_response;
         let loader = move || async move {
             let mut response = call(loader_inner, replay(&loader_parts)).await;
             stamp(response.headers_mut());
             response.extensions_mut().insert(Stamped);
             let cause = response.extensions_mut().remove::<ErrorCause>();
-            let loaded = capture(response, max_body).await;
+            let loaded = capture(response, max_body, from_response).await;
             let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
             handover.cause = cause;
             loaded.map_err(|response| {
@@ -328,13 +330,34 @@ fn original(parts: Arc<Parts>, body: Body) -> Request {
     }
 }
 
-/// Buffers a response into a cache value, or hands it back when it must stream.
-async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response> {
+/// Buffers a response into a cache value, or hands it back when it must stream. With
+/// `from_response`, the response's own headers say whether and how long it is kept.
+async fn capture(
+    response: Response,
+    max_body: usize,
+    from_response: bool,
+) -> Result<Loaded, Response> {
     // A body of known size (the header is only added when hyper writes the response).
     let length = HttpBody::size_hint(response.body())
         .exact()
         .and_then(|length| usize::try_from(length).ok());
     if length.is_none_or(|length| length > max_body) {
+        return Err(response);
+    }
+    // A response that says it may not be kept streams on unread (a server error is read, so
+    // that a stale copy may stand in for it).
+    let verdict = from_response.then(|| {
+        let surrogate = response.extensions().get::<SurrogateControl>();
+        judge(
+            response.status(),
+            response.headers(),
+            surrogate.map(|s| s.0.as_str()),
+        )
+    });
+    if verdict
+        .as_ref()
+        .is_some_and(|v| !v.store && !response.status().is_server_error())
+    {
         return Err(response);
     }
     let (parts, body) = response.into_parts();
@@ -349,10 +372,14 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
         .collect::<Vec<_>>()
         .join(", ");
     let cc = CacheControl::parse(&directives);
-    let store = parts.status == StatusCode::OK
+    let mut store = parts.status == StatusCode::OK
         && !cc.no_store
         && cc.private.is_none()
         && !parts.headers.contains_key(header::SET_COOKIE);
+    let (mut options, mut age) = (None, Duration::ZERO);
+    if let Some(verdict) = verdict {
+        (store, options, age) = (verdict.store, Some(verdict.options), verdict.age);
+    }
     // A server error (the database down, a breaker open, a timeout) gives way to a stale copy.
     let failed = parts.status.is_server_error();
     let etag = (!parts.headers.contains_key(header::ETAG))
@@ -372,6 +399,8 @@ async fn capture(response: Response, max_body: usize) -> Result<Loaded, Response
         value,
         store,
         failed,
+        options,
+        age,
     })
 }
 

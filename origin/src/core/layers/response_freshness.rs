@@ -1,0 +1,185 @@
+//! What a shared cache may do with a response, from the response's own headers, for routes
+//! whose lifetimes the responses say (a shield's upstream paths): RFC 9111 §3 decides whether
+//! it is stored and §4.2 for how long it is fresh, with the stale windows of RFC 5861, through
+//! the same `shared` code as the edge. `Surrogate-Control`, addressed to the shield alone,
+//! replaces `Cache-Control` there; `Surrogate-Key` (space-separated) and `Cache-Tag`
+//! (comma-separated) name the tags a purge finds it by.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use shared::freshness::{current_age, storability, Freshness, ResponseFacts};
+
+use crate::core::cache::CacheOptions;
+
+/// `Surrogate-Control`, as the proxy found it before removing it from the response.
+#[derive(Debug, Clone)]
+pub struct SurrogateControl(pub String);
+
+/// The verdict on one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether it may be stored.
+    pub store: bool,
+    /// Its lifetimes and tags.
+    pub options: CacheOptions,
+    /// How old it already is.
+    pub age: Duration,
+}
+
+/// Whether and how long a response to a `GET` may be kept, from its status and headers.
+pub fn judge(status: StatusCode, headers: &HeaderMap, surrogate: Option<&str>) -> Verdict {
+    let joined = |name: &HeaderName| -> Option<String> {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    let cache_control = surrogate
+        .map(str::to_owned)
+        .or_else(|| joined(&header::CACHE_CONTROL));
+    let (expires, date, age, last_modified, vary) = (
+        joined(&header::EXPIRES),
+        joined(&header::DATE),
+        joined(&header::AGE),
+        joined(&header::LAST_MODIFIED),
+        joined(&header::VARY),
+    );
+    let facts = ResponseFacts {
+        status: status.as_u16(),
+        cache_control: cache_control.as_deref(),
+        cdn_cache_control: None,
+        expires: expires.as_deref(),
+        date: date.as_deref(),
+        age: age.as_deref(),
+        last_modified: last_modified.as_deref(),
+        vary: vary.as_deref(),
+        has_set_cookie: headers.contains_key(header::SET_COOKIE),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let freshness = Freshness::of(&facts, now);
+    let initial_age = current_age(&facts, now, now, now);
+    let seconds = |s: u32| Duration::from_secs(u64::from(s));
+    let options = CacheOptions {
+        ttl: seconds(freshness.lifetime),
+        stale_while_revalidate: seconds(freshness.stale_while_revalidate),
+        stale_if_error: seconds(freshness.stale_if_error),
+        tags: tags(headers).into(),
+    };
+    let useful = u64::from(freshness.lifetime) > initial_age
+        || freshness.stale_while_revalidate > 0
+        || freshness.stale_if_error > 0;
+    // Variants are not told apart yet: a response that varies on more than its coding (which
+    // the cache negotiates itself) is passed on, never stored.
+    let varies = vary.as_deref().is_some_and(|vary| {
+        vary.split(',')
+            .map(str::trim)
+            .any(|field| !field.is_empty() && !field.eq_ignore_ascii_case("accept-encoding"))
+    });
+    Verdict {
+        store: storability("GET", false, &facts).is_ok() && useful && !varies,
+        options,
+        age: Duration::from_secs(initial_age),
+    }
+}
+
+/// The purge tags a response names: `Surrogate-Key` and `Cache-Tag`.
+fn tags(headers: &HeaderMap) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    let words = headers
+        .get_all("surrogate-key")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(str::split_whitespace)
+        .chain(
+            headers
+                .get_all("cache-tag")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim),
+        );
+    for tag in words.filter(|t| !t.is_empty()) {
+        if !tags.iter().any(|known| known == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).expect("value"));
+        }
+        map
+    }
+
+    #[test]
+    fn explicit_freshness_is_followed_shared_first() {
+        let verdict = judge(
+            StatusCode::OK,
+            &headers(&[(
+                "cache-control",
+                "max-age=60, s-maxage=300, stale-while-revalidate=30",
+            )]),
+            None,
+        );
+        assert!(verdict.store);
+        assert_eq!(verdict.options.ttl, Duration::from_secs(300));
+        assert_eq!(
+            verdict.options.stale_while_revalidate,
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn what_a_shared_cache_must_not_keep_is_not_kept() {
+        for cc in ["no-store", "private, max-age=60", "max-age=0", "no-cache"] {
+            let verdict = judge(StatusCode::OK, &headers(&[("cache-control", cc)]), None);
+            assert!(!verdict.store, "{cc}");
+        }
+        let cookie = headers(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]);
+        assert!(!judge(StatusCode::OK, &cookie, None).store);
+        let varies = headers(&[("cache-control", "max-age=60"), ("vary", "Accept-Language")]);
+        assert!(!judge(StatusCode::OK, &varies, None).store);
+        let coding = headers(&[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]);
+        assert!(judge(StatusCode::OK, &coding, None).store);
+        assert!(
+            !judge(StatusCode::OK, &HeaderMap::new(), None).store,
+            "no freshness"
+        );
+    }
+
+    #[test]
+    fn an_age_already_spent_is_counted() {
+        let old = headers(&[("cache-control", "max-age=60"), ("age", "50")]);
+        let verdict = judge(StatusCode::OK, &old, None);
+        assert!(verdict.store);
+        assert_eq!(verdict.age, Duration::from_secs(50));
+        let spent = headers(&[("cache-control", "max-age=60"), ("age", "90")]);
+        assert!(!judge(StatusCode::OK, &spent, None).store);
+    }
+
+    #[test]
+    fn surrogate_control_speaks_to_the_shield_alone_and_tags_are_read() {
+        let map = headers(&[
+            ("cache-control", "no-store"),
+            ("surrogate-key", "task-1  board"),
+            ("cache-tag", "board, html"),
+        ]);
+        let verdict = judge(StatusCode::OK, &map, Some("max-age=120"));
+        assert!(verdict.store);
+        assert_eq!(verdict.options.ttl, Duration::from_secs(120));
+        assert_eq!(&*verdict.options.tags, ["task-1", "board", "html"]);
+    }
+}

@@ -312,6 +312,19 @@ async fn each_phase_of_an_upstream_exchange_is_bounded() {
     assert!(idle.bytes().await.is_err(), "a cut body is not a whole one");
     assert!(started.elapsed() < Duration::from_secs(3));
 
+    // An upload slower than the first-byte timeout, never silent for the idle timeout, is
+    // not cut; one that stalls is.
+    let port = shield.port();
+    let slow = tokio::task::spawn_blocking(move || upload(port, 6, Duration::from_millis(300)))
+        .await
+        .expect("uploaded");
+    assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
+    assert!(slow.contains("{\"bytes\": 6000}"), "{slow}");
+    let stalled = tokio::task::spawn_blocking(move || upload(port, 2, Duration::from_secs(2)))
+        .await
+        .expect("uploaded");
+    assert!(stalled.starts_with("HTTP/1.1 400"), "{stalled}");
+
     let died = http
         .get(format!("{}/die", shield.base))
         .send()
@@ -362,6 +375,27 @@ async fn a_failing_health_check_takes_an_upstream_out_until_it_passes() {
     a.set_down(false);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(served_by(&http).await.contains(&"a".to_owned()));
+}
+
+/// Uploads `chunks` chunks of 1000 bytes to `/count`, `pause` apart, and reads the answer.
+fn upload(port: u16, chunks: usize, pause: Duration) -> String {
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let head = b"POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    socket.write_all(head).expect("sent");
+    for _ in 0..chunks {
+        std::thread::sleep(pause);
+        if socket.write_all(b"3e8\r\n").is_err() || socket.write_all(&[b'u'; 1000]).is_err() {
+            break;
+        }
+        let _ = socket.write_all(b"\r\n");
+    }
+    let _ = socket.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Sends `raw` on a new connection and reads what comes back until the shield closes it or

@@ -13,9 +13,11 @@
 //! | --- | --- |
 //! | [`upstreams`] | the upstreams, how one is picked, which are out of the running |
 //! | [`proxy`] | the proxying service: pooled connections, streamed bodies, timeouts per phase, retries |
+//! | [`bodies`] | bodies watched on their way: idle timeouts, end of upload, requests in flight |
 //! | [`hygiene`] | hop-by-hop fields, `Forwarded`/`X-Forwarded-*`, `Via` |
 //! | [`health_checks`] | the active health checks |
 
+pub mod bodies;
 pub mod health_checks;
 pub mod hygiene;
 pub mod proxy;

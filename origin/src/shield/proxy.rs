@@ -2,9 +2,10 @@
 //! goes to an upstream over a pooled HTTP/1.1 connection, bodies streamed both ways.
 //!
 //! Every phase is bounded: opening a connection (`UPSTREAM_CONNECT_TIMEOUT_MS`), waiting for
-//! the response head (`UPSTREAM_FIRST_BYTE_TIMEOUT_MS`) and each silence within the response
-//! body (`UPSTREAM_IDLE_TIMEOUT_MS`; the body then ends in an error, so the client sees a cut
-//! response rather than a complete-looking one). A request with no body and a safe method
+//! the response head once the request body has all gone (`UPSTREAM_FIRST_BYTE_TIMEOUT_MS`),
+//! and each silence within either body (`UPSTREAM_IDLE_TIMEOUT_MS`; a response body then ends
+//! in an error, so the client sees a cut response rather than a complete-looking one, and a
+//! request body that stalls is answered `400`). A request with no body and a safe method
 //! whose connection could not be opened goes to another upstream, within the retry budget; a
 //! request that reached an upstream is never sent twice. Failures answer `502
 //! ORIGIN_UNREACHABLE` or `504 ORIGIN_TIMEOUT` with the JSON error body.
@@ -21,12 +22,13 @@ use axum::extract::Request;
 use axum::http::uri::{PathAndQuery, Scheme};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use shared::error_body::ErrorCode;
+use tokio::sync::oneshot;
 
+use super::bodies::Watched;
 use super::hygiene::{self, Hop};
 use super::upstreams::{InFlight, Upstreams};
 use crate::config::ShieldConfig;
@@ -207,7 +209,14 @@ impl Shared {
         let replayable = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
             && body.is_end_stream();
         self.budget.record_call();
-        let mut body = Some(body);
+        // A body to send is watched: cut when the client goes silent, and the first-byte
+        // timeout starts once it has all gone.
+        let (mut body, mut body_sent) = if body.is_end_stream() {
+            (Some(body), None)
+        } else {
+            let (watched, sent) = Watched::new(body, self.idle_timeout).telling_end();
+            (Some(Body::new(watched)), Some(sent))
+        };
         let mut tried = Vec::new();
         loop {
             let Some(index) = self.upstreams.pick(&tried) else {
@@ -218,7 +227,7 @@ impl Shared {
             let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_default());
             *attempt.uri_mut() = upstream_uri(&upstream.base, &parts.uri);
             let in_flight = self.upstreams.start(index);
-            match self.exchange(attempt).await {
+            match self.exchange(attempt, body_sent.take()).await {
                 Ok(response) => {
                     self.settle(index, response.status());
                     let unsafe_method = !matches!(
@@ -267,12 +276,24 @@ impl Shared {
         }
     }
 
-    async fn exchange(&self, request: Request) -> Result<Response<hyper::body::Incoming>, Failed> {
-        match tokio::time::timeout(self.first_byte_timeout, self.client.request(request)).await {
+    /// Sends `request`; once its body has gone (`body_sent`), the head must come within the
+    /// first-byte timeout.
+    async fn exchange(
+        &self,
+        request: Request,
+        body_sent: Option<oneshot::Receiver<()>>,
+    ) -> Result<Response<hyper::body::Incoming>, Failed> {
+        let exchange = self.client.request(request);
+        tokio::pin!(exchange);
+        if let Some(sent) = body_sent {
+            tokio::select! {
+                answered = &mut exchange => return classify(answered),
+                _ = sent => {}
+            }
+        }
+        match tokio::time::timeout(self.first_byte_timeout, exchange).await {
             Err(_) => Err(Failed::TimedOut),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) if error.is_connect() => Err(Failed::Connect(error)),
-            Ok(Err(error)) => Err(Failed::Exchange(error)),
+            Ok(answered) => classify(answered),
         }
     }
 
@@ -301,8 +322,18 @@ impl Shared {
             parts.extensions.insert(directives);
         }
         hygiene::add_via(&mut parts.headers);
-        let body = IdleBody::new(body, self.idle_timeout, in_flight);
+        let body = Watched::new(body, self.idle_timeout).counting(in_flight);
         Response::from_parts(parts, Body::new(body))
+    }
+}
+
+fn classify(
+    answered: Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<Response<hyper::body::Incoming>, Failed> {
+    match answered {
+        Ok(response) => Ok(response),
+        Err(error) if error.is_connect() => Err(Failed::Connect(error)),
+        Err(error) => Err(Failed::Exchange(error)),
     }
 }
 
@@ -353,69 +384,6 @@ fn upstream_uri(base: &Uri, request: &Uri) -> Uri {
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
     );
     Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
-}
-
-pin_project_lite::pin_project! {
-    /// An upstream's response body, ended with an error when it stays silent for longer than
-    /// the idle timeout; it counts its request in flight until dropped.
-    struct IdleBody {
-        #[pin]
-        inner: hyper::body::Incoming,
-        #[pin]
-        silence: tokio::time::Sleep,
-        idle: Duration,
-        _in_flight: InFlight,
-    }
-}
-
-impl IdleBody {
-    fn new(inner: hyper::body::Incoming, idle: Duration, in_flight: InFlight) -> Self {
-        Self {
-            inner,
-            silence: tokio::time::sleep(idle),
-            idle,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-/// An upstream body that stayed silent too long.
-#[derive(Debug, thiserror::Error)]
-#[error("the upstream sent nothing for {0:?} within its response body")]
-struct IdleTimeout(Duration);
-
-impl HttpBody for IdleBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        let mut this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + *this.idle;
-                this.silence.as_mut().reset(deadline);
-                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
-            }
-            Poll::Pending => match this.silence.poll(cx) {
-                Poll::Ready(()) => {
-                    tracing::warn!(idle = ?this.idle, "upstream body idle: cut");
-                    Poll::Ready(Some(Err(Box::new(IdleTimeout(*this.idle)))))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

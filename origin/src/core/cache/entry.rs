@@ -95,6 +95,25 @@ impl Entry {
         }
     }
 
+    /// The entry, stale from `now`, as a stand-in for a failed load only (never fresh, never
+    /// served while a load may succeed) for its stale-if-error window, and no longer than it
+    /// would have stood in otherwise; `None` without such a window.
+    pub fn stand_in(&self, now: Instant) -> Option<Self> {
+        let deadline = self.stored_at + self.options.ttl + self.options.stale_if_error;
+        let left = deadline
+            .checked_duration_since(now)?
+            .min(self.options.stale_if_error);
+        (!left.is_zero()).then(|| {
+            let options = CacheOptions {
+                ttl: Duration::ZERO,
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: left,
+                tags: Arc::clone(&self.options.tags),
+            };
+            Self::new(self.value.clone(), now, options)
+        })
+    }
+
     /// How long the entry is worth keeping at all.
     pub fn retention(&self) -> Duration {
         self.options.ttl

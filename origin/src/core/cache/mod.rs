@@ -508,13 +508,21 @@ impl TieredCache {
         self.remove_keys(doomed.iter().map(String::as_str)).await
     }
 
+    /// Drops `keys` from the in-process level. An entry still inside its stale-if-error window
+    /// stays behind as a stand-in only (a soft purge, as Varnish and Fastly do): the next
+    /// request loads the value again and gets the old one only if that load fails, so a write
+    /// is read back at once and an outage right after it still finds a copy to serve.
     async fn remove_keys(&self, keys: impl Iterator<Item = &str>) -> (u64, Vec<String>) {
         let (mut removed, mut hot) = (0, Vec::new());
+        let now = Instant::now();
         for key in keys {
             if let Some(entry) = self.store.remove(key).await {
                 removed += 1;
                 if entry.hits.load(Ordering::Relaxed) >= background::HOT_HITS {
                     hot.push(key.to_owned());
+                }
+                if let Some(stand_in) = entry.stand_in(now) {
+                    self.insert_local(key.to_owned(), Arc::new(stand_in)).await;
                 }
             }
         }

@@ -311,3 +311,67 @@ async fn a_failed_load_inside_stale_if_error_serves_the_stale_value() {
         .expect("loads");
     assert_eq!(recovered.value.as_ref(), b"v2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_invalidated_entry_stands_in_only_for_a_failed_reload() {
+    let cache = TieredCache::new(1 << 20);
+    let calls = Arc::new(AtomicU32::new(0));
+    let with_sie = CacheOptions {
+        stale_if_error: Duration::from_secs(3600),
+        ..options(300, 60, &["task:1"])
+    };
+    let loaded = cache
+        .get_with_refresh("task/1", with_sie.clone(), counting(&calls, Duration::ZERO))
+        .await
+        .expect("loads");
+    assert_eq!(loaded.value, Bytes::from("v1"));
+    assert_eq!(cache.invalidate_tags(&["task:1".to_owned()]).await, 1);
+
+    // The next read loads again: a write is read back at once.
+    let reread = cache
+        .get_with_refresh("task/1", with_sie.clone(), counting(&calls, Duration::ZERO))
+        .await
+        .expect("loads");
+    assert_eq!((reread.outcome.as_str(), reread.value), ("miss", Bytes::from("v2")));
+
+    // Invalidated again, and the database is down: the old copy stands in.
+    assert_eq!(cache.invalidate_tags(&["task:1".to_owned()]).await, 1);
+    let failure = || async {
+        Ok::<_, String>(Loaded {
+            value: Bytes::from_static(b"503"),
+            store: false,
+            failed: true,
+            options: None,
+            age: Duration::ZERO,
+        })
+    };
+    let stood_in = cache
+        .get_with_refresh("task/1", with_sie.clone(), failure)
+        .await
+        .expect("served");
+    assert_eq!(
+        (stood_in.outcome.as_str(), stood_in.value),
+        ("stale-if-error", Bytes::from("v2"))
+    );
+
+    // Past its stale-if-error window, nothing stands in.
+    advance(Duration::from_secs(3601)).await;
+    let failed = cache
+        .get_with_refresh("task/1", with_sie, failure)
+        .await
+        .expect("answered");
+    assert_eq!(failed.value, Bytes::from_static(b"503"));
+
+    // Without a stale-if-error window, an invalidated entry is gone at once.
+    let without = options(300, 60, &["stats"]);
+    cache
+        .get_with_refresh("stats", without.clone(), counting(&calls, Duration::ZERO))
+        .await
+        .expect("loads");
+    cache.invalidate_keys(&["stats".to_owned()]).await;
+    let failed = cache
+        .get_with_refresh("stats", without, failure)
+        .await
+        .expect("answered");
+    assert_eq!(failed.value, Bytes::from_static(b"503"));
+}

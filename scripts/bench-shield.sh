@@ -5,8 +5,9 @@
 #   1. cached hits: the shield (`origin shield`) against nginx `proxy_cache` and Varnish
 #      (default VCL), each warmed, then wrk with the same connections and duration: requests/s
 #      and p99 per round, and their ratios;
-#   2. misses: one connection at a time on the `no-store` page, through the shield and straight
-#      to the upstream: the median latency the shield adds.
+#   2. misses: one connection at a time on the `no-store` page, through the shield, through
+#      nginx (`proxy_pass`, the page is not cached) and straight to the upstream: the median
+#      latency each proxy adds.
 # Installs what is missing (nginx-light, varnish, wrk). Safe to re-run.
 #
 # With two or more cores every server runs on core 0 and wrk on core 1 (BENCH_PINNED=0:
@@ -153,11 +154,12 @@ for round in $(seq "$ROUNDS"); do
   tail -n 1 "$WORK/hits.txt"
 done
 
-log "misses: one connection, the no-store page, through the shield and straight to the upstream"
+log "misses: one connection, the no-store page, through the shield, through nginx and straight to the upstream"
 for round in $(seq "$ROUNDS"); do
   measure miss_shield "$round" "http://127.0.0.1:$SHIELD_PORT/fresh.html" 1
   measure miss_direct "$round" "http://127.0.0.1:$UPSTREAM_PORT/fresh.html" 1
-  echo "$round $(cat "$WORK/miss_shield.$round") $(cat "$WORK/miss_direct.$round")" >>"$WORK/misses.txt"
+  measure miss_nginx "$round" "http://127.0.0.1:$NGINX_PORT/fresh.html" 1
+  echo "$round $(cat "$WORK/miss_shield.$round") $(cat "$WORK/miss_direct.$round") $(cat "$WORK/miss_nginx.$round")" >>"$WORK/misses.txt"
   tail -n 1 "$WORK/misses.txt"
 done
 RSS=$(awk '/VmRSS/ {print $2}' "/proc/$SHIELD_PID/status")
@@ -173,9 +175,11 @@ awk -v n="$(ratio "$WORK/hits.txt" '$2 / $5')" -v v="$(ratio "$WORK/hits.txt" '$
   printf "    shield / nginx proxy_cache: throughput %.2fx (target >= 1.2x), p99 %.2fx (target <= 1.0x)\n", n, np99
   printf "    shield / varnish:           throughput %.2fx (target >= 2.0x), p99 %.2fx\n", v, vp99
 }'
-echo "  misses, per round: through the shield, straight to the upstream: req/s p50 p99 (ms)"
+echo "  misses, per round: through the shield, straight to the upstream, through nginx: req/s p50 p99 (ms)"
 sed 's/^/    /' "$WORK/misses.txt"
-awk -v p50="$(ratio "$WORK/misses.txt" '$3 / $6')" -v added="$(ratio "$WORK/misses.txt" '($3 - $6) * 1000')" -v rss="$RSS" 'BEGIN {
+awk -v p50="$(ratio "$WORK/misses.txt" '$3 / $6')" -v added="$(ratio "$WORK/misses.txt" '($3 - $6) * 1000')" \
+    -v nginx_added="$(ratio "$WORK/misses.txt" '($9 - $6) * 1000')" -v nginx_p50="$(ratio "$WORK/misses.txt" '$3 / $9')" -v rss="$RSS" 'BEGIN {
   printf "    a miss through the shield / straight to the upstream: p50 %.2fx, %.0f us added (target <= 1.1x)\n", p50, added
+  printf "    nginx proxy_pass adds %.0f us; a miss through the shield / through nginx: p50 %.2fx\n", nginx_added, nginx_p50
   printf "    shield resident memory after the run: %.1f MB\n", rss / 1024
 }'

@@ -17,8 +17,9 @@ ensure_postgres
 ensure_prometheus
 ensure_edge_tools
 ensure_chromium
-# nginx: the load balancer in front of several origins, and the load tests' peer.
-apt_install nginx-light
+# nginx: the load balancer in front of several origins, and the load tests' peer; python3:
+# the non-Rust upstream the shield's tests proxy to.
+apt_install nginx-light python3
 cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz
 
 log "building the edge Worker (wasm32)"

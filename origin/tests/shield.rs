@@ -2,7 +2,8 @@
 //! of an application that is not Rust (Python's `http.server`, `support/python_upstream.py`),
 //! checked with a real HTTP client and raw sockets: proxy hygiene in both directions, failover
 //! between upstreams, timeouts per phase, an upstream dying mid-body, health checks, request
-//! smuggling attempts, and a 1 GiB body passed through with constant memory.
+//! smuggling attempts, a 1 GiB body passed through with constant memory, caching as the
+//! upstream's headers say; and in front of the task tracker (a real origin process).
 
 mod common;
 
@@ -38,6 +39,8 @@ impl PythonUpstream {
             .arg(name)
             .current_dir(folder.path())
             .stdout(Stdio::null())
+            // Cut connections make http.server print tracebacks: they are the tests' doing.
+            .stderr(Stdio::null())
             .spawn()
             .expect("python3 is installed");
         wait_for_port(port);
@@ -609,4 +612,85 @@ async fn responses_are_cached_as_their_own_headers_say() {
         .expect("answered");
     assert!(purge.status().is_success(), "{}", purge.status());
     assert_eq!(counter(&http, &tagged).await.0, a + 1, "purged by its tag");
+}
+
+/// The shield's cache counters.
+async fn shield_stats(http: &reqwest::Client, base: &str) -> Value {
+    http.get(format!("{base}/api/cache/stats"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn title_via(http: &reqwest::Client, base: &str, task: u32) -> String {
+    let task: Value = http
+        .get(format!("{base}/api/tasks/{task}"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    task["title"].as_str().expect("a title").to_owned()
+}
+
+#[tokio::test]
+async fn in_front_of_the_task_tracker_it_caches_by_its_headers_and_tags() {
+    let database = common::PostgresDb::create().await;
+    let prefix = common::unique_prefix("shield-app");
+    let (_app, app) = common::spawn_with(&database.url, &prefix, &[("REDIS_URL", "")]).await;
+    let shield = Shield::start(
+        std::slice::from_ref(&app),
+        &[("ADMIN_TOKEN", "admin-secret")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let base = &shield.base;
+
+    let before = title_via(&http, base, 3).await;
+    assert_eq!(title_via(&http, base, 3).await, before);
+    let stats = shield_stats(&http, base).await;
+    assert_eq!(
+        (stats["misses"].as_u64(), stats["hits"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // A write through the shield drops the shield's copy; the application drops its own.
+    let renamed = format!("{before} (via the shield)");
+    let patched = http
+        .patch(format!("{base}/api/tasks/3"))
+        .json(&serde_json::json!({ "title": renamed }))
+        .send()
+        .await
+        .expect("answered");
+    assert!(patched.status().is_success(), "{}", patched.status());
+    assert_eq!(
+        title_via(&http, base, 3).await,
+        renamed,
+        "read back at once"
+    );
+
+    // The application's Cache-Tag names the shield's tags.
+    assert_eq!(title_via(&http, base, 3).await, renamed);
+    let misses = shield_stats(&http, base).await["misses"].as_u64();
+    let purge = http
+        .post(format!("{base}/api/admin/cache/invalidate"))
+        .bearer_auth("admin-secret")
+        .json(&serde_json::json!({ "tags": ["task:3"] }))
+        .send()
+        .await
+        .expect("answered");
+    assert!(purge.status().is_success());
+    title_via(&http, base, 3).await;
+    let after = shield_stats(&http, base).await["misses"].as_u64();
+    assert_eq!(
+        after,
+        misses.map(|m| m + 1),
+        "purged by the application's tag"
+    );
+    database.drop_now().await;
 }

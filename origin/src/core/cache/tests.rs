@@ -332,7 +332,10 @@ async fn an_invalidated_entry_stands_in_only_for_a_failed_reload() {
         .get_with_refresh("task/1", with_sie.clone(), counting(&calls, Duration::ZERO))
         .await
         .expect("loads");
-    assert_eq!((reread.outcome.as_str(), reread.value), ("miss", Bytes::from("v2")));
+    assert_eq!(
+        (reread.outcome.as_str(), reread.value),
+        ("miss", Bytes::from("v2"))
+    );
 
     // Invalidated again, and the database is down: the old copy stands in.
     assert_eq!(cache.invalidate_tags(&["task:1".to_owned()]).await, 1);

@@ -694,3 +694,44 @@ async fn in_front_of_the_task_tracker_it_caches_by_its_headers_and_tags() {
     );
     database.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_policy_file_sets_the_lifetime_of_a_path_whose_upstream_says_none() {
+    let upstream = PythonUpstream::start("plain");
+    let folder = tempfile::tempdir().expect("a folder");
+    let policy = folder.path().join("shield-policy.toml");
+    let rule = "\n[[rules]]\nname = \"counter\"\npattern = \"/counter\"\nedge_ttl = \"1m\"\n";
+    std::fs::write(&policy, [shared::policy::SHIELD_POLICY_TOML, rule].concat()).expect("written");
+    let policy = policy.display().to_string();
+    let shield = Shield::start(&[upstream.url()], &[("SHIELD_POLICY_FILE", &policy)]).await;
+    let http = reqwest::Client::new();
+    let ruled = format!("{}/counter?plain=1", shield.base);
+    let (a, head) = counter(&http, &ruled).await;
+    assert!(
+        head["cache-control"]
+            .to_str()
+            .expect("text")
+            .contains("s-maxage=60"),
+        "the rule's lifetime, where the upstream said none: {head:?}"
+    );
+    assert_eq!(counter(&http, &ruled).await.0, a, "kept by the rule");
+    let elsewhere = format!("{}/echo", shield.base);
+    let answer = http.get(&elsewhere).send().await.expect("answered");
+    assert!(
+        !answer.headers().contains_key("cache-control"),
+        "no rule there"
+    );
+
+    // A policy that does not parse stops the shield at start, naming the variable.
+    let broken = folder.path().join("broken.toml");
+    std::fs::write(&broken, "[[rules]]\nname = 1\n").expect("written");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_origin"))
+        .args(["shield", "--upstream", &upstream.url()])
+        .env("SHIELD_POLICY_FILE", &broken)
+        .env("ORIGIN_ADDR", "127.0.0.1:0")
+        .output()
+        .expect("ran");
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("SHIELD_POLICY_FILE="), "{message}");
+}

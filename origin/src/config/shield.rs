@@ -1,12 +1,14 @@
 //! Shield mode: the upstream HTTP applications the origin proxies to instead of serving its
 //! own, how it picks one, and how long each phase of an upstream exchange may take.
 
+use std::path::Path;
 use std::time::Duration;
 
 use axum::http::Uri;
+use shared::policy::Policy;
 
 use super::read;
-use super::{ConfigError, Range};
+use super::{ConfigError, Problem, Range};
 
 /// `UPSTREAM_URL`: comma-separated `http://host:port` base URLs; set, the origin runs as a
 /// shield in front of them (as `origin shield --upstream …` does).
@@ -24,6 +26,9 @@ pub const ENV_UPSTREAM_IDLE_TIMEOUT_MS: &str = "UPSTREAM_IDLE_TIMEOUT_MS";
 pub const ENV_UPSTREAM_HEALTH_PATH: &str = "UPSTREAM_HEALTH_PATH";
 /// `UPSTREAM_HEALTH_INTERVAL_MS`: time between two health checks of one upstream.
 pub const ENV_UPSTREAM_HEALTH_INTERVAL_MS: &str = "UPSTREAM_HEALTH_INTERVAL_MS";
+/// `SHIELD_POLICY_FILE`: a policy file (TOML) replacing the shield's own,
+/// `shared/shield-policy.toml`, read at start.
+pub const ENV_SHIELD_POLICY_FILE: &str = "SHIELD_POLICY_FILE";
 
 /// Every variable this concern reads.
 pub const VARIABLES: &[&str] = &[
@@ -34,6 +39,7 @@ pub const VARIABLES: &[&str] = &[
     ENV_UPSTREAM_IDLE_TIMEOUT_MS,
     ENV_UPSTREAM_HEALTH_PATH,
     ENV_UPSTREAM_HEALTH_INTERVAL_MS,
+    ENV_SHIELD_POLICY_FILE,
 ];
 
 /// From 1 ms to 10 minutes.
@@ -75,6 +81,8 @@ pub struct ShieldConfig {
     pub health_path: Option<String>,
     /// Time between two health checks.
     pub health_interval: Duration,
+    /// The policy replacing the shield's own, read from `SHIELD_POLICY_FILE`.
+    pub policy: Option<Policy>,
 }
 
 impl Default for ShieldConfig {
@@ -89,6 +97,7 @@ impl Default for ShieldConfig {
             idle_timeout: Duration::from_secs(60),
             health_path: None,
             health_interval: Duration::from_secs(5),
+            policy: None,
         }
     }
 }
@@ -144,6 +153,9 @@ impl ShieldConfig {
                 UPSTREAM_HEALTH_INTERVAL_MS,
             )?
             .unwrap_or(defaults.health_interval),
+            policy: read::trimmed(source, ENV_SHIELD_POLICY_FILE)
+                .map(|path| policy_file(Path::new(&path)))
+                .transpose()?,
         };
         config.validate()?;
         Ok(config)
@@ -172,6 +184,22 @@ impl ShieldConfig {
         UPSTREAM_HEALTH_INTERVAL_MS
             .check_millis(ENV_UPSTREAM_HEALTH_INTERVAL_MS, self.health_interval)
     }
+}
+
+/// The policy in the file at `path`.
+fn policy_file(path: &Path) -> Result<Policy, ConfigError> {
+    let refused = |reason: String| {
+        ConfigError::new(
+            ENV_SHIELD_POLICY_FILE,
+            path.display().to_string(),
+            Problem::Unusable {
+                expected: "a readable policy file in TOML, as shared/shield-policy.toml",
+                reason,
+            },
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| refused(error.to_string()))?;
+    Policy::from_toml(&text).map_err(|error| refused(error.to_string()))
 }
 
 /// The upstreams of a comma-separated list.

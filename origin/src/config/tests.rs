@@ -87,7 +87,11 @@ fn the_defaults_are_the_documented_ones() {
 /// Where the full environment's Redis CA file is written (see [`write_full_ca_file`]).
 const FULL_CA_FILE: &str = "/tmp/rampart-config-tests/redis-ca.pem";
 
-/// Writes a CA certificate made now at [`FULL_CA_FILE`] (replaced whole, so tests running at
+/// Where the full environment's shield policy is written (see [`write_full_ca_file`]).
+const FULL_POLICY_FILE: &str = "/tmp/rampart-config-tests/shield-policy.toml";
+
+/// Writes a CA certificate made now at [`FULL_CA_FILE`], and the shield's policy at
+/// [`FULL_POLICY_FILE`] (replaced whole, so tests running at
 /// once never read half a file).
 fn write_full_ca_file() {
     let key = rcgen::KeyPair::generate().expect("a key");
@@ -99,6 +103,10 @@ fn write_full_ca_file() {
     let partial = path.with_extension(format!("{}.part", std::process::id()));
     std::fs::write(&partial, pem).expect("written");
     std::fs::rename(partial, path).expect("renamed");
+    let policy = std::path::Path::new(FULL_POLICY_FILE);
+    let partial = policy.with_extension(format!("{}.part", std::process::id()));
+    std::fs::write(&partial, shared::policy::SHIELD_POLICY_TOML).expect("written");
+    std::fs::rename(partial, policy).expect("renamed");
 }
 
 const FULL: &[(&str, &str)] = &[
@@ -186,6 +194,7 @@ const FULL: &[(&str, &str)] = &[
     ("UPSTREAM_IDLE_TIMEOUT_MS", "7000"),
     ("UPSTREAM_HEALTH_PATH", "/healthz"),
     ("UPSTREAM_HEALTH_INTERVAL_MS", "250"),
+    ("SHIELD_POLICY_FILE", FULL_POLICY_FILE),
 ];
 
 fn full_expected() -> Config {
@@ -302,6 +311,7 @@ fn full_expected() -> Config {
             idle_timeout: ms(7000),
             health_path: Some("/healthz".to_owned()),
             health_interval: ms(250),
+            policy: Some(shared::policy::Policy::shield()),
         },
     }
 }
@@ -637,6 +647,11 @@ const BAD: &[Bad] = &[
         "UPSTREAM_HEALTH_INTERVAL_MS",
         "99",
         "between 100 and 3600000",
+    ),
+    bad(
+        "SHIELD_POLICY_FILE",
+        "/nonexistent/shield-policy.toml",
+        "a readable policy file in TOML",
     ),
 ];
 

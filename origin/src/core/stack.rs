@@ -156,11 +156,15 @@ impl Core {
     }
 
     /// The core as a shield in front of other applications: the shield's policy (its own
-    /// routes; every other path is the upstream's), the upstreams' response headers kept as
-    /// they are, and their breakers reported beside the others.
+    /// routes; every other path is the upstream's), or `policy` in its place, the upstreams'
+    /// response headers kept as they are, and their breakers reported beside the others.
     #[must_use]
-    pub fn for_shield(mut self, upstream_breakers: Vec<CircuitBreaker>) -> Self {
-        self.policy = Arc::new(Policy::shield());
+    pub fn for_shield(
+        mut self,
+        upstream_breakers: Vec<CircuitBreaker>,
+        policy: Option<Policy>,
+    ) -> Self {
+        self.policy = Arc::new(policy.unwrap_or_else(Policy::shield));
         self.stamping = Stamping::Proxy;
         self.upstream_breakers = upstream_breakers;
         self

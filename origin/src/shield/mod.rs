@@ -47,7 +47,7 @@ pub async fn run(
     config.validate()?;
     let upstreams = Upstreams::new(&config.shield, config.resilience.breakers);
     let breakers = upstreams.all().iter().map(|u| u.breaker.clone()).collect();
-    let core = Core::from_config(&config).for_shield(breakers);
+    let core = Core::from_config(&config).for_shield(breakers, config.shield.policy.clone());
     core.start_recovery_probes();
     if let Some(addr) = config.listener.metrics_addr {
         crate::server::spawn_metrics_listener(addr, core.metrics.clone()).await?;

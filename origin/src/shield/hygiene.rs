@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 
+use crate::core::http::header_values::joined;
+
 /// This hop in `Via`.
 pub const VIA: &str = "1.1 rampart";
 
@@ -46,7 +48,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Appends this hop to `Via`.
 pub fn add_via(headers: &mut HeaderMap) {
-    let via = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+    let via = match joined(headers, &header::VIA) {
         Some(earlier) => format!("{earlier}, {VIA}"),
         None => VIA.to_owned(),
     };
@@ -72,14 +74,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>) {
     let proto = HeaderName::from_static("x-forwarded-proto");
     let forwarded_host = HeaderName::from_static("x-forwarded-host");
     let client = hop.client.to_string();
-    let earlier = |headers: &HeaderMap, name: &HeaderName| -> Option<String> {
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(", "))
-    };
+    let earlier = joined;
     let (chain, forwarded) = if hop.trusted {
         (
             earlier(headers, &xff).map_or_else(|| client.clone(), |e| format!("{e}, {client}")),

@@ -2,7 +2,18 @@
 //! few allocations as they need: `HeaderValue::from` an integer takes two, and a cache hit
 //! writes several numbers.
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Every field line of `name` in `headers`, joined with `", "` as one value (RFC 9110 §5.3);
+/// `None` when there is none. Lines that are not visible ASCII are left out.
+pub fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
 
 /// `n` in decimal, in one allocation.
 pub fn decimal(n: u64) -> HeaderValue {

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use shared::freshness::{current_age, storability, Freshness, ResponseFacts};
 
 use crate::core::cache::CacheOptions;
+use crate::core::http::header_values::joined;
 
 /// `Surrogate-Control`, as the proxy found it before removing it from the response.
 #[derive(Debug, Clone)]
@@ -29,14 +30,7 @@ pub struct Verdict {
 
 /// Whether and how long a response to a `GET` may be kept, from its status and headers.
 pub fn judge(status: StatusCode, headers: &HeaderMap, surrogate: Option<&str>) -> Verdict {
-    let joined = |name: &HeaderName| -> Option<String> {
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(", "))
-    };
+    let joined = |name: &HeaderName| joined(headers, name);
     let cache_control = surrogate
         .map(str::to_owned)
         .or_else(|| joined(&header::CACHE_CONTROL));

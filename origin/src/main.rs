@@ -13,8 +13,9 @@ use origin::core::observability::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: origin                                   serve the task tracker
-       origin shield --upstream <http://host:port>…   proxy to other applications
+const USAGE: &str = "\
+usage: origin                                        serve the task tracker
+       origin shield --upstream <http://host:port>…  proxy to other applications
 (settings come from the environment; see the README's configuration table)";
 
 fn main() -> ExitCode {

@@ -106,13 +106,8 @@ impl Shield {
             .spawn()
             .expect("start the origin binary");
         let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..300 {
-            if reqwest::get(format!("{base}/health/live")).await.is_ok() {
-                return Self { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("shield on {base} did not start");
+        common::wait_until_live(&base).await;
+        Self { child, base }
     }
 
     fn port(&self) -> u16 {

@@ -169,43 +169,7 @@ enum Failed {
 
 impl Shared {
     async fn forward(self: Arc<Self>, request: Request) -> Response {
-        let (mut parts, body) = request.into_parts();
-        // The host the cache keys name (the policy's reading of it).
-        let key_host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("localhost")
-            .to_owned();
-        let hop_request = Request::from_parts(parts.clone(), Body::empty());
-        let hop = Hop {
-            client: self.trust.client_ip(&hop_request),
-            trusted: self.trust.from_edge(&hop_request),
-            host: None,
-        };
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .map(str::to_owned);
-        hygiene::remove_hop_by_hop(&mut parts.headers);
-        hygiene::set_forwarded(
-            &mut parts.headers,
-            Hop {
-                host: host.as_deref(),
-                ..hop
-            },
-        );
-        hygiene::add_via(&mut parts.headers);
-        parts.headers.remove(ORIGIN_AUTH_HEADER);
-        if !hop.trusted {
-            parts.headers.remove(CONNECTING_IP);
-        }
-        if let Some(host) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-            parts.headers.insert(header::HOST, host);
-        }
-        parts.version = Version::HTTP_11;
+        let (parts, body, key_host) = self.outgoing(request);
         let replayable = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
             && body.is_end_stream();
         self.budget.record_call();
@@ -227,51 +191,106 @@ impl Shared {
             let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_default());
             *attempt.uri_mut() = upstream_uri(&upstream.base, &parts.uri);
             let in_flight = self.upstreams.start(index);
-            match self.exchange(attempt, body_sent.take()).await {
+            let failed = match self.exchange(attempt, body_sent.take()).await {
                 Ok(response) => {
                     self.settle(index, response.status());
-                    let unsafe_method = !matches!(
-                        parts.method,
-                        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-                    );
-                    if let Some(invalidation) = self.invalidation.as_ref().filter(|_| unsafe_method)
-                    {
-                        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-                        invalidation
-                            .after(&key_host, target, response.status(), response.headers())
-                            .await;
-                    }
+                    self.after_write(&parts, &key_host, &response).await;
                     return self.answer(response, in_flight);
                 }
-                Err(Failed::Connect(error)) => {
-                    upstream.breaker.failed();
-                    self.upstreams.rest(index);
-                    tracing::warn!(upstream = %upstream.authority, %error, "upstream connection failed");
-                    let again = replayable
-                        && tried.len() < self.upstreams.all().len()
-                        && self.budget.try_retry();
-                    if !again {
-                        return unreachable_answer("the upstream could not be reached");
-                    }
-                }
-                Err(Failed::Exchange(error)) if client_body_failed(&error) => {
-                    tracing::info!(%error, "the client's request body broke off or was malformed");
-                    return malformed_body();
-                }
-                Err(Failed::Exchange(error)) => {
-                    upstream.breaker.failed();
-                    tracing::warn!(upstream = %upstream.authority, %error, "upstream exchange failed");
-                    return unreachable_answer("the upstream closed the connection");
-                }
-                Err(Failed::TimedOut) => {
-                    upstream.breaker.failed();
-                    return ApiError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        ErrorCode::OriginTimeout,
-                        "the upstream did not answer in time",
-                    )
-                    .into_response();
-                }
+                Err(failed) => failed,
+            };
+            let again = replayable && tried.len() < self.upstreams.all().len();
+            if let Some(answer) = self.failure(index, failed, again) {
+                return answer;
+            }
+        }
+    }
+
+    /// The request as it goes upstream, and the host its cache keys name (the policy's
+    /// reading of it): hop-by-hop fields gone, the forwarding fields and `Via` set, the edge's
+    /// secret removed, HTTP/1.1.
+    fn outgoing(&self, request: Request) -> (axum::http::request::Parts, Body, String) {
+        let hop = Hop {
+            client: self.trust.client_ip(&request),
+            trusted: self.trust.from_edge(&request),
+            host: None,
+        };
+        let (mut parts, body) = request.into_parts();
+        let header_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        let key_host = header_host.unwrap_or("localhost").to_owned();
+        let host = header_host
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .map(str::to_owned);
+        let headers = &mut parts.headers;
+        hygiene::remove_hop_by_hop(headers);
+        let host_hop = Hop {
+            host: host.as_deref(),
+            ..hop
+        };
+        hygiene::set_forwarded(headers, host_hop);
+        hygiene::add_via(headers);
+        headers.remove(ORIGIN_AUTH_HEADER);
+        if !hop.trusted {
+            headers.remove(CONNECTING_IP);
+        }
+        if let Some(host) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(header::HOST, host);
+        }
+        parts.version = Version::HTTP_11;
+        (parts, body, key_host)
+    }
+
+    /// After an unsafe request's answer: the cached copies it made stale are dropped.
+    async fn after_write(
+        &self,
+        parts: &axum::http::request::Parts,
+        key_host: &str,
+        response: &Response<hyper::body::Incoming>,
+    ) {
+        let safe = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
+        if let Some(invalidation) = self.invalidation.as_ref().filter(|_| !safe) {
+            let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+            invalidation
+                .after(key_host, target, response.status(), response.headers())
+                .await;
+        }
+    }
+
+    /// The answer to a failed attempt on upstream `index`, or `None` to try another (when
+    /// `may_retry` and the budget allows: only a connection that could not be opened).
+    fn failure(&self, index: usize, failed: Failed, may_retry: bool) -> Option<Response> {
+        let upstream = self.upstreams.get(index);
+        match failed {
+            Failed::Connect(error) => {
+                upstream.breaker.failed();
+                self.upstreams.rest(index);
+                tracing::warn!(upstream = %upstream.authority, %error, "upstream connection failed");
+                let again = may_retry && self.budget.try_retry();
+                (!again).then(|| unreachable_answer("the upstream could not be reached"))
+            }
+            Failed::Exchange(error) if client_body_failed(&error) => {
+                tracing::info!(%error, "the client's request body broke off or was malformed");
+                Some(malformed_body())
+            }
+            Failed::Exchange(error) => {
+                upstream.breaker.failed();
+                tracing::warn!(upstream = %upstream.authority, %error, "upstream exchange failed");
+                Some(unreachable_answer("the upstream closed the connection"))
+            }
+            Failed::TimedOut => {
+                upstream.breaker.failed();
+                let timeout = ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorCode::OriginTimeout,
+                    "the upstream did not answer in time",
+                );
+                Some(timeout.into_response())
             }
         }
     }

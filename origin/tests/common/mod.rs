@@ -103,9 +103,15 @@ pub async fn spawn_with(
         .spawn()
         .expect("start the origin binary");
     let base = format!("http://127.0.0.1:{port}");
+    wait_until_live(&base).await;
+    (child, base)
+}
+
+/// Waits (up to 15 s) until the origin process at `base` answers `/health/live`.
+pub async fn wait_until_live(base: &str) {
     for _ in 0..300 {
         if reqwest::get(format!("{base}/health/live")).await.is_ok() {
-            return (child, base);
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

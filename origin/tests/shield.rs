@@ -234,6 +234,11 @@ async fn requests_and_responses_are_cleaned_on_their_way_through() {
         .await
         .expect("answered");
     assert_eq!(ready.status(), 200, "the shield's own route");
+    assert_eq!(
+        ready.headers()["cache-control"],
+        "no-store",
+        "its own rule's header"
+    );
 }
 
 #[tokio::test]

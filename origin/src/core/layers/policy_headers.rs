@@ -6,8 +6,8 @@
 //! the edge uses, so both tiers agree on what is cacheable and under which tags.
 //!
 //! In front of another application ([`Stamping::Proxy`], shield mode) the upstream's headers
-//! are its own: `Cache-Control` and `Cache-Tag` are sent only where a cacheable rule of the
-//! policy matched, and the security headers only where the upstream sent none of that name.
+//! are its own: `Cache-Control` and `Cache-Tag` are sent only where a rule of the policy
+//! matched, and the security headers only where the upstream sent none of that name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -138,8 +138,6 @@ pub struct Prepared {
     tags: Option<HeaderValue>,
     /// Present when the response may be cached.
     pub caching: Option<Arc<RouteCaching>>,
-    /// A cacheable rule matched: its `Cache-Control` and tags are the policy's to send.
-    rule_caches: bool,
     /// The rule's rate-limit tier for this method (the default tier when no rule matched).
     pub tier: RateLimitTier,
     /// The rule exempts the request from admission control.
@@ -208,7 +206,6 @@ impl PolicyHeaders {
         let tags = (cacheable && !decision.tags.is_empty())
             .then(|| HeaderValue::from_str(&decision.tags.join(",")).ok())
             .flatten();
-        let rule_caches = cacheable && decision.rule.is_some();
         // A shield caches the upstream's paths as their responses say.
         let upstream_path =
             self.stamping == Stamping::Proxy && decision.bypass == Some(BypassReason::NoRule);
@@ -240,7 +237,6 @@ impl PolicyHeaders {
             cache_control,
             tags,
             caching,
-            rule_caches,
             tier: decision
                 .rule
                 .map_or(RateLimitTier::Default, |rule| tier(&rule.policy, method)),
@@ -255,7 +251,7 @@ impl PolicyHeaders {
     /// its own), `Cache-Tag` and the security headers; `Server` and `X-Powered-By` removed.
     pub fn stamp(&self, prepared: Prepared, headers: &mut HeaderMap) {
         let proxied = self.stamping == Stamping::Proxy;
-        let decided = !proxied || prepared.rule_caches;
+        let decided = !proxied || prepared.rule.is_some();
         if decided && !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, prepared.cache_control);
         }

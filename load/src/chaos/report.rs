@@ -269,6 +269,9 @@ fn ms(duration: Duration) -> String {
     format!("{:.1}", duration.as_secs_f64() * 1000.0)
 }
 
+/// One of a row's lists of answers, for the report's notes under the table.
+type Items = fn(&Row) -> &[String];
+
 /// The rows as a Markdown table, each followed by what it broke.
 pub fn markdown(rows: &[Row], profile: &str) -> String {
     let mut text = format!(
@@ -297,36 +300,23 @@ pub fn markdown(rows: &[Row], profile: &str) -> String {
             row.recovery.as_secs_f64(),
         );
     }
-    text.push_str("\nSlowest answers while each fault was held:\n\n");
-    for row in rows {
-        let _ = writeln!(text, "- {}: {}", row.fault.name(), row.slowest.join(", "));
-    }
-    text.push_str("\nFailed reads of pages read before:\n\n");
-    for row in rows.iter().filter(|row| !row.read_failures.is_empty()) {
-        let _ = writeln!(
-            text,
-            "- {}: {}",
-            row.fault.name(),
-            row.read_failures.join(", ")
-        );
-    }
-    text.push_str("\nHow failed writes were answered:\n\n");
-    for row in rows.iter().filter(|row| !row.write_failures.is_empty()) {
-        let _ = writeln!(
-            text,
-            "- {}: {}",
-            row.fault.name(),
-            row.write_failures.join(", ")
-        );
-    }
-    text.push_str("\nHow failed reads of uncached pages were answered:\n\n");
-    for row in rows.iter().filter(|row| !row.uncached_failures.is_empty()) {
-        let _ = writeln!(
-            text,
-            "- {}: {}",
-            row.fault.name(),
-            row.uncached_failures.join(", ")
-        );
+    let lists: [(&str, Items); 4] = [
+        ("Slowest answers while each fault was held", |row| {
+            &row.slowest
+        }),
+        ("Failed reads of pages read before", |row| {
+            &row.read_failures
+        }),
+        ("How failed writes were answered", |row| &row.write_failures),
+        ("How failed reads of uncached pages were answered", |row| {
+            &row.uncached_failures
+        }),
+    ];
+    for (title, items) in lists {
+        let _ = writeln!(text, "\n{title}:\n");
+        for row in rows.iter().filter(|row| !items(row).is_empty()) {
+            let _ = writeln!(text, "- {}: {}", row.fault.name(), items(row).join(", "));
+        }
     }
     text
 }

@@ -37,6 +37,7 @@ fn options(tags: &[&str]) -> CacheOptions {
         ttl: Duration::from_secs(60),
         stale_while_revalidate: Duration::from_secs(30),
         stale_if_error: Duration::ZERO,
+        keep: Duration::ZERO,
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
     }
 }

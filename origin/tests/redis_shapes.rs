@@ -62,6 +62,7 @@ fn options(tags: &[String]) -> CacheOptions {
         ttl: Duration::from_secs(60),
         stale_while_revalidate: Duration::from_secs(30),
         stale_if_error: Duration::ZERO,
+        keep: Duration::ZERO,
         tags: tags.into(),
     }
 }

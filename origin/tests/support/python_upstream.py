@@ -12,9 +12,12 @@ Routes:
   /idle?s=S          sends the head and 5 bytes, waits S seconds, sends the rest
   /healthz           200, or 503 once the file <port>.down exists beside this script's cwd
   POST /count        counts the request body's bytes (any framing) and answers the count
-  /counter?cc=&sc=&key=&vary=&age=
+  /counter?cc=&sc=&key=&vary=&age=&etag=&lm=&echo=&sleep=
                      how many times this path and query was asked (any method), with the
-                     given Cache-Control, Surrogate-Control, Surrogate-Key, Vary and Age
+                     given Cache-Control, Surrogate-Control, Surrogate-Key, Vary, Age, ETag
+                     and Last-Modified; `304` with `X-Validated` when If-None-Match names the
+                     ETag; `echo` adds that request header's value to the body; `sleep`
+                     seconds pass before the answer
 """
 
 import json
@@ -64,12 +67,24 @@ class Handler(BaseHTTPRequestHandler):
     def counter(self):
         asked = count(self.path)
         params = parse_qs(urlparse(self.path).query)
+        time.sleep(float(params.get("sleep", ["0"])[0]))
         extra = []
         for param, name in [("cc", "Cache-Control"), ("sc", "Surrogate-Control"),
-                            ("key", "Surrogate-Key"), ("vary", "Vary"), ("age", "Age")]:
+                            ("key", "Surrogate-Key"), ("vary", "Vary"), ("age", "Age"),
+                            ("etag", "ETag"), ("lm", "Last-Modified")]:
             if param in params:
                 extra.append((name, params[param][0]))
-        self.send_body(200, str(asked).encode(), extra=extra)
+        etag = params.get("etag", [None])[0]
+        if etag is not None and self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            for name, value in extra + [("X-Validated", str(asked))]:
+                self.send_header(name, value)
+            self.end_headers()
+            return
+        body = str(asked)
+        if "echo" in params:
+            body += " " + (self.headers.get(params["echo"][0]) or "-")
+        self.send_body(200, body.encode(), extra=extra)
 
     def do_GET(self):
         path = urlparse(self.path).path

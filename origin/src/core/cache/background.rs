@@ -52,6 +52,12 @@ impl Background {
         }
     }
 
+    /// Whether a job can load `key` again (a key that names more than its URL, such as a
+    /// variant's, is refreshed by the instance that holds the request).
+    pub fn can_refresh(&self, key: &str) -> bool {
+        url_of(key).is_some()
+    }
+
     /// Enqueues a refresh of `key` unless this instance did so moments ago; returns at once,
     /// `true` when it enqueued.
     pub fn refresh_later(&self, key: &str) -> bool {
@@ -76,7 +82,11 @@ impl Background {
     /// Enqueues the purges of an invalidation of `tags` and `keys`, and the reloads of the
     /// `hot` keys it dropped; waits until they are stored.
     pub async fn after_invalidation(&self, tags: &[String], keys: &[String], hot: &[String]) {
-        let mut jobs: Vec<NewJob> = hot.iter().map(|key| refresh_job(key)).collect();
+        let mut jobs: Vec<NewJob> = hot
+            .iter()
+            .filter(|key| self.can_refresh(key))
+            .map(|key| refresh_job(key))
+            .collect();
         jobs.extend(purge_jobs(self.targets, tags, keys));
         if let Err(error) = self.jobs.enqueue_all(&jobs).await {
             tracing::error!(%error, ?tags, "invalidation's purges and re-warms not enqueued");
@@ -108,11 +118,13 @@ pub fn refresh_job(key: &str) -> NewJob {
         .with_key(format!("refresh:{key}"))
 }
 
-/// The URL a cache key (`GET https://host/path?query`) stands for.
+/// The URL a cache key (`GET https://host/path?query`) stands for; `None` for a key that
+/// names more than a URL (a variant's key adds the request headers it was selected by).
 pub fn url_of(key: &str) -> Option<&str> {
     key.split_once(' ')
         .map(|(_, url)| url)
         .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+        .filter(|url| !url.contains(' '))
 }
 
 /// The purge jobs for an invalidation of `tags` and `keys` at `targets`.
@@ -175,5 +187,6 @@ mod tests {
         assert_eq!(job.queue, Queue::CacheRefresh);
         assert_eq!(url_of("GET https://a/b?c"), Some("https://a/b?c"));
         assert_eq!(url_of("nonsense"), None);
+        assert_eq!(url_of("GET https://a/b vary=1 accept-language=fr"), None);
     }
 }

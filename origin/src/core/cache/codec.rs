@@ -23,6 +23,8 @@ struct Header {
     swr_ms: u64,
     #[serde(default)]
     sie_ms: u64,
+    #[serde(default)]
+    keep_ms: u64,
     tags: Vec<String>,
     lz4: bool,
 }
@@ -43,6 +45,7 @@ pub fn encode(entry: &Entry, now: (Instant, u64)) -> Vec<u8> {
         ttl_ms: entry.options.ttl.as_millis() as u64,
         swr_ms: entry.options.stale_while_revalidate.as_millis() as u64,
         sie_ms: entry.options.stale_if_error.as_millis() as u64,
+        keep_ms: entry.options.keep.as_millis() as u64,
         tags: entry.options.tags.to_vec(),
         lz4,
     };
@@ -80,6 +83,7 @@ pub fn decode(bytes: &[u8], now: (Instant, u64)) -> Option<Entry> {
             ttl: Duration::from_millis(header.ttl_ms),
             stale_while_revalidate: Duration::from_millis(header.swr_ms),
             stale_if_error: Duration::from_millis(header.sie_ms),
+            keep: Duration::from_millis(header.keep_ms),
             tags: header.tags.into(),
         },
     ))
@@ -97,6 +101,7 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 stale_while_revalidate: Duration::from_secs(30),
                 stale_if_error: Duration::from_secs(600),
+                keep: Duration::from_secs(3600),
                 tags: vec!["task:1".into(), "tasks".into()].into(),
             },
         )

@@ -16,6 +16,9 @@ pub struct CacheOptions {
     pub stale_while_revalidate: Duration,
     /// After `ttl`, how long the stale value may stand in for a load that failed.
     pub stale_if_error: Duration,
+    /// After `ttl`, how long the value is kept to be validated again with a conditional
+    /// request (it is never served in that time unless its loader says it is still current).
+    pub keep: Duration,
     /// Tags for [`super::TieredCache::invalidate_tags`].
     pub tags: Arc<[String]>,
 }
@@ -108,6 +111,7 @@ impl Entry {
                 ttl: Duration::ZERO,
                 stale_while_revalidate: Duration::ZERO,
                 stale_if_error: left,
+                keep: Duration::ZERO,
                 tags: Arc::clone(&self.options.tags),
             };
             Self::new(self.value.clone(), now, options)
@@ -121,5 +125,6 @@ impl Entry {
                 .options
                 .stale_while_revalidate
                 .max(self.options.stale_if_error)
+                .max(self.options.keep)
     }
 }

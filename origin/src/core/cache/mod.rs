@@ -300,6 +300,24 @@ impl TieredCache {
         Some(entry)
     }
 
+    /// The entry this instance holds for `key`, whatever its state (a loader reads the copy it
+    /// is about to replace, to validate it with a conditional request).
+    pub async fn resident(&self, key: &str) -> Option<Cached> {
+        let entry = self.store.get(key).await?;
+        Some(Cached::from_entry(entry, Outcome::Stale))
+    }
+
+    /// Whether either level holds an entry for `key`, whatever its state; counted as no lookup.
+    pub async fn holds(&self, key: &str) -> bool {
+        if self.store.contains_key(key) {
+            return true;
+        }
+        match &self.remote {
+            Some(remote) => remote.get(key).await.is_some(),
+            None => false,
+        }
+    }
+
     /// Serves `key` from the cache, or loads it with `loader` (see the module documentation).
     pub async fn get_with_refresh<F, Fut, V, E>(
         &self,
@@ -326,7 +344,7 @@ impl TieredCache {
                         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
                         match &self.background {
                             // A durable, retried refresh that any instance may run.
-                            Some(background) => {
+                            Some(background) if background.can_refresh(key) => {
                                 if background.refresh_later(key) && self.remote.is_some() {
                                     // Another instance may run the refresh: the next request
                                     // here reads the shared level, where it lands.
@@ -334,7 +352,7 @@ impl TieredCache {
                                 }
                             }
                             // Not awaited: the load task runs on, and stores its result.
-                            None => drop(self.start_load(key, options, loader)),
+                            _ => drop(self.start_load(key, options, loader)),
                         }
                     }
                     return Ok(Cached::from_entry(entry, Outcome::Stale));

@@ -14,6 +14,7 @@ fn options(ttl: u64, swr: u64, tags: &[&str]) -> CacheOptions {
         ttl: Duration::from_secs(ttl),
         stale_while_revalidate: Duration::from_secs(swr),
         stale_if_error: Duration::ZERO,
+        keep: Duration::ZERO,
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
     }
 }

@@ -2,11 +2,11 @@
 //! few allocations as they need: `HeaderValue::from` an integer takes two, and a cache hit
 //! writes several numbers.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 
 /// Every field line of `name` in `headers`, joined with `", "` as one value (RFC 9110 §5.3);
 /// `None` when there is none. Lines that are not visible ASCII are left out.
-pub fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+pub fn joined(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
     let values: Vec<&str> = headers
         .get_all(name)
         .iter()

@@ -263,7 +263,7 @@ async fn through<S: Inner>(
     match caching {
         Some(caching) => {
             let (finish, with) = (Arc::clone(stages), prepared.clone());
-            let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with, headers);
+            let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with.clone(), headers);
             let inner = timing::Timed(inner);
             stages.cache.serve(request, &caching, inner, stamp).await
         }

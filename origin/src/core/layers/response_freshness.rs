@@ -3,7 +3,10 @@
 //! it is stored and §4.2 for how long it is fresh, with the stale windows of RFC 5861, through
 //! the same `shared` code as the edge. `Surrogate-Control`, addressed to the shield alone,
 //! replaces `Cache-Control` there; `Surrogate-Key` (space-separated) and `Cache-Tag`
-//! (comma-separated) name the tags a purge finds it by.
+//! (comma-separated) name the tags a purge finds it by. A response with a validator (`ETag`,
+//! `Last-Modified`) is kept for [`KEEP_FOR_VALIDATION`] after it goes stale, even with no
+//! freshness at all, so that the next load asks the upstream whether it changed rather than
+//! for the whole body again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +15,10 @@ use shared::freshness::{current_age, storability, Freshness, ResponseFacts};
 
 use crate::core::cache::CacheOptions;
 use crate::core::http::header_values::joined;
+
+/// How long a stale response with a validator is kept to be validated (as Varnish's
+/// `beresp.keep`, and the day the edge keeps one).
+pub const KEEP_FOR_VALIDATION: Duration = Duration::from_secs(24 * 3600);
 
 /// `Surrogate-Control`, as the proxy found it before removing it from the response.
 #[derive(Debug, Clone)]
@@ -58,24 +65,24 @@ pub fn judge(status: StatusCode, headers: &HeaderMap, surrogate: Option<&str>) -
     let freshness = Freshness::of(&facts, now);
     let initial_age = current_age(&facts, now, now, now);
     let seconds = |s: u32| Duration::from_secs(u64::from(s));
+    let validated = headers.contains_key(header::ETAG) || last_modified.is_some();
     let options = CacheOptions {
         ttl: seconds(freshness.lifetime),
         stale_while_revalidate: seconds(freshness.stale_while_revalidate),
         stale_if_error: seconds(freshness.stale_if_error),
+        keep: if validated {
+            KEEP_FOR_VALIDATION
+        } else {
+            Duration::ZERO
+        },
         tags: tags(headers).into(),
     };
     let useful = u64::from(freshness.lifetime) > initial_age
         || freshness.stale_while_revalidate > 0
-        || freshness.stale_if_error > 0;
-    // Variants are not told apart yet: a response that varies on more than its coding (which
-    // the cache negotiates itself) is passed on, never stored.
-    let varies = vary.as_deref().is_some_and(|vary| {
-        vary.split(',')
-            .map(str::trim)
-            .any(|field| !field.is_empty() && !field.eq_ignore_ascii_case("accept-encoding"))
-    });
+        || freshness.stale_if_error > 0
+        || validated;
     Verdict {
-        store: storability("GET", false, &facts).is_ok() && useful && !varies,
+        store: storability("GET", false, &facts).is_ok() && useful,
         options,
         age: Duration::from_secs(initial_age),
     }
@@ -144,13 +151,46 @@ mod tests {
         }
         let cookie = headers(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]);
         assert!(!judge(StatusCode::OK, &cookie, None).store);
-        let varies = headers(&[("cache-control", "max-age=60"), ("vary", "Accept-Language")]);
-        assert!(!judge(StatusCode::OK, &varies, None).store);
+        let star = headers(&[
+            ("cache-control", "max-age=60"),
+            ("vary", "Accept-Language, *"),
+        ]);
+        assert!(!judge(StatusCode::OK, &star, None).store);
         let coding = headers(&[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]);
         assert!(judge(StatusCode::OK, &coding, None).store);
         assert!(
             !judge(StatusCode::OK, &HeaderMap::new(), None).store,
             "no freshness"
+        );
+    }
+
+    #[test]
+    fn a_response_with_a_validator_is_kept_to_be_validated_even_when_never_fresh() {
+        for validator in [
+            ("etag", "\"v1\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ] {
+            let map = headers(&[("cache-control", "no-cache"), validator]);
+            let verdict = judge(StatusCode::OK, &map, None);
+            assert!(verdict.store, "{validator:?}");
+            assert_eq!(
+                verdict.options.ttl,
+                Duration::ZERO,
+                "never served unvalidated"
+            );
+            assert_eq!(verdict.options.keep, KEEP_FOR_VALIDATION);
+        }
+        let refused = headers(&[("cache-control", "no-store"), ("etag", "\"v1\"")]);
+        assert!(!judge(StatusCode::OK, &refused, None).store);
+        let fresh = judge(
+            StatusCode::OK,
+            &headers(&[("cache-control", "max-age=60")]),
+            None,
+        );
+        assert_eq!(
+            fresh.options.keep,
+            Duration::ZERO,
+            "nothing to validate with"
         );
     }
 

@@ -1,0 +1,425 @@
+//! Loading a response for the cache: the request replayed without the client's own conditions
+//! and range (the cache answers those from what it loads), a stale copy validated with the
+//! upstream by a conditional request (RFC 9111 §4.3), the response buffered when it may be
+//! stored, and placed where its `Vary` says it belongs.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body, HttpBody};
+use axum::extract::Request;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use shared::cache_control::CacheControl;
+use shared::validators::EntityTag;
+
+use super::stored::{self, Stored, Value};
+use super::variants::{fields_of, Variants};
+use super::Stamped;
+use crate::core::cache::{Loaded, TieredCache};
+use crate::core::http::errors::ErrorCause;
+use crate::core::layers::response_freshness::{judge, SurrogateControl};
+use crate::core::route::RouteTemplate;
+use crate::core::service::{call, Inner};
+
+/// Response headers never stored with a cached response.
+const UNSTORED: &[&str] = &[
+    "set-cookie",
+    "date",
+    "content-length",
+    "cache-status",
+    "age",
+    "transfer-encoding",
+];
+
+/// Request headers a load leaves out: the client's own conditions and range, which the cache
+/// answers from the whole response it loads.
+const CLIENT_ONLY: [HeaderName; 6] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+];
+
+/// Fields of a `304` that never replace the stored response's (RFC 9111 §3.2).
+const KEPT_ON_VALIDATION: [HeaderName; 4] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_RANGE,
+];
+
+/// What a load hands the caller that started it, beside the value it stores under its key.
+#[derive(Debug, Default)]
+pub struct Handover {
+    /// The response itself, when it streams (it cannot be cached).
+    pub streamed: Option<Response>,
+    /// The cause of an error response, for its log line.
+    pub cause: Option<ErrorCause>,
+    /// A value for the URL's own key, loaded under a variant's key.
+    pub primary: Option<Loaded>,
+    /// A response for the variant key that the value stored names.
+    pub variant: Option<Loaded>,
+}
+
+/// Everything a load needs, shared by the loads one request may start.
+pub struct Load<S> {
+    /// The request's head.
+    pub parts: Arc<Parts>,
+    pub inner: S,
+    /// Finishes a loaded response's headers before it is stored.
+    pub stamp: Arc<dyn Fn(&mut HeaderMap) + Send + Sync>,
+    pub max_body: usize,
+    /// The response's own headers say whether and how long it is kept (an upstream's).
+    pub from_response: bool,
+    pub cache: TieredCache,
+    pub handover: Arc<Mutex<Handover>>,
+}
+
+impl<S: Inner> Load<S> {
+    /// The loader of `key`, where a response selected by `variants` (`None`: the URL's own
+    /// key, for a response that does not vary) belongs.
+    pub fn loader(
+        &self,
+        key: &str,
+        variants: Option<Variants>,
+    ) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<Loaded, &'static str>>
+           + Send
+           + 'static {
+        let (parts, inner, stamp) = (
+            Arc::clone(&self.parts),
+            self.inner.clone(),
+            Arc::clone(&self.stamp),
+        );
+        let (max_body, from_response, cache) =
+            (self.max_body, self.from_response, self.cache.clone());
+        let (key, slot) = (key.to_owned(), Arc::clone(&self.handover));
+        move || {
+            Box::pin(async move {
+                let prior = match from_response {
+                    true => resident(&cache, &key).await,
+                    false => None,
+                };
+                let mut request = replay(&parts);
+                if let Some(Value::Response(stale)) = prior.as_deref() {
+                    ask_if_changed(request.headers_mut(), stale);
+                }
+                let mut response = call(inner, request).await;
+                if let Some(Value::Response(stale)) = prior.as_deref() {
+                    response = freshened(stale, response);
+                }
+                stamp(response.headers_mut());
+                response.extensions_mut().insert(Stamped);
+                let cause = response.extensions_mut().remove::<ErrorCause>();
+                let captured = capture(response, max_body, from_response).await;
+                let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
+                handover.cause = cause;
+                match captured {
+                    Ok(captured) if from_response => {
+                        let previous = match (&variants, prior.as_deref()) {
+                            (Some(variants), _) => Some(variants),
+                            (None, Some(Value::Variants(marker))) => Some(marker),
+                            _ => None,
+                        };
+                        Ok(place(captured, variants.as_ref(), previous, &mut handover))
+                    }
+                    Ok(captured) => Ok(captured.loaded),
+                    Err(response) => {
+                        handover.streamed = Some(response);
+                        Err("response streamed: not cacheable")
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// What this instance holds under `key`, decoded.
+async fn resident(cache: &TieredCache, key: &str) -> Option<Arc<Value>> {
+    cache.resident(key).await?.decoded(stored::decode)
+}
+
+/// A copy of a request's head with `body`.
+pub fn copy(parts: &Parts, body: Body) -> Request {
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    *request.extensions_mut() = parts.extensions.clone();
+    request
+}
+
+/// The `GET` a load sends for a request: its head with an empty body, without the client's own
+/// conditions and range.
+fn replay(parts: &Parts) -> Request {
+    let mut request = copy(parts, Body::empty());
+    *request.method_mut() = Method::GET;
+    for name in CLIENT_ONLY {
+        request.headers_mut().remove(name);
+    }
+    request
+}
+
+/// Makes `headers` ask whether `stale` changed: its `ETag` as `If-None-Match`, its
+/// `Last-Modified` as `If-Modified-Since`.
+fn ask_if_changed(headers: &mut HeaderMap, stale: &Stored) {
+    if let Some(etag) = stale.headers.get(header::ETAG) {
+        headers.insert(header::IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = stale.headers.get(header::LAST_MODIFIED) {
+        headers.insert(header::IF_MODIFIED_SINCE, modified.clone());
+    }
+}
+
+/// The stored response brought up to date by a `304` (RFC 9111 §4.3.4): its body, with the
+/// `304`'s fields replacing its own; any other response as it is.
+fn freshened(stale: &Stored, response: Response) -> Response {
+    if response.status() != StatusCode::NOT_MODIFIED {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let mut headers = stale.headers.clone();
+    for name in parts.headers.keys() {
+        if KEPT_ON_VALIDATION.contains(name) {
+            continue;
+        }
+        headers.remove(name);
+        for value in parts.headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    parts.status = stale.status;
+    parts.headers = headers;
+    if let Some(route) = &stale.route {
+        parts.extensions.insert(route.clone());
+    }
+    Response::from_parts(parts, Body::from(stale.body.clone()))
+}
+
+/// A buffered response and the request fields it varies on.
+pub struct Captured {
+    pub loaded: Loaded,
+    fields: Vec<String>,
+}
+
+/// Where a storable response loaded under a key made for `variants` (`None`: the URL's own)
+/// belongs, by its own `Vary`: the value to store under the loaded key, with what belongs
+/// elsewhere handed over. `previous` is the URL's marker, whose generation a marker for the
+/// same fields keeps.
+fn place(
+    captured: Captured,
+    variants: Option<&Variants>,
+    previous: Option<&Variants>,
+    handover: &mut Handover,
+) -> Loaded {
+    let Captured { loaded, fields } = captured;
+    let expected = variants.map_or(&[][..], |v| v.fields.as_slice());
+    if !loaded.store || fields == expected {
+        return loaded;
+    }
+    if fields.is_empty() {
+        // It no longer varies: it belongs under the URL's own key, replacing the marker.
+        handover.primary = Some(loaded.clone());
+        return Loaded {
+            store: false,
+            ..loaded
+        };
+    }
+    // Stored under a variant's key the marker names; those waiting for this load look there.
+    let marker = Variants::new(fields, previous);
+    handover.variant = Some(loaded);
+    match variants {
+        None => marker.loaded(),
+        Some(_) => {
+            handover.primary = Some(marker.loaded());
+            Loaded {
+                store: false,
+                ..marker.loaded()
+            }
+        }
+    }
+}
+
+/// Buffers a response into a cache value, or hands it back when it must stream. With
+/// `from_response`, the response's own headers say whether and how long it is kept.
+async fn capture(
+    response: Response,
+    max_body: usize,
+    from_response: bool,
+) -> Result<Captured, Response> {
+    // A body of known size (the header is only added when hyper writes the response).
+    let length = HttpBody::size_hint(response.body())
+        .exact()
+        .and_then(|length| usize::try_from(length).ok());
+    if length.is_none_or(|length| length > max_body) {
+        return Err(response);
+    }
+    // A response that says it may not be kept streams on unread (a server error is read, so
+    // that a stale copy may stand in for it).
+    let verdict = from_response.then(|| {
+        let surrogate = response.extensions().get::<SurrogateControl>();
+        judge(
+            response.status(),
+            response.headers(),
+            surrogate.map(|s| s.0.as_str()),
+        )
+    });
+    if verdict
+        .as_ref()
+        .is_some_and(|v| !v.store && !response.status().is_server_error())
+    {
+        return Err(response);
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(body) = to_bytes(body, max_body).await else {
+        return Err(StatusCode::BAD_GATEWAY.into_response());
+    };
+    let mut store = parts.status == StatusCode::OK && app_may_store(&parts.headers);
+    let (mut options, mut age) = (None, std::time::Duration::ZERO);
+    if let Some(verdict) = verdict {
+        (store, options, age) = (verdict.store, Some(verdict.options), verdict.age);
+    }
+    // A server error (the database down, a breaker open, a timeout) gives way to a stale copy.
+    let failed = parts.status.is_server_error();
+    let etag = (!parts.headers.contains_key(header::ETAG))
+        .then(|| HeaderValue::from_str(&EntityTag::from_bytes(&body).to_string()).ok())
+        .flatten();
+    let mut headers: Vec<(&HeaderName, &HeaderValue)> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !UNSTORED.contains(&name.as_str()))
+        .collect();
+    if let Some(etag) = &etag {
+        headers.push((&header::ETAG, etag));
+    }
+    let route = parts.extensions.get::<RouteTemplate>();
+    let value = stored::encode(parts.status, route, &headers, &body);
+    Ok(Captured {
+        fields: fields_of(&parts.headers).unwrap_or_default(),
+        loaded: Loaded {
+            value,
+            store,
+            failed,
+            options,
+            age,
+        },
+    })
+}
+
+/// Whether the application's own response may be kept: no `no-store`, `private` or cookie.
+fn app_may_store(headers: &HeaderMap) -> bool {
+    let directives = crate::core::http::header_values::joined(headers, header::CACHE_CONTROL);
+    let cc = CacheControl::parse(directives.as_deref().unwrap_or_default());
+    !cc.no_store && cc.private.is_none() && !headers.contains_key(header::SET_COOKIE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn captured(fields: &[&str]) -> Captured {
+        Captured {
+            loaded: Loaded::from(Bytes::from_static(b"response")),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    fn marker_in(loaded: &Loaded) -> Variants {
+        Variants::decode(&loaded.value).expect("a marker")
+    }
+
+    #[test]
+    fn a_response_that_varies_leaves_a_marker_under_the_url_and_goes_to_its_variant() {
+        let mut handover = Handover::default();
+        let stored = place(captured(&["accept-language"]), None, None, &mut handover);
+        assert!(stored.store);
+        assert_eq!(marker_in(&stored).fields, ["accept-language"]);
+        let variant = handover.variant.expect("handed over");
+        assert_eq!(variant.value.as_ref(), b"response");
+        assert!(handover.primary.is_none());
+    }
+
+    #[test]
+    fn a_response_as_its_key_expects_is_stored_there() {
+        let marker = Variants::new(vec!["accept-language".into()], None);
+        let mut handover = Handover::default();
+        let stored = place(
+            captured(&["accept-language"]),
+            Some(&marker),
+            Some(&marker),
+            &mut handover,
+        );
+        assert_eq!(
+            (stored.store, stored.value.as_ref()),
+            (true, &b"response"[..])
+        );
+        let plain = place(captured(&[]), None, None, &mut handover);
+        assert!(plain.store);
+        assert!(handover.primary.is_none() && handover.variant.is_none());
+    }
+
+    #[test]
+    fn a_variant_that_stopped_varying_replaces_the_marker() {
+        let marker = Variants::new(vec!["accept-language".into()], None);
+        let mut handover = Handover::default();
+        let here = place(captured(&[]), Some(&marker), Some(&marker), &mut handover);
+        assert!(!here.store, "not under the variant's key");
+        assert_eq!(here.value.as_ref(), b"response", "still the answer");
+        let primary = handover.primary.expect("for the URL's key");
+        assert!(primary.store && primary.value.as_ref() == b"response");
+    }
+
+    #[test]
+    fn a_variant_that_varies_otherwise_makes_a_new_marker() {
+        let marker = Variants::new(vec!["accept-language".into()], None);
+        let mut handover = Handover::default();
+        let here = place(
+            captured(&["x-tenant"]),
+            Some(&marker),
+            Some(&marker),
+            &mut handover,
+        );
+        assert!(!here.store);
+        let fresh = marker_in(&here);
+        assert_eq!(fresh.fields, ["x-tenant"]);
+        assert_ne!(fresh.generation, marker.generation);
+        assert_eq!(marker_in(&handover.primary.expect("the new marker")), fresh);
+        assert!(handover.variant.is_some());
+    }
+
+    #[test]
+    fn what_may_not_be_stored_stays_where_it_was_loaded() {
+        let mut refused = captured(&["accept-language"]);
+        refused.loaded.store = false;
+        let mut handover = Handover::default();
+        let here = place(refused, None, None, &mut handover);
+        assert_eq!(here.value.as_ref(), b"response");
+        assert!(handover.primary.is_none() && handover.variant.is_none());
+    }
+
+    #[test]
+    fn a_load_leaves_out_the_clients_conditions_and_range() {
+        let request = Request::builder()
+            .method(Method::HEAD)
+            .uri("/p")
+            .header(header::IF_NONE_MATCH, "\"a\"")
+            .header(header::RANGE, "bytes=0-1")
+            .header(header::ACCEPT_LANGUAGE, "fr")
+            .body(Body::empty())
+            .expect("a request");
+        let (parts, _) = request.into_parts();
+        let replayed = replay(&parts);
+        assert_eq!(replayed.method(), Method::GET);
+        assert!(!replayed.headers().contains_key(header::IF_NONE_MATCH));
+        assert!(!replayed.headers().contains_key(header::RANGE));
+        assert_eq!(replayed.headers()[header::ACCEPT_LANGUAGE], "fr");
+        assert_eq!(
+            copy(&parts, Body::empty()).headers()[header::RANGE],
+            "bytes=0-1"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Caches whole responses of any route the shared policy marks cacheable, through
+//! [`TieredCache`], so repeated reads skip the handler (and its database) entirely.
+//!
+//! Called by the [`crate::core::layers::pipeline`] with the policy's [`RouteCaching`] for
+//! cacheable requests. Only `GET` and `HEAD` are served from the cache. An application's
+//! response is stored when it is a `200` with a known length under the body limit, without
+//! `Set-Cookie`, `private` or `no-store`; an upstream's (shield mode) when its own headers allow
+//! it (RFC 9111). Anything else is passed through unchanged (streamed responses keep streaming).
+//! Every cached response leaves with an `ETag`, `Age`, and `Cache-Status: rampart-origin; …`,
+//! answered as the request asks ([`answer`]: `304`, `206`, `416`). An entry the compression
+//! layer would compress is compressed here instead, once per coding.
+//!
+//! | where | what |
+//! | --- | --- |
+//! | [`load`] | loading: the request replayed, a stale copy validated, the response buffered |
+//! | [`variants`] | responses that vary: a marker under the URL's key, one key per variant |
+//! | [`stored`] | the stored form of a response |
+//! | [`answer`] | the answer to one request from a stored response |
+
+mod answer;
+mod load;
+mod stored;
+mod variants;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+
+use crate::core::cache::{CacheOptions, Cached, ForceRefresh, Loaded, Outcome, TieredCache};
+use crate::core::layers::policy_headers::RouteCaching;
+use crate::core::service::{call, Inner};
+use answer::{respond, Asked};
+use load::{copy, Handover, Load};
+use stored::Value;
+
+/// The layer's state.
+#[derive(Debug, Clone)]
+pub struct ResponseCache {
+    /// The cache.
+    pub cache: TieredCache,
+    /// Bodies larger than this are passed through, never buffered.
+    pub max_body: usize,
+    /// How long the origin keeps entries, where it differs from the policy.
+    pub tuning: Arc<CacheTuning>,
+}
+
+/// The origin's own cache lifetimes, where operators want them to differ from what the policy
+/// tells the edge and browsers.
+#[derive(Debug, Clone)]
+pub struct CacheTuning {
+    /// `false` serves every request from its handler.
+    pub enabled: bool,
+    /// Freshness for every cacheable route.
+    pub ttl: Option<Duration>,
+    /// Freshness per policy rule name, before `ttl`.
+    pub rule_ttls: Vec<(String, Duration)>,
+    /// The stale-while-revalidate window for every route.
+    pub stale_while_revalidate: Option<Duration>,
+}
+
+impl Default for CacheTuning {
+    /// Enabled, with the policy's lifetimes.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: None,
+            rule_ttls: Vec::new(),
+            stale_while_revalidate: None,
+        }
+    }
+}
+
+impl CacheTuning {
+    /// The cache options for a request the policy described as `caching`.
+    fn options(&self, caching: &RouteCaching) -> CacheOptions {
+        let rule_ttl = self
+            .rule_ttls
+            .iter()
+            .find(|(rule, _)| *rule == caching.rule)
+            .map(|(_, ttl)| *ttl);
+        CacheOptions {
+            ttl: rule_ttl.or(self.ttl).unwrap_or(caching.ttl),
+            stale_while_revalidate: self
+                .stale_while_revalidate
+                .unwrap_or(caching.stale_while_revalidate),
+            stale_if_error: caching.stale_if_error,
+            keep: Duration::ZERO,
+            tags: caching.tags.clone(),
+        }
+    }
+}
+
+/// Marks a response whose headers the policy already stamped.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamped;
+
+/// The most keys one request looks under: the URL's, its variant's, and a variant's again when
+/// the upstream changed the fields it varies on.
+const MAX_HOPS: usize = 3;
+
+impl ResponseCache {
+    /// Answers `request`, which the policy described as `caching`, through the cache: from it
+    /// when it holds the response, else from `inner` (one load per key at a time), storing
+    /// what may be stored. Methods other than `GET` and `HEAD` go straight to `inner`.
+    ///
+    /// `stamp` finishes the headers of a loaded response before it is stored, so that a hit
+    /// leaves as stored; responses from here carry the [`Stamped`] extension.
+    pub async fn serve<S: Inner>(
+        &self,
+        request: Request,
+        caching: &RouteCaching,
+        inner: S,
+        stamp: impl Fn(&mut HeaderMap) + Send + Sync + 'static,
+    ) -> Response {
+        if !self.tuning.enabled || !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return call(inner, request).await;
+        }
+        let asked = Asked::of(request.method(), request.headers());
+        let forced = request.extensions().get::<ForceRefresh>().is_some();
+        let (parts, body) = request.into_parts();
+        // Shared with the loader, which copies it only when it runs (never on a hit).
+        let parts = Arc::new(parts);
+        let load = Load {
+            parts: Arc::clone(&parts),
+            inner: inner.clone(),
+            stamp: Arc::new(stamp),
+            max_body: self.max_body,
+            from_response: caching.from_response,
+            cache: self.cache.clone(),
+            handover: Arc::default(),
+        };
+        let options = self.tuning.options(caching);
+        match self
+            .find(&caching.key, &options, &load, &asked, forced)
+            .await
+        {
+            Some(response) => response,
+            // Callers that waited for a response that streamed run the route themselves.
+            None => call(inner, original(parts, body)).await,
+        }
+    }
+
+    /// The answer from the cache under `primary` (the URL's key) or the key of the variant the
+    /// request selects, loading what is missing; `None` when the request must be handed on as
+    /// it is.
+    async fn find<S: Inner>(
+        &self,
+        primary: &str,
+        options: &CacheOptions,
+        load: &Load<S>,
+        asked: &Asked,
+        forced: bool,
+    ) -> Option<Response> {
+        let (mut key, mut variants) = (primary.to_owned(), None);
+        for _ in 0..MAX_HOPS {
+            // A part of what is not held is asked for as it is: a large body is not fetched
+            // whole for a part of it.
+            if asked.wants_range() && !self.cache.holds(&key).await {
+                return None;
+            }
+            let loader = load.loader(&key, variants.clone());
+            let result = match forced {
+                true => self.cache.load_now(&key, options.clone(), loader).await,
+                false => {
+                    self.cache
+                        .get_with_refresh(&key, options.clone(), loader)
+                        .await
+                }
+            };
+            let (primary_value, variant_value) = {
+                let mut handover = lock(&load.handover);
+                (handover.primary.take(), handover.variant.take())
+            };
+            if let Some(value) = primary_value {
+                self.put(primary, options, value).await;
+            }
+            let Ok(mut cached) = result else {
+                return lock(&load.handover).streamed.take();
+            };
+            let value = cached.decoded(stored::decode)?;
+            let marker = match value.as_ref() {
+                Value::Response(stored) => {
+                    return Some(self.answer(stored, &cached, asked, load));
+                }
+                Value::Variants(marker) => marker.clone(),
+            };
+            key = marker.key_for(primary, &load.parts.headers);
+            variants = Some(marker);
+            if let Some(value) = variant_value {
+                // This request loaded its variant: stored under the key the marker names.
+                cached = self.put(&key, options, value).await?;
+                if let Value::Response(stored) = cached.decoded(stored::decode)?.as_ref() {
+                    return Some(self.answer(stored, &cached, asked, load));
+                }
+            }
+        }
+        None
+    }
+
+    /// Stores `value` under `key` now.
+    async fn put(&self, key: &str, options: &CacheOptions, value: Loaded) -> Option<Cached> {
+        let ready = move || async move { Ok::<_, &'static str>(value) };
+        self.cache.load_now(key, options.clone(), ready).await.ok()
+    }
+
+    /// The answer to a request that asked `asked` from `stored`, with the cause of the error
+    /// this request loaded, if any, for its log line.
+    fn answer<S>(
+        &self,
+        stored: &stored::Stored,
+        cached: &Cached,
+        asked: &Asked,
+        load: &Load<S>,
+    ) -> Response {
+        let mut response = respond(stored, cached.outcome, cached.age, asked);
+        if matches!(cached.outcome, Outcome::Miss { .. } | Outcome::StaleOnError) {
+            if let Some(cause) = lock(&load.handover).cause.take() {
+                response.extensions_mut().insert(cause);
+            }
+        }
+        response
+    }
+}
+
+fn lock(handover: &Mutex<Handover>) -> std::sync::MutexGuard<'_, Handover> {
+    handover.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The request again, from its shared head.
+fn original(parts: Arc<Parts>, body: Body) -> Request {
+    match Arc::try_unwrap(parts) {
+        Ok(parts) => Request::from_parts(parts, body),
+        Err(parts) => copy(&parts, body),
+    }
+}

@@ -91,6 +91,47 @@ impl Drop for Origin {
     }
 }
 
+/// The origin in shield mode (`origin shield`), running in this process in front of one
+/// upstream.
+#[derive(Debug)]
+pub struct Shield {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Shield {
+    /// Starts the shield on a free loopback port in front of `upstream` (`http://host:port`),
+    /// waiting for the response head at most `first_byte_timeout`.
+    pub async fn start(upstream: &str, first_byte_timeout: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut config = origin::config::Config::default();
+        config.shield.upstreams = vec![upstream.parse().expect("an upstream URL")];
+        config.shield.first_byte_timeout = first_byte_timeout;
+        config.resilience.rate_limits = None;
+        config.cache.warm_paths = Vec::new();
+        tokio::spawn(origin::shield::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for Shield {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// The edge Worker running in workerd (`wrangler dev`), in its own process group.
 #[derive(Debug)]
 pub struct Edge {

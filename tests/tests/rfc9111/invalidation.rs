@@ -68,7 +68,7 @@ pub(crate) async fn location_and_content_location_are_invalidated(c: Arc<Ctx>) -
         target,
         vec![Reply::ok("done")
             .header("Location", location)
-            .header("Content-Location", &format!("{}{content}", c.edge))],
+            .header("Content-Location", &format!("{}{content}", c.cache))],
     );
     c.send("POST", target, &[], Some("abc")).await?;
     for path in [location, content] {

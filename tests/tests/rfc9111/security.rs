@@ -22,7 +22,7 @@ pub(crate) async fn never_fetches_from_another_host(c: Arc<Ctx>) -> Outcome {
         expect(got.status < 600, format!("{path}: answered {}", got.status))?;
     }
     // Targets reqwest would normalise, sent as raw bytes: a backslash and the absolute form.
-    let edge = c.edge.trim_start_matches("http://").to_owned();
+    let edge = c.cache.trim_start_matches("http://").to_owned();
     for target in [format!("/\\{other}/x"), format!("http://{other}/x")] {
         raw_get(&edge, &target).await?;
     }

@@ -1,4 +1,5 @@
-//! What every case uses: the edge and the origins, a client, and small assertions.
+//! What every case uses: the cache under test (the edge or the shield) and the origins, a
+//! client, and small assertions.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,9 +14,10 @@ pub(crate) type Case = fn(Arc<Ctx>) -> Pin<Box<dyn Future<Output = Outcome> + Se
 
 /// What every case uses.
 pub(crate) struct Ctx {
-    pub(crate) edge: String,
+    /// The base URL of the cache under test.
+    pub(crate) cache: String,
     pub(crate) origin: TestOrigin,
-    /// A second origin the edge must never reach.
+    /// A second origin the cache must never reach.
     pub(crate) elsewhere: TestOrigin,
     pub(crate) client: reqwest::Client,
 }
@@ -53,7 +55,7 @@ impl Ctx {
         body: Option<&str>,
     ) -> Result<Got, String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut request = self.client.request(method, format!("{}{path}", self.edge));
+        let mut request = self.client.request(method, format!("{}{path}", self.cache));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

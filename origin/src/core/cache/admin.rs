@@ -2,7 +2,6 @@
 //! matching a pattern to drop them.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 
 use super::TieredCache;
 
@@ -26,7 +25,7 @@ impl TieredCache {
     }
 
     pub(super) fn clear_local(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.invalidations.record_everything();
         self.tags.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.store.invalidate_all();
     }

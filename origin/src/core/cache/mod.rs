@@ -5,9 +5,10 @@
 //! inside its stale-while-revalidate window is served at once while exactly one background load
 //! refreshes it; an expired or missing value is loaded, and concurrent misses for one key share
 //! that load. When that load fails and the expired value is still inside its stale-if-error
-//! window, the stale value is served instead of the failure. Invalidation by tag or key drops entries at once, and a load that was running when
-//! an invalidation happened returns its value to its callers but does not store it, so an
-//! invalidation can never be undone by a load that read the old data.
+//! window, the stale value is served instead of the failure. Invalidation by tag or key drops
+//! entries at once, and a load that was running when an invalidation named its key or one of its
+//! tags returns its value to its callers but does not store it, so an invalidation can never be
+//! undone by a load that read the old data (loads of other keys store as usual).
 //!
 //! Admission and eviction are moka's (TinyLFU admission, LRU eviction, per-entry expiry); its
 //! eviction listener counts every removal by cause ([`LocalPressure`], for the metrics).
@@ -18,11 +19,12 @@ mod codec;
 mod counters;
 mod entry;
 mod flight;
+mod invalidations;
 mod remote;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -53,7 +55,9 @@ pub struct Loaded {
     pub value: Bytes,
     /// Whether to store it.
     pub store: bool,
-    /// Whether the value reports a failure of what it was loaded from.
+    /// Whether the value reports a failure of what it was loaded from: a stale copy inside its
+    /// stale-if-error window is served instead, and the failure is stored only when `store`
+    /// allows it and no stale copy is held.
     pub failed: bool,
     /// Its own lifetimes and tags, where the value says them (an upstream's `Cache-Control`
     /// and `Surrogate-Key`); `None` keeps those of the request that loaded it.
@@ -184,8 +188,8 @@ pub struct TieredCache {
     store: Cache<String, Arc<Entry>>,
     tags: TagIndex,
     flights: Arc<Flights<Landed>>,
-    /// Bumped by every invalidation; a load that saw another value does not store its result.
-    generation: Arc<AtomicU64>,
+    /// Recent invalidations: a load stores its value only if none named it meanwhile.
+    invalidations: Arc<invalidations::Invalidations>,
     counters: Arc<Counters>,
     /// The shared Redis level, when configured.
     remote: Option<Arc<RedisTier>>,
@@ -235,7 +239,7 @@ impl TieredCache {
             store,
             tags,
             flights: Arc::default(),
-            generation: Arc::default(),
+            invalidations: Arc::default(),
             counters,
             remote: None,
             background: None,
@@ -430,7 +434,7 @@ impl TieredCache {
         let cache = self.clone();
         let owned_key = key.to_owned();
         self.flights.join_or_start(key, async move {
-            let generation = cache.generation.load(Ordering::Acquire);
+            let mark = cache.invalidations.mark();
             let loaded: Loaded = loader()
                 .await
                 .map_err(|e| {
@@ -442,9 +446,15 @@ impl TieredCache {
             let stored_at = now.checked_sub(loaded.age).unwrap_or(now);
             let options = loaded.options.unwrap_or(options);
             let entry = Arc::new(Entry::new(loaded.value, stored_at, options));
+            // A failure that may be stored (an upstream's 5xx with its own freshness) is,
+            // unless a stale copy stands in for it.
+            let stands_in =
+                loaded.failed && (!loaded.store || cache.holds_stale(&owned_key, now).await);
             let stored = loaded.store
-                && !loaded.failed
-                && cache.generation.load(Ordering::Acquire) == generation;
+                && !stands_in
+                && cache
+                    .invalidations
+                    .spares(mark, &owned_key, &entry.options.tags);
             if stored {
                 cache.insert(owned_key, Arc::clone(&entry)).await;
             }
@@ -454,6 +464,12 @@ impl TieredCache {
                 failed: loaded.failed,
             })
         })
+    }
+
+    /// Whether this instance holds a stale copy of `key` that may stand in for a failure.
+    async fn holds_stale(&self, key: &str, now: Instant) -> bool {
+        let state = self.store.get(key).await.map(|entry| entry.state(now));
+        matches!(state, Some(State::Stale | State::Reserve))
     }
 
     async fn insert(&self, key: String, entry: Arc<Entry>) {
@@ -514,7 +530,7 @@ impl TieredCache {
     /// Drops tagged entries and keys from the in-process level only; returns how many, and
     /// the keys of those that were hot.
     async fn invalidate_local(&self, tags: &[String], keys: &[String]) -> (u64, Vec<String>) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.invalidations.record(tags, keys);
         let mut doomed: HashSet<String> = {
             let mut index = self.tags.lock().unwrap_or_else(|p| p.into_inner());
             tags.iter()

@@ -193,7 +193,18 @@ impl PolicyHeaders {
             has_authorization: headers.contains_key(header::AUTHORIZATION),
             cookie: header_str(headers, header::COOKIE),
         };
-        let decision = self.policy.decide(&facts);
+        let mut decision = self.policy.decide(&facts);
+        // On a shield's upstream paths, Authorization does not bypass the cache: RFC 9111 §3.5
+        // decides what may be stored, as at the edge.
+        if self.stamping == Stamping::Proxy
+            && decision.bypass == Some(BypassReason::Authorization)
+            && decision.rule.is_none()
+        {
+            decision = self.policy.decide(&RequestFacts {
+                has_authorization: false,
+                ..facts
+            });
+        }
         let rule = decision
             .rule
             .and_then(|rule| self.rules.iter().position(|(name, _)| *name == rule.name));

@@ -20,6 +20,9 @@ use crate::core::http::header_values::joined;
 /// `beresp.keep`, and the day the edge keeps one).
 pub const KEEP_FOR_VALIDATION: Duration = Duration::from_secs(24 * 3600);
 
+/// RFC 9213's field for caches run by the operator.
+const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
 /// `Surrogate-Control`, as the proxy found it before removing it from the response.
 #[derive(Debug, Clone)]
 pub struct SurrogateControl(pub String);
@@ -35,12 +38,30 @@ pub struct Verdict {
     pub age: Duration,
 }
 
+/// The request a response answers, as far as storing it is concerned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asker {
+    /// The request carried `Authorization` (RFC 9111 §3.5).
+    pub authorized: bool,
+}
+
 /// Whether and how long a response to a `GET` may be kept, from its status and headers.
-pub fn judge(status: StatusCode, headers: &HeaderMap, surrogate: Option<&str>) -> Verdict {
+/// `Surrogate-Control` (`surrogate`) replaces `Cache-Control` and `CDN-Cache-Control` (RFC
+/// 9213, which also speaks to the shield, a cache the operator runs) where present.
+pub fn judge(
+    status: StatusCode,
+    headers: &HeaderMap,
+    surrogate: Option<&str>,
+    asker: Asker,
+) -> Verdict {
     let joined = |name: &HeaderName| joined(headers, name);
     let cache_control = surrogate
         .map(str::to_owned)
         .or_else(|| joined(&header::CACHE_CONTROL));
+    let cdn_cache_control = match surrogate {
+        Some(_) => None,
+        None => joined(&CDN_CACHE_CONTROL),
+    };
     let (expires, date, age, last_modified, vary) = (
         joined(&header::EXPIRES),
         joined(&header::DATE),
@@ -51,7 +72,7 @@ pub fn judge(status: StatusCode, headers: &HeaderMap, surrogate: Option<&str>) -
     let facts = ResponseFacts {
         status: status.as_u16(),
         cache_control: cache_control.as_deref(),
-        cdn_cache_control: None,
+        cdn_cache_control: cdn_cache_control.as_deref(),
         expires: expires.as_deref(),
         date: date.as_deref(),
         age: age.as_deref(),
@@ -82,7 +103,7 @@ pub fn judge(status: StatusCode, headers: &HeaderMap, surrogate: Option<&str>) -
         || freshness.stale_if_error > 0
         || validated;
     Verdict {
-        store: storability("GET", false, &facts).is_ok() && useful,
+        store: storability("GET", asker.authorized, &facts).is_ok() && useful,
         options,
         age: Duration::from_secs(initial_age),
     }
@@ -134,6 +155,7 @@ mod tests {
                 "max-age=60, s-maxage=300, stale-while-revalidate=30",
             )]),
             None,
+            Asker::default(),
         );
         assert!(verdict.store);
         assert_eq!(verdict.options.ttl, Duration::from_secs(300));
@@ -146,20 +168,25 @@ mod tests {
     #[test]
     fn what_a_shared_cache_must_not_keep_is_not_kept() {
         for cc in ["no-store", "private, max-age=60", "max-age=0", "no-cache"] {
-            let verdict = judge(StatusCode::OK, &headers(&[("cache-control", cc)]), None);
+            let verdict = judge(
+                StatusCode::OK,
+                &headers(&[("cache-control", cc)]),
+                None,
+                Asker::default(),
+            );
             assert!(!verdict.store, "{cc}");
         }
         let cookie = headers(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]);
-        assert!(!judge(StatusCode::OK, &cookie, None).store);
+        assert!(!judge(StatusCode::OK, &cookie, None, Asker::default()).store);
         let star = headers(&[
             ("cache-control", "max-age=60"),
             ("vary", "Accept-Language, *"),
         ]);
-        assert!(!judge(StatusCode::OK, &star, None).store);
+        assert!(!judge(StatusCode::OK, &star, None, Asker::default()).store);
         let coding = headers(&[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]);
-        assert!(judge(StatusCode::OK, &coding, None).store);
+        assert!(judge(StatusCode::OK, &coding, None, Asker::default()).store);
         assert!(
-            !judge(StatusCode::OK, &HeaderMap::new(), None).store,
+            !judge(StatusCode::OK, &HeaderMap::new(), None, Asker::default()).store,
             "no freshness"
         );
     }
@@ -171,7 +198,7 @@ mod tests {
             ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
         ] {
             let map = headers(&[("cache-control", "no-cache"), validator]);
-            let verdict = judge(StatusCode::OK, &map, None);
+            let verdict = judge(StatusCode::OK, &map, None, Asker::default());
             assert!(verdict.store, "{validator:?}");
             assert_eq!(
                 verdict.options.ttl,
@@ -181,11 +208,12 @@ mod tests {
             assert_eq!(verdict.options.keep, KEEP_FOR_VALIDATION);
         }
         let refused = headers(&[("cache-control", "no-store"), ("etag", "\"v1\"")]);
-        assert!(!judge(StatusCode::OK, &refused, None).store);
+        assert!(!judge(StatusCode::OK, &refused, None, Asker::default()).store);
         let fresh = judge(
             StatusCode::OK,
             &headers(&[("cache-control", "max-age=60")]),
             None,
+            Asker::default(),
         );
         assert_eq!(
             fresh.options.keep,
@@ -195,13 +223,44 @@ mod tests {
     }
 
     #[test]
+    fn authorized_requests_keep_only_what_says_it_is_shared() {
+        let authorized = Asker { authorized: true };
+        let plain = headers(&[("cache-control", "max-age=60")]);
+        assert!(!judge(StatusCode::OK, &plain, None, authorized).store);
+        for cc in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "max-age=60, must-revalidate",
+        ] {
+            let shared = headers(&[("cache-control", cc)]);
+            assert!(
+                judge(StatusCode::OK, &shared, None, authorized).store,
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn cdn_cache_control_speaks_to_the_shield_unless_surrogate_control_does() {
+        let map = headers(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=90"),
+        ]);
+        let verdict = judge(StatusCode::OK, &map, None, Asker::default());
+        assert!(verdict.store);
+        assert_eq!(verdict.options.ttl, Duration::from_secs(90));
+        let surrogate = judge(StatusCode::OK, &map, Some("max-age=30"), Asker::default());
+        assert_eq!(surrogate.options.ttl, Duration::from_secs(30));
+    }
+
+    #[test]
     fn an_age_already_spent_is_counted() {
         let old = headers(&[("cache-control", "max-age=60"), ("age", "50")]);
-        let verdict = judge(StatusCode::OK, &old, None);
+        let verdict = judge(StatusCode::OK, &old, None, Asker::default());
         assert!(verdict.store);
         assert_eq!(verdict.age, Duration::from_secs(50));
         let spent = headers(&[("cache-control", "max-age=60"), ("age", "90")]);
-        assert!(!judge(StatusCode::OK, &spent, None).store);
+        assert!(!judge(StatusCode::OK, &spent, None, Asker::default()).store);
     }
 
     #[test]
@@ -211,7 +270,7 @@ mod tests {
             ("surrogate-key", "task-1  board"),
             ("cache-tag", "board, html"),
         ]);
-        let verdict = judge(StatusCode::OK, &map, Some("max-age=120"));
+        let verdict = judge(StatusCode::OK, &map, Some("max-age=120"), Asker::default());
         assert!(verdict.store);
         assert_eq!(verdict.options.ttl, Duration::from_secs(120));
         assert_eq!(&*verdict.options.tags, ["task-1", "board", "html"]);

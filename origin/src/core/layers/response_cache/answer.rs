@@ -55,7 +55,8 @@ impl Asked {
     }
 
     /// Whether a `200` with `headers` is the client's copy already (RFC 9110 §13.2.2; for
-    /// `If-Modified-Since`, against `Last-Modified`).
+    /// `If-Modified-Since`, against `Last-Modified`, else `Date`, as RFC 9111 §4.3.2 has a
+    /// cache do).
     fn not_modified(&self, headers: &HeaderMap) -> bool {
         if self.if_none_match.is_none() && self.if_modified_since.is_none() {
             return false;
@@ -70,6 +71,7 @@ impl Asked {
             .and_then(EntityTag::parse);
         let modified = headers
             .get(header::LAST_MODIFIED)
+            .or_else(|| headers.get(header::DATE))
             .and_then(|v| v.to_str().ok());
         conditions.not_modified(etag.as_ref(), modified)
     }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::body::{to_bytes, Body, HttpBody};
+use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -18,7 +18,7 @@ use super::variants::{fields_of, Variants};
 use super::Stamped;
 use crate::core::cache::{Loaded, TieredCache};
 use crate::core::http::errors::ErrorCause;
-use crate::core::layers::response_freshness::{judge, SurrogateControl};
+use crate::core::layers::response_freshness::{judge, Asker, SurrogateControl};
 use crate::core::route::RouteTemplate;
 use crate::core::service::{call, Inner};
 
@@ -113,7 +113,10 @@ impl<S: Inner> Load<S> {
                 stamp(response.headers_mut());
                 response.extensions_mut().insert(Stamped);
                 let cause = response.extensions_mut().remove::<ErrorCause>();
-                let captured = capture(response, max_body, from_response).await;
+                let asker = Asker {
+                    authorized: parts.headers.contains_key(header::AUTHORIZATION),
+                };
+                let captured = capture(response, max_body, from_response.then_some(asker)).await;
                 let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
                 handover.cause = cause;
                 match captured {
@@ -243,28 +246,31 @@ fn place(
     }
 }
 
-/// Buffers a response into a cache value, or hands it back when it must stream. With
-/// `from_response`, the response's own headers say whether and how long it is kept.
+/// Buffers a response into a cache value, or hands it back when it must stream. With an
+/// `asker` (an upstream's response), the response's own headers say whether and how long it
+/// is kept, and a body of unknown length is read up to the limit before it is given up on.
 async fn capture(
     response: Response,
     max_body: usize,
-    from_response: bool,
+    asker: Option<Asker>,
 ) -> Result<Captured, Response> {
     // A body of known size (the header is only added when hyper writes the response).
     let length = HttpBody::size_hint(response.body())
         .exact()
         .and_then(|length| usize::try_from(length).ok());
-    if length.is_none_or(|length| length > max_body) {
+    let from_response = asker.is_some();
+    if length.is_some_and(|length| length > max_body) || (length.is_none() && !from_response) {
         return Err(response);
     }
     // A response that says it may not be kept streams on unread (a server error is read, so
     // that a stale copy may stand in for it).
-    let verdict = from_response.then(|| {
+    let verdict = asker.map(|asker| {
         let surrogate = response.extensions().get::<SurrogateControl>();
         judge(
             response.status(),
             response.headers(),
             surrogate.map(|s| s.0.as_str()),
+            asker,
         )
     });
     if verdict
@@ -274,8 +280,10 @@ async fn capture(
         return Err(response);
     }
     let (parts, body) = response.into_parts();
-    let Ok(body) = to_bytes(body, max_body).await else {
-        return Err(StatusCode::BAD_GATEWAY.into_response());
+    let body = match read_whole(body, max_body).await {
+        Read::Whole(body) => body,
+        Read::TooLong(body) => return Err(Response::from_parts(parts, body)),
+        Read::Failed => return Err(StatusCode::BAD_GATEWAY.into_response()),
     };
     let mut store = parts.status == StatusCode::OK && app_may_store(&parts.headers);
     let (mut options, mut age) = (None, std::time::Duration::ZERO);
@@ -287,10 +295,14 @@ async fn capture(
     let etag = (!parts.headers.contains_key(header::ETAG))
         .then(|| HeaderValue::from_str(&EntityTag::from_bytes(&body).to_string()).ok())
         .flatten();
+    // An upstream's `Date` is when its response was made, and goes on with every copy.
+    let unstored = |name: &HeaderName| {
+        UNSTORED.contains(&name.as_str()) && !(from_response && *name == header::DATE)
+    };
     let mut headers: Vec<(&HeaderName, &HeaderValue)> = parts
         .headers
         .iter()
-        .filter(|(name, _)| !UNSTORED.contains(&name.as_str()))
+        .filter(|(name, _)| !unstored(name))
         .collect();
     if let Some(etag) = &etag {
         headers.push((&header::ETAG, etag));
@@ -306,6 +318,45 @@ async fn capture(
             options,
             age,
         },
+    })
+}
+
+/// A body read up to a limit.
+enum Read {
+    /// All of it.
+    Whole(bytes::Bytes),
+    /// Longer than the limit: what was read, then the rest, as one body to stream on.
+    TooLong(Body),
+    /// The body failed before its end.
+    Failed,
+}
+
+/// Reads `body` whole when it ends within `max_body` bytes.
+async fn read_whole(mut body: Body, max_body: usize) -> Read {
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+    let (mut read, mut length) = (Vec::new(), 0usize);
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(_)) => return Read::Failed,
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                length += data.len();
+                read.push(data);
+                if length > max_body {
+                    let rest = body.into_data_stream();
+                    let read = futures::stream::iter(read.into_iter().map(Ok::<_, axum::Error>));
+                    return Read::TooLong(Body::from_stream(read.chain(rest)));
+                }
+            }
+        }
+    }
+    Read::Whole(match read.len() {
+        1 => read.remove(0),
+        _ => read.concat().into(),
     })
 }
 

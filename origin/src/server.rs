@@ -39,6 +39,9 @@ pub enum ServeError {
     /// The configuration holds a value its variable does not accept.
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The shield's connections to its upstreams could not be set up.
+    #[error("upstream connections: {0}")]
+    Upstream(#[from] crate::shield::connector::ConnectorError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),

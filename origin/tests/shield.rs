@@ -8,6 +8,8 @@
 mod common;
 #[path = "support/shield_processes.rs"]
 mod shield_processes;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -395,4 +397,58 @@ async fn a_gigabyte_passes_through_in_constant_memory() {
         growth < 32 * 1024,
         "peak resident memory grew by {growth} KiB passing 1 GiB down and 256 MiB up"
     );
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_with_the_configured_ca() {
+    let ca = test_ca::TestCa::new();
+    let upstream = PythonUpstream::start_tls("tls", &ca.cert, &ca.key);
+    assert!(upstream.url().starts_with("https://"));
+    let http = reqwest::Client::new();
+
+    let trusting = ca.ca.display().to_string();
+    let shield = Shield::start(&[upstream.url()], &[("UPSTREAM_TLS_CA_FILE", &trusting)]).await;
+    let answer = http
+        .get(format!("{}/hello", shield.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.expect("body"), "hello from tls");
+    let echo: Value = http
+        .get(format!("{}/echo", shield.base))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    let forwarded = headers_seen(&echo);
+    assert_eq!(
+        seen(&forwarded, "x-forwarded-proto"),
+        Some("http"),
+        "the client's scheme, not the upstream's"
+    );
+
+    // Without the CA the upstream's certificate is not trusted: nothing is sent to it.
+    let doubting = Shield::start(&[upstream.url()], &[]).await;
+    let refused = http
+        .get(format!("{}/hello", doubting.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status(), 502);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], "ORIGIN_UNREACHABLE", "{body}");
+
+    // A CA file that is not one stops the shield at start, naming the variable.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_origin"))
+        .args(["shield", "--upstream", &upstream.url()])
+        .env("UPSTREAM_TLS_CA_FILE", &ca.key)
+        .env("ORIGIN_ADDR", "127.0.0.1:0")
+        .output()
+        .expect("ran");
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("UPSTREAM_TLS_CA_FILE="), "{message}");
 }

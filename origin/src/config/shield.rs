@@ -1,7 +1,7 @@
 //! Shield mode: the upstream HTTP applications the origin proxies to instead of serving its
 //! own, how it picks one, and how long each phase of an upstream exchange may take.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Uri;
@@ -10,7 +10,7 @@ use shared::policy::Policy;
 use super::read;
 use super::{ConfigError, Problem, Range};
 
-/// `UPSTREAM_URL`: comma-separated `http://host:port` base URLs; set, the origin runs as a
+/// `UPSTREAM_URL`: comma-separated `http://` or `https://` base URLs; set, the origin runs as a
 /// shield in front of them (as `origin shield --upstream …` does).
 pub const ENV_UPSTREAM_URL: &str = "UPSTREAM_URL";
 /// `UPSTREAM_BALANCE`: `round-robin` or `least-loaded`.
@@ -26,6 +26,9 @@ pub const ENV_UPSTREAM_IDLE_TIMEOUT_MS: &str = "UPSTREAM_IDLE_TIMEOUT_MS";
 pub const ENV_UPSTREAM_HEALTH_PATH: &str = "UPSTREAM_HEALTH_PATH";
 /// `UPSTREAM_HEALTH_INTERVAL_MS`: time between two health checks of one upstream.
 pub const ENV_UPSTREAM_HEALTH_INTERVAL_MS: &str = "UPSTREAM_HEALTH_INTERVAL_MS";
+/// `UPSTREAM_TLS_CA_FILE`: PEM file of CAs trusted for `https://` upstreams, beside Mozilla's
+/// roots.
+pub const ENV_UPSTREAM_TLS_CA_FILE: &str = "UPSTREAM_TLS_CA_FILE";
 /// `SHIELD_POLICY_FILE`: a policy file (TOML) replacing the shield's own,
 /// `shared/shield-policy.toml`, read at start.
 pub const ENV_SHIELD_POLICY_FILE: &str = "SHIELD_POLICY_FILE";
@@ -39,6 +42,7 @@ pub const VARIABLES: &[&str] = &[
     ENV_UPSTREAM_IDLE_TIMEOUT_MS,
     ENV_UPSTREAM_HEALTH_PATH,
     ENV_UPSTREAM_HEALTH_INTERVAL_MS,
+    ENV_UPSTREAM_TLS_CA_FILE,
     ENV_SHIELD_POLICY_FILE,
 ];
 
@@ -47,8 +51,8 @@ pub const UPSTREAM_TIMEOUT_MS: Range = Range::new(1, 600_000);
 /// From 100 ms to an hour.
 pub const UPSTREAM_HEALTH_INTERVAL_MS: Range = Range::new(100, 3_600_000);
 /// What `UPSTREAM_URL` accepts.
-pub const UPSTREAM_URL: &str = "comma-separated http:// base URLs without a path, such as \
-     http://127.0.0.1:3000,http://10.0.0.2:3000";
+pub const UPSTREAM_URL: &str = "comma-separated http:// or https:// base URLs without a path, \
+     such as http://127.0.0.1:3000,https://app.internal";
 /// What `UPSTREAM_HEALTH_PATH` accepts.
 pub const UPSTREAM_HEALTH_PATH: &str = "a path starting with /, such as /healthz";
 /// The words `UPSTREAM_BALANCE` accepts.
@@ -67,7 +71,7 @@ pub enum Balance {
 /// Shield mode's settings; `upstreams` empty means the origin serves its own application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShieldConfig {
-    /// The upstreams' base URLs (`http://host:port`).
+    /// The upstreams' base URLs (`http://host:port`, `https://host:port`).
     pub upstreams: Vec<Uri>,
     /// How one is picked.
     pub balance: Balance,
@@ -81,6 +85,8 @@ pub struct ShieldConfig {
     pub health_path: Option<String>,
     /// Time between two health checks.
     pub health_interval: Duration,
+    /// CAs trusted for `https://` upstreams beside Mozilla's roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// The policy replacing the shield's own, read from `SHIELD_POLICY_FILE`.
     pub policy: Option<Policy>,
 }
@@ -97,6 +103,7 @@ impl Default for ShieldConfig {
             idle_timeout: Duration::from_secs(60),
             health_path: None,
             health_interval: Duration::from_secs(5),
+            tls_ca_file: None,
             policy: None,
         }
     }
@@ -153,6 +160,7 @@ impl ShieldConfig {
                 UPSTREAM_HEALTH_INTERVAL_MS,
             )?
             .unwrap_or(defaults.health_interval),
+            tls_ca_file: read::trimmed(source, ENV_UPSTREAM_TLS_CA_FILE).map(PathBuf::from),
             policy: read::trimmed(source, ENV_SHIELD_POLICY_FILE)
                 .map(|path| policy_file(Path::new(&path)))
                 .transpose()?,
@@ -180,6 +188,18 @@ impl ShieldConfig {
             (ENV_UPSTREAM_IDLE_TIMEOUT_MS, self.idle_timeout),
         ] {
             UPSTREAM_TIMEOUT_MS.check_millis(variable, value)?;
+        }
+        if let Some(path) = &self.tls_ca_file {
+            if let Err(error) = crate::shield::connector::ca_certificates(path) {
+                return Err(ConfigError::new(
+                    ENV_UPSTREAM_TLS_CA_FILE,
+                    path.display().to_string(),
+                    Problem::Unusable {
+                        expected: "a readable PEM file of CA certificates",
+                        reason: error.to_string(),
+                    },
+                ));
+            }
         }
         UPSTREAM_HEALTH_INTERVAL_MS
             .check_millis(ENV_UPSTREAM_HEALTH_INTERVAL_MS, self.health_interval)
@@ -211,12 +231,14 @@ pub fn parse_upstreams(text: &str) -> Result<Vec<Uri>, String> {
         .collect()
 }
 
-/// One upstream base URL: `http://host[:port]`, with no path beyond `/`, no query and no
-/// credentials. (TLS to upstreams is not spoken: terminate it beside them.)
+/// One upstream base URL: `http://host[:port]` or `https://host[:port]`, with no path beyond
+/// `/`, no query and no credentials.
 pub fn parse_upstream(text: &str) -> Result<Uri, String> {
     let uri: Uri = text.parse().map_err(|_| format!("{text}: not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{text}: only http:// upstreams are spoken"));
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!(
+            "{text}: only http:// and https:// upstreams are spoken"
+        ));
     }
     let authority = uri.authority().ok_or_else(|| format!("{text}: no host"))?;
     if authority.as_str().contains('@') {
@@ -234,15 +256,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn upstreams_are_http_base_urls() {
-        let parsed = parse_upstreams("http://127.0.0.1:3000, http://app.internal").expect("ok");
+    fn upstreams_are_http_or_https_base_urls() {
+        let parsed = parse_upstreams("http://127.0.0.1:3000, https://app.internal").expect("ok");
         assert_eq!(parsed.len(), 2);
         assert_eq!(
             parsed[1].authority().map(|a| a.as_str()),
             Some("app.internal")
         );
         for bad in [
-            "https://a.example",
+            "ftp://a.example",
             "http://a.example/api",
             "http://user:pw@a.example",
             "http://a.example/?x=1",
@@ -274,7 +296,11 @@ mod tests {
                 .expect_err(value)
                 .variable
         };
-        assert_eq!(refused(ENV_UPSTREAM_URL, "https://x"), ENV_UPSTREAM_URL);
+        assert_eq!(refused(ENV_UPSTREAM_URL, "ws://x"), ENV_UPSTREAM_URL);
+        assert_eq!(
+            refused(ENV_UPSTREAM_TLS_CA_FILE, "/nonexistent/ca.pem"),
+            ENV_UPSTREAM_TLS_CA_FILE
+        );
         assert_eq!(
             refused(ENV_UPSTREAM_BALANCE, "random"),
             ENV_UPSTREAM_BALANCE

@@ -194,6 +194,7 @@ const FULL: &[(&str, &str)] = &[
     ("UPSTREAM_IDLE_TIMEOUT_MS", "7000"),
     ("UPSTREAM_HEALTH_PATH", "/healthz"),
     ("UPSTREAM_HEALTH_INTERVAL_MS", "250"),
+    ("UPSTREAM_TLS_CA_FILE", FULL_CA_FILE),
     ("SHIELD_POLICY_FILE", FULL_POLICY_FILE),
 ];
 
@@ -311,6 +312,7 @@ fn full_expected() -> Config {
             idle_timeout: ms(7000),
             health_path: Some("/healthz".to_owned()),
             health_interval: ms(250),
+            tls_ca_file: Some(FULL_CA_FILE.into()),
             policy: Some(shared::policy::Policy::shield()),
         },
     }
@@ -620,7 +622,7 @@ const BAD: &[Bad] = &[
     bad("STATUS_SLOW_MS", "half a second", HOUR_FROM_1),
     bad("STATUS_SAMPLE_SECONDS", "0", "between 1 and 60"),
     bad("STATUS_SAMPLE_SECONDS", "61", "between 1 and 60"),
-    bad("UPSTREAM_URL", "https://app.internal", shield::UPSTREAM_URL),
+    bad("UPSTREAM_URL", "ftp://app.internal", shield::UPSTREAM_URL),
     bad(
         "UPSTREAM_URL",
         "http://app.internal/api",
@@ -647,6 +649,11 @@ const BAD: &[Bad] = &[
         "UPSTREAM_HEALTH_INTERVAL_MS",
         "99",
         "between 100 and 3600000",
+    ),
+    bad(
+        "UPSTREAM_TLS_CA_FILE",
+        "/nonexistent/ca.pem",
+        "a readable PEM file of CA certificates",
     ),
     bad(
         "SHIELD_POLICY_FILE",

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use axum::http::{header, Request, Uri};
 use http_body_util::Empty;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::connector::{connector, ConnectorError, UpstreamConnector};
 use super::upstreams::Upstreams;
 use crate::config::ShieldConfig;
 
@@ -18,17 +18,17 @@ use crate::config::ShieldConfig;
 pub fn spawn(
     upstreams: Arc<Upstreams>,
     config: &ShieldConfig,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let path = config.health_path.clone()?;
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.connect_timeout));
+) -> Result<Option<tokio::task::JoinHandle<()>>, ConnectorError> {
+    let Some(path) = config.health_path.clone() else {
+        return Ok(None);
+    };
     let client: Client<_, Empty<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+        Client::builder(TokioExecutor::new()).build(connector(config)?);
     let (interval, timeout) = (
         config.health_interval,
         config.connect_timeout + config.first_byte_timeout,
     );
-    Some(tokio::spawn(async move {
+    Ok(Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -38,18 +38,19 @@ pub fn spawn(
                 upstreams.checked(index, healthy);
             }
         }
-    }))
+    })))
 }
 
 async fn check(
-    client: &Client<HttpConnector, Empty<bytes::Bytes>>,
+    client: &Client<UpstreamConnector, Empty<bytes::Bytes>>,
     upstreams: &Upstreams,
     index: usize,
     path: &str,
     timeout: Duration,
 ) -> bool {
     let upstream = upstreams.get(index);
-    let Ok(uri) = format!("http://{}{path}", upstream.authority).parse::<Uri>() else {
+    let scheme = upstream.base.scheme_str().unwrap_or("http");
+    let Ok(uri) = format!("{scheme}://{}{path}", upstream.authority).parse::<Uri>() else {
         return false;
     };
     let Ok(request) = Request::get(uri)

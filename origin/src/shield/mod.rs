@@ -15,9 +15,11 @@
 //! | [`proxy`] | the proxying service: pooled connections, streamed bodies, timeouts per phase, retries |
 //! | [`bodies`] | bodies watched on their way: idle timeouts, end of upload, requests in flight |
 //! | [`hygiene`] | hop-by-hop fields, `Forwarded`/`X-Forwarded-*`, `Via` |
+//! | [`connector`] | TCP and TLS to the upstreams |
 //! | [`health_checks`] | the active health checks |
 
 pub mod bodies;
+pub mod connector;
 pub mod health_checks;
 pub mod hygiene;
 pub mod proxy;
@@ -52,7 +54,7 @@ pub async fn run(
     if let Some(addr) = config.listener.metrics_addr {
         crate::server::spawn_metrics_listener(addr, core.metrics.clone()).await?;
     }
-    let checks = health_checks::spawn(Arc::clone(&upstreams), &config.shield);
+    let checks = health_checks::spawn(Arc::clone(&upstreams), &config.shield)?;
     let budget = RetryBudget::new(core.retry_budget_ratio, 3);
     let invalidation = proxy::Invalidation {
         cache: core.cache.cache.clone(),
@@ -64,6 +66,7 @@ pub async fn run(
         core.trust.clone(),
         budget,
         Some(invalidation),
+        connector::connector(&config.shield)?,
     );
     let serving = Serving {
         listener,

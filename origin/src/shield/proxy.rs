@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::connector::UpstreamConnector;
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::uri::{PathAndQuery, Scheme};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use shared::error_body::ErrorCode;
@@ -51,7 +51,7 @@ pub struct Proxy {
 
 struct Shared {
     upstreams: Arc<Upstreams>,
-    client: Client<HttpConnector, Body>,
+    client: Client<UpstreamConnector, Body>,
     first_byte_timeout: Duration,
     idle_timeout: Duration,
     trust: EdgeTrust,
@@ -112,18 +112,17 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy to `upstreams` with `config`'s timeouts; `trust` says whose forwarding fields
-    /// are believed; retries draw from `budget`; `invalidation` drops what writes make stale.
+    /// A proxy to `upstreams` through `connector`, with `config`'s timeouts; `trust` says whose
+    /// forwarding fields are believed; retries draw from `budget`; `invalidation` drops what
+    /// writes make stale.
     pub fn new(
         upstreams: Arc<Upstreams>,
         config: &ShieldConfig,
         trust: EdgeTrust,
         budget: RetryBudget,
         invalidation: Option<Invalidation>,
+        connector: UpstreamConnector,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -395,7 +394,7 @@ fn unreachable_answer(message: &str) -> Response {
 /// The request's path and query on `base`.
 fn upstream_uri(base: &Uri, request: &Uri) -> Uri {
     let mut parts = base.clone().into_parts();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(base.scheme().cloned().unwrap_or(Scheme::HTTP));
     parts.path_and_query = Some(
         request
             .path_and_query()

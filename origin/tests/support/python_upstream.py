@@ -1,7 +1,9 @@
 """An upstream application that is not Rust, for the shield's tests: Python's http.server,
 HTTP/1.1 with keep-alive, one thread per connection.
 
-    python3 python_upstream.py <port> <name>
+    python3 python_upstream.py <port> <name> [<certificate.pem> <key.pem>]
+
+With a certificate and its key, it speaks HTTPS only.
 
 Routes:
   /echo              the request's method, path and headers as JSON
@@ -166,4 +168,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 4:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()

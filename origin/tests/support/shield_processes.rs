@@ -14,10 +14,22 @@ pub struct PythonUpstream {
     child: Child,
     port: u16,
     folder: tempfile::TempDir,
+    scheme: &'static str,
 }
 
 impl PythonUpstream {
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    /// An upstream speaking HTTPS alone, with `certificate` and its `key` (PEM files).
+    pub fn start_tls(name: &str, certificate: &std::path::Path, key: &std::path::Path) -> Self {
+        let mut upstream = Self::start_with(name, &[certificate, key]);
+        upstream.scheme = "https";
+        upstream
+    }
+
+    fn start_with(name: &str, tls: &[&std::path::Path]) -> Self {
         let folder = tempfile::tempdir().expect("a folder");
         let port = common::free_port();
         let script: PathBuf = [
@@ -32,6 +44,7 @@ impl PythonUpstream {
             .arg(script)
             .arg(port.to_string())
             .arg(name)
+            .args(tls)
             .current_dir(folder.path())
             .stdout(Stdio::null())
             // Cut connections make http.server print tracebacks: they are the tests' doing.
@@ -43,11 +56,12 @@ impl PythonUpstream {
             child,
             port,
             folder,
+            scheme: "http",
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Makes its health check answer 503 (`true`) or 200.

@@ -452,3 +452,52 @@ async fn an_https_upstream_is_reached_with_the_configured_ca() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("UPSTREAM_TLS_CA_FILE="), "{message}");
 }
+
+#[tokio::test]
+async fn a_websocket_upgrade_becomes_a_tunnel_closed_when_idle() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = PythonUpstream::start("ws");
+    let shield = Shield::start(&[upstream.url()], &[("UPSTREAM_IDLE_TIMEOUT_MS", "800")]).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", shield.port()))
+        .await
+        .expect("connected");
+    let handshake = "GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    stream.write_all(handshake.as_bytes()).await.expect("sent");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.expect("a head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    // RFC 6455 §1.3's example key and answer: the upstream's handshake came through.
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+
+    for message in [&b"first frame"[..], &[0x81, 0x02, 0xff, 0x00][..]] {
+        stream.write_all(message).await.expect("sent");
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+            .await
+            .expect("echoed in time")
+            .expect("echoed");
+        assert_eq!(echoed, message, "bytes pass both ways unchanged");
+    }
+
+    // Quiet for longer than the idle timeout: the shield closes the tunnel.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "closed after the idle timeout");
+
+    // The same path without an upgrade is an ordinary request.
+    let plain = reqwest::get(format!("{}/ws", shield.base))
+        .await
+        .expect("answered");
+    assert_eq!(plain.status(), 404);
+}

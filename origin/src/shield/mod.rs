@@ -16,6 +16,7 @@
 //! | [`bodies`] | bodies watched on their way: idle timeouts, end of upload, requests in flight |
 //! | [`hygiene`] | hop-by-hop fields, `Forwarded`/`X-Forwarded-*`, `Via` |
 //! | [`connector`] | TCP and TLS to the upstreams |
+//! | [`tunnel`] | upgraded connections (WebSocket) |
 //! | [`health_checks`] | the active health checks |
 
 pub mod bodies;
@@ -23,6 +24,7 @@ pub mod connector;
 pub mod health_checks;
 pub mod hygiene;
 pub mod proxy;
+pub mod tunnel;
 pub mod upstreams;
 
 use std::future::Future;

@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::connector::UpstreamConnector;
+use super::tunnel::Upgrade;
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::uri::{PathAndQuery, Scheme};
@@ -167,8 +168,12 @@ enum Failed {
 }
 
 impl Shared {
-    async fn forward(self: Arc<Self>, request: Request) -> Response {
-        let (parts, body, key_host) = self.outgoing(request);
+    async fn forward(self: Arc<Self>, mut request: Request) -> Response {
+        let mut upgrade = Upgrade::take(&mut request);
+        let (mut parts, body, key_host) = self.outgoing(request);
+        if let Some(upgrade) = &upgrade {
+            upgrade.ask(&mut parts.headers);
+        }
         let replayable = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
             && body.is_end_stream();
         self.budget.record_call();
@@ -193,6 +198,11 @@ impl Shared {
             let failed = match self.exchange(attempt, body_sent.take()).await {
                 Ok(response) => {
                     self.settle(index, response.status());
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(upgrade) = upgrade.take() {
+                            return upgrade.answer(response, self.idle_timeout, in_flight);
+                        }
+                    }
                     self.after_write(&parts, &key_host, &response).await;
                     return self.answer(response, in_flight);
                 }

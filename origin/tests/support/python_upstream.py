@@ -13,6 +13,8 @@ Routes:
   /slow-head?s=S     waits S seconds before answering
   /idle?s=S          sends the head and 5 bytes, waits S seconds, sends the rest
   /healthz           200, or 503 once the file <port>.down exists beside this script's cwd
+  /ws                a WebSocket handshake (101 with Sec-WebSocket-Accept), then every byte
+                     received is sent back until the client closes
   POST /count        counts the request body's bytes (any framing) and answers the count
   /counter?cc=&sc=&key=&vary=&age=&etag=&lm=&echo=&sleep=
                      how many times this path and query was asked (any method), with the
@@ -88,6 +90,25 @@ class Handler(BaseHTTPRequestHandler):
             body += " " + (self.headers.get(params["echo"][0]) or "-")
         self.send_body(200, body.encode(), extra=extra)
 
+    def websocket(self):
+        import base64
+        import hashlib
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        magic = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1((key + magic).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while True:
+            data = self.connection.recv(65536)
+            if not data:
+                break
+            self.connection.sendall(data)
+
     def do_GET(self):
         path = urlparse(self.path).path
         if path == "/counter":
@@ -136,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(self.query("s", 3))
             self.wfile.write(b"56789")
+        elif path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self.websocket()
         elif path == "/healthz":
             down = os.path.exists(f"{PORT}.down")
             self.send_body(503 if down else 200, b"down" if down else b"ok")

@@ -117,7 +117,12 @@ impl ResponseCache {
         inner: S,
         stamp: impl Fn(&mut HeaderMap) + Send + Sync + 'static,
     ) -> Response {
-        if !self.tuning.enabled || !matches!(*request.method(), Method::GET | Method::HEAD) {
+        // An upgrade (WebSocket) is a connection of its own, never a cacheable response.
+        let upgrade = request.headers().contains_key(axum::http::header::UPGRADE);
+        if !self.tuning.enabled
+            || !matches!(*request.method(), Method::GET | Method::HEAD)
+            || upgrade
+        {
             return call(inner, request).await;
         }
         let asked = Asked::of(request.method(), request.headers());

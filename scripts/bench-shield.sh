@@ -120,7 +120,7 @@ for _ in 1 2 3; do
     cmp -s "$WORK/got.html" "$WORK/www/page.html" || die "port $port serves other bytes"
   done
 done
-curl -sfI "http://127.0.0.1:$SHIELD_PORT/page.html" | grep -qi '^cache-status: rampart-origin; hit' \
+curl -sfI "http://127.0.0.1:$SHIELD_PORT/page.html" | grep -qi '^cache-status: rampart-shield; hit' \
   || die "the shield does not serve the page from its cache"
 curl -sfI "http://127.0.0.1:$VARNISH_PORT/page.html" | grep -qi '^age: [1-9]\|^x-varnish: [0-9]* [0-9]' \
   || die "varnish does not serve the page from its cache"

@@ -1,7 +1,8 @@
 //! The `Cache-Status` response header (RFC 9211).
 //!
 //! Each cache appends one list member: its name, then `hit` or `fwd=<reason>`, then optional
-//! parameters. Rampart's caches are named `rampart-edge` and `rampart-origin`.
+//! parameters. Rampart's caches are named `rampart-edge`, `rampart-origin` and, for the origin
+//! in shield mode in front of another application, `rampart-shield`.
 
 use std::fmt;
 
@@ -11,6 +12,8 @@ use crate::structured::{self, Item};
 pub const EDGE: &str = "rampart-edge";
 /// The origin tier's cache name.
 pub const ORIGIN: &str = "rampart-origin";
+/// The origin tier's cache name in shield mode.
+pub const SHIELD: &str = "rampart-shield";
 
 /// Why a request went forward (RFC 9211 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -166,6 +166,7 @@ impl Core {
     ) -> Self {
         self.policy = Arc::new(policy.unwrap_or_else(Policy::shield));
         self.stamping = Stamping::Proxy;
+        self.cache.name = shared::cache_status::SHIELD;
         self.upstream_breakers = upstream_breakers;
         self
     }
@@ -458,5 +459,6 @@ pub fn response_cache(
             rule_ttls: Vec::new(),
             stale_while_revalidate: Some(config.cache.stale_while_revalidate),
         }),
+        name: shared::cache_status::ORIGIN,
     }
 }

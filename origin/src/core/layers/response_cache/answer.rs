@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use shared::cache_status::{CacheStatus, ForwardReason, ORIGIN};
+use shared::cache_status::{CacheStatus, ForwardReason};
 use shared::range::RangeAnswer;
 use shared::validators::{Conditions, EntityTag};
 
@@ -111,10 +111,16 @@ fn if_range_matches(if_range: &str, headers: &HeaderMap) -> bool {
     )
 }
 
-/// The response to a request that asked `asked`, from `stored`, obtained as `outcome`.
-pub fn respond(stored: &Stored, outcome: Outcome, age: Duration, asked: &Asked) -> Response {
+/// The response to a request that asked `asked`, from `stored`, obtained by the cache named
+/// `name` as `outcome`.
+pub fn respond(
+    stored: &Stored,
+    (name, outcome): (&str, Outcome),
+    age: Duration,
+    asked: &Asked,
+) -> Response {
     let mut headers = stored.headers.clone();
-    if let Some(value) = cache_status(outcome) {
+    if let Some(value) = cache_status(name, outcome) {
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
     headers.insert(header::AGE, decimal(age.as_secs()));
@@ -203,34 +209,34 @@ fn add_vary_accept_encoding(headers: &mut HeaderMap) {
     }
 }
 
-/// `Cache-Status` for `outcome`.
-fn cache_status(outcome: Outcome) -> Option<HeaderValue> {
+/// `Cache-Status` of the cache `name` for `outcome`.
+fn cache_status(name: &str, outcome: Outcome) -> Option<HeaderValue> {
     let general = |status: CacheStatus| HeaderValue::from_str(&status.to_string()).ok();
     match outcome {
         // The hottest path: written without the general formatter.
-        Outcome::Hit { remaining } => Some(hit_status(remaining.as_secs())),
-        Outcome::Stale => general(CacheStatus::forward(ORIGIN, ForwardReason::Stale)),
-        Outcome::StaleOnError => general(
-            CacheStatus::forward(ORIGIN, ForwardReason::Stale).with_detail("stale-if-error"),
-        ),
+        Outcome::Hit { remaining } => Some(hit_status(name, remaining.as_secs())),
+        Outcome::Stale => general(CacheStatus::forward(name, ForwardReason::Stale)),
+        Outcome::StaleOnError => {
+            general(CacheStatus::forward(name, ForwardReason::Stale).with_detail("stale-if-error"))
+        }
         Outcome::Miss { collapsed, stored } => general(
-            CacheStatus::forward(ORIGIN, ForwardReason::Miss)
+            CacheStatus::forward(name, ForwardReason::Miss)
                 .stored(stored)
                 .collapsed(collapsed),
         ),
     }
 }
 
-/// `Cache-Status: rampart-origin; hit; ttl=N`.
-fn hit_status(ttl: u64) -> HeaderValue {
+/// `Cache-Status: <name>; hit; ttl=N`.
+fn hit_status(name: &str, ttl: u64) -> HeaderValue {
     let mut digits = itoa::Buffer::new();
-    let text = [HIT_PREFIX, digits.format(ttl).as_bytes()].concat();
+    let text = [name.as_bytes(), HIT, digits.format(ttl).as_bytes()].concat();
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
         .expect("a token and digits are a valid header value")
 }
 
-/// What a hit's `Cache-Status` starts with (the TTL follows).
-const HIT_PREFIX: &[u8] = b"rampart-origin; hit; ttl=";
+/// What follows the name in a hit's `Cache-Status` (the TTL follows).
+const HIT: &[u8] = b"; hit; ttl=";
 
 /// A response with `status` and `headers` as they are (axum's tuple conversions would insert
 /// each header again).
@@ -247,9 +253,15 @@ mod tests {
 
     #[test]
     fn a_hit_says_what_the_general_formatter_says() {
-        for ttl in [0, 7, 299, 31_536_000] {
-            let general = CacheStatus::hit(ORIGIN).with_ttl(ttl as i64).to_string();
-            assert_eq!(hit_status(ttl).as_bytes(), general.as_bytes());
+        use shared::cache_status::{ORIGIN, SHIELD};
+        for (name, ttl) in [
+            (ORIGIN, 0),
+            (ORIGIN, 7),
+            (SHIELD, 299),
+            (ORIGIN, 31_536_000),
+        ] {
+            let general = CacheStatus::hit(name).with_ttl(ttl as i64).to_string();
+            assert_eq!(hit_status(name, ttl).as_bytes(), general.as_bytes());
         }
     }
 }

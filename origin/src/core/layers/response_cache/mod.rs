@@ -6,7 +6,7 @@
 //! response is stored when it is a `200` with a known length under the body limit, without
 //! `Set-Cookie`, `private` or `no-store`; an upstream's (shield mode) when its own headers allow
 //! it (RFC 9111). Anything else is passed through unchanged (streamed responses keep streaming).
-//! Every cached response leaves with an `ETag`, `Age`, and `Cache-Status: rampart-origin; …`,
+//! Every cached response leaves with an `ETag`, `Age`, and `Cache-Status` under the cache's name,
 //! answered as the request asks ([`answer`]: `304`, `206`, `416`). An entry the compression
 //! layer would compress is compressed here instead, once per coding.
 //!
@@ -47,6 +47,8 @@ pub struct ResponseCache {
     pub max_body: usize,
     /// How long the origin keeps entries, where it differs from the policy.
     pub tuning: Arc<CacheTuning>,
+    /// The cache's name in `Cache-Status` (`rampart-origin`, or `rampart-shield`).
+    pub name: &'static str,
 }
 
 /// The origin's own cache lifetimes, where operators want them to differ from what the policy
@@ -222,7 +224,7 @@ impl ResponseCache {
         asked: &Asked,
         load: &Load<S>,
     ) -> Response {
-        let mut response = respond(stored, cached.outcome, cached.age, asked);
+        let mut response = respond(stored, (self.name, cached.outcome), cached.age, asked);
         if matches!(cached.outcome, Outcome::Miss { .. } | Outcome::StaleOnError) {
             if let Some(cause) = lock(&load.handover).cause.take() {
                 response.extensions_mut().insert(cause);

@@ -8,6 +8,9 @@
 #   2. misses: one connection at a time on the `no-store` page, through the shield, through
 #      nginx (`proxy_pass`, the page is not cached) and straight to the upstream: the median
 #      latency each proxy adds.
+# Every peer sends the same response head: the shield's hit head is read first, and nginx
+# (`add_header`) and Varnish (`vcl_deliver`) add each field the shield sends that they do not,
+# with the same value, so that all three write the same bytes per answer.
 # Installs what is missing (nginx-light, varnish, wrk). Safe to re-run.
 #
 # With two or more cores every server runs on core 0 and wrk on core 1 (BENCH_PINNED=0:
@@ -92,10 +95,12 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_cache pages;
+      include $WORK/same-head.nginx;
     }
   }
 }
 CONF
+: >"$WORK/same-head.nginx"
 "${SERVER_CPU[@]}" nginx -c "$WORK/nginx.conf" -p "$WORK" &
 PIDS+=($!)
 NGINX_MASTER=$!
@@ -108,8 +113,30 @@ PIDS+=($!)
 SHIELD_PID=$!
 wait_for "http://127.0.0.1:$SHIELD_PORT/health/live"
 
+# The fields of the shield's hit that nginx and Varnish do not write themselves.
+for _ in 1 2; do curl -sf "http://127.0.0.1:$SHIELD_PORT/page.html" >/dev/null; done
+curl -sfI "http://127.0.0.1:$SHIELD_PORT/page.html" | tr -d '\r' | tail -n +2 \
+  | grep -viE '^(date|content-length|content-type|connection|keep-alive|server|etag|last-modified|accept-ranges|cache-control|age|x-varnish|via):|^$' \
+  >"$WORK/same-head.txt" || true
+while IFS= read -r line; do
+  name=${line%%:*} value=${line#*: }
+  printf 'add_header "%s" "%s" always;\n' "$name" "${value//\"/\\\"}"
+done <"$WORK/same-head.txt" >"$WORK/same-head.nginx"
+nginx -c "$WORK/nginx.conf" -p "$WORK" -s reload
+{
+  echo 'vcl 4.1;'
+  echo "backend default { .host = \"127.0.0.1\"; .port = \"$UPSTREAM_PORT\"; }"
+  echo 'sub vcl_deliver {'
+  while IFS= read -r line; do
+    name=${line%%:*} value=${line#*: }
+    printf '  set resp.http.%s = {"%s"};\n' "$name" "$value"
+  done <"$WORK/same-head.txt"
+  echo '}'
+} >"$WORK/same-head.vcl"
+sleep 0.5
+
 "${SERVER_CPU[@]}" varnishd -F -n "$WORK/varnish" -a "127.0.0.1:$VARNISH_PORT" \
-  -b "127.0.0.1:$UPSTREAM_PORT" -s malloc,64m >"$WORK/varnish.log" 2>&1 &
+  -f "$WORK/same-head.vcl" -s malloc,64m >"$WORK/varnish.log" 2>&1 &
 PIDS+=($!)
 wait_for "http://127.0.0.1:$VARNISH_PORT/page.html"
 

@@ -495,6 +495,21 @@ async fn a_websocket_upgrade_becomes_a_tunnel_closed_when_idle() {
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "closed after the idle timeout");
 
+    // Only WebSocket is upgraded to: an h2c upgrade would open HTTP/2 past the shield.
+    let echo: Value = reqwest::Client::new()
+        .get(format!("{}/echo", shield.base))
+        .header("connection", "Upgrade, HTTP2-Settings")
+        .header("upgrade", "h2c")
+        .header("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("an ordinary answer");
+    let forwarded = headers_seen(&echo);
+    assert_eq!(seen(&forwarded, "upgrade"), None, "{forwarded:?}");
+
     // The same path without an upgrade is an ordinary request.
     let plain = reqwest::get(format!("{}/ws", shield.base))
         .await

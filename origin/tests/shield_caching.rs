@@ -333,6 +333,31 @@ async fn a_stale_copy_is_validated_with_a_conditional_request() {
     assert_eq!(body, "1");
     assert!(cache_status(&head).contains("hit"), "fresh again: {head:?}");
 
+    // Last-Modified alone validates too (no made-up ETag hides it from the upstream).
+    let modified = "Sun,%2006%20Nov%201994%2008:49:37%20GMT";
+    let url = format!("{}/counter?cc=max-age=1&lm={modified}", shield.base);
+    assert_eq!(read(&http, &url, &[]).await.2, "1");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (_, head, body) = read(&http, &url, &[]).await;
+    assert_eq!(
+        (body.as_str(), head.get("x-validated").map(|v| v.as_bytes())),
+        ("1", Some(&b"2"[..]))
+    );
+
+    // Surrogate-Control, which a 304 leaves out, still gives the freshened copy its lifetime.
+    let url = format!(
+        "{}/counter?cc=no-cache&sc=max-age=1&etag=%22s%22",
+        shield.base
+    );
+    assert_eq!(read(&http, &url, &[]).await.2, "1");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(read(&http, &url, &[]).await.1["x-validated"], "2");
+    let (_, head, _) = read(&http, &url, &[]).await;
+    assert!(
+        cache_status(&head).contains("hit"),
+        "fresh for the shield: {head:?}"
+    );
+
     // Never fresh but validated: each read asks, and no body comes again while it is current.
     let url = format!("{}/counter?cc=no-cache&etag=%22n%22", shield.base);
     assert_eq!(read(&http, &url, &[]).await.2, "1");
@@ -394,4 +419,29 @@ async fn conditions_and_ranges_are_answered_from_the_stored_copy() {
     let (status, head, body) = read(&http, &tagged, &[]).await;
     assert_eq!((status, body.as_str()), (200, "1"), "{head:?}");
     assert!(cache_status(&head).contains("hit"));
+
+    // Preconditions are the application's: such a request goes upstream as it is.
+    let (_, _, body) = read(&http, &tagged, &[("if-match", "\"c\"")]).await;
+    assert_eq!(body, "2", "asked upstream");
+}
+
+#[tokio::test]
+async fn a_response_that_needs_validation_is_not_handed_to_a_request_that_waited() {
+    let upstream = PythonUpstream::start("authorized");
+    let shield = Shield::start(&[upstream.url()], &[]).await;
+    let http = reqwest::Client::new();
+    // Storable for a request with Authorization (RFC 9111 §3.5), but never fresh.
+    let url = format!(
+        "{}/counter?cc=max-age=0,%20must-revalidate&etag=%22a%22&sleep=0.6&echo=Authorization",
+        shield.base
+    );
+    let alice = tokio::spawn({
+        let (http, url) = (http.clone(), url.clone());
+        async move { read(&http, &url, &[("authorization", "Bearer alice")]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, _, bob) = read(&http, &url, &[]).await;
+    let (_, _, alice) = alice.await.expect("joined");
+    assert!(alice.ends_with("Bearer alice"), "{alice}");
+    assert!(bob.ends_with(" -"), "bob's own answer, not alice's: {bob}");
 }

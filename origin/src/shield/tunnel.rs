@@ -1,5 +1,5 @@
-//! Upgraded connections (RFC 9110 §7.8), such as WebSocket (RFC 6455): a `GET` with
-//! `Connection: upgrade` and `Upgrade` goes to the upstream with both fields; when the upstream
+//! Upgraded connections (RFC 9110 §7.8) to WebSocket (RFC 6455): a `GET` with `Connection:
+//! upgrade` and `Upgrade: websocket` goes to the upstream with both fields; when the upstream
 //! answers `101 Switching Protocols`, the client gets the `101` and both connections become one
 //! tunnel of bytes, closed when either side closes or nothing passes for the idle timeout (as
 //! nginx's `proxy_read_timeout` does for WebSocket).
@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::hygiene;
 use super::upstreams::InFlight;
+use crate::core::http::header_values::asks_websocket;
 
 /// The upgrade a client asked for.
 #[derive(Debug)]
@@ -31,20 +32,13 @@ pub struct Upgrade {
 }
 
 impl Upgrade {
-    /// The upgrade `request` asks for: an HTTP/1.1 `GET` with `Upgrade` and `Connection:
-    /// upgrade`.
+    /// The upgrade `request` asks for: a WebSocket, and nothing else (an `h2c` upgrade would
+    /// open an HTTP/2 channel past the shield's header hygiene).
     pub fn take(request: &mut Request) -> Option<Self> {
-        let headers = request.headers();
-        let asks = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-        let protocol = headers.get(header::UPGRADE)?.clone();
-        if !asks || request.method() != axum::http::Method::GET {
+        if !asks_websocket(request.method(), request.headers()) {
             return None;
         }
+        let protocol = request.headers().get(header::UPGRADE)?.clone();
         let client = request.extensions_mut().remove::<OnUpgrade>()?;
         Some(Self { protocol, client })
     }

@@ -20,7 +20,7 @@ Routes:
                      how many times this path and query was asked (any method), with the
                      given Cache-Control, Surrogate-Control, Surrogate-Key, Vary, Age, ETag
                      and Last-Modified; `304` with `X-Validated` when If-None-Match names the
-                     ETag; `echo` adds that request header's value to the body; `sleep`
+                     ETag (or, without one, If-Modified-Since is the Last-Modified); `echo` adds that request header's value to the body; `sleep`
                      seconds pass before the answer
 """
 
@@ -79,10 +79,16 @@ class Handler(BaseHTTPRequestHandler):
             if param in params:
                 extra.append((name, params[param][0]))
         etag = params.get("etag", [None])[0]
-        if etag is not None and self.headers.get("If-None-Match") == etag:
+        modified = params.get("lm", [None])[0]
+        validated = (etag is not None and self.headers.get("If-None-Match") == etag) or (
+            etag is None and modified is not None
+            and self.headers.get("If-Modified-Since") == modified)
+        if validated:
+            # As most servers do, a 304 leaves Surrogate-Control out.
             self.send_response(304)
             for name, value in extra + [("X-Validated", str(asked))]:
-                self.send_header(name, value)
+                if name != "Surrogate-Control":
+                    self.send_header(name, value)
             self.end_headers()
             return
         body = str(asked)

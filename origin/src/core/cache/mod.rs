@@ -147,6 +147,12 @@ impl Cached {
         }
     }
 
+    /// Whether the value is fresh now (not merely stored: a response with no freshness of its
+    /// own is stored to be validated, and may not be handed to another request unvalidated).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self.entry.state(Instant::now()), State::Fresh { .. })
+    }
+
     /// The value decoded by `decode`, which runs once per cache entry (see [`Entry::decoded`]).
     pub fn decoded<T: std::any::Any + Send + Sync>(
         &self,
@@ -311,6 +317,40 @@ impl TieredCache {
         Some(Cached::from_entry(entry, Outcome::Stale))
     }
 
+    /// Where the invalidation log stands: a value loaded from now on is stored by
+    /// [`Self::put_since`] only if no invalidation after this names it.
+    pub fn mark(&self) -> u64 {
+        self.invalidations.mark()
+    }
+
+    /// Stores `loaded` under `key`, unless an invalidation since `mark` (taken before what it
+    /// holds was read) names `key` or one of its tags; `options` where `loaded` has none.
+    pub async fn put_since(
+        &self,
+        key: &str,
+        options: CacheOptions,
+        loaded: Loaded,
+        mark: u64,
+    ) -> Cached {
+        let now = Instant::now();
+        let stored_at = now.checked_sub(loaded.age).unwrap_or(now);
+        let options = loaded.options.unwrap_or(options);
+        let entry = Arc::new(Entry::new(loaded.value, stored_at, options));
+        let stored = loaded.store
+            && !loaded.failed
+            && self.invalidations.spares(mark, key, &entry.options.tags);
+        if stored {
+            self.insert(key.to_owned(), Arc::clone(&entry)).await;
+        }
+        Cached::from_entry(
+            entry,
+            Outcome::Miss {
+                collapsed: false,
+                stored,
+            },
+        )
+    }
+
     /// Whether either level holds an entry for `key`, whatever its state; counted as no lookup.
     pub async fn holds(&self, key: &str) -> bool {
         if self.store.contains_key(key) {
@@ -447,9 +487,8 @@ impl TieredCache {
             let options = loaded.options.unwrap_or(options);
             let entry = Arc::new(Entry::new(loaded.value, stored_at, options));
             // A failure that may be stored (an upstream's 5xx with its own freshness) is,
-            // unless a stale copy stands in for it.
-            let stands_in =
-                loaded.failed && (!loaded.store || cache.holds_stale(&owned_key, now).await);
+            // unless a copy is held anywhere: a failure never replaces a response.
+            let stands_in = loaded.failed && (!loaded.store || cache.holds(&owned_key).await);
             let stored = loaded.store
                 && !stands_in
                 && cache
@@ -464,12 +503,6 @@ impl TieredCache {
                 failed: loaded.failed,
             })
         })
-    }
-
-    /// Whether this instance holds a stale copy of `key` that may stand in for a failure.
-    async fn holds_stale(&self, key: &str, now: Instant) -> bool {
-        let state = self.store.get(key).await.map(|entry| entry.state(now));
-        matches!(state, Some(State::Stale | State::Reserve))
     }
 
     async fn insert(&self, key: String, entry: Arc<Entry>) {

@@ -47,3 +47,18 @@ mod tests {
         }
     }
 }
+
+/// Whether a request asks to become a WebSocket (RFC 6455 §4.1): a `GET` with `Upgrade:
+/// websocket` and `upgrade` among its `Connection` options. No other protocol is upgraded to.
+pub fn asks_websocket(method: &axum::http::Method, headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let websocket = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    method == axum::http::Method::GET && connection_upgrade && websocket
+}

@@ -139,11 +139,17 @@ pub fn respond(
 
 /// The status and body of an answer from a stored `200`.
 fn ok_answer(stored: &Stored, asked: &Asked, headers: &mut HeaderMap) -> (StatusCode, Body) {
+    let coding = asked.body_coding;
     if asked.not_modified(headers) {
+        // The validators of the copy the client holds: that of its coding.
+        if let Some(coding) = coding.filter(|_| stored.compressible) {
+            let _ = in_coding(stored, coding, headers);
+        }
         headers.remove(header::CONTENT_TYPE);
+        headers.remove(header::CONTENT_ENCODING);
         return (StatusCode::NOT_MODIFIED, Body::empty());
     }
-    let Some(coding) = asked.body_coding else {
+    let Some(coding) = coding else {
         return (StatusCode::OK, Body::empty());
     };
     // A range is of the identity body; a compressed one would be of another representation.

@@ -62,6 +62,9 @@ pub struct Handover {
     pub primary: Option<Loaded>,
     /// A response for the variant key that the value stored names.
     pub variant: Option<Loaded>,
+    /// Where the invalidation log stood before the load read anything: what is handed over is
+    /// stored only if no invalidation since names it.
+    pub mark: Option<u64>,
 }
 
 /// Everything a load needs, shared by the loads one request may start.
@@ -98,6 +101,7 @@ impl<S: Inner> Load<S> {
         let (key, slot) = (key.to_owned(), Arc::clone(&self.handover));
         move || {
             Box::pin(async move {
+                let mark = cache.mark();
                 let prior = match from_response {
                     true => resident(&cache, &key).await,
                     false => None,
@@ -119,6 +123,7 @@ impl<S: Inner> Load<S> {
                 let captured = capture(response, max_body, from_response.then_some(asker)).await;
                 let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
                 handover.cause = cause;
+                handover.mark = Some(mark);
                 match captured {
                     Ok(captured) if from_response => {
                         let previous = match (&variants, prior.as_deref()) {
@@ -199,6 +204,15 @@ fn freshened(stale: &Stored, response: Response) -> Response {
     if let Some(route) = &stale.route {
         parts.extensions.insert(route.clone());
     }
+    // Surrogate-Control is rarely sent again with a 304: the stored one still speaks.
+    if let (None, Some(surrogate)) = (
+        parts.extensions.get::<SurrogateControl>(),
+        stale.surrogate.as_deref(),
+    ) {
+        parts
+            .extensions
+            .insert(SurrogateControl(surrogate.to_owned()));
+    }
     Response::from_parts(parts, Body::from(stale.body.clone()))
 }
 
@@ -232,15 +246,21 @@ fn place(
         };
     }
     // Stored under a variant's key the marker names; those waiting for this load look there.
+    // The marker carries the response's tags, so a purge of them starts a new generation.
     let marker = Variants::new(fields, previous);
+    let tags = loaded
+        .options
+        .as_ref()
+        .map(|o| o.tags.clone())
+        .unwrap_or_default();
     handover.variant = Some(loaded);
     match variants {
-        None => marker.loaded(),
+        None => marker.loaded(tags),
         Some(_) => {
-            handover.primary = Some(marker.loaded());
+            handover.primary = Some(marker.loaded(tags.clone()));
             Loaded {
                 store: false,
-                ..marker.loaded()
+                ..marker.loaded(tags)
             }
         }
     }
@@ -292,7 +312,11 @@ async fn capture(
     }
     // A server error (the database down, a breaker open, a timeout) gives way to a stale copy.
     let failed = parts.status.is_server_error();
-    let etag = (!parts.headers.contains_key(header::ETAG))
+    // A made-up ETag lets clients validate a stored copy; an upstream's Last-Modified does
+    // that already, and a made-up tag sent upstream would hide it (If-None-Match wins).
+    let made_up = !parts.headers.contains_key(header::ETAG)
+        && !(from_response && parts.headers.contains_key(header::LAST_MODIFIED));
+    let etag = made_up
         .then(|| HeaderValue::from_str(&EntityTag::from_bytes(&body).to_string()).ok())
         .flatten();
     // An upstream's `Date` is when its response was made, and goes on with every copy.
@@ -308,7 +332,12 @@ async fn capture(
         headers.push((&header::ETAG, etag));
     }
     let route = parts.extensions.get::<RouteTemplate>();
-    let value = stored::encode(parts.status, route, &headers, &body);
+    let surrogate = parts.extensions.get::<SurrogateControl>();
+    let extras = stored::Extras {
+        route,
+        surrogate: surrogate.map(|s| s.0.as_str()),
+    };
+    let value = stored::encode(parts.status, extras, &headers, &body);
     Ok(Captured {
         fields: fields_of(&parts.headers).unwrap_or_default(),
         loaded: Loaded {

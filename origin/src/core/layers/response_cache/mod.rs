@@ -28,10 +28,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::Response;
 
-use crate::core::cache::{CacheOptions, Cached, ForceRefresh, Loaded, Outcome, TieredCache};
+use crate::core::cache::{CacheOptions, Cached, ForceRefresh, Outcome, TieredCache};
+use crate::core::http::header_values::asks_websocket;
 use crate::core::layers::policy_headers::RouteCaching;
 use crate::core::service::{call, Inner};
 use answer::{respond, Asked};
@@ -119,12 +120,7 @@ impl ResponseCache {
         inner: S,
         stamp: impl Fn(&mut HeaderMap) + Send + Sync + 'static,
     ) -> Response {
-        // An upgrade (WebSocket) is a connection of its own, never a cacheable response.
-        let upgrade = request.headers().contains_key(axum::http::header::UPGRADE);
-        if !self.tuning.enabled
-            || !matches!(*request.method(), Method::GET | Method::HEAD)
-            || upgrade
-        {
+        if !self.tuning.enabled || !cacheable(&request, caching) {
             return call(inner, request).await;
         }
         let asked = Asked::of(request.method(), request.headers());
@@ -179,18 +175,22 @@ impl ResponseCache {
                         .await
                 }
             };
-            let (primary_value, variant_value) = {
+            let (primary_value, variant_value, mark) = {
                 let mut handover = lock(&load.handover);
-                (handover.primary.take(), handover.variant.take())
+                let mark = handover.mark.unwrap_or_else(|| self.cache.mark());
+                (handover.primary.take(), handover.variant.take(), mark)
             };
             if let Some(value) = primary_value {
-                self.put(primary, options, value).await;
+                self.cache
+                    .put_since(primary, options.clone(), value, mark)
+                    .await;
             }
             let Ok(mut cached) = result else {
                 return lock(&load.handover).streamed.take();
             };
             let value = cached.decoded(stored::decode)?;
             let marker = match value.as_ref() {
+                Value::Response(stored) if shared_unfresh(&cached, stored) => return None,
                 Value::Response(stored) => {
                     return Some(self.answer(stored, &cached, asked, load));
                 }
@@ -200,19 +200,16 @@ impl ResponseCache {
             variants = Some(marker);
             if let Some(value) = variant_value {
                 // This request loaded its variant: stored under the key the marker names.
-                cached = self.put(&key, options, value).await?;
+                cached = self
+                    .cache
+                    .put_since(&key, options.clone(), value, mark)
+                    .await;
                 if let Value::Response(stored) = cached.decoded(stored::decode)?.as_ref() {
                     return Some(self.answer(stored, &cached, asked, load));
                 }
             }
         }
         None
-    }
-
-    /// Stores `value` under `key` now.
-    async fn put(&self, key: &str, options: &CacheOptions, value: Loaded) -> Option<Cached> {
-        let ready = move || async move { Ok::<_, &'static str>(value) };
-        self.cache.load_now(key, options.clone(), ready).await.ok()
     }
 
     /// The answer to a request that asked `asked` from `stored`, with the cause of the error
@@ -232,6 +229,32 @@ impl ResponseCache {
         }
         response
     }
+}
+
+/// Whether the cache may answer `request` at all: a `GET` or `HEAD` without preconditions
+/// (`If-Match`, `If-Unmodified-Since`: the application decides those), and, in front of an
+/// upstream, not a WebSocket upgrade.
+fn cacheable(request: &Request, caching: &RouteCaching) -> bool {
+    let headers = request.headers();
+    matches!(*request.method(), Method::GET | Method::HEAD)
+        && !headers.contains_key(header::IF_MATCH)
+        && !headers.contains_key(header::IF_UNMODIFIED_SINCE)
+        && !(caching.from_response && asks_websocket(request.method(), headers))
+}
+
+/// Whether a response another request loaded is not for this one to take: it may not be
+/// reused without validation (never fresh, or stored for an `Authorization` request with
+/// `must-revalidate`), so this request goes upstream itself, as Varnish wakes its waiting list.
+/// A server error is shared: sending every waiter to a failing upstream would only add load.
+fn shared_unfresh(cached: &Cached, stored: &stored::Stored) -> bool {
+    matches!(
+        cached.outcome,
+        Outcome::Miss {
+            collapsed: true,
+            ..
+        }
+    ) && !cached.is_fresh()
+        && !stored.status.is_server_error()
 }
 
 fn lock(handover: &Mutex<Handover>) -> std::sync::MutexGuard<'_, Handover> {

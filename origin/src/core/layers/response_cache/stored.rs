@@ -16,6 +16,17 @@ const FORMAT: u8 = 3;
 
 /// The head line carrying the route template.
 const ROUTE_LINE: &[u8] = b":route: ";
+/// The head line carrying the upstream's `Surrogate-Control` (never sent on).
+const SURROGATE_LINE: &[u8] = b":surrogate-control: ";
+
+/// What a stored response keeps beside its head and body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// The route template that answered.
+    pub route: Option<&'a RouteTemplate>,
+    /// The upstream's `Surrogate-Control`, to judge the response again after a `304`.
+    pub surrogate: Option<&'a str>,
+}
 
 /// What a cache entry holds.
 pub enum Value {
@@ -29,6 +40,8 @@ pub enum Value {
 pub struct Stored {
     pub status: StatusCode,
     pub route: Option<RouteTemplate>,
+    /// The upstream's `Surrogate-Control`.
+    pub surrogate: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// Whether the compression layer would compress the body.
@@ -55,16 +68,22 @@ impl Stored {
 /// the head as `name: value\r\n` lines, then the body.
 pub fn encode(
     status: StatusCode,
-    route: Option<&RouteTemplate>,
+    extras: Extras<'_>,
     headers: &[(&HeaderName, &HeaderValue)],
     body: &[u8],
 ) -> Bytes {
     let mut head = Vec::with_capacity(headers.len() * 48);
-    // The route template, as a pseudo-header no real header name can collide with.
-    if let Some(route) = route {
-        head.extend_from_slice(ROUTE_LINE);
-        head.extend_from_slice(route.0.as_bytes());
-        head.extend_from_slice(b"\r\n");
+    // Pseudo-headers no real header name can collide with.
+    let pseudo = [
+        (ROUTE_LINE, extras.route.map(|route| route.0.as_bytes())),
+        (SURROGATE_LINE, extras.surrogate.map(str::as_bytes)),
+    ];
+    for (line, value) in pseudo {
+        if let Some(value) = value.filter(|v| !v.contains(&b'\n')) {
+            head.extend_from_slice(line);
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
     }
     for (name, value) in headers {
         head.extend_from_slice(name.as_str().as_bytes());
@@ -98,13 +117,18 @@ fn decode_response(value: &Bytes) -> Option<Stored> {
     let head = value.slice(7..7usize.checked_add(length)?.min(value.len()));
     let body = value.slice(7 + head.len()..);
     let mut headers = HeaderMap::with_capacity(16);
-    let mut route = None;
+    let (mut route, mut surrogate) = (None, None);
     let mut rest = &head[..];
     while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
         let line = &rest[..end];
         if let Some(template) = line.strip_prefix(ROUTE_LINE) {
             let template = std::str::from_utf8(template).ok()?;
             route = Some(RouteTemplate(Arc::from(template)));
+            rest = &rest[end + 2..];
+            continue;
+        }
+        if let Some(directives) = line.strip_prefix(SURROGATE_LINE) {
+            surrogate = Some(String::from_utf8_lossy(directives).into_owned());
             rest = &rest[end + 2..];
             continue;
         }
@@ -118,6 +142,7 @@ fn decode_response(value: &Bytes) -> Option<Stored> {
     Some(Stored {
         status,
         route,
+        surrogate,
         compressible: compression::compressible(&headers, &body),
         headers,
         body,

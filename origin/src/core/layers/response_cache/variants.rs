@@ -5,11 +5,15 @@
 //! A request for such a URL finds the marker first, then looks for its own variant. A write
 //! that drops the URL's key drops the marker, and the next marker has a new generation, so
 //! every variant stored before it is out of reach at once (they expire on their own). The
-//! secondary key holds the normalised values themselves, not a digest, so that no request
-//! can be served another's variant by a collision.
+//! variant's key holds the SHA-256 of the normalised values (each byte of them kept), so that
+//! no request can be served another's variant by a collision and no credential sent in a
+//! varying field is written in a key.
 
-use axum::http::HeaderMap;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use tokio::time::Duration;
 
 use crate::core::cache::{CacheOptions, Loaded};
@@ -31,13 +35,22 @@ pub struct Variants {
 }
 
 /// The fields a response's `Vary` names, beyond the content coding the cache negotiates
-/// itself; `None` for `Vary: *` (a response no other request may reuse).
+/// itself; `None` for `Vary: *` (a response no other request may reuse). A body the upstream
+/// encoded itself varies on `Accept-Encoding` too: it is only for clients that accept it.
 pub fn fields_of(headers: &HeaderMap) -> Option<Vec<String>> {
-    let vary = crate::core::http::header_values::joined(headers, &axum::http::header::VARY);
-    match vary {
-        Some(vary) => shared::vary::fields(&vary),
-        None => Some(Vec::new()),
+    let vary = crate::core::http::header_values::joined(headers, header::VARY);
+    let mut fields = match vary {
+        Some(vary) => shared::vary::fields(&vary)?,
+        None => Vec::new(),
+    };
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        fields.push("accept-encoding".to_owned());
+        fields.sort();
     }
+    Some(fields)
 }
 
 impl Variants {
@@ -49,21 +62,20 @@ impl Variants {
         Self { fields, generation }
     }
 
-    /// The key of the variant `headers` select, under the URL's key `primary`.
+    /// The key of the variant `headers` select, under the URL's key `primary`: the secondary
+    /// key's SHA-256, so that values such as credentials never appear in keys.
     pub fn key_for(&self, primary: &str, headers: &HeaderMap) -> String {
-        let secondary = shared::vary::secondary_key(&self.fields, |name| {
-            crate::core::http::header_values::joined(headers, name)
-        });
-        let mut key = format!("{primary} vary={:016x} ", self.generation);
-        escape_into(&secondary, &mut key);
-        key
+        let secondary = shared::vary::secondary_key(&self.fields, |name| raw_joined(headers, name));
+        let digest = hex::encode(Sha256::digest(secondary.as_bytes()));
+        format!("{primary} vary={:016x} {digest}", self.generation)
     }
 
-    /// The marker as a value to store under the URL's key.
-    pub fn loaded(&self) -> Loaded {
+    /// The marker as a value to store under the URL's key, purged by `tags`.
+    pub fn loaded(&self, tags: Arc<[String]>) -> Loaded {
         Loaded {
             options: Some(CacheOptions {
                 ttl: MARKER_LIFETIME,
+                tags,
                 ..CacheOptions::default()
             }),
             ..Loaded::from(self.encode())
@@ -91,18 +103,29 @@ impl Variants {
     }
 }
 
-/// `text` with spaces, controls, `%` and non-ASCII bytes percent-escaped, so that a key stays
-/// one line with one meaning.
-fn escape_into(text: &str, out: &mut String) {
+/// Every field line of `name`, joined with `", "`, each byte outside visible ASCII (and `%`)
+/// percent-escaped: two requests whose values differ in any byte never share a variant.
+fn raw_joined(headers: &HeaderMap, name: &str) -> Option<String> {
     use std::fmt::Write;
-    for b in text.bytes() {
-        match b {
-            b'%' | 0..=0x20 | 0x7f.. => {
-                let _ = write!(out, "%{b:02X}");
+    let mut joined: Option<String> = None;
+    for value in headers.get_all(name) {
+        let out = match &mut joined {
+            Some(out) => {
+                out.push_str(", ");
+                out
             }
-            _ => out.push(char::from(b)),
+            None => joined.insert(String::new()),
+        };
+        for &b in value.as_bytes() {
+            match b {
+                b'%' | 0..=0x1f | 0x7f.. => {
+                    let _ = write!(out, "%{b:02X}");
+                }
+                _ => out.push(char::from(b)),
+            }
         }
     }
+    joined
 }
 
 #[cfg(test)]
@@ -148,16 +171,33 @@ mod tests {
             "other fields do not count"
         );
         assert!(french.starts_with("GET https://a/p vary="));
-        assert_eq!(
-            french.matches(' ').count(),
-            3,
-            "one line, spaces escaped: {french}"
+        assert_eq!(french.matches(' ').count(), 3, "one line: {french}");
+        let odd = HeaderValue::from_bytes(b"fr\xff").expect("obs-text");
+        let other = HeaderValue::from_bytes(b"fr\xfe").expect("obs-text");
+        let mut a = HeaderMap::new();
+        a.insert("accept-language", odd);
+        let mut b = HeaderMap::new();
+        b.insert("accept-language", other);
+        let (a, b) = (variants.key_for("P", &a), variants.key_for("P", &b));
+        assert_ne!(a, b, "bytes beyond ASCII tell variants apart");
+        assert_ne!(
+            a,
+            variants.key_for("P", &HeaderMap::new()),
+            "and are not absence"
         );
     }
 
     #[test]
     fn vary_star_names_no_reusable_field_and_the_coding_is_left_out() {
         assert_eq!(fields_of(&headers(&[("vary", "*")])), None);
+        assert_eq!(
+            fields_of(&headers(&[
+                ("vary", "X-Tenant"),
+                ("content-encoding", "gzip")
+            ])),
+            Some(vec!["accept-encoding".to_owned(), "x-tenant".to_owned()]),
+            "an encoded body is only for clients that accept its coding"
+        );
         assert_eq!(
             fields_of(&headers(&[
                 ("vary", "Accept-Encoding, X-Tenant"),

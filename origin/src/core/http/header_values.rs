@@ -36,18 +36,6 @@ pub fn standard_method(method: &axum::http::Method) -> Option<&'static str> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimal_matches_the_general_conversion() {
-        for n in [0, 7, 59, 1_000, u64::from(u32::MAX), u64::MAX] {
-            assert_eq!(decimal(n), HeaderValue::from(n), "{n}");
-        }
-    }
-}
-
 /// Whether a request asks to become a WebSocket (RFC 6455 §4.1): a `GET` with `Upgrade:
 /// websocket` and `upgrade` among its `Connection` options. No other protocol is upgraded to.
 pub fn asks_websocket(method: &axum::http::Method, headers: &HeaderMap) -> bool {
@@ -61,4 +49,42 @@ pub fn asks_websocket(method: &axum::http::Method, headers: &HeaderMap) -> bool 
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     method == axum::http::Method::GET && connection_upgrade && websocket
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_matches_the_general_conversion() {
+        for n in [0, 7, 59, 1_000, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(decimal(n), HeaderValue::from(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn only_a_websocket_get_asks_to_be_upgraded() {
+        use axum::http::Method;
+        let ask = |method: Method, pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(*name, HeaderValue::from_static(value));
+            }
+            asks_websocket(&method, &headers)
+        };
+        let websocket = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ];
+        assert!(ask(Method::GET, &websocket));
+        assert!(!ask(Method::POST, &websocket));
+        assert!(!ask(
+            Method::GET,
+            &[("connection", "Upgrade"), ("upgrade", "h2c")]
+        ));
+        assert!(
+            !ask(Method::GET, &[("upgrade", "websocket")]),
+            "Connection must name it"
+        );
+    }
 }

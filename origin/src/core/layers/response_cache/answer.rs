@@ -13,8 +13,7 @@ use shared::cache_status::{CacheStatus, ForwardReason};
 use shared::range::RangeAnswer;
 use shared::validators::{Conditions, EntityTag};
 
-use super::stored::Stored;
-use super::Stamped;
+use super::stored::{Stamped, Stored};
 use crate::core::cache::Outcome;
 use crate::core::http::header_values::decimal;
 use crate::core::layers::compression::{self, Coding};

@@ -13,9 +13,8 @@ use axum::response::{IntoResponse, Response};
 use shared::cache_control::CacheControl;
 use shared::validators::EntityTag;
 
-use super::stored::{self, Stored, Value};
+use super::stored::{self, Stamped, Stored, Value};
 use super::variants::{fields_of, Variants};
-use super::Stamped;
 use crate::core::cache::{Loaded, TieredCache};
 use crate::core::http::errors::ErrorCause;
 use crate::core::layers::response_freshness::{judge, Asker, SurrogateControl};
@@ -314,8 +313,8 @@ async fn capture(
     let failed = parts.status.is_server_error();
     // A made-up ETag lets clients validate a stored copy; an upstream's Last-Modified does
     // that already, and a made-up tag sent upstream would hide it (If-None-Match wins).
-    let made_up = !parts.headers.contains_key(header::ETAG)
-        && !(from_response && parts.headers.contains_key(header::LAST_MODIFIED));
+    let dated = from_response && parts.headers.contains_key(header::LAST_MODIFIED);
+    let made_up = !(parts.headers.contains_key(header::ETAG) || dated);
     let etag = made_up
         .then(|| HeaderValue::from_str(&EntityTag::from_bytes(&body).to_string()).ok())
         .flatten();

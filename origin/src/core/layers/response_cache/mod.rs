@@ -37,6 +37,7 @@ use crate::core::layers::policy_headers::RouteCaching;
 use crate::core::service::{call, Inner};
 use answer::{respond, Asked};
 use load::{copy, Handover, Load};
+pub use stored::Stamped;
 use stored::Value;
 
 /// The layer's state.
@@ -97,10 +98,6 @@ impl CacheTuning {
         }
     }
 }
-
-/// Marks a response whose headers the policy already stamped.
-#[derive(Debug, Clone, Copy)]
-pub struct Stamped;
 
 /// The most keys one request looks under: the URL's, its variant's, and a variant's again when
 /// the upstream changed the fields it varies on.
@@ -236,10 +233,10 @@ impl ResponseCache {
 /// upstream, not a WebSocket upgrade.
 fn cacheable(request: &Request, caching: &RouteCaching) -> bool {
     let headers = request.headers();
-    matches!(*request.method(), Method::GET | Method::HEAD)
-        && !headers.contains_key(header::IF_MATCH)
-        && !headers.contains_key(header::IF_UNMODIFIED_SINCE)
-        && !(caching.from_response && asks_websocket(request.method(), headers))
+    let preconditions =
+        headers.contains_key(header::IF_MATCH) || headers.contains_key(header::IF_UNMODIFIED_SINCE);
+    let upgrade = caching.from_response && asks_websocket(request.method(), headers);
+    matches!(*request.method(), Method::GET | Method::HEAD) && !(preconditions || upgrade)
 }
 
 /// Whether a response another request loaded is not for this one to take: it may not be

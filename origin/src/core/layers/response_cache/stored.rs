@@ -28,10 +28,14 @@ pub struct Extras<'a> {
     pub surrogate: Option<&'a str>,
 }
 
+/// Marks a response whose headers the policy already stamped.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamped;
+
 /// What a cache entry holds.
 pub enum Value {
     /// A response.
-    Response(Stored),
+    Response(Box<Stored>),
     /// The marker of a URL whose responses vary.
     Variants(Variants),
 }
@@ -103,7 +107,7 @@ pub fn encode(
 /// Reads a cache entry: a response, or a marker of variants.
 pub fn decode(value: &Bytes) -> Option<Value> {
     match value.first() {
-        Some(&FORMAT) => decode_response(value).map(Value::Response),
+        Some(&FORMAT) => decode_response(value).map(|stored| Value::Response(Box::new(stored))),
         Some(&super::variants::FORMAT) => Variants::decode(value).map(Value::Variants),
         _ => None,
     }

@@ -172,9 +172,10 @@ impl ResponseCache {
                         .await
                 }
             };
+            // Set by this request's own load, with what it handed over (never on a hit).
             let (primary_value, variant_value, mark) = {
                 let mut handover = lock(&load.handover);
-                let mark = handover.mark.unwrap_or_else(|| self.cache.mark());
+                let mark = handover.mark.unwrap_or_default();
                 (handover.primary.take(), handover.variant.take(), mark)
             };
             if let Some(value) = primary_value {

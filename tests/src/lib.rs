@@ -17,6 +17,19 @@ const STATE_PREFIX: &str = "rampart-edge-state-";
 /// How long `wrangler dev` may take to answer (it builds the Worker first when the build is stale).
 const EDGE_START_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The longest any test request may take, body included: a stalled answer fails its test, with
+/// the edge's log, instead of holding the whole suite.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An HTTP client for tests: every request bounded by [`REQUEST_TIMEOUT`].
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -202,7 +215,7 @@ impl Edge {
 
     async fn wait_ready(&self) {
         let started = Instant::now();
-        let client = reqwest::Client::new();
+        let client = client();
         while started.elapsed() < EDGE_START_TIMEOUT {
             if let Ok(response) = client.get(format!("{}/health", self.url)).send().await {
                 if response.status().is_success() {
@@ -219,6 +232,10 @@ impl Edge {
 
 impl Drop for Edge {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed with this edge running: its log tells what the edge saw.
+            eprintln!("--- the edge's log (wrangler dev) ---\n{}", self.log());
+        }
         // Stop wrangler and the workerd processes it spawned: the whole process group. wrangler
         // ignores SIGTERM but shuts down on SIGINT; SIGKILL if it lingers.
         signal_group(self.child.id(), "INT");

@@ -20,7 +20,7 @@ fn rendered(html: &str) -> String {
 async fn pages_are_minified_before_they_are_stored() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let direct = client
         .get(format!("{}/tasks/1", origin.url))
         .send()
@@ -82,7 +82,7 @@ async fn text_reaches_clients_compressed_as_they_accept_it() {
     use std::io::Read;
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}/api/tasks?limit=50", edge.url);
     let fetch = |coding: &'static str| {
         let (client, url) = (client.clone(), url.clone());

@@ -156,7 +156,7 @@ fn size(bytes: &[u8]) -> (usize, usize) {
 async fn each_client_gets_the_best_format_it_names_made_once() {
     let (origin, images) = image_origin().await;
     let edge = Edge::start(&origin).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}/cdn-cgi/image/width=320{PHOTO}", edge.url);
     for (accept, expected) in [
         (CHROME, "image/avif"),
@@ -237,7 +237,7 @@ async fn transparency_survives_webp_conversion_in_workerd() {
     // libwebp, compiled to wasm32, stores alpha as a losslessly compressed plane.
     let (origin, _images) = image_origin().await;
     let edge = Edge::start(&origin).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!(
         "{}/cdn-cgi/image/width=120,format=webp/images/logo.png",
         edge.url
@@ -263,7 +263,7 @@ async fn transparency_survives_webp_conversion_in_workerd() {
 async fn originals_are_converted_for_browsers_purged_with_their_variants_and_bombs_refused() {
     let (origin, images) = image_origin().await;
     let edge = Edge::start_with_vars(&origin, &[("EDGE_PURGE_TOKEN", "purge")]).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}{PHOTO}", edge.url);
 
     let avif = get(&client, &url, CHROME).await;
@@ -319,7 +319,7 @@ async fn with_a_signing_key_only_signed_transformations_are_made() {
     let (origin, images) = image_origin().await;
     let key = "a key only the edge and origin know";
     let edge = Edge::start_with_vars(&origin, &[("IMAGE_SIGNING_KEY", key)]).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let signed = shared::image_signing::sign(key.as_bytes(), "width=200", PHOTO).expect("signs");
     let answer = get(&client, &format!("{}{signed}", edge.url), "*/*").await;
     assert_eq!(size(&answer.bytes), (200, 125));

@@ -30,7 +30,7 @@ fn dimensions(bytes: &[u8]) -> (u32, u32) {
 async fn images_are_resized_once_and_bad_options_refused() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let source_path = an_image_path(&client, &origin).await;
     let source = client
         .get(format!("{}{source_path}", origin.url))

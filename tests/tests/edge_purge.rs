@@ -10,7 +10,7 @@ const TOKEN: &str = "purge-secret-for-tests";
 async fn purges_by_url_and_by_tag_with_the_token_only() {
     let origin = Origin::start().await;
     let edge = Edge::start_with_vars(&origin.url, &[("EDGE_PURGE_TOKEN", TOKEN)]).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let status_of = |path: &'static str| {
         let (client, url) = (client.clone(), format!("{}{path}", edge.url));
         async move { cache_status(&client.get(url).send().await.expect("edge reachable")) }
@@ -94,7 +94,7 @@ async fn relay(
     let Some(target) = target else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
     };
-    let mut request = reqwest::Client::new()
+    let mut request = rampart_tests::client()
         .post(target)
         .header("content-type", "application/json")
         .body(body);
@@ -135,7 +135,7 @@ async fn a_write_at_the_origin_purges_the_worker_through_a_job() {
     .await;
     let edge = Edge::start_with_vars(&origin.url, &[("EDGE_PURGE_TOKEN", TOKEN)]).await;
     *forward.0.lock().expect("lock") = Some(format!("{}/__rampart/purge", edge.url));
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let read = || {
         let (client, url) = (client.clone(), format!("{}/api/tasks/1", edge.url));
         async move {

@@ -126,7 +126,7 @@ async fn refresh_and_twin(
 async fn a_refreshed_page_is_stored_like_a_first_store() {
     let origin = TestOrigin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
 
     // A small page: minified, and its strong ETag weakened.
     let path = "/refresh/small";

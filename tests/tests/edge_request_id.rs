@@ -31,7 +31,7 @@ async fn every_answer_names_its_own_request() {
         .header("X-Request-Id", "the-origins-own-id");
     origin.script("/api/ids", vec![cacheable]);
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}/api/ids", edge.url);
 
     // The miss: the client's id, sent on to the origin and answered with.

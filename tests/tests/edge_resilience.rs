@@ -167,7 +167,7 @@ async fn let_it_go_stale() {
 async fn stale_copies_are_served_at_once_and_refreshed_once() {
     let origin = TestOrigin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}/api/tasks/swr", edge.url);
 
     let (status, cache, body) = get(&client, &url).await;
@@ -215,7 +215,7 @@ async fn stale_copies_are_served_at_once_and_refreshed_once() {
 async fn concurrent_misses_share_one_origin_fetch() {
     let origin = TestOrigin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     origin.set(SLOW);
     let answers = futures_join(&client, &format!("{}/api/tasks/cold", edge.url), 10).await;
     let collapsed = answers
@@ -241,7 +241,7 @@ async fn concurrent_misses_share_one_origin_fetch() {
 async fn poisoning_attempts_change_nothing_that_is_served() {
     let origin = TestOrigin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}/api/tasks/poison", edge.url);
 
     // Unkeyed headers and a fat GET body on the request that fills the entry.
@@ -335,7 +335,7 @@ async fn futures_join(client: &reqwest::Client, url: &str, n: usize) -> Vec<(u16
 async fn failures_fall_back_on_stale_copies_or_a_clear_error() {
     let mut origin = TestOrigin::start().await;
     let edge = Edge::start_with_vars(&origin.url, &[("ORIGIN_TIMEOUT_MS", "800")]).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}/api/tasks/sie", edge.url);
 
     let (status, _, body) = get(&client, &url).await;

@@ -88,7 +88,7 @@ async fn only_operators_see_timings_and_stored_copies_never_replay_them() {
     origin.script("/api/timing/public", vec![timed_reply("public")]);
     origin.script("/api/timing/operator", vec![timed_reply("operator")]);
     let edge = Edge::start_with_vars(&origin.url, &[("ADMIN_TOKEN", ADMIN_TOKEN)]).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
 
     // Public: no Server-Timing on the miss (the origin sent one) nor on the hit.
     let public = format!("{}/api/timing/public", edge.url);
@@ -140,7 +140,7 @@ async fn the_real_origins_members_precede_the_edges() {
     })
     .await;
     let edge = Edge::start_with_vars(&origin.url, &[("ADMIN_TOKEN", ADMIN_TOKEN)]).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let url = format!("{}/api/tasks/1", edge.url);
 
     let public = get(&client, &url, None).await;

@@ -26,7 +26,7 @@ async fn requests_take_turns_and_a_stopped_origin_is_passed_over() {
     ];
     let list: Vec<&str> = origins.iter().map(|origin| origin.url.as_str()).collect();
     let edge = Edge::start(&list.join(", ")).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let get = |path: &str| client.get(format!("{}{path}", edge.url)).send();
 
     for _ in 0..30 {

@@ -23,7 +23,7 @@ const TARGETS: &[&str] = &[
 async fn wasm_and_native_keys_are_identical() {
     let origin = Origin::start().await;
     let edge = Edge::start_with_vars(&origin.url, &[("EXPOSE_CACHE_KEY", "true")]).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
     let policy = Policy::default();
     for target in TARGETS {
         let url = reqwest::Url::parse(&format!("{}{target}", edge.url)).expect("valid URL");

@@ -181,7 +181,7 @@ fn snapshot(spans: &Spans) -> Vec<(String, String, String, String)> {
 }
 
 async fn get(edge: &Edge, path: &str, traceparent: Option<&str>) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", edge.url));
+    let mut request = rampart_tests::client().get(format!("{}{path}", edge.url));
     if let Some(value) = traceparent {
         request = request.header("traceparent", value);
     }

@@ -8,7 +8,7 @@ use shared::cache_status::{CacheStatus, EDGE};
 async fn edge_caches_through_workerd() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url).await;
-    let client = reqwest::Client::new();
+    let client = rampart_tests::client();
 
     // 1. The same GET twice: a miss that is stored, then a hit; the origin is reached once.
     let before = origin.requests_served("/").await;

@@ -151,21 +151,17 @@ async fn answer<S: Inner>(
     let limited = rate_limit(&stages, &prepared, client).await;
     let timed = prepared.server_timing || stages.is_operator(&request);
     let cacheable = prepared.caching.is_some();
-    let respond = async {
-        match &limited {
-            Some(limited) if !limited.verdict.allowed => refuse(&stages, limited),
-            _ => serve(&stages, request, &mut prepared, inner).await,
-        }
-    };
+    // Each branch makes its own future, so that they share one slot in this one.
     let mut response = if timed {
         let serving = Instant::now();
+        let respond = respond(&stages, limited.as_ref(), request, &mut prepared, inner);
         let (mut response, measured) = timing::measure(respond).await;
         let cache = cacheable.then(|| serving.elapsed());
         let value = timing::header(measured, cache, started.elapsed());
         response.headers_mut().insert(SERVER_TIMING, value);
         response
     } else {
-        respond.await
+        respond(&stages, limited.as_ref(), request, &mut prepared, inner).await
     };
     stamp(&stages, prepared, limited.as_ref(), &mut response);
     let elapsed = started.elapsed();
@@ -215,6 +211,20 @@ async fn rate_limit(
     let tier = prepared.tier;
     let verdict = limiter.check(tier, client).await?;
     Some(Limited { tier, verdict })
+}
+
+/// The refusal when the rate limit says so, else the response.
+async fn respond<S: Inner>(
+    stages: &Arc<Stages>,
+    limited: Option<&Limited>,
+    request: Request,
+    prepared: &mut Prepared,
+    inner: S,
+) -> Response {
+    match limited {
+        Some(limited) if !limited.verdict.allowed => refuse(stages, limited),
+        _ => serve(stages, request, prepared, inner).await,
+    }
 }
 
 /// `429 RATE_LIMITED`, counted.

@@ -75,9 +75,11 @@ pub fn trace_id_of(traceparent: &HeaderValue) -> Option<String> {
     Some(trace_id.to_string())
 }
 
-/// Runs `work` as the request `labels` name.
-pub async fn scope<F: Future>(labels: Labels, work: F) -> F::Output {
-    REQUEST.scope(labels, work).await
+/// Runs `work` as the request `labels` name. A plain function rather than an `async fn`, so
+/// that the future holds `work` once (an `async fn` would keep its argument beside the scoped
+/// future it makes of it, doubling the size a request's future moves around).
+pub fn scope<F: Future>(labels: Labels, work: F) -> impl Future<Output = F::Output> {
+    REQUEST.scope(labels, work)
 }
 
 /// `work`, to run in a task of its own, still logging as the current request.

@@ -19,6 +19,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use tower::Service;
 
 use crate::core::service::Inner;
@@ -61,11 +62,13 @@ pub struct Measured {
     pub app: Option<Duration>,
 }
 
-/// Runs `work` with a fresh [`Timings`], returning its output and what was measured.
-pub async fn measure<F: Future>(work: F) -> (F::Output, Measured) {
+/// Runs `work` with a fresh [`Timings`], returning its output and what was measured. Not an
+/// `async fn`, so that the future holds `work` once (see [`super::log_context::scope`]).
+pub fn measure<F: Future>(work: F) -> impl Future<Output = (F::Output, Measured)> {
     let timings = Arc::new(Timings::default());
-    let output = TIMINGS.scope(Arc::clone(&timings), work).await;
-    (output, timings.measured())
+    TIMINGS
+        .scope(Arc::clone(&timings), work)
+        .map(move |output| (output, timings.measured()))
 }
 
 /// `work`, to run in a task of its own, still adding to the current request's timings (the

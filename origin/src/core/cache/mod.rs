@@ -151,6 +151,12 @@ impl TieredCache {
             return Some(entry);
         }
         self.counters.memory_misses.fetch_add(1, Ordering::Relaxed);
+        // Boxed: a hit in process, the hottest path, does not carry Redis's future in its own.
+        Box::pin(self.lookup_remote(key)).await
+    }
+
+    /// The entry Redis holds for `key`, kept in process too.
+    async fn lookup_remote(&self, key: &str) -> Option<Arc<Entry>> {
         let remote = self.remote.as_ref()?;
         let found = remote
             .get(key)
@@ -247,7 +253,7 @@ impl TieredCache {
                                 if background.refresh_later(key) && self.remote.is_some() {
                                     // Another instance may run the refresh: the next request
                                     // here reads the shared level, where it lands.
-                                    self.store.invalidate(key).await;
+                                    Box::pin(self.store.invalidate(key)).await;
                                 }
                             }
                             // Not awaited: the load task runs on, and stores its result.

@@ -160,7 +160,7 @@ impl ResponseCache {
         for _ in 0..MAX_HOPS {
             // A part of what is not held is asked for as it is: a large body is not fetched
             // whole for a part of it.
-            if asked.wants_range() && !self.cache.holds(&key).await {
+            if asked.wants_range() && !Box::pin(self.cache.holds(&key)).await {
                 return None;
             }
             let loader = load.loader(&key, variants.clone());
@@ -179,9 +179,8 @@ impl ResponseCache {
                 (handover.primary.take(), handover.variant.take(), mark)
             };
             if let Some(value) = primary_value {
-                self.cache
-                    .put_since(primary, options.clone(), value, mark)
-                    .await;
+                // Boxed, as every step a hit never takes: a hit's future stays small.
+                Box::pin(self.cache.put_since(primary, options.clone(), value, mark)).await;
             }
             let Ok(mut cached) = result else {
                 return lock(&load.handover).streamed.take();
@@ -198,10 +197,7 @@ impl ResponseCache {
             variants = Some(marker);
             if let Some(value) = variant_value {
                 // This request loaded its variant: stored under the key the marker names.
-                cached = self
-                    .cache
-                    .put_since(&key, options.clone(), value, mark)
-                    .await;
+                cached = Box::pin(self.cache.put_since(&key, options.clone(), value, mark)).await;
                 if let Value::Response(stored) = cached.decoded(stored::decode)?.as_ref() {
                     return Some(self.answer(stored, &cached, asked, load));
                 }

@@ -329,6 +329,11 @@ async fn a_stale_copy_is_validated_with_a_conditional_request() {
     assert_eq!((status, body.as_str()), (200, "1"), "the stored body");
     assert_eq!(head["x-validated"], "2", "asked, and answered 304");
     assert_eq!(head["etag"], "\"v1\"");
+    assert_eq!(
+        cache_status(&head),
+        "rampart-shield; fwd=stale; fwd-status=304; stored",
+        "RFC 9211: a stale copy the upstream confirmed"
+    );
     let (_, head, body) = read(&http, &url, &[]).await;
     assert_eq!(body, "1");
     assert!(cache_status(&head).contains("hit"), "fresh again: {head:?}");

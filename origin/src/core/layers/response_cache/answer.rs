@@ -120,7 +120,7 @@ pub fn respond(
 ) -> Response {
     let mut headers = stored.headers.clone();
     if let Some(value) = cache_status(name, outcome) {
-        headers.insert(HeaderName::from_static("cache-status"), value);
+        headers.insert(CACHE_STATUS, value);
     }
     headers.insert(header::AGE, decimal(age.as_secs()));
     let (status, body) = match stored.status {
@@ -232,6 +232,15 @@ fn cache_status(name: &str, outcome: Outcome) -> Option<HeaderValue> {
     }
 }
 
+/// `Cache-Status` of the cache `name` for a stale copy the next hop confirmed with a `304`:
+/// `fwd=stale; fwd-status=304`, and whether the freshened copy was stored.
+pub fn revalidated_status(name: &str, stored: bool) -> Option<HeaderValue> {
+    let status = CacheStatus::forward(name, ForwardReason::Stale)
+        .with_fwd_status(StatusCode::NOT_MODIFIED.as_u16())
+        .stored(stored);
+    HeaderValue::from_str(&status.to_string()).ok()
+}
+
 /// `Cache-Status: <name>; hit; ttl=N`.
 fn hit_status(name: &str, ttl: u64) -> HeaderValue {
     let mut digits = itoa::Buffer::new();
@@ -239,6 +248,9 @@ fn hit_status(name: &str, ttl: u64) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
         .expect("a token and digits are a valid header value")
 }
+
+/// `Cache-Status` (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// What follows the name in a hit's `Cache-Status` (the TTL follows).
 const HIT: &[u8] = b"; hit; ttl=";

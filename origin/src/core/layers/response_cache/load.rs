@@ -64,6 +64,8 @@ pub struct Handover {
     /// Where the invalidation log stood before the load read anything: what is handed over is
     /// stored only if no invalidation since names it.
     pub mark: Option<u64>,
+    /// The load asked whether a stale copy changed, and the upstream answered `304`.
+    pub revalidated: bool,
 }
 
 /// Everything a load needs, shared by the loads one request may start.
@@ -110,7 +112,9 @@ impl<S: Inner> Load<S> {
                     ask_if_changed(request.headers_mut(), stale);
                 }
                 let mut response = call(inner, request).await;
+                let mut revalidated = false;
                 if let Some(Value::Response(stale)) = prior.as_deref() {
+                    revalidated = response.status() == StatusCode::NOT_MODIFIED;
                     response = freshened(stale, response);
                 }
                 stamp(response.headers_mut());
@@ -123,6 +127,7 @@ impl<S: Inner> Load<S> {
                 let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
                 handover.cause = cause;
                 handover.mark = Some(mark);
+                handover.revalidated = revalidated;
                 match captured {
                     Ok(captured) if from_response => {
                         let previous = match (&variants, prior.as_deref()) {

@@ -35,7 +35,7 @@ use crate::core::cache::{CacheOptions, Cached, ForceRefresh, Outcome, TieredCach
 use crate::core::http::header_values::asks_websocket;
 use crate::core::layers::policy_headers::RouteCaching;
 use crate::core::service::{call, Inner};
-use answer::{respond, Asked};
+use answer::{respond, revalidated_status, Asked, CACHE_STATUS};
 use load::{copy, Handover, Load};
 pub use stored::Stamped;
 use stored::Value;
@@ -217,8 +217,23 @@ impl ResponseCache {
     ) -> Response {
         let mut response = respond(stored, (self.name, cached.outcome), cached.age, asked);
         if matches!(cached.outcome, Outcome::Miss { .. } | Outcome::StaleOnError) {
-            if let Some(cause) = lock(&load.handover).cause.take() {
+            let mut handover = lock(&load.handover);
+            if let Some(cause) = handover.cause.take() {
                 response.extensions_mut().insert(cause);
+            }
+            // This request's own load found its stale copy unchanged (RFC 9211 §2.2, §2.4).
+            if let Outcome::Miss {
+                collapsed: false,
+                stored,
+            } = cached.outcome
+            {
+                if let Some(value) = handover
+                    .revalidated
+                    .then(|| revalidated_status(self.name, stored))
+                    .flatten()
+                {
+                    response.headers_mut().insert(CACHE_STATUS, value);
+                }
             }
         }
         response

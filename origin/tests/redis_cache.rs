@@ -38,6 +38,7 @@ fn options(tags: &[&str]) -> CacheOptions {
         stale_while_revalidate: Duration::from_secs(30),
         stale_if_error: Duration::ZERO,
         keep: Duration::ZERO,
+        stale_if_unreachable: false,
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
     }
 }

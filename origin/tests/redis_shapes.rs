@@ -63,6 +63,7 @@ fn options(tags: &[String]) -> CacheOptions {
         stale_while_revalidate: Duration::from_secs(30),
         stale_if_error: Duration::ZERO,
         keep: Duration::ZERO,
+        stale_if_unreachable: false,
         tags: tags.into(),
     }
 }

@@ -374,6 +374,41 @@ async fn a_stale_copy_is_validated_with_a_conditional_request() {
 }
 
 #[tokio::test]
+async fn a_stale_copy_stands_in_for_an_upstream_that_cannot_be_reached_unless_forbidden() {
+    let upstream = PythonUpstream::start("disconnects");
+    let shield = Shield::start(&[upstream.url()], &[]).await;
+    let http = reqwest::Client::new();
+    let may = format!("{}/counter?cc=max-age=1", shield.base);
+    let forbidding = [
+        "max-age=1,%20must-revalidate",
+        "max-age=1,%20proxy-revalidate",
+        "s-maxage=1",
+    ];
+    assert_eq!(read(&http, &may, &[]).await.2, "1");
+    for cc in forbidding {
+        let url = format!("{}/counter?cc={cc}", shield.base);
+        assert_eq!(read(&http, &url, &[]).await.2, "1", "{cc}");
+    }
+    drop(upstream);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    // Stale, no stale-if-error, and nothing listens upstream: a disconnected cache may serve
+    // it (RFC 9111 §4.2.4), and says why.
+    let (status, head, body) = read(&http, &may, &[]).await;
+    assert_eq!((status, body.as_str()), (200, "1"), "{head:?}");
+    assert_eq!(
+        cache_status(&head),
+        "rampart-shield; fwd=stale; detail=origin-unreachable"
+    );
+    for cc in forbidding {
+        let url = format!("{}/counter?cc={cc}", shield.base);
+        let (status, head, body) = read(&http, &url, &[]).await;
+        assert_eq!(status, 502, "{cc}: {head:?} {body}");
+        assert!(body.contains("ORIGIN_UNREACHABLE"), "{cc}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn conditions_and_ranges_are_answered_from_the_stored_copy() {
     let upstream = PythonUpstream::start("ranges");
     let shield = Shield::start(&[upstream.url()], &[]).await;

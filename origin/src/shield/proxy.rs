@@ -36,7 +36,7 @@ use crate::config::ShieldConfig;
 use crate::core::cache::TieredCache;
 use crate::core::dependencies::retry::RetryBudget;
 use crate::core::http::client::{EdgeTrust, CONNECTING_IP, ORIGIN_AUTH_HEADER};
-use crate::core::http::errors::ApiError;
+use crate::core::http::errors::{ApiError, Unreachable};
 use crate::core::layers::response_freshness::SurrogateControl;
 
 /// Idle pooled connections to one upstream kept at most.
@@ -299,7 +299,7 @@ impl Shared {
                     ErrorCode::OriginTimeout,
                     "the upstream did not answer in time",
                 );
-                Some(timeout.into_response())
+                Some(unreached(timeout))
             }
         }
     }
@@ -393,12 +393,19 @@ fn malformed_body() -> Response {
 
 /// `502 ORIGIN_UNREACHABLE` with `message`.
 fn unreachable_answer(message: &str) -> Response {
-    ApiError::new(
+    unreached(ApiError::new(
         StatusCode::BAD_GATEWAY,
         ErrorCode::OriginUnreachable,
         message,
-    )
-    .into_response()
+    ))
+}
+
+/// `error`'s response, marked as standing for an upstream that gave no answer, so that a
+/// cache may serve a stale copy instead.
+fn unreached(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.extensions_mut().insert(Unreachable);
+    response
 }
 
 /// The request's path and query on `base`.

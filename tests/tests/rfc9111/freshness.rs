@@ -206,7 +206,7 @@ pub(crate) async fn disconnected_cache_serves_stale_unless_forbidden(c: Arc<Ctx>
             expect(
                 got.status >= 500 && got.header("x-origin-count").is_none(),
                 format!(
-                    "{cc}: the edge's own error, got {} {:?}",
+                    "{cc}: the cache's own error, got {} {:?}",
                     got.status, got.body
                 ),
             )?;

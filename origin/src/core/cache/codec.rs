@@ -25,6 +25,8 @@ struct Header {
     sie_ms: u64,
     #[serde(default)]
     keep_ms: u64,
+    #[serde(default)]
+    unreachable: bool,
     tags: Vec<String>,
     lz4: bool,
 }
@@ -46,6 +48,7 @@ pub fn encode(entry: &Entry, now: (Instant, u64)) -> Vec<u8> {
         swr_ms: entry.options.stale_while_revalidate.as_millis() as u64,
         sie_ms: entry.options.stale_if_error.as_millis() as u64,
         keep_ms: entry.options.keep.as_millis() as u64,
+        unreachable: entry.options.stale_if_unreachable,
         tags: entry.options.tags.to_vec(),
         lz4,
     };
@@ -84,6 +87,7 @@ pub fn decode(bytes: &[u8], now: (Instant, u64)) -> Option<Entry> {
             stale_while_revalidate: Duration::from_millis(header.swr_ms),
             stale_if_error: Duration::from_millis(header.sie_ms),
             keep: Duration::from_millis(header.keep_ms),
+            stale_if_unreachable: header.unreachable,
             tags: header.tags.into(),
         },
     ))
@@ -102,6 +106,7 @@ mod tests {
                 stale_while_revalidate: Duration::from_secs(30),
                 stale_if_error: Duration::from_secs(600),
                 keep: Duration::from_secs(3600),
+                stale_if_unreachable: true,
                 tags: vec!["task:1".into(), "tasks".into()].into(),
             },
         )

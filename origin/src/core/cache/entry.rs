@@ -19,6 +19,11 @@ pub struct CacheOptions {
     /// After `ttl`, how long the value is kept to be validated again with a conditional
     /// request (it is never served in that time unless its loader says it is still current).
     pub keep: Duration,
+    /// Whether, during `keep`, the stale value may stand in for a load whose source could not
+    /// be reached at all (a cache that is disconnected may serve stale, RFC 9111 §4.2.4); its
+    /// response decides, as `must-revalidate`, `proxy-revalidate`, `no-cache` and `s-maxage`
+    /// forbid it.
+    pub stale_if_unreachable: bool,
     /// Tags for [`super::TieredCache::invalidate_tags`].
     pub tags: Arc<[String]>,
 }
@@ -51,7 +56,8 @@ pub enum State {
     /// Past the stale-while-revalidate window but inside stale-if-error: loaded again, and
     /// served only when that load fails.
     Reserve,
-    /// Past both windows: must be loaded again.
+    /// Past both windows: must be loaded again. Inside `keep`, it stands in for a load whose
+    /// source could not be reached, where `stale_if_unreachable` allows.
     Expired,
 }
 
@@ -112,10 +118,18 @@ impl Entry {
                 stale_while_revalidate: Duration::ZERO,
                 stale_if_error: left,
                 keep: Duration::ZERO,
+                stale_if_unreachable: false,
                 tags: Arc::clone(&self.options.tags),
             };
             Self::new(self.value.clone(), now, options)
         })
+    }
+
+    /// Whether the entry, past its windows, may stand in at `now` for a load whose source could
+    /// not be reached.
+    pub fn stands_in_unreachable(&self, now: Instant) -> bool {
+        let age = now.saturating_duration_since(self.stored_at);
+        self.options.stale_if_unreachable && age < self.options.ttl + self.options.keep
     }
 
     /// How long the entry is worth keeping at all.

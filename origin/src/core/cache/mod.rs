@@ -236,7 +236,7 @@ impl TieredCache {
         V: Into<Loaded>,
         E: std::fmt::Display,
     {
-        let mut reserve = None;
+        let (mut reserve, mut kept) = (None, None);
         if let Some(entry) = self.lookup(key).await {
             match entry.state(Instant::now()) {
                 State::Fresh { remaining } => {
@@ -262,7 +262,10 @@ impl TieredCache {
                     }
                     return Ok(Cached::from_entry(entry, Outcome::Stale));
                 }
-                State::Reserve => reserve = Some(entry),
+                State::Reserve => reserve = Some((entry, Outcome::StaleOnError)),
+                State::Expired if entry.stands_in_unreachable(Instant::now()) => {
+                    kept = Some((entry, Outcome::StaleUnreachable));
+                }
                 State::Expired => {}
             }
         }
@@ -274,12 +277,23 @@ impl TieredCache {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let landed = flight.await;
+        // A copy kept past its windows stands in only for a source that could not be reached.
+        if matches!(
+            &landed,
+            Ok(Landed {
+                unreachable: true,
+                ..
+            })
+        ) {
+            reserve = reserve.or(kept);
+        }
         match (landed, reserve) {
             (
                 Ok(Landed {
                     failed: false,
                     entry,
                     stored,
+                    ..
                 }),
                 _,
             )
@@ -288,9 +302,9 @@ impl TieredCache {
                 Outcome::Miss { collapsed, stored },
             )),
             (Err(error), None) => Err(error),
-            (_, Some(stale)) => {
+            (_, Some((stale, outcome))) => {
                 self.counters.stale_on_error.fetch_add(1, Ordering::Relaxed);
-                Ok(Cached::from_entry(stale, Outcome::StaleOnError))
+                Ok(Cached::from_entry(stale, outcome))
             }
         }
     }
@@ -362,6 +376,7 @@ impl TieredCache {
                 entry,
                 stored,
                 failed: loaded.failed,
+                unreachable: loaded.failed && loaded.unreachable,
             })
         })
     }

@@ -15,6 +15,7 @@ fn options(ttl: u64, swr: u64, tags: &[&str]) -> CacheOptions {
         stale_while_revalidate: Duration::from_secs(swr),
         stale_if_error: Duration::ZERO,
         keep: Duration::ZERO,
+        stale_if_unreachable: false,
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
     }
 }
@@ -279,6 +280,7 @@ async fn a_failed_load_inside_stale_if_error_serves_the_stale_value() {
             value: Bytes::from_static(b"503"),
             store: false,
             failed: true,
+            unreachable: false,
         })
     };
     let stood_in = cache
@@ -313,6 +315,69 @@ async fn a_failed_load_inside_stale_if_error_serves_the_stale_value() {
     assert_eq!(recovered.value.as_ref(), b"v2");
 }
 
+/// A loader whose source could not be reached (`unreachable`) or answered with an error.
+fn failing(unreachable: bool) -> impl FnOnce() -> std::future::Ready<Result<Loaded, String>> {
+    move || {
+        std::future::ready(Ok(Loaded {
+            unreachable,
+            failed: true,
+            store: false,
+            ..Loaded::from(Bytes::from_static(b"502"))
+        }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_copy_stands_in_only_for_a_source_that_could_not_be_reached() {
+    let cache = TieredCache::new(1 << 20);
+    let calls = Arc::new(AtomicU32::new(0));
+    let kept = CacheOptions {
+        keep: Duration::from_secs(100),
+        stale_if_unreachable: true,
+        ..options(10, 0, &[])
+    };
+    let forbidden = CacheOptions {
+        stale_if_unreachable: false,
+        ..kept.clone()
+    };
+    for (key, options) in [("may", &kept), ("may-not", &forbidden)] {
+        cache
+            .get_with_refresh(key, options.clone(), counting(&calls, Duration::ZERO))
+            .await
+            .expect("loads");
+    }
+    advance(Duration::from_secs(20)).await;
+    let answered = cache
+        .get_with_refresh("may", kept.clone(), failing(false))
+        .await
+        .expect("answered");
+    assert_eq!(
+        answered.value.as_ref(),
+        b"502",
+        "an answer, even a 5xx, is one"
+    );
+    let stood_in = cache
+        .get_with_refresh("may", kept.clone(), failing(true))
+        .await
+        .expect("served");
+    assert_eq!(
+        (stood_in.value.as_ref(), stood_in.outcome.as_str()),
+        (&b"v1"[..], "stale-unreachable")
+    );
+    let refused = cache
+        .get_with_refresh("may-not", forbidden, failing(true))
+        .await
+        .expect("answered");
+    assert_eq!(refused.value.as_ref(), b"502", "its response forbade it");
+
+    advance(Duration::from_secs(100)).await;
+    let gone = cache
+        .get_with_refresh("may", kept, failing(true))
+        .await
+        .expect("answered");
+    assert_eq!(gone.value.as_ref(), b"502", "no longer kept");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_invalidated_entry_stands_in_only_for_a_failed_reload() {
     let cache = TieredCache::new(1 << 20);
@@ -345,6 +410,7 @@ async fn an_invalidated_entry_stands_in_only_for_a_failed_reload() {
             value: Bytes::from_static(b"503"),
             store: false,
             failed: true,
+            unreachable: false,
             options: None,
             age: Duration::ZERO,
         })

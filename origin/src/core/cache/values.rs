@@ -28,6 +28,10 @@ pub struct Loaded {
     /// stale-if-error window is served instead, and the failure is stored only when `store`
     /// allows it and no stale copy is held.
     pub failed: bool,
+    /// Whether that failure is that the source could not be reached at all (refused, reset,
+    /// timed out): a copy kept past its windows stands in, where it allows (see
+    /// [`super::CacheOptions::stale_if_unreachable`]).
+    pub unreachable: bool,
     /// Its own lifetimes and tags, where the value says them (an upstream's `Cache-Control`
     /// and `Surrogate-Key`); `None` keeps those of the request that loaded it.
     pub options: Option<CacheOptions>,
@@ -41,6 +45,7 @@ impl From<Bytes> for Loaded {
             value,
             store: true,
             failed: false,
+            unreachable: false,
             options: None,
             age: Duration::ZERO,
         }
@@ -53,6 +58,7 @@ pub(super) struct Landed {
     pub(super) entry: Arc<Entry>,
     pub(super) stored: bool,
     pub(super) failed: bool,
+    pub(super) unreachable: bool,
 }
 
 /// How a value was obtained, for `Cache-Status` and metrics.
@@ -67,6 +73,9 @@ pub enum Outcome {
     Stale,
     /// Stale from the cache, standing in for a load that failed (stale-if-error).
     StaleOnError,
+    /// Stale from the cache, kept past its windows, standing in for a load whose source could
+    /// not be reached (RFC 9111 §4.2.4).
+    StaleUnreachable,
     /// Loaded; `collapsed` when this call waited for another caller's load.
     Miss {
         /// Joined a load already in flight.
@@ -83,6 +92,7 @@ impl Outcome {
             Self::Hit { .. } => "hit",
             Self::Stale => "stale",
             Self::StaleOnError => "stale-if-error",
+            Self::StaleUnreachable => "stale-unreachable",
             Self::Miss {
                 collapsed: false, ..
             } => "miss",

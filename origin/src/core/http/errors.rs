@@ -41,6 +41,12 @@ impl FieldError {
 #[derive(Debug, Clone)]
 pub struct ErrorCause(pub Arc<str>);
 
+/// Marks an error response that stands for a source that could not be reached at all (the
+/// connection refused or broken, no answer in time), not for an answer it gave: a cache may
+/// serve a stale copy in its place (RFC 9111 §4.2.4). Never sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Unreachable;
+
 /// A client-facing error: the shared body, the status it answers with and, for the log, its
 /// cause.
 #[derive(Debug, Clone)]

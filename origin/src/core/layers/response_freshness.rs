@@ -3,10 +3,11 @@
 //! it is stored and §4.2 for how long it is fresh, with the stale windows of RFC 5861, through
 //! the same `shared` code as the edge. `Surrogate-Control`, addressed to the shield alone,
 //! replaces `Cache-Control` there; `Surrogate-Key` (space-separated) and `Cache-Tag`
-//! (comma-separated) name the tags a purge finds it by. A response with a validator (`ETag`,
-//! `Last-Modified`) is kept for [`KEEP_FOR_VALIDATION`] after it goes stale, even with no
-//! freshness at all, so that the next load asks the upstream whether it changed rather than
-//! for the whole body again.
+//! (comma-separated) name the tags a purge finds it by. A response is kept for [`KEEP_STALE`]
+//! after it goes stale: with a validator (`ETag`, `Last-Modified`), even with no freshness at
+//! all, so that the next load asks the upstream whether it changed rather than for the whole
+//! body again; and, unless it forbids serving it stale, to stand in when the upstream cannot
+//! be reached (RFC 9111 §4.2.4).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,9 +17,9 @@ use shared::freshness::{current_age, storability, Freshness, ResponseFacts};
 use crate::core::cache::CacheOptions;
 use crate::core::http::header_values::joined;
 
-/// How long a stale response with a validator is kept to be validated (as Varnish's
-/// `beresp.keep`, and the day the edge keeps one).
-pub const KEEP_FOR_VALIDATION: Duration = Duration::from_secs(24 * 3600);
+/// How long a stale response is kept to be validated, or to stand in for an upstream that
+/// cannot be reached (as Varnish's `beresp.keep`, and the day the edge keeps one).
+pub const KEEP_STALE: Duration = Duration::from_secs(24 * 3600);
 
 /// RFC 9213's field for caches run by the operator.
 const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -91,11 +92,13 @@ pub fn judge(
         ttl: seconds(freshness.lifetime),
         stale_while_revalidate: seconds(freshness.stale_while_revalidate),
         stale_if_error: seconds(freshness.stale_if_error),
-        keep: if validated {
-            KEEP_FOR_VALIDATION
+        // Kept to be validated, or to stand in for an upstream that cannot be reached.
+        keep: if validated || !freshness.must_revalidate {
+            KEEP_STALE
         } else {
             Duration::ZERO
         },
+        stale_if_unreachable: !freshness.must_revalidate,
         tags: tags(headers).into(),
     };
     let useful = u64::from(freshness.lifetime) > initial_age
@@ -205,21 +208,33 @@ mod tests {
                 Duration::ZERO,
                 "never served unvalidated"
             );
-            assert_eq!(verdict.options.keep, KEEP_FOR_VALIDATION);
+            assert_eq!(verdict.options.keep, KEEP_STALE);
         }
         let refused = headers(&[("cache-control", "no-store"), ("etag", "\"v1\"")]);
         assert!(!judge(StatusCode::OK, &refused, None, Asker::default()).store);
+    }
+
+    #[test]
+    fn a_stale_copy_stands_in_for_an_unreachable_upstream_unless_forbidden() {
         let fresh = judge(
             StatusCode::OK,
             &headers(&[("cache-control", "max-age=60")]),
             None,
             Asker::default(),
         );
-        assert_eq!(
-            fresh.options.keep,
-            Duration::ZERO,
-            "nothing to validate with"
-        );
+        assert!(fresh.options.stale_if_unreachable);
+        assert_eq!(fresh.options.keep, KEEP_STALE);
+        for forbidding in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "max-age=60, no-cache",
+            "s-maxage=60",
+        ] {
+            let map = headers(&[("cache-control", forbidding)]);
+            let verdict = judge(StatusCode::OK, &map, None, Asker::default());
+            assert!(!verdict.options.stale_if_unreachable, "{forbidding}");
+            assert_eq!(verdict.options.keep, Duration::ZERO, "{forbidding}");
+        }
     }
 
     #[test]

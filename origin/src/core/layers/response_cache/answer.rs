@@ -224,6 +224,9 @@ fn cache_status(name: &str, outcome: Outcome) -> Option<HeaderValue> {
         Outcome::StaleOnError => {
             general(CacheStatus::forward(name, ForwardReason::Stale).with_detail("stale-if-error"))
         }
+        Outcome::StaleUnreachable => general(
+            CacheStatus::forward(name, ForwardReason::Stale).with_detail("origin-unreachable"),
+        ),
         Outcome::Miss { collapsed, stored } => general(
             CacheStatus::forward(name, ForwardReason::Miss)
                 .stored(stored)

@@ -16,7 +16,7 @@ use shared::validators::EntityTag;
 use super::stored::{self, Stamped, Stored, Value};
 use super::variants::{fields_of, Variants};
 use crate::core::cache::{Loaded, TieredCache};
-use crate::core::http::errors::ErrorCause;
+use crate::core::http::errors::{ApiError, ErrorCause, ErrorCode, Unreachable};
 use crate::core::layers::response_freshness::{judge, Asker, SurrogateControl};
 use crate::core::route::RouteTemplate;
 use crate::core::service::{call, Inner};
@@ -123,7 +123,13 @@ impl<S: Inner> Load<S> {
                 let asker = Asker {
                     authorized: parts.headers.contains_key(header::AUTHORIZATION),
                 };
-                let captured = capture(response, max_body, from_response.then_some(asker)).await;
+                let held = matches!(prior.as_deref(), Some(Value::Response(_)));
+                let reading = Reading {
+                    max_body,
+                    asker: from_response.then_some(asker),
+                    held,
+                };
+                let captured = capture(response, reading).await;
                 let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
                 handover.cause = cause;
                 handover.mark = Some(mark);
@@ -270,14 +276,27 @@ fn place(
     }
 }
 
-/// Buffers a response into a cache value, or hands it back when it must stream. With an
-/// `asker` (an upstream's response), the response's own headers say whether and how long it
-/// is kept, and a body of unknown length is read up to the limit before it is given up on.
-async fn capture(
-    response: Response,
+/// How a loaded response is read.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// The most a body read whole may hold.
     max_body: usize,
+    /// For an upstream's response, the request it answers: its own headers say whether and how
+    /// long it is kept, and a body of unknown length is read up to the limit before it is given
+    /// up on.
     asker: Option<Asker>,
-) -> Result<Captured, Response> {
+    /// A stale copy is held: the response is read even when it may not be kept, so that the
+    /// copy stands in if the response breaks off.
+    held: bool,
+}
+
+/// Buffers a response into a cache value, or hands it back when it must stream.
+async fn capture(response: Response, reading: Reading) -> Result<Captured, Response> {
+    let Reading {
+        max_body,
+        asker,
+        held,
+    } = reading;
     // A body of known size (the header is only added when hyper writes the response).
     let length = HttpBody::size_hint(response.body())
         .exact()
@@ -299,7 +318,7 @@ async fn capture(
     });
     if verdict
         .as_ref()
-        .is_some_and(|v| !v.store && !response.status().is_server_error())
+        .is_some_and(|v| !(v.store || held || response.status().is_server_error()))
     {
         return Err(response);
     }
@@ -307,7 +326,14 @@ async fn capture(
     let body = match read_whole(body, max_body).await {
         Read::Whole(body) => body,
         Read::TooLong(body) => return Err(Response::from_parts(parts, body)),
-        Read::Failed => return Err(StatusCode::BAD_GATEWAY.into_response()),
+        // The upstream broke off: as good as unreachable, so a kept copy may stand in.
+        Read::Failed => {
+            let reading = Reading {
+                asker: None,
+                ..reading
+            };
+            return Box::pin(capture(broken_off(), reading)).await;
+        }
     };
     let mut store = parts.status == StatusCode::OK && app_may_store(&parts.headers);
     let (mut options, mut age) = (None, std::time::Duration::ZERO);
@@ -316,6 +342,8 @@ async fn capture(
     }
     // A server error (the database down, a breaker open, a timeout) gives way to a stale copy.
     let failed = parts.status.is_server_error();
+    // An upstream that gave no answer at all: a copy kept past its windows may stand in too.
+    let unreachable = parts.extensions.get::<Unreachable>().is_some();
     // A made-up ETag lets clients validate a stored copy; an upstream's Last-Modified does
     // that already, and a made-up tag sent upstream would hide it (If-None-Match wins).
     let dated = from_response && parts.headers.contains_key(header::LAST_MODIFIED);
@@ -348,10 +376,23 @@ async fn capture(
             value,
             store,
             failed,
+            unreachable,
             options,
             age,
         },
     })
+}
+
+/// The answer to a load whose response broke off before its end.
+fn broken_off() -> Response {
+    let error = ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::OriginUnreachable,
+        "the response broke off before its end",
+    );
+    let mut response = error.into_response();
+    response.extensions_mut().insert(Unreachable);
+    response
 }
 
 /// A body read up to a limit.

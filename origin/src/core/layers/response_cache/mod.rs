@@ -94,6 +94,7 @@ impl CacheTuning {
                 .unwrap_or(caching.stale_while_revalidate),
             stale_if_error: caching.stale_if_error,
             keep: Duration::ZERO,
+            stale_if_unreachable: false,
             tags: caching.tags.clone(),
         }
     }
@@ -216,7 +217,10 @@ impl ResponseCache {
         load: &Load<S>,
     ) -> Response {
         let mut response = respond(stored, (self.name, cached.outcome), cached.age, asked);
-        if matches!(cached.outcome, Outcome::Miss { .. } | Outcome::StaleOnError) {
+        if matches!(
+            cached.outcome,
+            Outcome::Miss { .. } | Outcome::StaleOnError | Outcome::StaleUnreachable
+        ) {
             let mut handover = lock(&load.handover);
             if let Some(cause) = handover.cause.take() {
                 response.extensions_mut().insert(cause);

@@ -84,6 +84,30 @@ pub(crate) async fn spawn_metrics_listener(
     Ok(())
 }
 
+/// `app` behind `core`, with the core's own routes beside it; or, with `ADMIN_ADDR`, without
+/// them, which a listener of their own on that address then serves for the life of the
+/// process (it goes on answering readiness, `503` while the main listener drains).
+pub(crate) async fn with_endpoints(
+    core: Core,
+    app: Router,
+    config: &ListenerConfig,
+) -> Result<crate::core::stack::Stack, ServeError> {
+    let Some(addr) = config.admin_addr else {
+        return Ok(core.stack(app));
+    };
+    let admin = TcpListener::bind(addr).await?;
+    let endpoints = core.clone().endpoints_stack();
+    tracing::info!(%addr, "admin listener: health, metrics, the status page, the admin API");
+    tokio::spawn(listener::serve(
+        admin,
+        endpoints,
+        config.connection_limits(),
+        listener::OpenConnections::default(),
+        std::future::pending(),
+    ));
+    Ok(core.application_stack(app))
+}
+
 /// Serves on `listener` until `shutdown` completes, then drains in-flight requests. A
 /// configuration built in code is checked as one read from the environment is.
 pub async fn run(
@@ -118,7 +142,7 @@ pub async fn run(
     let cache = core.cache.cache.clone();
     let state = AppState::new(store, cache, uploads, http, images, jobs.clone(), notifier);
     app::jobs::register(&jobs, &state, config.jobs.audit_retention_days, webhook);
-    let stack = core.stack(app::router(state));
+    let stack = with_endpoints(core, app::router(state), &config.listener).await?;
     let host = config
         .cache
         .warm_host

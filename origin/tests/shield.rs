@@ -125,6 +125,66 @@ async fn requests_and_responses_are_cleaned_on_their_way_through() {
 }
 
 #[tokio::test]
+async fn with_an_admin_listener_every_path_of_the_public_one_is_the_upstreams() {
+    let upstream = PythonUpstream::start("own-routes");
+    let admin_port = common::free_port();
+    let admin_addr = format!("127.0.0.1:{admin_port}");
+    let shield = Shield::start(
+        &[upstream.url()],
+        &[("ADMIN_ADDR", &admin_addr), ("ADMIN_TOKEN", "admin-secret")],
+    )
+    .await;
+    shield_processes::wait_for_port(admin_port);
+    let http = reqwest::Client::new();
+
+    // The application's own /health, /metrics and /status are reached through the shield.
+    for path in [
+        "/health/ready",
+        "/health",
+        "/metrics",
+        "/status",
+        "/api/cache/stats",
+    ] {
+        let answer = http
+            .get(format!("{}{path}", shield.base))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.status(), 404, "{path}: the upstream's answer");
+        assert_eq!(answer.headers()["x-upstream"], "own-routes", "{path}");
+    }
+    // The shield's own are on the admin listener, which passes nothing on.
+    let admin = format!("http://{admin_addr}");
+    let ready = http
+        .get(format!("{admin}/health/ready"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ready.status(), 200);
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .expect("answered");
+    let text = metrics.text().await.expect("body");
+    assert!(text.contains("http_requests_total"), "{text:.200}");
+    let stats = http
+        .get(format!("{admin}/api/cache/stats"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(stats.status(), 200);
+    let elsewhere = http
+        .get(format!("{admin}/hello"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(elsewhere.status(), 404, "never proxied");
+    assert!(!elsewhere.headers().contains_key("x-upstream"));
+}
+
+#[tokio::test]
 async fn reads_go_round_a_dead_upstream_and_writes_are_never_sent_twice() {
     let live = PythonUpstream::start("live");
     let dead = format!("http://127.0.0.1:{}", common::free_port());

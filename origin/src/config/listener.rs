@@ -13,6 +13,9 @@ use crate::core::serving::listener::ConnectionLimits;
 pub const ENV_ADDR: &str = "ORIGIN_ADDR";
 /// `METRICS_ADDR`: a second listener serving `/metrics` alone (the seed used port 9464).
 pub const ENV_METRICS_ADDR: &str = "METRICS_ADDR";
+/// `ADMIN_ADDR`: a listener of their own for the core's routes (health, metrics, status page,
+/// admin API), which the main one then leaves to the application (or the shield's upstreams).
+pub const ENV_ADMIN_ADDR: &str = "ADMIN_ADDR";
 /// `LOG_FORMAT`: `pretty` or `json`.
 pub const ENV_LOG_FORMAT: &str = "LOG_FORMAT";
 /// `MAX_HEADER_SIZE`: largest request head (request line and headers) in bytes; larger gets 431.
@@ -31,6 +34,7 @@ pub const ENV_SLOW_REQUEST_MS: &str = "SLOW_REQUEST_MS";
 pub const VARIABLES: &[&str] = &[
     ENV_ADDR,
     ENV_METRICS_ADDR,
+    ENV_ADMIN_ADDR,
     ENV_LOG_FORMAT,
     ENV_MAX_HEADER_SIZE,
     ENV_HEADER_READ_TIMEOUT_MS,
@@ -62,6 +66,9 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     /// A listener for `/metrics` alone, besides the main port.
     pub metrics_addr: Option<SocketAddr>,
+    /// A listener for the core's own routes, which the main one then leaves to the
+    /// application: a shield's upstream keeps its own `/health`, `/metrics` and `/status`.
+    pub admin_addr: Option<SocketAddr>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Largest request head, in bytes.
@@ -83,6 +90,7 @@ impl Default for ListenerConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_addr: None,
+            admin_addr: None,
             log_format: LogFormat::Pretty,
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(30),
@@ -101,6 +109,7 @@ impl ListenerConfig {
         let config = Self {
             addr: address(ENV_ADDR)?.unwrap_or(defaults.addr),
             metrics_addr: address(ENV_METRICS_ADDR)?.or(defaults.metrics_addr),
+            admin_addr: address(ENV_ADMIN_ADDR)?.or(defaults.admin_addr),
             log_format: read::choice(source, ENV_LOG_FORMAT, LOG_FORMATS, |word| match word {
                 "pretty" => Some(LogFormat::Pretty),
                 "json" => Some(LogFormat::Json),

@@ -112,6 +112,7 @@ fn write_full_ca_file() {
 const FULL: &[(&str, &str)] = &[
     ("ORIGIN_ADDR", "0.0.0.0:9000"),
     ("METRICS_ADDR", "[::1]:9464"),
+    ("ADMIN_ADDR", "127.0.0.1:9901"),
     ("LOG_FORMAT", "json"),
     ("MAX_HEADER_SIZE", "8192"),
     ("HEADER_READ_TIMEOUT_MS", "1500"),
@@ -208,6 +209,7 @@ fn full_expected() -> Config {
         listener: ListenerConfig {
             addr: SocketAddr::from(([0, 0, 0, 0], 9000)),
             metrics_addr: Some("[::1]:9464".parse().expect("address")),
+            admin_addr: Some("127.0.0.1:9901".parse().expect("address")),
             log_format: LogFormat::Json,
             max_header_bytes: 8192,
             header_read_timeout: ms(1500),
@@ -457,6 +459,7 @@ const BAD: &[Bad] = &[
     bad("ORIGIN_ADDR", "nope", ADDRESS),
     bad("ORIGIN_ADDR", "127.0.0.1:70000", ADDRESS),
     bad("METRICS_ADDR", "localhost", ADDRESS),
+    bad("ADMIN_ADDR", ":9901", ADDRESS),
     bad("LOG_FORMAT", "xml", "one of pretty, json"),
     bad("MAX_HEADER_SIZE", "4096", "between 8192 and 1048576"),
     bad("MAX_HEADER_SIZE", "99999999999", "between 8192 and 1048576"), // clamped

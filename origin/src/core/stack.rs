@@ -267,6 +267,24 @@ impl Core {
     /// concrete services (compression, pipeline, nothing else) and no router.
     pub fn stack(self, app: Router) -> Stack {
         let endpoints = self.endpoints();
+        self.layered(app.merge(endpoints))
+    }
+
+    /// `app` behind the core's layers without the core's own routes, which
+    /// [`Self::endpoints_stack`] serves on a listener of their own (`ADMIN_ADDR`).
+    pub fn application_stack(self, app: Router) -> Stack {
+        self.layered(app)
+    }
+
+    /// The core's own routes alone (health, metrics, the status page, the admin API) behind
+    /// its layers, for a listener of their own.
+    pub fn endpoints_stack(self) -> Stack {
+        let endpoints = self.endpoints();
+        self.layered(endpoints)
+    }
+
+    /// `routes` behind the core's layers (see [`Self::stack`]).
+    fn layered(self, routes: Router) -> Stack {
         self.history.start_sampling(self.cache.cache.clone());
         let stages = Stages {
             // 1. Request id: the edge's, or a new one, so that both tiers' logs name the request.
@@ -287,8 +305,7 @@ impl Core {
             history: self.history,
             admin_token: self.admin_token.clone(),
         };
-        let routes = app
-            .merge(endpoints)
+        let routes = routes
             // Route identity: every response names its route template, for the metrics.
             .route_layer(middleware::from_fn(route::tag_route))
             .fallback(errors::route_not_found)

@@ -80,7 +80,7 @@ pub async fn run(
     let application = Router::new()
         .route_service("/", proxy.clone())
         .route_service("/{*path}", proxy);
-    let stack = core.stack(application);
+    let stack = crate::server::with_endpoints(core, application, &config.listener).await?;
     let workers = Core::start_jobs(&jobs, stack.clone(), Vec::new());
     tracing::info!(
         upstreams = %config

@@ -61,7 +61,13 @@ pub(crate) async fn lookup(
 ) -> Result<Option<Stored>> {
     let ranged = exchange.request.headers().has("range")?;
     let lookup = store::lookup_as(cache, &fill.cache_url, exchange.request, ranged);
-    let stored = cache_io(exchange.config, lookup).await?;
+    let stored = cache_io(exchange.config, lookup)
+        .await
+        .unwrap_or_else(|error| {
+            // A cache that cannot be read must not fail the request: it goes to the origin.
+            exchange.log(&format!("cache lookup failed, taken as a miss: {error}"));
+            None
+        });
     Ok(stored.filter(|stored| !fill.authorized || stored.authorized))
 }
 

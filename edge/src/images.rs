@@ -109,9 +109,7 @@ async fn serve(
     let (request, config, security) = (exchange.request, exchange.config, &exchange.security);
     let cache = Cache::default();
     let cache_url = key.cache_url();
-    if let Some((response, remaining)) =
-        cache_io(config, stored_fresh(&cache, &cache_url, request)).await?
-    {
+    if let Some((response, remaining)) = stored_variant(exchange, &cache, &cache_url).await? {
         let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
         return finish(request, response, choice, &status, security);
     }
@@ -123,7 +121,7 @@ async fn serve(
         None => {
             coalesce::wait(&cache_url, config.origin_timeout + CONVERSION_WAIT).await;
             if let Some((response, remaining)) =
-                cache_io(config, stored_fresh(&cache, &cache_url, request)).await?
+                stored_variant(exchange, &cache, &cache_url).await?
             {
                 let status = status.collapsed(true).with_ttl(i64::from(remaining));
                 return finish(request, response, choice, &status, security);
@@ -155,8 +153,26 @@ async fn serve(
     let response = Response::from_bytes(bytes.clone())?.with_headers(headers.clone());
     let times = (request_time, response_time);
     let kept = keep(&cache, &cache_url, &response, &headers, bytes, times);
-    let stored = cache_io(config, kept).await?;
+    let stored = cache_io(config, kept).await.unwrap_or_else(|error| {
+        exchange.log(&format!("storing the converted image failed: {error}"));
+        false
+    });
     finish(request, response, choice, &status.stored(stored), security)
+}
+
+/// The fresh stored variant at `cache_url`; a cache that cannot be read counts as holding none.
+async fn stored_variant(
+    exchange: &Exchange<'_>,
+    cache: &Cache,
+    cache_url: &str,
+) -> Result<Option<(Response, u32)>> {
+    let lookup = stored_fresh(cache, cache_url, exchange.request);
+    Ok(cache_io(exchange.config, lookup)
+        .await
+        .unwrap_or_else(|error| {
+            exchange.log(&format!("cache lookup failed, taken as a miss: {error}"));
+            None
+        }))
 }
 
 /// A fresh stored copy of `cache_url`, with its `Age`, and how long it stays fresh.

@@ -18,8 +18,10 @@
 //! work between them counts as nothing, and durations are whole milliseconds.
 
 use std::future::Future;
+use std::time::Duration;
 
-use worker::{web_sys, Date};
+use futures_util::future::{select, Either};
+use worker::{web_sys, Date, Delay};
 
 use crate::config::EdgeConfig;
 use crate::runtime::js_error;
@@ -128,10 +130,25 @@ pub fn stamp(response: web_sys::Response, span: &Span) -> worker::Result<web_sys
     Ok(response)
 }
 
-/// Runs a Cache API operation on the request path, adding its time to the request's span.
-pub async fn cache_io<F: Future>(config: &EdgeConfig, work: F) -> F::Output {
+/// The longest a Cache API operation may hold a request: past it, the operation counts as
+/// failed (a lookup as a miss, a store as not stored), so that a cache that stops answering
+/// never hangs a request.
+pub const CACHE_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a Cache API operation on the request path, bounded by [`CACHE_IO_TIMEOUT`], adding its
+/// time to the request's span.
+pub async fn cache_io<T, F>(config: &EdgeConfig, work: F) -> worker::Result<T>
+where
+    F: Future<Output = worker::Result<T>>,
+{
     let started = Date::now().as_millis();
-    let output = work.await;
+    let output = match select(Box::pin(work), Delay::from(CACHE_IO_TIMEOUT)).await {
+        Either::Left((output, _)) => output,
+        Either::Right(((), _)) => Err(worker::Error::RustError(format!(
+            "the cache did not answer within {} s",
+            CACHE_IO_TIMEOUT.as_secs()
+        ))),
+    };
     let spent = Date::now().as_millis().saturating_sub(started);
     config.trace(|span| span.add_cache_time(spent as f64));
     output

@@ -208,8 +208,20 @@ async fn a_policy_file_sets_the_lifetime_of_a_path_whose_upstream_says_none() {
     let upstream = PythonUpstream::start("plain");
     let folder = tempfile::tempdir().expect("a folder");
     let policy = folder.path().join("shield-policy.toml");
-    let rule = "\n[[rules]]\nname = \"counter\"\npattern = \"/counter\"\nedge_ttl = \"1m\"\n";
-    std::fs::write(&policy, [shared::policy::SHIELD_POLICY_TOML, rule].concat()).expect("written");
+    let rule = |name: &str, pattern: &str| {
+        format!("\n[[rules]]\nname = \"{name}\"\npattern = \"{pattern}\"\nedge_ttl = \"1m\"\n")
+    };
+    let rules = [
+        rule("counter", "/counter"),
+        rule("missing", "/missing/*"),
+        rule("upstream-health", "/healthz"),
+    ]
+    .concat();
+    std::fs::write(
+        &policy,
+        [shared::policy::SHIELD_POLICY_TOML, &rules].concat(),
+    )
+    .expect("written");
     let policy = policy.display().to_string();
     let shield = Shield::start(&[upstream.url()], &[("SHIELD_POLICY_FILE", &policy)]).await;
     let http = reqwest::Client::new();
@@ -223,6 +235,37 @@ async fn a_policy_file_sets_the_lifetime_of_a_path_whose_upstream_says_none() {
         "the rule's lifetime, where the upstream said none: {head:?}"
     );
     assert_eq!(counter(&http, &ruled).await.0, a, "kept by the rule");
+
+    // The upstream's own word wins: its no-store and its own lifetime.
+    let refused = format!("{}/counter?cc=no-store", shield.base);
+    assert_eq!(
+        asked_again(&http, &refused).await,
+        1,
+        "no-store, rule or not"
+    );
+    let own = format!("{}/counter?cc=max-age=60", shield.base);
+    let (_, head) = counter(&http, &own).await;
+    assert_eq!(head["cache-control"], "max-age=60");
+
+    // A status a cache keeps by default (a 404) takes the rule's lifetime; an upstream's error
+    // never does.
+    let missing = format!("{}/missing/page", shield.base);
+    for expected in ["miss", "hit"] {
+        let (status, head, _) = read(&http, &missing, &[]).await;
+        assert_eq!(status, 404);
+        assert!(
+            cache_status(&head).contains(expected),
+            "{expected}: {head:?}"
+        );
+    }
+    upstream.set_down(true);
+    let failing = format!("{}/healthz", shield.base);
+    for _ in 0..2 {
+        let (status, head, _) = read(&http, &failing, &[]).await;
+        assert_eq!(status, 503);
+        assert!(!head.contains_key("cache-control"), "{head:?}");
+        assert!(!cache_status(&head).contains("hit"), "{head:?}");
+    }
     let elsewhere = format!("{}/echo", shield.base);
     let answer = http.get(&elsewhere).send().await.expect("answered");
     assert!(

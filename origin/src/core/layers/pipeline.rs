@@ -255,7 +255,10 @@ async fn serve<S: Inner>(
 /// The policy's headers (unless a cached copy carries them already) and the rate limit's.
 fn stamp(stages: &Stages, prepared: Prepared, limited: Option<&Limited>, response: &mut Response) {
     if response.extensions().get::<Stamped>().is_none() {
-        stages.policy.stamp(prepared, response.headers_mut());
+        let status = response.status();
+        stages
+            .policy
+            .stamp(prepared, status, response.headers_mut());
     }
     if let Some(limited) = limited {
         rate_limit_headers(&limited.verdict, response.headers_mut());
@@ -273,7 +276,9 @@ async fn through<S: Inner>(
     match caching {
         Some(caching) => {
             let (finish, with) = (Arc::clone(stages), prepared.clone());
-            let stamp = move |headers: &mut HeaderMap| finish.policy.stamp(with.clone(), headers);
+            let stamp = move |status, headers: &mut HeaderMap| {
+                finish.policy.stamp(with.clone(), status, headers);
+            };
             let inner = timing::Timed(inner);
             stages.cache.serve(request, &caching, inner, stamp).await
         }

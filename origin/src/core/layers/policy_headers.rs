@@ -14,7 +14,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use shared::freshness::heuristically_cacheable;
 use shared::key::CacheKey;
 use shared::policy::{BypassReason, Decision, Policy, RequestFacts, RoutePolicy};
 use shared::rate_limit::RateLimitTier;
@@ -230,7 +231,9 @@ impl PolicyHeaders {
                 ),
                 stale_if_error: Duration::from_secs(matched.policy.stale_if_error.get().into()),
                 tags: decision.tags.into(),
-                from_response: false,
+                // In front of an upstream, its response says whether it may be kept, with the
+                // rule's lifetimes stamped where it said nothing.
+                from_response: self.stamping == Stamping::Proxy,
             })),
             (false, None, Some(key)) if upstream_path => Some(Arc::new(RouteCaching {
                 rule: "upstream".to_owned(),
@@ -258,12 +261,16 @@ impl PolicyHeaders {
         }
     }
 
-    /// Stamps `headers` with what `prepared` decided: `Cache-Control` (unless the handler set
-    /// its own), `Cache-Tag` and the security headers; `Server` and `X-Powered-By` removed.
-    pub fn stamp(&self, prepared: Prepared, headers: &mut HeaderMap) {
+    /// Stamps the headers of a response with `status` with what `prepared` decided:
+    /// `Cache-Control` (unless the handler set its own), `Cache-Tag` and the security headers;
+    /// `Server` and `X-Powered-By` removed. In front of an upstream, a rule's `Cache-Control`
+    /// goes only on statuses a cache may keep by default (RFC 9110 §15.1), so that an
+    /// upstream's error or redirect is never made cacheable by it.
+    pub fn stamp(&self, prepared: Prepared, status: StatusCode, headers: &mut HeaderMap) {
         let proxied = self.stamping == Stamping::Proxy;
         let decided = !proxied || prepared.rule.is_some();
-        if decided && !headers.contains_key(header::CACHE_CONTROL) {
+        let lifetimes = decided && (!proxied || heuristically_cacheable(status.as_u16()));
+        if lifetimes && !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, prepared.cache_control);
         }
         if let Some(tags) = prepared.tags.filter(|_| decided) {

@@ -50,6 +50,9 @@ const KEPT_ON_VALIDATION: [HeaderName; 4] = [
     header::CONTENT_RANGE,
 ];
 
+/// Finishes the headers of a loaded response with its status (the policy's stamp).
+pub type Stamp = dyn Fn(StatusCode, &mut HeaderMap) + Send + Sync;
+
 /// What a load hands the caller that started it, beside the value it stores under its key.
 #[derive(Debug, Default)]
 pub struct Handover {
@@ -74,7 +77,7 @@ pub struct Load<S> {
     pub parts: Arc<Parts>,
     pub inner: S,
     /// Finishes a loaded response's headers before it is stored.
-    pub stamp: Arc<dyn Fn(&mut HeaderMap) + Send + Sync>,
+    pub stamp: Arc<Stamp>,
     pub max_body: usize,
     /// The response's own headers say whether and how long it is kept (an upstream's).
     pub from_response: bool,
@@ -117,7 +120,7 @@ impl<S: Inner> Load<S> {
                     revalidated = response.status() == StatusCode::NOT_MODIFIED;
                     response = freshened(stale, response);
                 }
-                stamp(response.headers_mut());
+                stamp(response.status(), response.headers_mut());
                 response.extensions_mut().insert(Stamped);
                 let cause = response.extensions_mut().remove::<ErrorCause>();
                 let asker = Asker {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 
 use crate::core::cache::{CacheOptions, Cached, ForceRefresh, Outcome, TieredCache};
@@ -116,7 +116,7 @@ impl ResponseCache {
         request: Request,
         caching: &RouteCaching,
         inner: S,
-        stamp: impl Fn(&mut HeaderMap) + Send + Sync + 'static,
+        stamp: impl Fn(StatusCode, &mut HeaderMap) + Send + Sync + 'static,
     ) -> Response {
         if !self.tuning.enabled || !cacheable(&request, caching) {
             return call(inner, request).await;

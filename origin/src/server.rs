@@ -91,21 +91,32 @@ pub(crate) async fn with_endpoints(
     core: Core,
     app: Router,
     config: &ListenerConfig,
-) -> Result<crate::core::stack::Stack, ServeError> {
+) -> Result<(crate::core::stack::Stack, AdminListener), ServeError> {
     let Some(addr) = config.admin_addr else {
-        return Ok(core.stack(app));
+        return Ok((core.stack(app), AdminListener(None)));
     };
     let admin = TcpListener::bind(addr).await?;
     let endpoints = core.clone().endpoints_stack();
     tracing::info!(%addr, "admin listener: health, metrics, the status page, the admin API");
-    tokio::spawn(listener::serve(
+    let serving = tokio::spawn(listener::serve(
         admin,
         endpoints,
         config.connection_limits(),
         listener::OpenConnections::default(),
         std::future::pending(),
     ));
-    Ok(core.application_stack(app))
+    Ok((core.application_stack(app), AdminListener(Some(serving))))
+}
+
+/// The `ADMIN_ADDR` listener, closed when dropped (once the main listener has drained).
+pub(crate) struct AdminListener(Option<tokio::task::JoinHandle<Drained>>);
+
+impl Drop for AdminListener {
+    fn drop(&mut self) {
+        if let Some(serving) = self.0.take() {
+            serving.abort();
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains in-flight requests. A
@@ -142,7 +153,7 @@ pub async fn run(
     let cache = core.cache.cache.clone();
     let state = AppState::new(store, cache, uploads, http, images, jobs.clone(), notifier);
     app::jobs::register(&jobs, &state, config.jobs.audit_retention_days, webhook);
-    let stack = with_endpoints(core, app::router(state), &config.listener).await?;
+    let (stack, _admin) = with_endpoints(core, app::router(state), &config.listener).await?;
     let host = config
         .cache
         .warm_host

@@ -80,7 +80,8 @@ pub async fn run(
     let application = Router::new()
         .route_service("/", proxy.clone())
         .route_service("/{*path}", proxy);
-    let stack = crate::server::with_endpoints(core, application, &config.listener).await?;
+    let (stack, _admin) =
+        crate::server::with_endpoints(core, application, &config.listener).await?;
     let workers = Core::start_jobs(&jobs, stack.clone(), Vec::new());
     tracing::info!(
         upstreams = %config

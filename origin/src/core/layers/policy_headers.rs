@@ -264,12 +264,13 @@ impl PolicyHeaders {
     /// Stamps the headers of a response with `status` with what `prepared` decided:
     /// `Cache-Control` (unless the handler set its own), `Cache-Tag` and the security headers;
     /// `Server` and `X-Powered-By` removed. In front of an upstream, a rule's `Cache-Control`
-    /// goes only on statuses a cache may keep by default (RFC 9110 §15.1), so that an
-    /// upstream's error or redirect is never made cacheable by it.
+    /// goes only on statuses a cache may keep by default (RFC 9110 §15.1) short of a `5xx`, so
+    /// that an upstream's failure or temporary redirect is never made cacheable by it.
     pub fn stamp(&self, prepared: Prepared, status: StatusCode, headers: &mut HeaderMap) {
         let proxied = self.stamping == Stamping::Proxy;
         let decided = !proxied || prepared.rule.is_some();
-        let lifetimes = decided && (!proxied || heuristically_cacheable(status.as_u16()));
+        let by_default = heuristically_cacheable(status.as_u16()) && !status.is_server_error();
+        let lifetimes = decided && (!proxied || by_default);
         if lifetimes && !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, prepared.cache_control);
         }

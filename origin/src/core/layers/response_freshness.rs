@@ -3,11 +3,12 @@
 //! it is stored and §4.2 for how long it is fresh, with the stale windows of RFC 5861, through
 //! the same `shared` code as the edge. `Surrogate-Control`, addressed to the shield alone,
 //! replaces `Cache-Control` there; `Surrogate-Key` (space-separated) and `Cache-Tag`
-//! (comma-separated) name the tags a purge finds it by. A response is kept for [`KEEP_STALE`]
-//! after it goes stale: with a validator (`ETag`, `Last-Modified`), even with no freshness at
-//! all, so that the next load asks the upstream whether it changed rather than for the whole
-//! body again; and, unless it forbids serving it stale, to stand in when the upstream cannot
-//! be reached (RFC 9111 §4.2.4).
+//! (comma-separated) name the tags a purge finds it by. A response with a validator (`ETag`,
+//! `Last-Modified`) is kept for [`KEEP_FOR_VALIDATION`] after it goes stale, even with no
+//! freshness at all, so that the next load asks the upstream whether it changed rather than
+//! for the whole body again. Unless it forbids serving it stale, a stale response also stands
+//! in when the upstream cannot be reached (RFC 9111 §4.2.4), kept for that at least
+//! [`KEEP_FOR_UNREACHABLE`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,9 +18,14 @@ use shared::freshness::{current_age, storability, Freshness, ResponseFacts};
 use crate::core::cache::CacheOptions;
 use crate::core::http::header_values::joined;
 
-/// How long a stale response is kept to be validated, or to stand in for an upstream that
-/// cannot be reached (as Varnish's `beresp.keep`, and the day the edge keeps one).
-pub const KEEP_STALE: Duration = Duration::from_secs(24 * 3600);
+/// How long a stale response with a validator is kept to be validated (as Varnish's
+/// `beresp.keep`, and the day the edge keeps one).
+pub const KEEP_FOR_VALIDATION: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a stale response without a validator is kept to stand in for an upstream that
+/// cannot be reached: an outage of that length is ridden out, and short-lived copies of many
+/// URLs do not fill the caches for a day.
+pub const KEEP_FOR_UNREACHABLE: Duration = Duration::from_secs(3600);
 
 /// RFC 9213's field for caches run by the operator.
 const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -93,10 +99,10 @@ pub fn judge(
         stale_while_revalidate: seconds(freshness.stale_while_revalidate),
         stale_if_error: seconds(freshness.stale_if_error),
         // Kept to be validated, or to stand in for an upstream that cannot be reached.
-        keep: if validated || !freshness.must_revalidate {
-            KEEP_STALE
-        } else {
-            Duration::ZERO
+        keep: match (validated, freshness.must_revalidate) {
+            (true, _) => KEEP_FOR_VALIDATION,
+            (false, false) => KEEP_FOR_UNREACHABLE,
+            (false, true) => Duration::ZERO,
         },
         stale_if_unreachable: !freshness.must_revalidate,
         tags: tags(headers).into(),
@@ -208,7 +214,7 @@ mod tests {
                 Duration::ZERO,
                 "never served unvalidated"
             );
-            assert_eq!(verdict.options.keep, KEEP_STALE);
+            assert_eq!(verdict.options.keep, KEEP_FOR_VALIDATION);
         }
         let refused = headers(&[("cache-control", "no-store"), ("etag", "\"v1\"")]);
         assert!(!judge(StatusCode::OK, &refused, None, Asker::default()).store);
@@ -223,7 +229,7 @@ mod tests {
             Asker::default(),
         );
         assert!(fresh.options.stale_if_unreachable);
-        assert_eq!(fresh.options.keep, KEEP_STALE);
+        assert_eq!(fresh.options.keep, KEEP_FOR_UNREACHABLE);
         for forbidding in [
             "max-age=60, must-revalidate",
             "max-age=60, proxy-revalidate",

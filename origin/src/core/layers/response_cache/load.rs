@@ -132,7 +132,19 @@ impl<S: Inner> Load<S> {
                     asker: from_response.then_some(asker),
                     held,
                 };
-                let captured = capture(response, reading).await;
+                let mut captured = capture(response, reading).await;
+                if matches!(captured, Err(Uncaptured::BrokeOff)) {
+                    // As good as unreachable: a kept copy may stand in, else a 502 answers.
+                    let mut answer = broken_off();
+                    stamp(answer.status(), answer.headers_mut());
+                    answer.extensions_mut().insert(Stamped);
+                    let reading = Reading {
+                        asker: None,
+                        held: false,
+                        max_body,
+                    };
+                    captured = capture(answer, reading).await;
+                }
                 let mut handover = slot.lock().unwrap_or_else(|p| p.into_inner());
                 handover.cause = cause;
                 handover.mark = Some(mark);
@@ -147,8 +159,11 @@ impl<S: Inner> Load<S> {
                         Ok(place(captured, variants.as_ref(), previous, &mut handover))
                     }
                     Ok(captured) => Ok(captured.loaded),
-                    Err(response) => {
-                        handover.streamed = Some(response);
+                    Err(uncaptured) => {
+                        handover.streamed = Some(match uncaptured {
+                            Uncaptured::Streams(response) => response,
+                            Uncaptured::BrokeOff => StatusCode::BAD_GATEWAY.into_response(),
+                        });
                         Err("response streamed: not cacheable")
                     }
                 }
@@ -288,13 +303,22 @@ struct Reading {
     /// long it is kept, and a body of unknown length is read up to the limit before it is given
     /// up on.
     asker: Option<Asker>,
-    /// A stale copy is held: the response is read even when it may not be kept, so that the
-    /// copy stands in if the response breaks off.
+    /// A stale copy is held: the response is read whole even when it may not be kept, so that
+    /// if it breaks off the copy stands in (where it may) or a clean `502` answers, never a
+    /// body cut short after a stored copy's URL answered `200`.
     held: bool,
 }
 
+/// Why a loaded response was not made a cache value.
+enum Uncaptured {
+    /// It streams on to its own client, as it came.
+    Streams(Response),
+    /// Its body broke off before its end.
+    BrokeOff,
+}
+
 /// Buffers a response into a cache value, or hands it back when it must stream.
-async fn capture(response: Response, reading: Reading) -> Result<Captured, Response> {
+async fn capture(response: Response, reading: Reading) -> Result<Captured, Uncaptured> {
     let Reading {
         max_body,
         asker,
@@ -306,7 +330,7 @@ async fn capture(response: Response, reading: Reading) -> Result<Captured, Respo
         .and_then(|length| usize::try_from(length).ok());
     let from_response = asker.is_some();
     if length.is_some_and(|length| length > max_body) || (length.is_none() && !from_response) {
-        return Err(response);
+        return Err(Uncaptured::Streams(response));
     }
     // A response that says it may not be kept streams on unread (a server error is read, so
     // that a stale copy may stand in for it).
@@ -319,25 +343,25 @@ async fn capture(response: Response, reading: Reading) -> Result<Captured, Respo
             asker,
         )
     });
-    if verdict
+    let kept_not = verdict
         .as_ref()
-        .is_some_and(|v| !(v.store || held || response.status().is_server_error()))
-    {
-        return Err(response);
+        .is_some_and(|v| !(v.store || response.status().is_server_error()));
+    if kept_not && !held {
+        return Err(Uncaptured::Streams(response));
     }
     let (parts, body) = response.into_parts();
     let body = match read_whole(body, max_body).await {
         Read::Whole(body) => body,
-        Read::TooLong(body) => return Err(Response::from_parts(parts, body)),
-        // The upstream broke off: as good as unreachable, so a kept copy may stand in.
-        Read::Failed => {
-            let reading = Reading {
-                asker: None,
-                ..reading
-            };
-            return Box::pin(capture(broken_off(), reading)).await;
-        }
+        Read::TooLong(body) => return Err(Uncaptured::Streams(Response::from_parts(parts, body))),
+        Read::Failed => return Err(Uncaptured::BrokeOff),
     };
+    if kept_not {
+        // Read whole only in case it broke off: it goes to its own client alone, as it came.
+        return Err(Uncaptured::Streams(Response::from_parts(
+            parts,
+            Body::from(body),
+        )));
+    }
     let mut store = parts.status == StatusCode::OK && app_may_store(&parts.headers);
     let (mut options, mut age) = (None, std::time::Duration::ZERO);
     if let Some(verdict) = verdict {

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Duration;
 
 use crate::core::cache::{CacheOptions, Loaded};
+use crate::core::layers::response_freshness::KEEP_FOR_VALIDATION;
 
 /// The first byte of a stored marker.
 pub const FORMAT: u8 = 4;
@@ -75,6 +76,10 @@ impl Variants {
         Loaded {
             options: Some(CacheOptions {
                 ttl: MARKER_LIFETIME,
+                // Kept as long as its variants may be: a new marker keeps its generation, and
+                // the variants stay found when the upstream cannot be reached.
+                keep: KEEP_FOR_VALIDATION,
+                stale_if_unreachable: true,
                 tags,
                 ..CacheOptions::default()
             }),
@@ -150,6 +155,20 @@ mod tests {
         let other = Variants::new(vec!["x-tenant".into()], Some(&first));
         assert_ne!(other.generation, first.generation, "a new set of variants");
         assert_eq!(Variants::decode(b"\x03not a marker"), None);
+    }
+
+    #[test]
+    fn a_marker_outlives_its_freshness_as_long_as_its_variants_may() {
+        let marker = Variants::new(vec!["accept-language".into()], None);
+        let options = marker
+            .loaded(Arc::new([]))
+            .options
+            .expect("its own options");
+        assert_eq!(options.keep, KEEP_FOR_VALIDATION);
+        assert!(
+            options.stale_if_unreachable,
+            "its variants decide for themselves"
+        );
     }
 
     #[test]

@@ -137,12 +137,24 @@ impl TlsPostgres {
             _folder: folder,
             port,
         };
+        // The port opens before the server takes sessions ("the database system is starting
+        // up"): `pg_isready` says when it accepts them.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !server.is_ready(&bin) {
             assert!(Instant::now() < deadline, "PostgreSQL did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    /// Whether the server accepts sessions (`pg_isready` exits 0 once it does).
+    fn is_ready(&self, bin: &Path) -> bool {
+        Command::new(bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
     /// A URL of its `postgres` database with `options` (`sslmode=…&sslrootcert=…`).

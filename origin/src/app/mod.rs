@@ -98,23 +98,29 @@ impl AppState {
         tracing::debug!(?tags, dropped, "invalidated after a write");
     }
 
-    /// What follows a committed write: the cached responses carrying `tags` dropped (with their
-    /// purges enqueued) and the webhook notification of `kind` about `data` enqueued, both at
-    /// once, so that the write waits for one Redis round trip rather than one after the other.
+    /// What follows a committed write: the cached responses carrying `tags` dropped, and the
+    /// webhook notification of `kind` about `data` (if a webhook is configured) enqueued with
+    /// the invalidation's purges, in one call to the job store. A refusal is logged, never
+    /// returned: the write stands.
     pub async fn after_write(
         &self,
         tags: &[String],
         kind: EventType,
         data: &impl serde::Serialize,
     ) {
-        tokio::join!(self.invalidate(tags), self.notify(kind, data));
-    }
-
-    /// Enqueues a webhook notification of `kind` about `data`, if a webhook is configured
-    /// (after the write committed; a refusal is logged, never returned).
-    pub async fn notify(&self, kind: EventType, data: &impl serde::Serialize) {
-        if let Some(notifier) = &self.notifier {
-            notifier.notify(kind, data).await;
+        let Some(notifier) = &self.notifier else {
+            return self.invalidate(tags).await;
+        };
+        let jobs: Vec<_> = notifier.job(kind, data).into_iter().collect();
+        match self
+            .cache
+            .invalidate_tags_with(tags, jobs, notifier.jobs())
+            .await
+        {
+            Ok(dropped) => tracing::debug!(?tags, dropped, "invalidated after a write"),
+            Err(jobs) => {
+                tokio::join!(self.invalidate(tags), notifier.enqueue(&jobs));
+            }
         }
     }
 }

@@ -79,17 +79,24 @@ impl Background {
         true
     }
 
-    /// Enqueues the purges of an invalidation of `tags` and `keys`, and the reloads of the
-    /// `hot` keys it dropped; waits until they are stored.
-    pub async fn after_invalidation(&self, tags: &[String], keys: &[String], hot: &[String]) {
-        let mut jobs: Vec<NewJob> = hot
-            .iter()
-            .filter(|key| self.can_refresh(key))
-            .map(|key| refresh_job(key))
-            .collect();
+    /// Enqueues the purges of an invalidation of `tags` and `keys`, the reloads of the `hot`
+    /// keys it dropped and the caller's `also`, in one call; waits until they are stored.
+    pub async fn after_invalidation(
+        &self,
+        tags: &[String],
+        keys: &[String],
+        hot: &[String],
+        also: Vec<NewJob>,
+    ) {
+        let mut jobs = also;
+        jobs.extend(
+            hot.iter()
+                .filter(|key| self.can_refresh(key))
+                .map(|key| refresh_job(key)),
+        );
         jobs.extend(purge_jobs(self.targets, tags, keys));
         if let Err(error) = self.jobs.enqueue_all(&jobs).await {
-            tracing::error!(%error, ?tags, "invalidation's purges and re-warms not enqueued");
+            tracing::error!(%error, ?tags, "an invalidation's purges, re-warms and notifications not enqueued");
         }
     }
 
@@ -169,11 +176,11 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].kind, PURGE_EDGE);
         assert_eq!(
-            jobs[0].payload,
+            jobs[0].payload.value(),
             json!({"tags": ["task:1"], "urls": ["https://app.example/api/tasks/1"]})
         );
         assert_eq!(
-            jobs[1].payload,
+            jobs[1].payload.value(),
             json!({"tags": ["task:1"], "files": ["https://app.example/api/tasks/1"]})
         );
         assert!(purge_jobs(PurgeTargets::default(), &["t".to_owned()], &[]).is_empty());

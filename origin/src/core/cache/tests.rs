@@ -445,3 +445,39 @@ async fn an_invalidated_entry_stands_in_only_for_a_failed_reload() {
         .expect("answered");
     assert_eq!(failed.value, Bytes::from_static(b"503"));
 }
+
+#[tokio::test]
+async fn a_writes_jobs_go_with_its_purges_to_the_caches_own_job_system_only() {
+    use crate::core::cache::background::{Background, PurgeTargets};
+    use crate::core::jobs::{JobSettings, NewJob, Queue};
+
+    let jobs = Jobs::in_memory(JobSettings::default());
+    let edge = PurgeTargets {
+        edge: true,
+        cloudflare: false,
+    };
+    let cache = TieredCache::new(1 << 20).with_background(Background::new(jobs.clone(), edge));
+    let loaded = || async { Ok::<_, String>(Bytes::from_static(b"v")) };
+    cache
+        .get_with_refresh("k", options(60, 0, &["task:1"]), loaded)
+        .await
+        .expect("loads");
+    let webhook = NewJob::new(Queue::Notifications, "webhook", serde_json::json!({"n": 1}));
+
+    let other = Jobs::in_memory(JobSettings::default());
+    let handed_back = cache
+        .invalidate_tags_with(&["task:1".to_owned()], vec![webhook.clone()], &other)
+        .await;
+    assert_eq!(handed_back, Err(vec![webhook.clone()]));
+    assert!(cache.resident("k").await.is_some(), "nothing was dropped");
+
+    let dropped = cache
+        .invalidate_tags_with(&["task:1".to_owned()], vec![webhook], &jobs)
+        .await;
+    assert_eq!(dropped, Ok(1));
+    assert!(cache.resident("k").await.is_none());
+    let store = jobs.store();
+    let notifications = store.counts(Queue::Notifications).await.expect("counts");
+    let purges = store.counts(Queue::EdgePurge).await.expect("counts");
+    assert_eq!((notifications.waiting, purges.waiting), (1, 1));
+}

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::core::observability::telemetry;
 
@@ -65,7 +66,7 @@ pub struct NewJob {
     /// What it does: the name of the handler that runs it.
     pub kind: String,
     /// The handler's input.
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     /// While a job with this key waits to run, enqueuing another with the same key returns
     /// the waiting one's id instead.
     pub key: Option<String>,
@@ -78,6 +79,21 @@ pub struct NewJob {
 impl NewJob {
     /// A job of `kind` on `queue` with `payload`, to run as soon as a worker is free.
     pub fn new(queue: Queue, kind: &str, payload: serde_json::Value) -> Self {
+        Self::with_payload(queue, kind, Payload::from(payload))
+    }
+
+    /// A job of `kind` on `queue` whose payload is `input` as JSON, written straight from it
+    /// (a job enqueued on a request's path need not build a `serde_json::Value` first).
+    pub fn serialized(
+        queue: Queue,
+        kind: &str,
+        input: &impl Serialize,
+    ) -> Result<Self, serde_json::Error> {
+        let payload = serde_json::value::to_raw_value(input)?;
+        Ok(Self::with_payload(queue, kind, Payload(payload)))
+    }
+
+    fn with_payload(queue: Queue, kind: &str, payload: Payload) -> Self {
         Self {
             queue,
             kind: kind.to_owned(),
@@ -100,6 +116,37 @@ impl NewJob {
     pub fn delayed_by(mut self, delay_ms: u64) -> Self {
         self.delay_ms = delay_ms;
         self
+    }
+}
+
+/// A new job's input, held as the JSON text it is stored as.
+#[derive(Debug, Clone)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The input as a JSON value.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Self {
+        // A `Value` always serializes: its map keys are strings.
+        let json =
+            serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self(json)
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
     }
 }
 

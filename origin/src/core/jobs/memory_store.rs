@@ -83,7 +83,7 @@ impl MemoryStore {
                     id: id.clone(),
                     queue: new.queue,
                     kind: new.kind.clone(),
-                    payload: new.payload.clone(),
+                    payload: new.payload.value(),
                     key: new.key.clone(),
                     attempts: 0,
                     enqueued_at_ms: now,

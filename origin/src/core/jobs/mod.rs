@@ -236,6 +236,11 @@ impl Jobs {
         });
     }
 
+    /// Whether `other` is this job system (a clone of the same handle).
+    pub fn is(&self, other: &Jobs) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Whether jobs are kept in Redis.
     pub fn is_durable(&self) -> bool {
         self.inner.store.is_durable()

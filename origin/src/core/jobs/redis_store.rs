@@ -63,6 +63,8 @@ pub struct RedisStore {
     target: RedisTarget,
     pub(super) conn: RedisConnection,
     pub(super) prefix: String,
+    /// Every queue's key names, in [`Queue::ALL`] order, made once.
+    names: Arc<[Keys; Queue::ALL.len()]>,
     timeout: Duration,
     /// Where completions wait to be written together (see [`Self::complete`]).
     completions: Arc<Mutex<Option<mpsc::UnboundedSender<Completion>>>>,
@@ -104,6 +106,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// The names of one queue's keys.
+#[derive(Debug)]
 pub(super) struct Keys {
     pub(super) stream: String,
     pub(super) keys: String,
@@ -115,22 +118,12 @@ pub(super) struct Keys {
     pub(super) job_prefix: String,
 }
 
-impl RedisStore {
-    /// A store on `target` whose keys start with `prefix`; connects lazily, bounds each call
-    /// by `timeout`.
-    pub fn new(target: &RedisTarget, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        Ok(Self {
-            conn: target.shared(timeout, 1)?,
-            target: target.clone(),
-            prefix: format!("{prefix}jobs:"),
-            timeout,
-            completions: Arc::default(),
-        })
-    }
-
-    pub(super) fn keys(&self, queue: Queue) -> Keys {
-        let base = format!("{}{{{}}}:", self.prefix, queue.as_str());
-        Keys {
+impl Keys {
+    /// The names of `queue`'s keys under `prefix`; the queue's name is their hash tag, so
+    /// that a queue lives in one cluster slot.
+    fn of(prefix: &str, queue: Queue) -> Self {
+        let base = format!("{prefix}{{{}}}:", queue.as_str());
+        Self {
             stream: format!("{base}stream"),
             keys: format!("{base}keys"),
             delayed: format!("{base}delayed"),
@@ -140,6 +133,28 @@ impl RedisStore {
             paused: format!("{base}paused"),
             job_prefix: format!("{base}job:"),
         }
+    }
+}
+
+impl RedisStore {
+    /// A store on `target` whose keys start with `prefix`; connects lazily, bounds each call
+    /// by `timeout`.
+    pub fn new(target: &RedisTarget, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let prefix = format!("{prefix}jobs:");
+        Ok(Self {
+            conn: target.shared(timeout, 1)?,
+            target: target.clone(),
+            names: Arc::new(Queue::ALL.map(|queue| Keys::of(&prefix, queue))),
+            prefix,
+            timeout,
+            completions: Arc::default(),
+        })
+    }
+
+    /// `queue`'s key names.
+    pub(super) fn keys(&self, queue: Queue) -> &Keys {
+        let index = Queue::ALL.iter().position(|q| *q == queue).unwrap_or(0);
+        &self.names[index]
     }
 
     pub(super) async fn run<T: redis::FromRedisValue>(
@@ -170,7 +185,8 @@ impl RedisStore {
         }
     }
 
-    /// Adds `jobs` in one round trip: one script call per queue.
+    /// Adds `jobs` in one round trip: one script call, or on a cluster one per queue (each
+    /// queue has its own slot), sent together.
     pub async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         let now = unix_ms();
         let mut queues: Vec<(Queue, Vec<usize>)> = Vec::new();
@@ -180,17 +196,53 @@ impl RedisStore {
                 None => queues.push((job.queue, vec![index])),
             }
         }
-        // One script call per queue, concurrently: on a cluster each queue has its own slot.
-        let mut calls = Vec::with_capacity(queues.len());
-        for (queue, members) in &queues {
+        let calls: Vec<&[(Queue, Vec<usize>)]> = if self.conn.is_cluster() {
+            queues.chunks(1).collect()
+        } else {
+            vec![&queues[..]]
+        };
+        let replies = join_all(calls.iter().map(|groups| {
+            let invocation = self.enqueue_call(groups, jobs, now);
+            let mut conn = self.conn.clone();
+            async move { self.run(invocation.invoke_async(&mut conn)).await }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<Vec<(u8, String)>>, _>>()?;
+        let order = calls
+            .iter()
+            .flat_map(|groups| groups.iter().flat_map(|(_, members)| members));
+        let mut enqueued: Vec<Option<Enqueued>> = jobs.iter().map(|_| None).collect();
+        for (&index, (created, id)) in order.zip(replies.into_iter().flatten()) {
+            enqueued[index] = Some(Enqueued {
+                id,
+                created: created == 1,
+            });
+        }
+        enqueued
+            .into_iter()
+            .map(|job| job.ok_or_else(|| StoreError::Redis("a job had no reply".into())))
+            .collect()
+    }
+
+    /// The `ENQUEUE` call adding the jobs of `groups` (a queue, and the indices in `jobs` of
+    /// its jobs).
+    fn enqueue_call(
+        &self,
+        groups: &[(Queue, Vec<usize>)],
+        jobs: &[NewJob],
+        now: u64,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut invocation = scripts::ENQUEUE.prepare_invoke();
+        invocation.arg(now);
+        for (queue, members) in groups {
             let keys = self.keys(*queue);
-            let mut invocation = scripts::ENQUEUE.prepare_invoke();
             invocation
                 .key(&keys.keys)
                 .key(&keys.stream)
                 .key(&keys.delayed)
-                .arg(now)
-                .arg(&keys.job_prefix);
+                .arg(&keys.job_prefix)
+                .arg(members.len());
             for job in members.iter().map(|&index| &jobs[index]) {
                 let due = if job.delay_ms > 0 {
                     now + job.delay_ms
@@ -201,30 +253,12 @@ impl RedisStore {
                     .arg(super::job::new_id())
                     .arg(job.key.as_deref().unwrap_or(""))
                     .arg(&job.kind)
-                    .arg(job.payload.to_string())
+                    .arg(job.payload.json())
                     .arg(due)
                     .arg(job.trace.as_deref().unwrap_or(""));
             }
-            let mut conn = self.conn.clone();
-            calls.push(async move { self.run(invocation.invoke_async(&mut conn)).await });
         }
-        let replies = join_all(calls)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<Vec<(u8, String)>>, _>>()?;
-        let mut enqueued: Vec<Option<Enqueued>> = jobs.iter().map(|_| None).collect();
-        for ((_, members), replies) in queues.iter().zip(replies) {
-            for (&index, (created, id)) in members.iter().zip(replies) {
-                enqueued[index] = Some(Enqueued {
-                    id,
-                    created: created == 1,
-                });
-            }
-        }
-        enqueued
-            .into_iter()
-            .map(|job| job.ok_or_else(|| StoreError::Redis("a job had no reply".into())))
-            .collect()
+        invocation
     }
 
     /// Creates `queue`'s consumer group (and stream) unless it exists.

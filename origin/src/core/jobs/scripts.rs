@@ -6,33 +6,43 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Adds jobs of one queue, each unless a pending job has its idempotency key (a later job of
-/// the same call included). KEYS: idempotency hash, stream, delayed set. ARGV: now (ms), job
-/// hash prefix, then six values per job: id, key ('' for none), kind, payload, due (ms, 0 for
-/// now), the enqueuing span's `traceparent` ('' for none). Returns `{created (0|1), id}` per job, flattened.
+/// Adds jobs of one or more queues, each unless a pending job of its queue has its idempotency
+/// key (a later job of the same call included). KEYS: per queue, its idempotency hash, stream
+/// and delayed set. ARGV: now (ms); then per queue, in the order of KEYS, its job hash prefix
+/// and its number of jobs, then six values per job: id, key ('' for none), kind, payload, due
+/// (ms, 0 for now), the enqueuing span's `traceparent` ('' for none). Returns `{created (0|1),
+/// id}` per job, flattened, in the order given. On a Redis Cluster each call names one queue
+/// (its keys share the queue's slot); on one node a call may name several, so that the jobs of
+/// one write go in one call.
 pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local prefix = ARGV[2]
 local replies = {}
-for i = 3, #ARGV, 6 do
-  local id, key, due = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 4])
-  local existing = key ~= '' and redis.call('HGET', KEYS[1], key)
-  if existing and redis.call('EXISTS', prefix .. existing) == 1 then
-    replies[#replies + 1] = 0
-    replies[#replies + 1] = existing
-  else
-    if key ~= '' then redis.call('HSET', KEYS[1], key, id) end
-    local state = due > 0 and 'delayed' or 'waiting'
-    redis.call('HSET', prefix .. id, 'kind', ARGV[i + 2], 'payload', ARGV[i + 3], 'key', key,
-      'attempts', 0, 'enqueued', ARGV[1], 'state', state, 'trace', ARGV[i + 5])
-    if due > 0 then
-      redis.call('ZADD', KEYS[3], due, id)
+local a = 2
+for q = 1, #KEYS, 3 do
+  local pending, stream, delayed = KEYS[q], KEYS[q + 1], KEYS[q + 2]
+  local prefix, count = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, count do
+    local id, key, due = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 4])
+    local existing = key ~= '' and redis.call('HGET', pending, key)
+    if existing and redis.call('EXISTS', prefix .. existing) == 1 then
+      replies[#replies + 1] = 0
+      replies[#replies + 1] = existing
     else
-      redis.call('XADD', KEYS[2], '*', 'id', id)
+      if key ~= '' then redis.call('HSET', pending, key, id) end
+      local state = due > 0 and 'delayed' or 'waiting'
+      redis.call('HSET', prefix .. id, 'kind', ARGV[a + 2], 'payload', ARGV[a + 3], 'key', key,
+        'attempts', 0, 'enqueued', ARGV[1], 'state', state, 'trace', ARGV[a + 5])
+      if due > 0 then
+        redis.call('ZADD', delayed, due, id)
+      else
+        redis.call('XADD', stream, '*', 'id', id)
+      end
+      replies[#replies + 1] = 1
+      replies[#replies + 1] = id
     end
-    replies[#replies + 1] = 1
-    replies[#replies + 1] = id
+    a = a + 6
   end
 end
 return replies

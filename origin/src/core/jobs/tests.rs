@@ -90,6 +90,59 @@ async fn a_key_waiting_twice_runs_once_and_is_free_again_once_started() {
 }
 
 #[tokio::test]
+async fn one_call_adds_jobs_of_several_queues_each_to_its_own_and_in_order() {
+    for (name, jobs) in both(quick()) {
+        let webhook = NewJob::serialized(Queue::Notifications, "webhook", &json!({"n": 1}))
+            .expect("json")
+            .with_key("same");
+        let purge = NewJob::new(Queue::EdgePurge, "purge-edge", json!({"tags": ["t"]}));
+        let later =
+            NewJob::new(Queue::Notifications, "webhook", json!({"n": 2})).delayed_by(60_000);
+        // The same key on another queue is another job; on the same queue, the waiting one.
+        let batch = [
+            webhook.clone(),
+            purge.clone().with_key("same"),
+            later,
+            webhook,
+        ];
+        let done = jobs.enqueue_all(&batch).await.expect("enqueued");
+        let created: Vec<bool> = done.iter().map(|e| e.created).collect();
+        assert_eq!(created, [true, true, true, false], "{name}");
+        assert_eq!(
+            done[3].id, done[0].id,
+            "{name}: the duplicate names the first"
+        );
+        let store = jobs.store();
+        for queue in [Queue::Notifications, Queue::EdgePurge] {
+            store.prepare(queue).await.expect("the queue's group");
+        }
+        let notifications = store.counts(Queue::Notifications).await.expect("counts");
+        let purges = store.counts(Queue::EdgePurge).await.expect("counts");
+        assert_eq!(
+            (notifications.waiting, notifications.delayed, purges.waiting),
+            (1, 1, 1),
+            "{name}"
+        );
+        let stored = store
+            .get(Queue::Notifications, &done[0].id)
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(
+            (stored.kind.as_str(), &stored.payload),
+            ("webhook", &json!({"n": 1})),
+            "{name}"
+        );
+        let stored = store
+            .get(Queue::EdgePurge, &done[1].id)
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(stored.payload, purge.payload.value(), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_failing_job_is_retried_then_dead_lettered_and_can_be_retried_by_hand() {
     for (name, jobs) in both(quick()) {
         let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));

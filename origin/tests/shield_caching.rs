@@ -212,7 +212,7 @@ async fn a_policy_file_sets_the_lifetime_of_a_path_whose_upstream_says_none() {
         format!("\n[[rules]]\nname = \"{name}\"\npattern = \"{pattern}\"\nedge_ttl = \"1m\"\n")
     };
     let rules = [
-        rule("counter", "/counter"),
+        rule("counter", "/counter") + "tags = [\"counters\"]\n",
         rule("missing", "/missing/*"),
         rule("upstream-health", "/healthz"),
     ]
@@ -223,7 +223,14 @@ async fn a_policy_file_sets_the_lifetime_of_a_path_whose_upstream_says_none() {
     )
     .expect("written");
     let policy = policy.display().to_string();
-    let shield = Shield::start(&[upstream.url()], &[("SHIELD_POLICY_FILE", &policy)]).await;
+    let shield = Shield::start(
+        &[upstream.url()],
+        &[
+            ("SHIELD_POLICY_FILE", &policy),
+            ("ADMIN_TOKEN", "admin-secret"),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
     let ruled = format!("{}/counter?plain=1", shield.base);
     let (a, head) = counter(&http, &ruled).await;
@@ -235,6 +242,31 @@ async fn a_policy_file_sets_the_lifetime_of_a_path_whose_upstream_says_none() {
         "the rule's lifetime, where the upstream said none: {head:?}"
     );
     assert_eq!(counter(&http, &ruled).await.0, a, "kept by the rule");
+
+    // The rule's tags join the upstream's own: a purge by either finds the copy.
+    let tagged = format!("{}/counter?tag=up-7", shield.base);
+    let (a, head) = counter(&http, &tagged).await;
+    let tags: Vec<&str> = head
+        .get_all("cache-tag")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    assert!(
+        tags.contains(&"up-7") && tags.contains(&"counters"),
+        "{tags:?}"
+    );
+    for tag in ["up-7", "counters"] {
+        let before = counter(&http, &tagged).await.0;
+        purge_tag(&http, &shield.base, tag).await;
+        assert_eq!(
+            counter(&http, &tagged).await.0,
+            before + 1,
+            "purged by {tag}"
+        );
+    }
+    assert_eq!(counter(&http, &tagged).await.0, a + 2, "kept again");
 
     // The upstream's own word wins: its no-store and its own lifetime.
     let refused = format!("{}/counter?cc=no-store", shield.base);
@@ -285,6 +317,18 @@ async fn a_policy_file_sets_the_lifetime_of_a_path_whose_upstream_says_none() {
     assert_eq!(output.status.code(), Some(2));
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("SHIELD_POLICY_FILE="), "{message}");
+}
+
+/// Purges `tag` through the shield's admin API.
+async fn purge_tag(http: &reqwest::Client, base: &str, tag: &str) {
+    let purge = http
+        .post(format!("{base}/api/admin/cache/invalidate"))
+        .bearer_auth("admin-secret")
+        .json(&serde_json::json!({ "tags": [tag] }))
+        .send()
+        .await
+        .expect("answered");
+    assert!(purge.status().is_success(), "{}", purge.status());
 }
 
 /// What a read of `url` with `headers` answered: status, head and body.

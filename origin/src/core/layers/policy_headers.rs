@@ -262,7 +262,8 @@ impl PolicyHeaders {
     }
 
     /// Stamps the headers of a response with `status` with what `prepared` decided:
-    /// `Cache-Control` (unless the handler set its own), `Cache-Tag` and the security headers;
+    /// `Cache-Control` (unless the handler set its own), `Cache-Tag` (beside an upstream's own)
+    /// and the security headers;
     /// `Server` and `X-Powered-By` removed. In front of an upstream, a rule's `Cache-Control`
     /// goes only on statuses a cache may keep by default (RFC 9110 §15.1) short of a `5xx`, so
     /// that an upstream's failure or temporary redirect is never made cacheable by it.
@@ -275,7 +276,14 @@ impl PolicyHeaders {
             headers.insert(header::CACHE_CONTROL, prepared.cache_control);
         }
         if let Some(tags) = prepared.tags.filter(|_| decided) {
-            headers.insert(HeaderName::from_static(CACHE_TAG), tags);
+            // In front of an upstream its own tags stay beside the rule's: a purge by either
+            // finds the response.
+            let name = HeaderName::from_static(CACHE_TAG);
+            if proxied {
+                headers.append(name, tags);
+            } else {
+                headers.insert(name, tags);
+            }
         }
         let rule = prepared
             .rule

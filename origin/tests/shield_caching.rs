@@ -59,6 +59,21 @@ async fn responses_are_cached_as_their_own_headers_say() {
         "the upstream's own"
     );
 
+    // An upstream cache's Cache-Status members come first on the answer that went to it, as
+    // RFC 9211 §2 asks; a hit is the shield's alone.
+    let chained = format!("{base}/counter?cc=max-age=60&cs=upstream-cache%3B%20hit");
+    let (_, head) = counter(&http, &chained).await;
+    assert_eq!(
+        cache_status(&head),
+        "upstream-cache; hit, rampart-shield; fwd=miss; stored",
+        "{head:?}"
+    );
+    let (_, head) = counter(&http, &chained).await;
+    assert!(
+        cache_status(&head).starts_with("rampart-shield; hit; ttl="),
+        "{head:?}"
+    );
+
     // What a shared cache must not keep goes upstream every time.
     for cc in ["no-store", "private,%20max-age=60", "max-age=0", "no-cache"] {
         let url = format!("{base}/counter?cc={cc}");

@@ -74,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
         time.sleep(float(params.get("sleep", ["0"])[0]))
         extra = []
         for param, name in [("cc", "Cache-Control"), ("sc", "Surrogate-Control"),
-                            ("key", "Surrogate-Key"), ("tag", "Cache-Tag"), ("vary", "Vary"), ("age", "Age"),
+                            ("key", "Surrogate-Key"), ("tag", "Cache-Tag"), ("cs", "Cache-Status"), ("vary", "Vary"), ("age", "Age"),
                             ("etag", "ETag"), ("lm", "Last-Modified")]:
             if param in params:
                 extra.append((name, params[param][0]))

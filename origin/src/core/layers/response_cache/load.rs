@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use shared::cache_control::CacheControl;
 use shared::validators::EntityTag;
 
+use super::answer::CACHE_STATUS;
 use super::stored::{self, Stamped, Stored, Value};
 use super::variants::{fields_of, Variants};
 use crate::core::cache::{Loaded, TieredCache};
@@ -69,6 +70,9 @@ pub struct Handover {
     pub mark: Option<u64>,
     /// The load asked whether a stale copy changed, and the upstream answered `304`.
     pub revalidated: bool,
+    /// The loaded response's own `Cache-Status` (an upstream cache's members), never stored:
+    /// the answer to this request keeps it before this cache's member (RFC 9211 §2).
+    pub upstream_status: Option<HeaderValue>,
 }
 
 /// Everything a load needs, shared by the loads one request may start.
@@ -115,6 +119,7 @@ impl<S: Inner> Load<S> {
                     ask_if_changed(request.headers_mut(), stale);
                 }
                 let mut response = call(inner, request).await;
+                let upstream_status = joined(response.headers(), &CACHE_STATUS);
                 let mut revalidated = false;
                 if let Some(Value::Response(stale)) = prior.as_deref() {
                     revalidated = response.status() == StatusCode::NOT_MODIFIED;
@@ -149,6 +154,7 @@ impl<S: Inner> Load<S> {
                 handover.cause = cause;
                 handover.mark = Some(mark);
                 handover.revalidated = revalidated;
+                handover.upstream_status = upstream_status;
                 match captured {
                     Ok(captured) if from_response => {
                         let previous = match (&variants, prior.as_deref()) {
@@ -170,6 +176,18 @@ impl<S: Inner> Load<S> {
             })
         }
     }
+}
+
+/// Every line of the field `name` in `headers`, joined with commas; `None` when absent.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next()?;
+    let mut value = first.as_bytes().to_vec();
+    for line in lines {
+        value.extend_from_slice(b", ");
+        value.extend_from_slice(line.as_bytes());
+    }
+    HeaderValue::from_bytes(&value).ok()
 }
 
 /// What this instance holds under `key`, decoded.

@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use crate::core::cache::{CacheOptions, Cached, ForceRefresh, Outcome, TieredCache};
@@ -238,6 +238,9 @@ impl ResponseCache {
                 {
                     response.headers_mut().insert(CACHE_STATUS, value);
                 }
+                if let Some(upstream) = handover.upstream_status.take() {
+                    after_upstream(upstream, response.headers_mut());
+                }
             }
         }
         response
@@ -279,5 +282,17 @@ fn original(parts: Arc<Parts>, body: Body) -> Request {
     match Arc::try_unwrap(parts) {
         Ok(parts) => Request::from_parts(parts, body),
         Err(parts) => copy(&parts, body),
+    }
+}
+
+/// Puts an upstream cache's `Cache-Status` members before this cache's own in `headers`, as
+/// RFC 9211 §2 asks of a cache that adds its member to a response it was handed.
+fn after_upstream(upstream: HeaderValue, headers: &mut HeaderMap) {
+    let value = match headers.get(CACHE_STATUS) {
+        Some(ours) => [upstream.as_bytes(), b", ", ours.as_bytes()].concat(),
+        None => upstream.as_bytes().to_vec(),
+    };
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
+        headers.insert(CACHE_STATUS, value);
     }
 }

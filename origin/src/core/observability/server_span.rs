@@ -195,33 +195,41 @@ fn parent_of(headers: &HeaderMap) -> Option<SpanContext> {
 
 /// A `traceparent`'s ids and sampled flag, as W3C Trace Context parses it: a known version
 /// (`00` has exactly four fields; later ones may add more), lower-case hex of the right
-/// lengths, ids not all zeros.
+/// lengths, ids not all zeros. Read byte by byte in one pass: every request from the edge
+/// carries one, traced or not.
 pub(super) fn remote_span(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
-    let mut fields = value.trim().split('-');
-    let (version, trace, span, flags) = (
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-    );
-    let hex = |text: &str, len: usize| {
-        text.len() == len
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let known = hex(version, 2) && version != "ff" && (version != "00" || fields.next().is_none());
-    if !(known && hex(trace, 32) && hex(span, 16) && hex(flags, 2)) {
+    // `vv-{32 hex}-{16 hex}-ff`: the dashes sit at 2, 35 and 52.
+    const LENGTH: usize = 55;
+    let text = value.trim().as_bytes();
+    let (head, rest) = text.split_at_checked(LENGTH)?;
+    if head[2] != b'-' || head[35] != b'-' || head[52] != b'-' {
         return None;
     }
-    let trace_id = TraceId::from_hex(trace)
-        .ok()
-        .filter(|id| *id != TraceId::INVALID)?;
-    let span_id = SpanId::from_hex(span)
-        .ok()
-        .filter(|id| *id != SpanId::INVALID)?;
-    let flags = u8::from_str_radix(flags, 16).ok()? & TraceFlags::SAMPLED.to_u8();
-    Some((trace_id, span_id, TraceFlags::new(flags)))
+    let version = lower_hex(&head[..2])?;
+    let extended = !rest.is_empty();
+    if version == 0xff || (extended && (version == 0 || rest[0] != b'-')) {
+        return None;
+    }
+    let trace = lower_hex(&head[3..35]).filter(|id| *id != 0)?;
+    let span = lower_hex(&head[36..52]).filter(|id| *id != 0)?;
+    let flags = u8::try_from(lower_hex(&head[53..])?).ok()? & TraceFlags::SAMPLED.to_u8();
+    Some((
+        TraceId::from_bytes(trace.to_be_bytes()),
+        SpanId::from_bytes(u64::try_from(span).ok()?.to_be_bytes()),
+        TraceFlags::new(flags),
+    ))
+}
+
+/// The number lower-case hex `digits` (at most 32) write; `None` for any other byte.
+fn lower_hex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |number, &digit| {
+        let value = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        Some(number << 4 | u128::from(value))
+    })
 }
 
 #[cfg(test)]
@@ -242,6 +250,8 @@ mod tests {
             remote_span(later).is_some(),
             "a later version may add fields"
         );
+        let plain_later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(remote_span(plain_later).is_some(), "or none");
         for bad in [
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -250,6 +260,9 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
             "garbage",
         ] {
             assert!(remote_span(bad).is_none(), "{bad}");

@@ -280,14 +280,16 @@ fn request(encoded: &[u8], resource: &[(String, String)]) -> Vec<u8> {
         version: env!("CARGO_PKG_VERSION").into(),
         ..Default::default()
     };
-    let mut scope_spans = Vec::with_capacity(encoded.len() + 64);
-    put_bytes(&mut scope_spans, 1, &scope.encode_to_vec());
-    scope_spans.extend_from_slice(encoded);
-    let mut resource_spans = Vec::with_capacity(scope_spans.len() + 64);
-    put_bytes(&mut resource_spans, 1, &resource.encode_to_vec());
-    put_bytes(&mut resource_spans, 2, &scope_spans);
-    let mut request = Vec::with_capacity(resource_spans.len() + 8);
-    put_bytes(&mut request, 1, &resource_spans);
+    let (resource, scope) = (resource.encode_to_vec(), scope.encode_to_vec());
+    // Written once, into one buffer of the exact size: the queued spans are copied once.
+    let scope_spans = field_len(scope.len()) + encoded.len();
+    let resource_spans = field_len(resource.len()) + field_len(scope_spans);
+    let mut request = Vec::with_capacity(field_len(resource_spans));
+    put_head(&mut request, 1, resource_spans);
+    put_bytes(&mut request, 1, &resource);
+    put_head(&mut request, 2, scope_spans);
+    put_bytes(&mut request, 1, &scope);
+    request.extend_from_slice(encoded);
     request
 }
 
@@ -341,9 +343,14 @@ fn encode_span(buf: &mut Vec<u8>, finished: &Finished<'_>) {
 
 /// A length-delimited field (bytes, a string or a message) with a one-byte key.
 fn put_bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(value.len() as u64, buf);
+    put_head(buf, tag, value.len());
     buf.extend_from_slice(value);
+}
+
+/// The key and length of a length-delimited field of `len` bytes, its bytes to follow.
+fn put_head(buf: &mut Vec<u8>, tag: u32, len: usize) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
 }
 
 /// The encoded size of a length-delimited field of `len` bytes with a one-byte key.

@@ -9,9 +9,8 @@
 //! (`GET /api/tasks/{id}`, as OpenTelemetry's HTTP conventions say), else after the method.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::str::FromStr as _;
-use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use axum::http::{HeaderMap, HeaderName, Method, Uri};
@@ -124,10 +123,6 @@ impl ServerSpan {
             return;
         };
         let route = response.extensions().get::<RouteTemplate>();
-        let name = match route {
-            Some(RouteTemplate(route)) => name_of(&self.method, route),
-            None => method_name(&self.method),
-        };
         let request_id = response.headers().get(&REQUEST_ID);
         spans.export.record(&Finished {
             trace_id: own.trace_id(),
@@ -135,7 +130,6 @@ impl ServerSpan {
             parent: self.parent,
             remote_parent: self.remote_parent,
             trace_state: own.trace_state().header(),
-            name: &name,
             start: self.start,
             end: SystemTime::now(),
             method: self.method.as_str(),
@@ -150,31 +144,6 @@ impl ServerSpan {
 /// The method as a span name or attribute, without allocating for the standard ones.
 fn method_name(method: &Method) -> Cow<'static, str> {
     standard_method(method).map_or_else(|| Cow::Owned(method.as_str().to_owned()), Cow::Borrowed)
-}
-
-/// The span names given so far, `{method} {route}`: a handful per application, made once.
-static NAMES: LazyLock<RwLock<Names>> = LazyLock::new(RwLock::default);
-
-/// Span names by method and route template.
-type Names = HashMap<(Method, Arc<str>), &'static str>;
-
-/// `{method} {route}`, made once per pair and kept (routes are the router's templates, so the
-/// set is small and fixed; other methods than the standard ones are named afresh each time).
-fn name_of(method: &Method, route: &Arc<str>) -> Cow<'static, str> {
-    if matches!(method_name(method), Cow::Owned(_)) {
-        return Cow::Owned(format!("{method} {route}"));
-    }
-    let key = (method.clone(), Arc::clone(route));
-    if let Some(name) = NAMES.read().ok().and_then(|names| names.get(&key).copied()) {
-        return Cow::Borrowed(name);
-    }
-    let mut names = NAMES
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let name = *names
-        .entry(key)
-        .or_insert_with(|| Box::leak(format!("{method} {route}").into_boxed_str()));
-    Cow::Borrowed(name)
 }
 
 /// The caller's span, from its W3C `traceparent` (and `tracestate`); `None` when it sent none
@@ -267,14 +236,5 @@ mod tests {
         ] {
             assert!(remote_span(bad).is_none(), "{bad}");
         }
-    }
-
-    #[test]
-    fn names_are_the_method_and_route() {
-        let route: Arc<str> = Arc::from("/api/tasks/{id}");
-        assert_eq!(name_of(&Method::GET, &route), "GET /api/tasks/{id}");
-        assert_eq!(name_of(&Method::GET, &route), "GET /api/tasks/{id}");
-        let custom = Method::from_bytes(b"PURGE").expect("a method");
-        assert_eq!(name_of(&custom, &route), "PURGE /api/tasks/{id}");
     }
 }

@@ -46,8 +46,6 @@ pub struct Finished<'a> {
     pub remote_parent: bool,
     /// The W3C `tracestate` it carries on, as given.
     pub trace_state: String,
-    /// `{method} {route}`, or the method alone.
-    pub name: &'a str,
     pub start: SystemTime,
     pub end: SystemTime,
     pub method: &'a str,
@@ -310,7 +308,16 @@ fn encode_span(buf: &mut Vec<u8>, finished: &Finished<'_>) {
     if finished.parent != SpanId::INVALID {
         put_bytes(buf, 4, &finished.parent.to_bytes());
     }
-    put_bytes(buf, 5, finished.name.as_bytes());
+    // The name: `{method} {route}`, or the method alone (OpenTelemetry's HTTP conventions).
+    match finished.route {
+        Some(route) => {
+            put_head(buf, 5, finished.method.len() + 1 + route.len());
+            buf.extend_from_slice(finished.method.as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(route.as_bytes());
+        }
+        None => put_bytes(buf, 5, finished.method.as_bytes()),
+    }
     encode_key(6, WireType::Varint, buf);
     encode_varint(KIND_SERVER, buf);
     encode_key(7, WireType::SixtyFourBit, buf);
@@ -398,7 +405,6 @@ mod tests {
             parent,
             remote_parent: parent != SpanId::INVALID,
             trace_state: String::new(),
-            name: "GET /api/tasks/{id}",
             start,
             end: start + Duration::from_micros(250),
             method: "GET",
@@ -465,6 +471,12 @@ mod tests {
             ["GET", "/api/tasks/7", "200", "/api/tasks/{id}", "req-1"]
         );
         assert!(span.status.is_none());
+        let unrouted = decoded(&[Finished {
+            route: None,
+            ..finished(404, parent)
+        }]);
+        let unrouted = &unrouted.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(unrouted.name, "GET", "the method alone without a route");
         let failed = &spans[1];
         assert_eq!(
             failed.status.as_ref().map(|s| s.message.as_str()),

@@ -1,6 +1,7 @@
-//! The Lua scripts that move a job between states atomically in Redis. Every key a script
-//! touches belongs to one queue and carries the queue's hash tag, so on a Redis Cluster a
-//! queue lives in one slot and each script runs on one node.
+//! The Lua scripts that move a job between states atomically in Redis. Every key carries its
+//! queue's hash tag, so on a Redis Cluster a queue lives in one slot; there each script call
+//! names one queue's keys and runs on one node (on a single Redis, `ENQUEUE` may name several
+//! queues, so that the jobs of one write go in one call).
 
 use std::sync::LazyLock;
 

@@ -108,53 +108,42 @@ impl TlsPostgres {
         }
         hand_over(&data, 0o700);
         hand_over(&data.join("server.key"), 0o600);
-        let port = free_port();
         let socket_dir = folder.path().display().to_string();
-        let child = as_server_user(
-            &bin.join("postgres"),
-            &[
-                "-D",
-                &data_arg,
-                "-p",
-                &port.to_string(),
-                "-k",
-                &socket_dir,
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "ssl=on",
-                "-c",
-                "fsync=off",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("postgres starts");
-        let server = Self {
-            child,
-            data,
-            _folder: folder,
-            port,
-        };
-        // The port opens before the server takes sessions ("the database system is starting
-        // up"): `pg_isready` says when it accepts them.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.is_ready(&bin) {
-            assert!(Instant::now() < deadline, "PostgreSQL did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    /// Whether the server accepts sessions (`pg_isready` exits 0 once it does).
-    fn is_ready(&self, bin: &Path) -> bool {
-        Command::new(bin.join("pg_isready"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", "1"])
+        // A free port can be taken by another test's server before this one binds it: then
+        // this server exits, and another port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = as_server_user(
+                &bin.join("postgres"),
+                &[
+                    "-D",
+                    &data_arg,
+                    "-p",
+                    &port.to_string(),
+                    "-k",
+                    &socket_dir,
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "ssl=on",
+                    "-c",
+                    "fsync=off",
+                ],
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
+            .spawn()
+            .expect("postgres starts");
+            if ready(&mut child, &data) {
+                return Self {
+                    child,
+                    data,
+                    _folder: folder,
+                    port,
+                };
+            }
+        }
+        panic!("PostgreSQL did not start on any of five ports");
     }
 
     /// A URL of its `postgres` database with `options` (`sslmode=…&sslrootcert=…`).
@@ -163,6 +152,26 @@ impl TlsPostgres {
             "postgres://postgres@localhost:{}/postgres?{options}",
             self.port
         )
+    }
+}
+
+/// Waits until the server `child` runs on `data` takes sessions: its own `postmaster.pid`
+/// says `ready` (its port opens before that, and another server could be answering on the
+/// port). False when it exited first.
+fn ready(child: &mut Child, data: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        let status = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().nth(7).map(|line| line.trim().to_owned()));
+        if status.as_deref() == Some("ready") {
+            return true;
+        }
+        assert!(Instant::now() < deadline, "PostgreSQL did not start");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -126,14 +126,7 @@ async fn responses_are_cached_as_their_own_headers_say() {
     let tagged = format!("{base}/counter?cc=max-age=60&key=board%20task-7");
     let (a, _) = counter(&http, &tagged).await;
     assert_eq!(counter(&http, &tagged).await.0, a);
-    let purge = http
-        .post(format!("{base}/api/admin/cache/invalidate"))
-        .bearer_auth("admin-secret")
-        .json(&serde_json::json!({ "tags": ["task-7"] }))
-        .send()
-        .await
-        .expect("answered");
-    assert!(purge.status().is_success(), "{}", purge.status());
+    purge_tag(&http, base, "task-7").await;
     assert_eq!(counter(&http, &tagged).await.0, a + 1, "purged by its tag");
 }
 
@@ -200,14 +193,7 @@ async fn in_front_of_the_task_tracker_it_caches_by_its_headers_and_tags() {
     // The application's Cache-Tag names the shield's tags.
     assert_eq!(title_via(&http, base, 3).await, renamed);
     let misses = shield_stats(&http, base).await["misses"].as_u64();
-    let purge = http
-        .post(format!("{base}/api/admin/cache/invalidate"))
-        .bearer_auth("admin-secret")
-        .json(&serde_json::json!({ "tags": ["task:3"] }))
-        .send()
-        .await
-        .expect("answered");
-    assert!(purge.status().is_success());
+    purge_tag(&http, base, "task:3").await;
     title_via(&http, base, 3).await;
     let after = shield_stats(&http, base).await["misses"].as_u64();
     assert_eq!(

@@ -13,9 +13,10 @@ use shared::security::DRAINING_HEADER;
 use tokio::net::TcpListener;
 
 use crate::app::notifications::Notifier;
+use crate::app::outbox::Outbox;
 use crate::app::store::seed::SeedSize;
 use crate::app::store::{NewEvent, Store, StoreError};
-use crate::app::{self, AppState, ImageUrls};
+use crate::app::{self, AppState, Handoff, ImageUrls};
 use crate::config::{Config, ConfigError, DatabaseConfig, DemoData, ListenerConfig};
 use crate::core::dependencies::database::{Database, DbError};
 use crate::core::endpoints;
@@ -149,9 +150,15 @@ pub async fn run(
     let jobs = core.jobs.clone();
     let core = core.with_audit(auditor(store.clone()));
     let webhook = app::jobs::webhook_of(&config.jobs);
-    let notifier = webhook.is_some().then(|| Notifier::new(jobs.clone()));
+    let notifier = webhook.is_some().then_some(Notifier);
     let cache = core.cache.cache.clone();
-    let state = AppState::new(store, cache, uploads, http, images, jobs.clone(), notifier);
+    let (outbox, relay) = Outbox::start(store.clone(), jobs.clone());
+    let handoff = Handoff {
+        jobs: jobs.clone(),
+        notifier,
+        outbox,
+    };
+    let state = AppState::new(store, cache, uploads, http, images, handoff);
     app::jobs::register(&jobs, &state, config.jobs.audit_retention_days, webhook);
     let (stack, _admin) = with_endpoints(core, app::router(state), &config.listener).await?;
     let host = config
@@ -173,7 +180,9 @@ pub async fn run(
         draining,
     };
     serving.serve(stack, &config.listener, shutdown).await;
-    // Jobs running finish (bounded); the rest wait in the store for the next instance.
+    // The last writes' jobs are queued (bounded; what is left waits in the outbox), then jobs
+    // running finish (bounded); the rest wait in the store for the next instance.
+    relay.stop(Duration::from_secs(5)).await;
     workers.stop(Duration::from_secs(10)).await;
     // Give the connections back to the database cleanly; requests left running after the
     // shutdown timeout may still hold one, so this wait is bounded too.

@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,8 +20,9 @@ use axum::Router;
 use common::{test_config, PostgresDb};
 use origin::app::model::now_ms;
 use origin::app::notifications::Notifier;
+use origin::app::outbox::{Outbox, Relay};
 use origin::app::store::NewEvent;
-use origin::app::{self, AppState, ImageUrls};
+use origin::app::{self, AppState, Handoff, ImageUrls};
 use origin::config::jobs::WebhookTarget;
 use origin::config::Config;
 use origin::core::dependencies::outbound::OutboundSettings;
@@ -53,6 +55,7 @@ struct App {
     state: AppState,
     jobs: Jobs,
     client: Client,
+    _relay: Relay,
     _stop: watch::Sender<bool>,
     _folder: tempfile::TempDir,
 }
@@ -67,15 +70,19 @@ impl App {
             .expect("the database opens");
         let jobs = Jobs::in_memory(config.jobs.settings.clone());
         let webhook = app::jobs::webhook_of(&config.jobs);
-        let notifier = webhook.is_some().then(|| Notifier::new(jobs.clone()));
+        let notifier = webhook.is_some().then_some(Notifier);
+        let (outbox, relay) = Outbox::start(store.clone(), jobs.clone());
         let state = AppState::new(
             store,
             core.cache.cache.clone(),
             config.application.uploads,
             core.http_client(config.resilience.outbound),
             ImageUrls::new(None),
-            jobs.clone(),
-            notifier,
+            Handoff {
+                jobs: jobs.clone(),
+                notifier,
+                outbox,
+            },
         );
         app::jobs::register(&jobs, &state, config.jobs.audit_retention_days, webhook);
         let (stop, stopped) = watch::channel(false);
@@ -89,6 +96,7 @@ impl App {
             state,
             jobs,
             client: Client::new(),
+            _relay: relay,
             _stop: stop,
             _folder: folder,
         }
@@ -295,6 +303,8 @@ macro_rules! on_both_databases {
 on_both_databases!(
     audit_retention_deletes_only_entries_past_their_time,
     expired_uploads_delete_only_old_images_no_task_refers_to,
+    a_writes_jobs_are_stored_with_it_then_queued_and_their_row_deleted,
+    rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_keeps_them,
 );
 
 fn on(database: Option<String>, mut config: Config) -> Config {
@@ -544,11 +554,13 @@ async fn changes_are_delivered_signed_to_the_webhook() {
         )
         .await;
     assert_eq!(status, 201);
+    let queued =
+        |counts: &QueueCounts| counts.waiting + counts.active + counts.delayed + counts.completed;
+    let in_outbox = app.state.store.outbox_len().await.expect("outbox");
     let counts = app.counts(Queue::Notifications).await;
-    let stored = counts.waiting + counts.active + counts.delayed + counts.completed;
-    assert_eq!(
-        stored, 1,
-        "the job was stored before the answer: {counts:?}"
+    assert!(
+        in_outbox + queued(&counts) as i64 >= 1,
+        "the job was stored before the answer: {counts:?}, {in_outbox} in the outbox"
     );
     let id = task["id"].as_i64().expect("an id");
     let path = format!("/api/tasks/{id}");
@@ -657,4 +669,129 @@ async fn failed_deliveries_are_retried_and_refused_ones_are_not() {
     assert_eq!(tries, 1, "not retried");
     assert!(error.contains("410"), "{error}");
     assert_eq!(delivered(&seen, 7).await.len(), 7);
+}
+
+/// Waits until `check` holds, up to 10 s.
+async fn eventually<F: Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("never: {what}");
+}
+
+async fn a_writes_jobs_are_stored_with_it_then_queued_and_their_row_deleted(
+    database: Option<String>,
+) {
+    let seen = Arc::new(Received::default());
+    let mut config = on(database, Config::default());
+    config.jobs.webhook = Some(WebhookTarget {
+        url: receiver(Arc::clone(&seen)).await,
+        secret: SECRET.to_owned(),
+    });
+    let app = App::start(config).await;
+    let mut in_outbox_at_answer = Vec::new();
+    for n in 0..20 {
+        let body = json!({ "status": if n % 2 == 0 { "done" } else { "todo" } });
+        let (status, _) = app.send(reqwest::Method::PATCH, "/api/tasks/3", body).await;
+        assert_eq!(status, 200);
+        in_outbox_at_answer.push(app.state.store.outbox_len().await.expect("outbox"));
+    }
+    // A write that fails stores nothing.
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            "/api/tasks/999999",
+            json!({ "status": "done" }),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        in_outbox_at_answer.iter().any(|rows| *rows > 0),
+        "rows wait in the outbox until queued: {in_outbox_at_answer:?}"
+    );
+    let deliveries = delivered(&seen, 20).await;
+    eventually("the outbox is emptied", || async {
+        app.state.store.outbox_len().await.expect("outbox") == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deliveries_now = seen.deliveries.lock().expect("lock").len();
+    assert_eq!(
+        (deliveries.len(), deliveries_now),
+        (20, 20),
+        "each write's notification once"
+    );
+    let statuses: Vec<_> = deliveries
+        .iter()
+        .map(|(_, event, _)| event["data"]["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "done").count(),
+        10,
+        "{statuses:?}"
+    );
+}
+
+/// A row as a write stores it, `age` ago, holding `jobs`.
+async fn put_row(app: &App, age: Duration, jobs: &[origin::core::jobs::NewJob]) {
+    let created = now_ms() - age.as_millis() as i64;
+    sqlx::query("INSERT INTO job_outbox (created_at, jobs) VALUES ($1, $2)")
+        .bind(created)
+        .bind(serde_json::to_string(jobs).expect("json"))
+        .execute(app.state.store.database().pool())
+        .await
+        .expect("a row");
+}
+
+async fn rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_keeps_them(
+    database: Option<String>,
+) {
+    use origin::core::dependencies::redis::RedisTarget;
+    use origin::core::jobs::{JobSettings, NewJob};
+
+    let app = App::start(on(database, Config::default())).await;
+    let store = &app.state.store;
+    let job = |n: u32| NewJob::new(Queue::Cleanup, "left-behind", json!({ "n": n }));
+    put_row(&app, Duration::from_secs(60), &[job(1), job(2)]).await;
+    put_row(&app, Duration::ZERO, &[job(3)]).await;
+    let before = now_ms() - 10_000;
+
+    // Redis out: its jobs are refused, not buffered, and the row stays.
+    let nowhere = RedisTarget::node("redis://127.0.0.1:1").expect("a target");
+    let settings = JobSettings::default();
+    let out = Jobs::on_redis(
+        &nowhere,
+        "outbox-test:",
+        Duration::from_millis(200),
+        settings.clone(),
+    )
+    .expect("jobs");
+    assert!(store.sweep_outbox(before, 100, &out).await.is_err());
+    assert_eq!(out.store().buffered(), 0, "nothing waits in memory");
+    assert_eq!(store.outbox_len().await.expect("outbox"), 2);
+
+    // A store that keeps them: the old row's jobs, in order; the new row stays for its writer.
+    let kept = Jobs::in_memory(settings);
+    assert_eq!(
+        store.sweep_outbox(before, 100, &kept).await.expect("swept"),
+        1
+    );
+    assert_eq!(
+        store.sweep_outbox(before, 100, &kept).await.expect("swept"),
+        0
+    );
+    assert_eq!(store.outbox_len().await.expect("outbox"), 1);
+    let counts = kept.store().counts(Queue::Cleanup).await.expect("counts");
+    assert_eq!(counts.waiting, 2, "{counts:?}");
+
+    // The instance's own relay sweeps every few seconds: the left row reaches its queue.
+    put_row(&app, Duration::from_secs(60), &[job(4)]).await;
+    eventually("the relay's sweep queues the row left behind", || async {
+        let counts = app.counts(Queue::Cleanup).await;
+        counts.waiting + counts.active + counts.delayed + counts.completed + counts.dead >= 1
+    })
+    .await;
 }

@@ -1,5 +1,5 @@
 //! Jobs through outages: a Redis frozen for ten seconds (the request path keeps serving; the
-//! purge a write enqueued meanwhile is held in process and delivered once Redis answers), and
+//! purge a write made meanwhile waits in the write's outbox and is delivered once Redis answers), and
 //! purges through a fake of Cloudflare's API that batches and rate-limits as Cloudflare does.
 
 mod common;
@@ -73,7 +73,7 @@ async fn with_redis_frozen_reads_and_writes_go_on_and_the_purge_arrives_afterwar
     }
     assert!(
         !receiver.tags().contains(&"task:2".to_owned()),
-        "the purge waits in process while Redis is frozen"
+        "the purge waits in the outbox while Redis is frozen"
     );
     redis.signal("-CONT");
     let thawed = Instant::now();
@@ -85,7 +85,7 @@ async fn with_redis_frozen_reads_and_writes_go_on_and_the_purge_arrives_afterwar
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "{reads} reads with Redis frozen, slowest {slowest:?}; the buffered purge arrived {:?} after Redis returned",
+        "{reads} reads with Redis frozen, slowest {slowest:?}; the held purge arrived {:?} after Redis returned",
         thawed.elapsed()
     );
 }

@@ -7,6 +7,7 @@ mod image_urls;
 pub mod jobs;
 pub mod model;
 pub mod notifications;
+pub mod outbox;
 mod pages;
 pub mod store;
 
@@ -19,11 +20,13 @@ use axum::Router;
 pub use assets::Assets;
 pub use image_urls::ImageUrls;
 use notifications::{EventType, Notifier};
-use store::Store;
+use outbox::Outbox;
+use store::{Outboxed, Store};
 
 use crate::core::cache::TieredCache;
 use crate::core::dependencies::outbound::HttpClient;
-use crate::core::jobs::Jobs;
+use crate::core::jobs::{Jobs, NewJob};
+use crate::core::observability::telemetry;
 
 /// How long the origin keeps the application's responses fresh, per policy rule, where it
 /// differs from what the policy tells the edge and browsers: a task's comments change often
@@ -64,21 +67,39 @@ pub struct Shared {
     pub images: ImageUrls,
     /// Background jobs: link fetches, clean-up, webhook deliveries.
     pub jobs: Jobs,
-    /// Enqueues webhook notifications of changes, when a webhook is configured.
+    /// Makes webhook notifications of changes, when a webhook is configured.
     pub notifier: Option<Notifier>,
+    /// Queues the jobs writes stored in their transactions.
+    pub outbox: Outbox,
+}
+
+/// Where the application hands the work it does not do inside a request.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// Background jobs: link fetches, clean-up, webhook deliveries.
+    pub jobs: Jobs,
+    /// Makes webhook notifications of changes, when a webhook is configured.
+    pub notifier: Option<Notifier>,
+    /// Queues the jobs writes stored in their transactions.
+    pub outbox: Outbox,
 }
 
 impl AppState {
-    /// State over `store`, invalidating `cache`, handing work to `jobs`, started now.
+    /// State over `store`, invalidating `cache`, handing work over as `handoff` says, started
+    /// now.
     pub fn new(
         store: Store,
         cache: TieredCache,
         uploads: UploadLimits,
         http: HttpClient,
         images: ImageUrls,
-        jobs: Jobs,
-        notifier: Option<Notifier>,
+        handoff: Handoff,
     ) -> Self {
+        let Handoff {
+            jobs,
+            notifier,
+            outbox,
+        } = handoff;
         Self(Arc::new(Shared {
             started: Instant::now(),
             assets: Arc::new(Assets::build()),
@@ -89,6 +110,7 @@ impl AppState {
             images,
             jobs,
             notifier,
+            outbox,
         }))
     }
 
@@ -98,30 +120,38 @@ impl AppState {
         tracing::debug!(?tags, dropped, "invalidated after a write");
     }
 
-    /// What follows a committed write: the cached responses carrying `tags` dropped, and the
-    /// webhook notification of `kind` about `data` (if a webhook is configured) enqueued with
-    /// the invalidation's purges, in one call to the job store. A refusal is logged, never
-    /// returned: the write stands.
-    pub async fn after_write(
-        &self,
-        tags: &[String],
+    /// What a write of `kind` hands on, as the store asks for it ([`store::Followups`]): from
+    /// the data it wrote, the webhook notification (when a webhook is configured) and the
+    /// purges that carry the invalidation of `tags` to the edge (where purges are configured).
+    /// The jobs link to the span current here, the request's, not the store's query span.
+    pub fn followups<'a, T: serde::Serialize>(
+        &'a self,
+        tags: &'a [String],
         kind: EventType,
-        data: &impl serde::Serialize,
-    ) {
-        let Some(notifier) = &self.notifier else {
-            return self.invalidate(tags).await;
-        };
-        let jobs: Vec<_> = notifier.job(kind, data).into_iter().collect();
-        match self
-            .cache
-            .invalidate_tags_with(tags, jobs, notifier.jobs())
-            .await
-        {
-            Ok(dropped) => tracing::debug!(?tags, dropped, "invalidated after a write"),
-            Err(jobs) => {
-                tokio::join!(self.invalidate(tags), notifier.enqueue(&jobs));
+    ) -> impl Fn(&T) -> Vec<NewJob> + Send + Sync + 'a {
+        let trace = telemetry::current_traceparent();
+        move |data: &T| {
+            let mut jobs: Vec<NewJob> = self
+                .notifier
+                .as_ref()
+                .and_then(|notifier| notifier.job(kind, data))
+                .into_iter()
+                .collect();
+            jobs.extend(self.cache.purge_jobs(tags));
+            for job in &mut jobs {
+                job.trace.clone_from(&trace);
             }
+            jobs
         }
+    }
+
+    /// What follows a committed write: the cached responses carrying `tags` dropped on every
+    /// instance, then the jobs it stored in its `outbox` row queued, without waiting (the row
+    /// keeps them until they are).
+    pub async fn after_write(&self, tags: &[String], outbox: Option<Outboxed>) {
+        let dropped = self.cache.invalidate_tags_purged_by_caller(tags).await;
+        tracing::debug!(?tags, dropped, "invalidated after a write");
+        self.outbox.relay(outbox);
     }
 }
 

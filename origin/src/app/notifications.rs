@@ -1,20 +1,19 @@
-//! Webhook notifications of the task tracker's changes. After a write commits, its handler
-//! enqueues one `webhook` job on the notifications queue, in the same call to the job store as
-//! the write's edge purges, carrying the whole event:
+//! Webhook notifications of the task tracker's changes. Each write stores one `webhook` job for
+//! the notifications queue in its own transaction, beside its edge purges (the outbox,
+//! [`crate::app::outbox`]), carrying the whole event:
 //!
 //! ```json
 //! {"id": "evt_…", "type": "task.updated", "occurred_at": "2026-12-08T10:00:00.000Z", "data": {…}}
 //! ```
 //!
-//! The job is stored before the request answers (so a change acknowledged is a change
-//! notified, at least once), but a job store that refuses it never fails the write: the
-//! refusal is logged. `id` is unique per event, for receivers to drop repeated deliveries;
-//! [`crate::app::jobs`] delivers the jobs, signed.
+//! The job commits with the change (so a change acknowledged is a change notified, at least
+//! once) and is queued right after. `id` is unique per event, for receivers to drop repeated
+//! deliveries; [`crate::app::jobs`] delivers the jobs, signed.
 
 use serde::Serialize;
 
 use crate::app::model::{now_ms, rfc3339};
-use crate::core::jobs::{job, Jobs, NewJob, Queue};
+use crate::core::jobs::{job, NewJob, Queue};
 
 /// The kind of the delivery jobs.
 pub const WEBHOOK_JOB: &str = "webhook";
@@ -44,18 +43,11 @@ impl EventType {
     }
 }
 
-/// Enqueues notifications; the application holds one only when a webhook is configured.
-#[derive(Debug, Clone)]
-pub struct Notifier {
-    jobs: Jobs,
-}
+/// Makes notifications; the application holds one only when a webhook is configured.
+#[derive(Debug, Clone, Copy)]
+pub struct Notifier;
 
 impl Notifier {
-    /// Notifications enqueued on `jobs`.
-    pub fn new(jobs: Jobs) -> Self {
-        Self { jobs }
-    }
-
     /// The delivery job of `kind` about `data`; `None` (logged) when `data` does not serialize.
     pub fn job(&self, kind: EventType, data: &impl Serialize) -> Option<NewJob> {
         event_job(kind, data)
@@ -63,18 +55,6 @@ impl Notifier {
                 tracing::error!(event = kind.as_str(), %error, "notification not serializable");
             })
             .ok()
-    }
-
-    /// The job system the notifications go to.
-    pub fn jobs(&self) -> &Jobs {
-        &self.jobs
-    }
-
-    /// Enqueues `jobs`, waiting until they are stored; a refusal is logged, never returned.
-    pub async fn enqueue(&self, jobs: &[NewJob]) {
-        if let Err(error) = self.jobs.enqueue_all(jobs).await {
-            tracing::error!(jobs = jobs.len(), %error, "notifications not enqueued");
-        }
     }
 }
 

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::tasks::{task_tags, MAX_PAGE};
 use super::{check, created, parse_bounded, parse_id, store_error, Actor};
+use crate::app::model::Comment;
 use crate::app::notifications::EventType;
 use crate::app::store::NewComment;
 use crate::app::AppState;
@@ -92,16 +93,15 @@ pub async fn create(
         author_id: author_id.unwrap_or_default(),
         body,
     };
-    let comment = state
-        .store
-        .add_comment(id, &new, &actor.0)
-        .await
-        .map_err(store_error("task"))?;
     let mut tags = task_tags(id);
     tags.push(format!("comments:{id}"));
-    state
-        .after_write(&tags, EventType::CommentCreated, &comment)
-        .await;
+    let followups = state.followups::<Comment>(&tags, EventType::CommentCreated);
+    let written = state
+        .store
+        .add_comment(id, &new, &actor.0, &followups)
+        .await
+        .map_err(store_error("task"))?;
+    state.after_write(&tags, written.outbox).await;
     let location = format!("/api/tasks/{id}/comments");
-    Ok(created(location, comment))
+    Ok(created(location, written.value))
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use super::{check, created, parse_bounded, parse_id, store_error, Actor};
-use crate::app::model::{parse_rfc3339, Priority, Status};
+use crate::app::model::{parse_rfc3339, Priority, Status, TaskDetail};
 use crate::app::notifications::EventType;
 use crate::app::store::{NewTask, Sort, TaskChanges, TaskFilter, TaskPage};
 use crate::app::AppState;
@@ -281,17 +281,16 @@ pub async fn create(
         assignee_id: changes.assignee_id.flatten(),
         tags: changes.tags.unwrap_or_default(),
     };
-    let task = state
+    let tags = ["tasks".to_owned(), "stats".to_owned()];
+    let followups = state.followups::<TaskDetail>(&tags, EventType::TaskCreated);
+    let written = state
         .store
-        .create_task(&new, &actor.0)
+        .create_task(&new, &actor.0, &followups)
         .await
         .map_err(store_error("task"))?;
-    let tags = ["tasks".to_owned(), "stats".to_owned()];
-    state
-        .after_write(&tags, EventType::TaskCreated, &task)
-        .await;
-    let location = format!("/api/tasks/{}", task.task.id);
-    Ok(created(location, task))
+    state.after_write(&tags, written.outbox).await;
+    let location = format!("/api/tasks/{}", written.value.task.id);
+    Ok(created(location, written.value))
 }
 
 /// `PATCH /api/tasks/{id}`.
@@ -303,15 +302,15 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "task")?;
     let changes = changes_of(input)?;
-    let task = state
+    let tags = task_tags(id);
+    let followups = state.followups::<TaskDetail>(&tags, EventType::TaskUpdated);
+    let written = state
         .store
-        .update_task(id, &changes, &actor.0)
+        .update_task(id, &changes, &actor.0, &followups)
         .await
         .map_err(store_error("task"))?;
-    state
-        .after_write(&task_tags(id), EventType::TaskUpdated, &task)
-        .await;
-    Ok(axum::Json(task).into_response())
+    state.after_write(&tags, written.outbox).await;
+    Ok(axum::Json(written.value).into_response())
 }
 
 /// `DELETE /api/tasks/{id}`.
@@ -321,16 +320,16 @@ pub async fn remove(
     actor: Actor,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "task")?;
-    state
-        .store
-        .delete_task(id, &actor.0)
-        .await
-        .map_err(store_error("task"))?;
     let mut tags = task_tags(id);
     tags.push(format!("comments:{id}"));
-    state
-        .after_write(&tags, EventType::TaskDeleted, &json!({ "id": id }))
-        .await;
+    let notify = state.followups(&tags, EventType::TaskDeleted);
+    let followups = |id: &i64| notify(&json!({ "id": id }));
+    let written = state
+        .store
+        .delete_task(id, &actor.0, &followups)
+        .await
+        .map_err(store_error("task"))?;
+    state.after_write(&tags, written.outbox).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,7 +3,8 @@
 use serde_json::json;
 use sqlx::{Connection, Row};
 
-use super::{append_event, task_exists, user_exists, NewEvent, Store, StoreError};
+use super::{append_event, outbox, task_exists, user_exists, Followups, NewEvent, Store};
+use super::{StoreError, Written};
 use crate::app::model::{now_ms, rfc3339, Comment};
 
 /// A new comment, validated.
@@ -75,13 +76,15 @@ impl Store {
         Ok(page)
     }
 
-    /// Adds a comment to task `task_id` and logs it.
+    /// Adds a comment to task `task_id` and logs it, with the jobs `followups` make of it stored
+    /// in the outbox.
     pub async fn add_comment(
         &self,
         task_id: i64,
         new: &NewComment,
         actor: &str,
-    ) -> Result<Comment, StoreError> {
+        followups: Followups<'_, Comment>,
+    ) -> Result<Written<Comment>, StoreError> {
         let db = self.database();
         let created = db
             .observe("insert", "comments", async {
@@ -122,8 +125,12 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
                 let created = comment(&row)?;
+                let outbox = outbox::put(&mut tx, followups(&created), now).await?;
                 tx.commit().await?;
-                Ok(Ok(created))
+                Ok(Ok(Written {
+                    value: created,
+                    outbox,
+                }))
             })
             .await?;
         created

@@ -5,6 +5,7 @@ mod comments;
 mod events;
 mod images;
 mod links;
+mod outbox;
 mod retention;
 pub mod seed;
 mod task_query;
@@ -17,11 +18,13 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
 use crate::core::dependencies::database::{Database, DbError};
+use crate::core::jobs::NewJob;
 
 pub use comments::{CommentPage, NewComment};
 pub use events::{BulkOutcome, EventFilter, EventPage, ExportFormat, NewEvent};
 pub use images::{content_key, NewImage, StoredImage};
 pub use links::LinkOutcome;
+pub use outbox::{Outboxed, SweepError};
 pub use retention::RETENTION_BATCH;
 pub use task_query::{Sort, SortColumn, TaskFilter, TaskList, TaskPage};
 pub use task_stats::{PopularTask, TaskStats};
@@ -31,6 +34,23 @@ pub use tasks::{NewTask, TaskChanges};
 pub static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 /// The same migrations for PostgreSQL.
 pub static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// What a write hands on, made from what it wrote: the jobs stored with it in the outbox.
+pub type Followups<'a, T> = &'a (dyn Fn(&T) -> Vec<NewJob> + Send + Sync);
+
+/// No jobs: a write that hands nothing on.
+pub fn no_followups<T>(_: &T) -> Vec<NewJob> {
+    Vec::new()
+}
+
+/// What a write returns once committed: what it wrote, and its outbox row, if it stored one.
+#[derive(Debug)]
+pub struct Written<T> {
+    /// What was written, as the transaction read it back.
+    pub value: T,
+    /// The jobs stored with it, to be queued now ([`crate::app::outbox`]).
+    pub outbox: Option<Outboxed>,
+}
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]

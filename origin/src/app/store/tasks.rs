@@ -12,7 +12,7 @@ use super::task_query::{
 };
 use super::NewEvent;
 use super::StoreError;
-use super::{append_event, user_exists, Sql, Store};
+use super::{append_event, outbox, user_exists, Followups, Sql, Store, Written};
 use crate::app::model::{now_ms, rfc3339, Attachment, Priority, Status, Task, TaskDetail};
 
 const TASK_COLUMNS: &str =
@@ -209,36 +209,22 @@ impl Store {
         let detail = db
             .read("select", "tasks", move || async move {
                 let mut connection = db.acquire().await?;
-                let query = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
-                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(query))
-                    .bind(id)
-                    .fetch_optional(&mut *connection)
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let row = TaskRow::from_row(&row)?;
-                let mut tasks = with_tags(&mut connection, vec![row]).await?;
-                let comment_count: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM comments WHERE task_id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *connection)
-                        .await?;
-                let attachments = attachments_of(&mut connection, id).await?;
-                Ok(tasks.pop().map(|task| TaskDetail {
-                    task,
-                    comment_count,
-                    attachments,
-                }))
+                detail_on(&mut connection, id).await
             })
             .await?;
         Ok(detail)
     }
 
-    /// Creates a task and logs it; returns the stored task.
-    pub async fn create_task(&self, new: &NewTask, actor: &str) -> Result<TaskDetail, StoreError> {
+    /// Creates a task and logs it; returns the stored task, read in the same transaction, with
+    /// the jobs `followups` make of it stored in the outbox.
+    pub async fn create_task(
+        &self,
+        new: &NewTask,
+        actor: &str,
+        followups: Followups<'_, TaskDetail>,
+    ) -> Result<Written<TaskDetail>, StoreError> {
         let db = self.database();
-        let id = db
+        let written = db
             .observe("insert", "tasks", async {
                 let mut connection = db.acquire().await?;
                 let mut tx = connection.begin().await?;
@@ -266,12 +252,13 @@ impl Store {
                     "assignee_id": new.assignee_id, "tags": new.tags,
                 }));
                 append_event(&mut tx, &event, now).await?;
+                let written = read_back(&mut tx, id, followups, now).await?;
                 tx.commit().await?;
-                Ok(Some(id))
+                Ok(Some(written))
             })
             .await?
             .ok_or_else(unknown_assignee)?;
-        self.task(id).await?.ok_or(StoreError::NotFound)
+        Ok(written)
     }
 
     /// Applies `changes` to task `id` and logs them; returns the updated task.
@@ -280,7 +267,8 @@ impl Store {
         id: i64,
         changes: &TaskChanges,
         actor: &str,
-    ) -> Result<TaskDetail, StoreError> {
+        followups: Followups<'_, TaskDetail>,
+    ) -> Result<Written<TaskDetail>, StoreError> {
         let db = self.database();
         let outcome = db
             .observe("update", "tasks", async {
@@ -334,16 +322,22 @@ impl Store {
                 let event = NewEvent::about(actor, "update", "task", id)
                     .with_data(serde_json::Value::Object(changed));
                 append_event(&mut tx, &event, now).await?;
+                let written = read_back(&mut tx, id, followups, now).await?;
                 tx.commit().await?;
-                Ok(Ok(()))
+                Ok(Ok(written))
             })
             .await?;
-        outcome?;
-        self.task(id).await?.ok_or(StoreError::NotFound)
+        outcome
     }
 
-    /// Deletes task `id` with its comments and attachments, and logs it.
-    pub async fn delete_task(&self, id: i64, actor: &str) -> Result<(), StoreError> {
+    /// Deletes task `id` with its comments and attachments, and logs it, with the jobs
+    /// `followups` make stored in the outbox.
+    pub async fn delete_task(
+        &self,
+        id: i64,
+        actor: &str,
+        followups: Followups<'_, i64>,
+    ) -> Result<Written<()>, StoreError> {
         let db = self.database();
         let deleted = db
             .observe("delete", "tasks", async {
@@ -354,20 +348,64 @@ impl Store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                if deleted > 0 {
-                    let event = NewEvent::about(actor, "delete", "task", id);
-                    append_event(&mut tx, &event, now_ms()).await?;
+                if deleted == 0 {
+                    return Ok(None);
                 }
+                let now = now_ms();
+                let event = NewEvent::about(actor, "delete", "task", id);
+                append_event(&mut tx, &event, now).await?;
+                let outbox = outbox::put(&mut tx, followups(&id), now).await?;
                 tx.commit().await?;
-                Ok(deleted > 0)
+                Ok(Some(Written { value: (), outbox }))
             })
             .await?;
-        if deleted {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        deleted.ok_or(StoreError::NotFound)
     }
+}
+
+/// The task `id` with its comment count and attachments, if it exists, read on `connection`.
+async fn detail_on(
+    connection: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<TaskDetail>, sqlx::Error> {
+    let query = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(query))
+        .bind(id)
+        .fetch_optional(&mut *connection)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let row = TaskRow::from_row(&row)?;
+    let mut tasks = with_tags(connection, vec![row]).await?;
+    let comment_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM comments WHERE task_id = $1")
+        .bind(id)
+        .fetch_one(&mut *connection)
+        .await?;
+    let attachments = attachments_of(connection, id).await?;
+    Ok(tasks.pop().map(|task| TaskDetail {
+        task,
+        comment_count,
+        attachments,
+    }))
+}
+
+/// Task `id` as the transaction on `connection` wrote it, with the jobs `followups` make of it
+/// stored in the outbox at `now`.
+async fn read_back(
+    connection: &mut AnyConnection,
+    id: i64,
+    followups: Followups<'_, TaskDetail>,
+    now: i64,
+) -> Result<Written<TaskDetail>, sqlx::Error> {
+    let detail = detail_on(connection, id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let outbox = outbox::put(connection, followups(&detail), now).await?;
+    Ok(Written {
+        value: detail,
+        outbox,
+    })
 }
 
 /// The attachments of task `id`, oldest first.

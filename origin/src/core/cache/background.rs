@@ -1,7 +1,8 @@
 //! What the cache hands to the job system: refreshes of stale entries, re-warms of hot entries
 //! an invalidation dropped, and the purges that carry an invalidation to the edge and to
-//! Cloudflare. The request path never waits for a refresh to be enqueued; a write waits for its
-//! purges to be stored, so that a purge is never lost once the write has answered.
+//! Cloudflare. The request path never waits for a refresh to be enqueued; an invalidation waits
+//! for its purges to be stored, so that a purge is never lost once it has answered, unless
+//! its caller stored them already (a write keeps them in its transaction's outbox).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,6 +32,15 @@ pub struct PurgeTargets {
     pub edge: bool,
     /// Cloudflare's purge API (`CLOUDFLARE_ZONE_ID`).
     pub cloudflare: bool,
+}
+
+/// Who enqueues an invalidation's purges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purges {
+    /// The invalidation does, and waits until they are stored.
+    Enqueue,
+    /// The caller does: it stored them with its write (an outbox) and queues them after.
+    Caller,
 }
 
 /// The cache's link to the job system.
@@ -79,25 +89,37 @@ impl Background {
         true
     }
 
-    /// Enqueues the purges of an invalidation of `tags` and `keys`, the reloads of the `hot`
-    /// keys it dropped and the caller's `also`, in one call; waits until they are stored.
+    /// Enqueues the purges of an invalidation of `tags` and `keys` (unless the caller stored
+    /// them) and the reloads of the `hot` keys it dropped. Purges are waited for, so that one
+    /// is never lost once the invalidation has answered; reloads alone are not (a lost one
+    /// only costs a miss).
     pub async fn after_invalidation(
         &self,
         tags: &[String],
         keys: &[String],
         hot: &[String],
-        also: Vec<NewJob>,
+        purges: Purges,
     ) {
-        let mut jobs = also;
-        jobs.extend(
-            hot.iter()
-                .filter(|key| self.can_refresh(key))
-                .map(|key| refresh_job(key)),
-        );
-        jobs.extend(purge_jobs(self.targets, tags, keys));
-        if let Err(error) = self.jobs.enqueue_all(&jobs).await {
-            tracing::error!(%error, ?tags, "an invalidation's purges, re-warms and notifications not enqueued");
+        let mut jobs: Vec<_> = hot
+            .iter()
+            .filter(|key| self.can_refresh(key))
+            .map(|key| refresh_job(key))
+            .collect();
+        if purges == Purges::Caller {
+            if !jobs.is_empty() {
+                self.jobs.enqueue_in_background(jobs);
+            }
+            return;
         }
+        jobs.extend(self.purge_jobs(tags, keys));
+        if let Err(error) = self.jobs.enqueue_all(&jobs).await {
+            tracing::error!(%error, ?tags, "an invalidation's purges and re-warms not enqueued");
+        }
+    }
+
+    /// The purge jobs of an invalidation of `tags` and `keys` at this cache's targets.
+    pub fn purge_jobs(&self, tags: &[String], keys: &[String]) -> Vec<NewJob> {
+        purge_jobs(self.targets, tags, keys)
     }
 
     /// Enqueues a purge of everything at every target.

@@ -41,7 +41,8 @@ pub use remote::{Invalidation, RedisTier};
 pub use values::{Cached, ForceRefresh, Loaded, Outcome};
 use values::{Landed, RetentionExpiry};
 
-use crate::core::jobs::{Jobs, NewJob};
+use crate::core::jobs::NewJob;
+use background::Purges;
 
 type TagIndex = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 
@@ -403,42 +404,38 @@ impl TieredCache {
         self.store.insert(key, entry).await;
     }
 
-    /// Drops every entry carrying one of `tags`, here, in Redis and in every other instance;
-    /// returns how many in-process entries were dropped.
+    /// Drops every entry carrying one of `tags`, here, in Redis and in every other instance,
+    /// and waits until the purges that carry it to the edge are stored; returns how many
+    /// in-process entries were dropped.
     pub async fn invalidate_tags(&self, tags: &[String]) -> u64 {
-        self.invalidate(tags, &[], Vec::new()).await
+        self.invalidate(tags, &[], Purges::Enqueue).await
     }
 
-    /// As [`Self::invalidate_tags`], enqueuing `jobs` in the same call to the job store as the
-    /// invalidation's purges (a write that also notifies waits for one enqueue, not two).
-    /// When `system` is not the job system this cache hands its own work to, nothing is done
-    /// and the jobs are handed back.
-    pub async fn invalidate_tags_with(
-        &self,
-        tags: &[String],
-        jobs: Vec<NewJob>,
-        system: &Jobs,
-    ) -> Result<u64, Vec<NewJob>> {
-        let ours = self
-            .background
+    /// As [`Self::invalidate_tags`] for a caller that stored the invalidation's purges itself
+    /// ([`Self::purge_jobs`], in a write's outbox) and queues them once this returns.
+    pub async fn invalidate_tags_purged_by_caller(&self, tags: &[String]) -> u64 {
+        self.invalidate(tags, &[], Purges::Caller).await
+    }
+
+    /// The jobs that carry an invalidation of `tags` to the edge and to Cloudflare, where
+    /// this cache purges.
+    pub fn purge_jobs(&self, tags: &[String]) -> Vec<NewJob> {
+        self.background
             .as_ref()
-            .is_some_and(|background| background.jobs().is(system));
-        if !ours && !jobs.is_empty() {
-            return Err(jobs);
-        }
-        Ok(self.invalidate(tags, &[], jobs).await)
+            .map(|background| background.purge_jobs(tags, &[]))
+            .unwrap_or_default()
     }
 
     /// Drops the entries under `keys` everywhere; returns how many in-process entries were dropped.
     pub async fn invalidate_keys(&self, keys: &[String]) -> u64 {
-        self.invalidate(&[], keys, Vec::new()).await
+        self.invalidate(&[], keys, Purges::Enqueue).await
     }
 
     /// Drops locally, then in Redis and every instance, with the purges enqueued as the Redis
     /// entries are deleted: a write waits for the tag lookup and then one more round trip, not
     /// two. The deletion is sent first, and a purge reaches the edge only after a worker has read
     /// its job and called the edge, so the edge cannot fetch the old copy from Redis again.
-    async fn invalidate(&self, tags: &[String], keys: &[String], also: Vec<NewJob>) -> u64 {
+    async fn invalidate(&self, tags: &[String], keys: &[String], purges: Purges) -> u64 {
         let (removed, hot) = self.invalidate_local(tags, keys).await;
         let tagged = match &self.remote {
             Some(remote) => remote.tagged(tags).await,
@@ -451,7 +448,9 @@ impl TieredCache {
         };
         let purges = async {
             if let Some(background) = &self.background {
-                background.after_invalidation(tags, keys, &hot, also).await;
+                background
+                    .after_invalidation(tags, keys, &hot, purges)
+                    .await;
             }
         };
         tokio::join!(remote, purges);

@@ -447,9 +447,9 @@ async fn an_invalidated_entry_stands_in_only_for_a_failed_reload() {
 }
 
 #[tokio::test]
-async fn a_writes_jobs_go_with_its_purges_to_the_caches_own_job_system_only() {
+async fn purges_a_caller_stores_itself_are_not_enqueued_again_by_the_invalidation() {
     use crate::core::cache::background::{Background, PurgeTargets};
-    use crate::core::jobs::{JobSettings, NewJob, Queue};
+    use crate::core::jobs::{JobSettings, Jobs, Queue};
 
     let jobs = Jobs::in_memory(JobSettings::default());
     let edge = PurgeTargets {
@@ -458,26 +458,36 @@ async fn a_writes_jobs_go_with_its_purges_to_the_caches_own_job_system_only() {
     };
     let cache = TieredCache::new(1 << 20).with_background(Background::new(jobs.clone(), edge));
     let loaded = || async { Ok::<_, String>(Bytes::from_static(b"v")) };
+    let tags = ["task:1".to_owned()];
+    let purges_waiting = || async {
+        let counts = jobs.store().counts(Queue::EdgePurge).await.expect("counts");
+        counts.waiting
+    };
+
+    let made = cache.purge_jobs(&tags);
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(
+        (made[0].queue, made[0].payload.value()["tags"][0].as_str()),
+        (Queue::EdgePurge, Some("task:1"))
+    );
+    assert_eq!(purges_waiting().await, 0, "making purges enqueues nothing");
+
     cache
         .get_with_refresh("k", options(60, 0, &["task:1"]), loaded)
         .await
         .expect("loads");
-    let webhook = NewJob::new(Queue::Notifications, "webhook", serde_json::json!({"n": 1}));
-
-    let other = Jobs::in_memory(JobSettings::default());
-    let handed_back = cache
-        .invalidate_tags_with(&["task:1".to_owned()], vec![webhook.clone()], &other)
-        .await;
-    assert_eq!(handed_back, Err(vec![webhook.clone()]));
-    assert!(cache.resident("k").await.is_some(), "nothing was dropped");
-
-    let dropped = cache
-        .invalidate_tags_with(&["task:1".to_owned()], vec![webhook], &jobs)
-        .await;
-    assert_eq!(dropped, Ok(1));
+    assert_eq!(cache.invalidate_tags_purged_by_caller(&tags).await, 1);
     assert!(cache.resident("k").await.is_none());
-    let store = jobs.store();
-    let notifications = store.counts(Queue::Notifications).await.expect("counts");
-    let purges = store.counts(Queue::EdgePurge).await.expect("counts");
-    assert_eq!((notifications.waiting, purges.waiting), (1, 1));
+    assert_eq!(purges_waiting().await, 0, "the caller queues its own");
+
+    cache
+        .get_with_refresh("k", options(60, 0, &["task:1"]), loaded)
+        .await
+        .expect("loads");
+    assert_eq!(cache.invalidate_tags(&tags).await, 1);
+    assert_eq!(
+        purges_waiting().await,
+        1,
+        "a plain invalidation enqueues its purge"
+    );
 }

@@ -58,8 +58,8 @@ impl fmt::Display for Queue {
     }
 }
 
-/// A job to enqueue.
-#[derive(Debug, Clone, PartialEq)]
+/// A job to enqueue; it serializes to JSON as itself (a write's outbox row keeps its jobs so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
     /// Where it runs.
     pub queue: Queue,
@@ -69,11 +69,18 @@ pub struct NewJob {
     pub payload: Payload,
     /// While a job with this key waits to run, enqueuing another with the same key returns
     /// the waiting one's id instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Run no sooner than this many milliseconds from now.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub delay_ms: u64,
     /// The span that enqueued it (a `traceparent`), when traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl NewJob {
@@ -120,7 +127,8 @@ impl NewJob {
 }
 
 /// A new job's input, held as the JSON text it is stored as.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Payload(Box<RawValue>);
 
 impl Payload {

@@ -220,6 +220,25 @@ impl Jobs {
         result
     }
 
+    /// Adds `jobs` where they are kept ([`Store::enqueue_kept`]): never to the in-process buffer
+    /// for when Redis is unreachable, so that a caller holding them elsewhere (a write's outbox)
+    /// lets go of them only once they are stored.
+    pub async fn enqueue_kept(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result = self.inner.store.enqueue_kept(jobs).await;
+        for (index, job) in jobs.iter().enumerate() {
+            let outcome = match &result {
+                Err(_) => JobOutcome::Refused,
+                Ok(done) if done.get(index).is_some_and(|e| !e.created) => JobOutcome::Deduplicated,
+                Ok(_) => JobOutcome::Enqueued,
+            };
+            self.inner.metrics.count(job.queue, outcome, 1);
+        }
+        result
+    }
+
     /// Adds one job (see [`Jobs::enqueue_all`]).
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         let mut done = self.enqueue_all(std::slice::from_ref(&job)).await?;

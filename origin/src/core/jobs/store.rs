@@ -113,6 +113,18 @@ impl Store {
         }
     }
 
+    /// Adds `jobs` where they survive this process (Redis), or where the job system keeps them
+    /// (in process); never to the buffer. While jobs wait in the buffer, Redis failed a moment
+    /// ago and this refuses at once, like a failed call: for callers that keep the jobs
+    /// themselves until they are stored (a write's outbox).
+    pub async fn enqueue_kept(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        match self {
+            Store::Memory(store) => Ok(store.enqueue(jobs)),
+            Store::Redis(_, buffer) if !buffer.is_empty() => Err(StoreError::Full(buffer.len())),
+            Store::Redis(store, _) => store.enqueue(jobs).await,
+        }
+    }
+
     /// Writes buffered jobs to Redis; returns how many were written.
     pub async fn flush(&self) -> Result<usize, StoreError> {
         let Store::Redis(store, buffer) = self else {

@@ -755,9 +755,11 @@ async fn rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_kee
     let app = App::start(on(database, Config::default())).await;
     let store = &app.state.store;
     let job = |n: u32| NewJob::new(Queue::Cleanup, "left-behind", json!({ "n": n }));
-    put_row(&app, Duration::from_secs(60), &[job(1), job(2)]).await;
+    // Rows too young for the instance's own relay to sweep (10 s) while this test sweeps them
+    // itself, with its own `before`: one a few seconds old, one just written.
+    put_row(&app, Duration::from_secs(3), &[job(1), job(2)]).await;
     put_row(&app, Duration::ZERO, &[job(3)]).await;
-    let before = now_ms() - 10_000;
+    let before = now_ms() - 1_500;
 
     // Redis out: its jobs are refused, not buffered, and the row stays.
     let nowhere = RedisTarget::node("redis://127.0.0.1:1").expect("a target");

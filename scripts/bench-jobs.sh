@@ -4,8 +4,9 @@
 #      (Jobs) against a bare Redis Streams loop doing the same with the same concurrency (XADD
 #      pipelined in the same batches, XREADGROUP, XACK + XDEL): jobs/s, the median of the
 #      per-round ratios (`cargo bench -p origin --bench jobs`; its header says how each peer runs);
-#   2. the write path: p50 and p99 of PATCH /api/tasks/{id} on the origin binary enqueuing a
-#      webhook delivery and an edge purge before it answers (WEBHOOK_URL and EDGE_PURGE_URL
+#   2. the write path: p50 and p99 of PATCH /api/tasks/{id} on the origin binary storing a
+#      webhook delivery and an edge purge in the write's transaction (its outbox), queued in
+#      Redis once it commits (WEBHOOK_URL and EDGE_PURGE_URL
 #      pointing at a local sink, origin/examples/webhook_sink.rs, which answers 200 at once),
 #      against the same binary with neither set, which enqueues nothing; both on the same Redis,
 #      each with a SQLite file of its own, sent the same writes (origin/examples/write_load.rs:

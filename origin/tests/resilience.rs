@@ -348,3 +348,42 @@ async fn link_previews_refuse_private_targets_by_default() {
         .expect("up");
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_terminates_is_an_outage_not_a_query_error() {
+    use origin::core::dependencies::database::{Database, DbError, DbSettings};
+    use origin::core::observability::metrics::Metrics;
+
+    let db = PostgresDb::create().await;
+    let settings = DbSettings {
+        url: db.url.clone(),
+        pool_size: 2,
+        query_timeout: Duration::from_secs(5),
+    };
+    let database = Database::connect(&settings, Metrics::default().database())
+        .await
+        .expect("connects");
+    let mut doomed = database.acquire().await.expect("a connection");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *doomed)
+        .await
+        .expect("its pid");
+    let mut other = database.acquire().await.expect("another connection");
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&mut *other)
+        .await
+        .expect("terminated");
+
+    let error = sqlx::query("SELECT 1")
+        .execute(&mut *doomed)
+        .await
+        .expect_err("the session is gone");
+    let error = DbError::from(error);
+    assert!(
+        error.is_outage(),
+        "{error:?}: a terminated session is the database out (503), not a bad query (500)"
+    );
+    drop((doomed, other));
+    db.drop_now().await;
+}

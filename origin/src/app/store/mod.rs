@@ -145,6 +145,17 @@ impl Sql {
         self
     }
 
+    /// Appends a placeholder for each of `values`, separated by commas (for `IN (…)`).
+    fn bind_list<T: Into<Param> + Copy>(&mut self, values: &[T]) -> &mut Self {
+        for (n, value) in values.iter().enumerate() {
+            if n > 0 {
+                self.push(", ");
+            }
+            self.bind(*value);
+        }
+        self
+    }
+
     fn query(&self) -> Query<'_, Any, AnyArguments> {
         let mut query = sqlx::query(AssertSqlSafe(self.text.clone()));
         for param in &self.params {

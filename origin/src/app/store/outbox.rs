@@ -56,13 +56,7 @@ impl Store {
             return Ok(0);
         }
         let mut sql = Sql::new("DELETE FROM job_outbox WHERE id IN (");
-        for (n, id) in ids.iter().enumerate() {
-            if n > 0 {
-                sql.push(", ");
-            }
-            sql.bind(*id);
-        }
-        sql.push(")");
+        sql.bind_list(ids).push(")");
         let db = self.database();
         let deleted = db
             .observe("delete", "job_outbox", async {
@@ -104,10 +98,15 @@ impl Store {
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut left = Vec::new();
+                let mut taken = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    let (id, text): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-                    match serde_json::from_str::<Vec<NewJob>>(&text) {
+                    taken.push((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?));
+                }
+                // `RETURNING` keeps no order: the jobs go in the order their writes stored them.
+                taken.sort_unstable_by_key(|(id, _)| *id);
+                let mut left = Vec::new();
+                for (id, text) in &taken {
+                    match serde_json::from_str::<Vec<NewJob>>(text) {
                         Ok(jobs) => left.extend(jobs),
                         Err(error) => {
                             tracing::error!(id, %error, "an outbox row is not jobs: dropped")

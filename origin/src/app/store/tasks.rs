@@ -99,13 +99,7 @@ async fn tags_of(
         return Ok(tags);
     }
     let mut sql = Sql::new("SELECT task_id, tag FROM task_tags WHERE task_id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(*id);
-    }
-    sql.push(") ORDER BY task_id, tag");
+    sql.bind_list(ids).push(") ORDER BY task_id, tag");
     for row in sql.query().fetch_all(connection).await? {
         let task_id: i64 = row.try_get(0)?;
         tags.entry(task_id).or_default().push(row.try_get(1)?);

@@ -69,6 +69,15 @@ impl From<sqlx::Error> for DbError {
             {
                 Self::Constraint(db.message().to_owned())
             }
+            // The server ended the session (`pg_terminate_backend`, a shutdown: SQLSTATE class
+            // 57) or lost the connection (class 08): the database is out, not the query.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")) =>
+            {
+                Self::Unavailable(error.to_string())
+            }
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut

@@ -304,7 +304,7 @@ on_both_databases!(
     audit_retention_deletes_only_entries_past_their_time,
     expired_uploads_delete_only_old_images_no_task_refers_to,
     a_writes_jobs_are_stored_with_it_then_queued_and_their_row_deleted,
-    rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_keeps_them,
+    rows_left_behind_are_swept_only_once_due_and_only_into_a_store_that_keeps_them,
 );
 
 fn on(database: Option<String>, mut config: Config) -> Config {
@@ -735,18 +735,17 @@ async fn a_writes_jobs_are_stored_with_it_then_queued_and_their_row_deleted(
     );
 }
 
-/// A row as a write stores it, `age` ago, holding `jobs`.
-async fn put_row(app: &App, age: Duration, jobs: &[origin::core::jobs::NewJob]) {
-    let created = now_ms() - age.as_millis() as i64;
-    sqlx::query("INSERT INTO job_outbox (created_at, jobs) VALUES ($1, $2)")
-        .bind(created)
+/// A row holding `jobs` that a sweep may take `due_in` ms from now (negative: already due).
+async fn put_row(app: &App, due_in: i64, jobs: &[origin::core::jobs::NewJob]) {
+    sqlx::query("INSERT INTO job_outbox (due_at, jobs) VALUES ($1, $2)")
+        .bind(now_ms() + due_in)
         .bind(serde_json::to_string(jobs).expect("json"))
         .execute(app.state.store.database().pool())
         .await
         .expect("a row");
 }
 
-async fn rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_keeps_them(
+async fn rows_left_behind_are_swept_only_once_due_and_only_into_a_store_that_keeps_them(
     database: Option<String>,
 ) {
     use origin::core::dependencies::redis::RedisTarget;
@@ -755,13 +754,13 @@ async fn rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_kee
     let app = App::start(on(database, Config::default())).await;
     let store = &app.state.store;
     let job = |n: u32| NewJob::new(Queue::Cleanup, "left-behind", json!({ "n": n }));
-    // Rows too young for the instance's own relay to sweep (10 s) while this test sweeps them
-    // itself, with its own `before`: one a few seconds old, one just written.
-    put_row(&app, Duration::from_secs(3), &[job(1), job(2)]).await;
-    put_row(&app, Duration::ZERO, &[job(3)]).await;
-    let before = now_ms() - 1_500;
+    // Rows the instance's own relay will not sweep for a while: this test sweeps them itself,
+    // as if later. The first is due in 5 s, the second in a minute.
+    put_row(&app, 5_000, &[job(1), job(2)]).await;
+    put_row(&app, 60_000, &[job(3)]).await;
+    let later = now_ms() + 6_000;
 
-    // Redis out: its jobs are refused, not buffered, and the row stays.
+    // Redis out: its jobs are refused, not buffered, and the row stays (leased for 10 s).
     let nowhere = RedisTarget::node("redis://127.0.0.1:1").expect("a target");
     let settings = JobSettings::default();
     let out = Jobs::on_redis(
@@ -771,18 +770,30 @@ async fn rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_kee
         settings.clone(),
     )
     .expect("jobs");
-    assert!(store.sweep_outbox(before, 100, &out).await.is_err());
+    assert!(store.sweep_outbox(later, 100, &out).await.is_err());
     assert_eq!(out.store().buffered(), 0, "nothing waits in memory");
     assert_eq!(store.outbox_len().await.expect("outbox"), 2);
-
-    // A store that keeps them: the old row's jobs, in order; the new row stays for its writer.
     let kept = Jobs::in_memory(settings);
     assert_eq!(
-        store.sweep_outbox(before, 100, &kept).await.expect("swept"),
+        store.sweep_outbox(later, 100, &kept).await.expect("swept"),
+        0,
+        "the refused row is leased: no sweep takes it again before its lease is over"
+    );
+
+    // Its lease over, a store that keeps them gets its jobs; the row not yet due stays.
+    let after_lease = later + 10_000;
+    assert_eq!(
+        store
+            .sweep_outbox(after_lease, 100, &kept)
+            .await
+            .expect("swept"),
         1
     );
     assert_eq!(
-        store.sweep_outbox(before, 100, &kept).await.expect("swept"),
+        store
+            .sweep_outbox(after_lease, 100, &kept)
+            .await
+            .expect("swept"),
         0
     );
     assert_eq!(store.outbox_len().await.expect("outbox"), 1);
@@ -790,7 +801,7 @@ async fn rows_left_behind_are_swept_only_once_old_and_only_into_a_store_that_kee
     assert_eq!(counts.waiting, 2, "{counts:?}");
 
     // The instance's own relay sweeps every few seconds: the left row reaches its queue.
-    put_row(&app, Duration::from_secs(60), &[job(4)]).await;
+    put_row(&app, -1, &[job(4)]).await;
     eventually("the relay's sweep queues the row left behind", || async {
         let counts = app.counts(Queue::Cleanup).await;
         counts.waiting + counts.active + counts.delayed + counts.completed + counts.dead >= 1

@@ -9,9 +9,10 @@
 //!   one wake-up, one Redis call and one delete for many writes.
 //! - Jobs go where the job system keeps them, never to its in-process buffer for when Redis
 //!   is unreachable: while Redis is out they stay in the outbox, in the database.
-//! - Every [`SWEEP_EVERY`], rows older than [`SWEEP_AFTER`] are queued and deleted in one
-//!   transaction by whichever instance gets to them: those of an instance that stopped (or was
-//!   killed) between its commit and its relay, and those the queues refused.
+//! - Every [`SWEEP_EVERY`], rows older than their lease ([`crate::app::store::LEASE_MS`], 10 s) are taken by
+//!   whichever instance sweeps first, leased again, queued and deleted: those of an instance
+//!   that stopped (or was killed) between its commit and its relay, and those the queues
+//!   refused. A row handed to the relay after its lease ended is left to the sweep.
 //!
 //! A job is thus queued at least once: an instance killed after queuing a row's jobs and
 //! before deleting it queues them again through the sweep (webhook receivers drop the repeat by
@@ -37,8 +38,6 @@ pub const RELAY_LINGER: Duration = Duration::from_millis(25);
 const RELAY_BATCH: usize = 128;
 /// How often each instance looks for rows left behind.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// How old a row must be for a sweep to take it: far longer than a relay takes.
-pub const SWEEP_AFTER: Duration = Duration::from_secs(10);
 /// Rows one sweep takes at most (it runs again at once while it finds a full batch).
 const SWEEP_BATCH: i64 = 100;
 
@@ -81,9 +80,10 @@ impl Outbox {
 
 impl Relay {
     /// Relays the rows handed over so far and deletes those queued, within `limit`.
-    pub async fn stop(self, limit: Duration) {
+    pub async fn stop(mut self, limit: Duration) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(limit, self.task).await.is_err() {
+        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
+            self.task.abort();
             tracing::warn!("outbox relay stopped before it was done: rows left for the sweep");
         }
     }
@@ -132,13 +132,21 @@ impl Relaying {
     async fn relay(&mut self, first: Outboxed, rows: &mut mpsc::UnboundedReceiver<Outboxed>) {
         // Lingering lets the writes of the next moments join this call: one wake-up and one
         // Redis call per batch rather than per write, beside the requests on the same cores.
-        tokio::time::sleep(RELAY_LINGER).await;
+        if rows.is_empty() {
+            tokio::time::sleep(RELAY_LINGER).await;
+        }
         let mut batch = vec![first];
         while batch.len() < RELAY_BATCH {
             match rows.try_recv() {
                 Ok(row) => batch.push(row),
                 Err(_) => break,
             }
+        }
+        // A row past its lease belongs to the sweep, which may be queuing it already.
+        let now = now_ms();
+        batch.retain(|row| row.due_at > now);
+        if batch.is_empty() {
+            return;
         }
         let jobs: Vec<_> = batch
             .iter()
@@ -176,11 +184,10 @@ impl Relaying {
 
     /// Queues and deletes rows left behind, a batch at a time.
     async fn sweep(&self) {
-        let before = now_ms() - SWEEP_AFTER.as_millis() as i64;
         loop {
             match self
                 .store
-                .sweep_outbox(before, SWEEP_BATCH, &self.jobs)
+                .sweep_outbox(now_ms(), SWEEP_BATCH, &self.jobs)
                 .await
             {
                 Ok(0) => return,

@@ -24,7 +24,7 @@ pub use comments::{CommentPage, NewComment};
 pub use events::{BulkOutcome, EventFilter, EventPage, ExportFormat, NewEvent};
 pub use images::{content_key, NewImage, StoredImage};
 pub use links::LinkOutcome;
-pub use outbox::{Outboxed, SweepError};
+pub use outbox::{Outboxed, SweepError, LEASE_MS};
 pub use retention::RETENTION_BATCH;
 pub use task_query::{Sort, SortColumn, TaskFilter, TaskList, TaskPage};
 pub use task_stats::{PopularTask, TaskStats};

@@ -432,9 +432,10 @@ impl TieredCache {
     }
 
     /// Drops locally, then in Redis and every instance, with the purges enqueued as the Redis
-    /// entries are deleted: a write waits for the tag lookup and then one more round trip, not
-    /// two. The deletion is sent first, and a purge reaches the edge only after a worker has read
-    /// its job and called the edge, so the edge cannot fetch the old copy from Redis again.
+    /// entries are deleted (unless the caller queues them after, [`Purges::Caller`]): the
+    /// caller waits for the tag lookup and then one more round trip, not two. The deletion is
+    /// sent first, and a purge reaches the edge only after a worker has read its job and called
+    /// the edge, so the edge cannot fetch the old copy from Redis again.
     async fn invalidate(&self, tags: &[String], keys: &[String], purges: Purges) -> u64 {
         let (removed, hot) = self.invalidate_local(tags, keys).await;
         let tagged = match &self.remote {

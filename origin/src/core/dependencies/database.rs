@@ -70,11 +70,12 @@ impl From<sqlx::Error> for DbError {
                 Self::Constraint(db.message().to_owned())
             }
             // The server ended the session (`pg_terminate_backend`, a shutdown: SQLSTATE class
-            // 57) or lost the connection (class 08): the database is out, not the query.
+            // 57) or lost the connection (class 08, but for 08P01, a protocol violation): the
+            // database is out, not the query.
             sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")) =>
+                if db.code().is_some_and(|code| {
+                    code.starts_with("57P") || (code.starts_with("08") && code != "08P01")
+                }) =>
             {
                 Self::Unavailable(error.to_string())
             }
@@ -226,7 +227,9 @@ impl Database {
                         connection.execute("PRAGMA synchronous = NORMAL").await?;
                         connection.execute("PRAGMA busy_timeout = 5000").await?;
                         // Checkpoints run in the background (`checkpoint_in_background`), not
-                        // in the commit that happens to fill the log; this is a bound only.
+                        // in the commit that happens to fill the log; this is a bound only:
+                        // should passive checkpoints fall behind (a reader holding an old
+                        // snapshot), the commit that takes the log past ~80 MB checkpoints.
                         connection
                             .execute("PRAGMA wal_autocheckpoint = 20000")
                             .await?;

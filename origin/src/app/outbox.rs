@@ -9,10 +9,11 @@
 //!   one wake-up, one Redis call and one delete for many writes.
 //! - Jobs go where the job system keeps them, never to its in-process buffer for when Redis
 //!   is unreachable: while Redis is out they stay in the outbox, in the database.
-//! - Every [`SWEEP_EVERY`], rows older than their lease ([`crate::app::store::LEASE_MS`], 10 s) are taken by
-//!   whichever instance sweeps first, leased again, queued and deleted: those of an instance
-//!   that stopped (or was killed) between its commit and its relay, and those the queues
-//!   refused. A row handed to the relay after its lease ended is left to the sweep.
+//! - Every [`SWEEP_EVERY`], rows past their lease ([`crate::app::store::LEASE_MS`], 10 s
+//!   after the write) are taken by whichever instance sweeps first, leased again, queued and
+//!   deleted: those of an instance that stopped (or was killed) between its commit and its
+//!   relay, and those the queues refused. A row handed to the relay after its lease ended is
+//!   left to the sweep.
 //!
 //! A job is thus queued at least once: an instance killed after queuing a row's jobs and
 //! before deleting it queues them again through the sweep (webhook receivers drop the repeat by

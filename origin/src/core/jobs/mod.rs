@@ -205,15 +205,7 @@ impl Jobs {
         let buffered_before = self.inner.store.buffered();
         let result = self.inner.store.enqueue(jobs).await;
         let buffered = self.inner.store.buffered() > buffered_before;
-        for (index, job) in jobs.iter().enumerate() {
-            let outcome = match &result {
-                Err(_) => JobOutcome::Refused,
-                Ok(_) if buffered => JobOutcome::Buffered,
-                Ok(done) if done.get(index).is_some_and(|e| !e.created) => JobOutcome::Deduplicated,
-                Ok(_) => JobOutcome::Enqueued,
-            };
-            self.inner.metrics.count(job.queue, outcome, 1);
-        }
+        self.count_outcomes(jobs, &result, buffered);
         if let Err(error) = &result {
             tracing::error!(%error, jobs = jobs.len(), "jobs refused");
         }
@@ -228,15 +220,27 @@ impl Jobs {
             return Ok(Vec::new());
         }
         let result = self.inner.store.enqueue_kept(jobs).await;
+        self.count_outcomes(jobs, &result, false);
+        result
+    }
+
+    /// Counts what became of each of `jobs`, enqueued with `result` (`buffered`: held in
+    /// process for Redis).
+    fn count_outcomes(
+        &self,
+        jobs: &[NewJob],
+        result: &Result<Vec<Enqueued>, StoreError>,
+        buffered: bool,
+    ) {
         for (index, job) in jobs.iter().enumerate() {
-            let outcome = match &result {
+            let outcome = match result {
                 Err(_) => JobOutcome::Refused,
+                Ok(_) if buffered => JobOutcome::Buffered,
                 Ok(done) if done.get(index).is_some_and(|e| !e.created) => JobOutcome::Deduplicated,
                 Ok(_) => JobOutcome::Enqueued,
             };
             self.inner.metrics.count(job.queue, outcome, 1);
         }
-        result
     }
 
     /// Adds one job (see [`Jobs::enqueue_all`]).

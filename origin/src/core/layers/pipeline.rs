@@ -18,7 +18,6 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use opentelemetry::trace::SpanContext;
 use tower::{Layer, Service};
 
 use shared::rate_limit::RateLimitTier;
@@ -104,33 +103,34 @@ impl<S: Inner> Service<Request> for Pipeline<S> {
     fn call(&mut self, request: Request) -> Self::Future {
         let stages = Arc::clone(&self.stages);
         let inner = self.inner.clone();
-        if let Some(span) = ServerSpan::start(request.method(), request.uri(), request.headers()) {
-            return Box::pin(async move {
-                let response = handle(stages, request, inner, Some(span.span_context())).await;
-                span.end(&response);
-                Ok(response)
-            });
-        }
-        Box::pin(async move { Ok(handle(stages, request, inner, None).await) })
+        // Boxed, so that requests without one do not move its room around with their futures.
+        let span = ServerSpan::start(request.method(), request.headers()).map(Box::new);
+        Box::pin(async move { Ok(handle(stages, request, inner, span).await) })
     }
 }
 
 /// One request, step by step, in the order [`crate::core::stack::Core::stack`] lists them;
-/// `trace` is its server span's context when traces are exported.
+/// `span` is its server span when traces are exported.
 async fn handle<S: Inner>(
     stages: Arc<Stages>,
     mut request: Request,
     inner: S,
-    trace: Option<SpanContext>,
+    span: Option<Box<ServerSpan>>,
 ) -> Response {
     let started = Instant::now();
     let id = request_id::take_or_make(&mut request);
-    let traceparent = request.headers().get(TRACEPARENT).cloned();
-    let labels = Labels::new(id.clone(), trace, traceparent);
+    let labels = match &span {
+        Some(span) => Labels::new(id.clone(), Some(span.span_context()), None),
+        None => {
+            let traceparent = request.headers().get(TRACEPARENT).cloned();
+            Labels::new(id.clone(), None, traceparent)
+        }
+    };
     let seen = Seen {
         id,
         method: request.method().clone(),
         uri: request.uri().clone(),
+        span,
     };
     log_context::scope(labels, answer(stages, request, inner, seen, started)).await
 }
@@ -170,6 +170,9 @@ async fn answer<S: Inner>(
         .history
         .record(&seen.method, &response, elapsed, &seen.id);
     log(&stages, &seen, &response, elapsed);
+    if let Some(span) = seen.span {
+        span.end(&seen.method, &seen.uri, &seen.id, &response);
+    }
     response.headers_mut().insert(REQUEST_ID.clone(), seen.id);
     response
 }
@@ -305,11 +308,13 @@ fn log(stages: &Stages, seen: &Seen, response: &Response, elapsed: std::time::Du
     }
 }
 
-/// What a request's log line names besides its labels: its id, method and target.
+/// What a request's log line names besides its labels: its id, method and target; and its
+/// server span, ended with them.
 struct Seen {
     id: HeaderValue,
     method: axum::http::Method,
     uri: axum::http::Uri,
+    span: Option<Box<ServerSpan>>,
 }
 
 /// `429 RATE_LIMITED`, with `Retry-After` in whole seconds (rounded up).

@@ -71,7 +71,7 @@ impl Labels {
 
 /// The trace id a W3C `traceparent` names, when it is a valid one.
 pub fn trace_id_of(traceparent: &HeaderValue) -> Option<String> {
-    let (trace_id, _, _) = remote_span(traceparent.to_str().ok()?)?;
+    let (trace_id, _, _) = remote_span(traceparent.as_bytes())?;
     Some(trace_id.to_string())
 }
 

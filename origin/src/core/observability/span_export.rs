@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::encoding::encoded_len_varint;
 use prost::Message as _;
 
 /// Why the export could not start.
@@ -295,8 +295,43 @@ fn request(encoded: &[u8], resource: &[(String, String)]) -> Vec<u8> {
 const HAS_IS_REMOTE: u32 = 0x100;
 const IS_REMOTE: u32 = 0x200;
 /// OTLP's `SPAN_KIND_SERVER` and `STATUS_CODE_ERROR`.
-const KIND_SERVER: u64 = 2;
-const STATUS_ERROR: u64 = 2;
+const KIND_SERVER: u8 = 2;
+const STATUS_ERROR: u8 = 2;
+
+/// Protobuf's wire types, as the fields written here use them.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LENGTH_DELIMITED: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// The one-byte key of field `number` (below 16) with wire type `wire`.
+const fn key(number: u8, wire: u8) -> u8 {
+    assert!(number < 16);
+    number << 3 | wire
+}
+
+/// An attribute's key as the field that starts its `KeyValue` (`key`, field 1), made at
+/// compile time: a span's attribute keys are the same on every request.
+macro_rules! key_field {
+    ($key:literal) => {{
+        const KEY: &str = $key;
+        const FIELD: [u8; KEY.len() + 2] = key_field::<{ KEY.len() + 2 }>(KEY);
+        &FIELD
+    }};
+}
+
+const fn key_field<const N: usize>(name: &str) -> [u8; N] {
+    assert!(name.len() < 0x80 && N == name.len() + 2);
+    let mut field = [0; N];
+    field[0] = key(1, LENGTH_DELIMITED);
+    field[1] = name.len() as u8;
+    let mut at = 0;
+    while at < name.len() {
+        field[at + 2] = name.as_bytes()[at];
+        at += 1;
+    }
+    field
+}
 
 /// The fields of an OTLP `Span` (opentelemetry/proto/trace/v1/trace.proto) for `finished`.
 fn encode_span(buf: &mut Vec<u8>, finished: &Finished<'_>) {
@@ -318,46 +353,52 @@ fn encode_span(buf: &mut Vec<u8>, finished: &Finished<'_>) {
         }
         None => put_bytes(buf, 5, finished.method.as_bytes()),
     }
-    encode_key(6, WireType::Varint, buf);
-    encode_varint(KIND_SERVER, buf);
-    encode_key(7, WireType::SixtyFourBit, buf);
+    buf.extend_from_slice(&[key(6, VARINT), KIND_SERVER, key(7, FIXED64)]);
     buf.extend_from_slice(&unix_nanos(finished.start).to_le_bytes());
-    encode_key(8, WireType::SixtyFourBit, buf);
+    buf.push(key(8, FIXED64));
     buf.extend_from_slice(&unix_nanos(finished.end).to_le_bytes());
-    put_string_attribute(buf, "http.request.method", finished.method);
-    put_string_attribute(buf, "url.path", finished.path);
-    put_int_attribute(buf, "http.response.status_code", finished.status.into());
+    put_string_attribute(buf, key_field!("http.request.method"), finished.method);
+    put_string_attribute(buf, key_field!("url.path"), finished.path);
+    let status = finished.status.into();
+    put_int_attribute(buf, key_field!("http.response.status_code"), status);
     if let Some(route) = finished.route {
-        put_string_attribute(buf, "http.route", route);
+        put_string_attribute(buf, key_field!("http.route"), route);
     }
     if let Some(id) = finished.request_id {
-        put_string_attribute(buf, "request_id", id);
+        put_string_attribute(buf, key_field!("request_id"), id);
     }
     if finished.status >= 500 {
         let message = format!("HTTP {}", finished.status);
-        let len = field_len(message.len()) + 1 + encoded_len_varint(STATUS_ERROR);
-        encode_key(15, WireType::LengthDelimited, buf);
-        encode_varint(len as u64, buf);
+        put_head(buf, 15, field_len(message.len()) + 2);
         put_bytes(buf, 2, message.as_bytes());
-        encode_key(3, WireType::Varint, buf);
-        encode_varint(STATUS_ERROR, buf);
+        buf.extend_from_slice(&[key(3, VARINT), STATUS_ERROR]);
     }
     let remote = if finished.remote_parent { IS_REMOTE } else { 0 };
     let flags = u32::from(TraceFlags::SAMPLED.to_u8()) | HAS_IS_REMOTE | remote;
-    encode_key(16, WireType::ThirtyTwoBit, buf);
+    // Field 16 takes a two-byte key.
+    put_varint(buf, 16 << 3 | u64::from(FIXED32));
     buf.extend_from_slice(&flags.to_le_bytes());
 }
 
 /// A length-delimited field (bytes, a string or a message) with a one-byte key.
-fn put_bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
-    put_head(buf, tag, value.len());
+fn put_bytes(buf: &mut Vec<u8>, number: u8, value: &[u8]) {
+    put_head(buf, number, value.len());
     buf.extend_from_slice(value);
 }
 
 /// The key and length of a length-delimited field of `len` bytes, its bytes to follow.
-fn put_head(buf: &mut Vec<u8>, tag: u32, len: usize) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
+fn put_head(buf: &mut Vec<u8>, number: u8, len: usize) {
+    buf.push(key(number, LENGTH_DELIMITED));
+    put_varint(buf, len as u64);
+}
+
+/// Protobuf's base-128 varint, pushed straight onto `buf`.
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
 }
 
 /// The encoded size of a length-delimited field of `len` bytes with a one-byte key.
@@ -365,27 +406,24 @@ fn field_len(len: usize) -> usize {
     1 + encoded_len_varint(len as u64) + len
 }
 
-/// A span attribute (field 9, a `KeyValue`) whose value is a string.
-fn put_string_attribute(buf: &mut Vec<u8>, key: &str, value: &str) {
+/// A span attribute (field 9, a `KeyValue`) whose value (an `AnyValue` holding
+/// `string_value`) is `value`; `name` is its key as [`key_field!`] makes it.
+fn put_string_attribute(buf: &mut Vec<u8>, name: &[u8], value: &str) {
     let any = field_len(value.len());
-    encode_key(9, WireType::LengthDelimited, buf);
-    encode_varint((field_len(key.len()) + field_len(any)) as u64, buf);
-    put_bytes(buf, 1, key.as_bytes());
-    encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(any as u64, buf);
+    put_head(buf, 9, name.len() + field_len(any));
+    buf.extend_from_slice(name);
+    put_head(buf, 2, any);
     put_bytes(buf, 1, value.as_bytes());
 }
 
-/// A span attribute whose value is an integer.
-fn put_int_attribute(buf: &mut Vec<u8>, key: &str, value: i64) {
+/// A span attribute whose value is an integer (`int_value`).
+fn put_int_attribute(buf: &mut Vec<u8>, name: &[u8], value: i64) {
     let any = 1 + encoded_len_varint(value as u64);
-    encode_key(9, WireType::LengthDelimited, buf);
-    encode_varint((field_len(key.len()) + field_len(any)) as u64, buf);
-    put_bytes(buf, 1, key.as_bytes());
-    encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(any as u64, buf);
-    encode_key(3, WireType::Varint, buf);
-    encode_varint(value as u64, buf);
+    put_head(buf, 9, name.len() + field_len(any));
+    buf.extend_from_slice(name);
+    put_head(buf, 2, any);
+    buf.push(key(3, VARINT));
+    put_varint(buf, value as u64);
 }
 
 fn unix_nanos(at: SystemTime) -> u64 {

@@ -11,11 +11,15 @@
 # and pinned (the origin on core 0, wrk and the sink on core 1). Each peer runs once per round,
 # in reverse order in even rounds; each figure is the median of the per-round ratios (traced /
 # untraced, requests per second; the goal is at least 0.90).
-# Installs what is missing (wrk). Safe to re-run.
+# Then, as a figure the machine's load does not move, it counts the CPU instructions per cached
+# hit of each origin under valgrind's callgrind (counters zeroed after a warm-up, then
+# BENCH_COUNTED_HITS hits on one connection, the export thread and the sink's answers included).
+# Installs what is missing (wrk, valgrind). Safe to re-run.
 #
 #   BENCH_SECONDS      wrk duration per peer and round  (default 5)
 #   BENCH_ROUNDS       rounds per set-up                 (default 6)
 #   BENCH_CONNECTIONS  wrk connections                   (default 32)
+#   BENCH_COUNTED_HITS hits counted under callgrind      (default 2000; 0 skips the count)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -23,11 +27,13 @@ cd "$ROOT"
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-6}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
+COUNTED_HITS=${BENCH_COUNTED_HITS:-2000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN="$CARGO_TARGET_DIR/release"
 TRACEPARENT="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 command -v wrk >/dev/null || apt_install wrk
+[ "$COUNTED_HITS" -eq 0 ] || command -v valgrind >/dev/null || apt_install valgrind
 command -v curl >/dev/null || apt_install curl
 log "building the origin and the sink (release)"
 cargo build --quiet --release -p origin --bin origin --example webhook_sink
@@ -109,4 +115,46 @@ last=$(($(nproc) - 1))
 setup unpinned "0-$last" "0-$last"
 if [ "$(nproc)" -ge 2 ]; then
   setup pinned 0 1
+fi
+
+# hits <port> <count>: cached hits with the traceparent, all on one connection (curl reuses it).
+hits() {
+  local args=()
+  for _ in $(seq "$2"); do args+=("http://127.0.0.1:$1/api/tasks/1" -o /dev/null); done
+  curl -sf -H "traceparent: $TRACEPARENT" "${args[@]}"
+}
+
+# count <name> [VAR=value...]: instructions per cached hit of the origin under callgrind.
+count() {
+  local name=$1 port pid total
+  shift
+  port=$(free_port)
+  rm -f "$WORK"/callgrind.out.*
+  env ORIGIN_ADDR="127.0.0.1:$port" DATABASE_URL="sqlite:$WORK/count-$name.db" DEMO_DATA=small \
+    CACHE_WARM_PATHS="" RATE_LIMIT_ENABLED=false RUST_LOG=warn OTEL_BSP_SCHEDULE_DELAY=200 "$@" \
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" "$BIN/origin" \
+    >"$WORK/count-$name.log" 2>&1 &
+  pid=$!
+  PIDS+=($pid)
+  for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
+  hits "$port" 200 || die "$name did not start under callgrind: $(tail -5 "$WORK/count-$name.log")"
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  hits "$port" "$COUNTED_HITS"
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  total=$(grep -h '^summary:' "$WORK"/callgrind.out.*.* 2>/dev/null | awk '{s += $2} END {print s + 0}')
+  [ "$total" -gt 0 ] || die "callgrind wrote no counts for $name"
+  echo $((total / COUNTED_HITS))
+}
+
+if [ "$COUNTED_HITS" -gt 0 ]; then
+  log "counting instructions per cached hit under callgrind ($COUNTED_HITS hits each)"
+  sink_port=$(free_port)
+  "$BIN/examples/webhook_sink" "127.0.0.1:$sink_port" >"$WORK/sink.log" 2>&1 &
+  PIDS+=($!)
+  untraced=$(count plain)
+  traced=$(count traced OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port")
+  printf 'instructions per cached hit: untraced %s, traced %s (+%s, %s×)\n' "$untraced" "$traced" \
+    $((traced - untraced)) "$(awk -v t="$traced" -v u="$untraced" 'BEGIN {printf "%.3f", t / u}')"
 fi

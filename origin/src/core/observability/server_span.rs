@@ -44,8 +44,8 @@ pub(super) struct Spans {
 static SPANS: OnceLock<Spans> = OnceLock::new();
 
 impl Spans {
-    /// The sampler's decision on a server span named after `method` in `trace_id` under `parent`: its
-    /// trace flags and the `tracestate` it carries on.
+    /// The sampler's decision on a server span named after `method` in `trace_id` under
+    /// `parent`: its trace flags and the `tracestate` it carries on.
     fn decide(
         &self,
         parent: Option<&SpanContext>,
@@ -91,8 +91,8 @@ pub struct ServerSpan {
 }
 
 impl ServerSpan {
-    /// Starts the span of a request made with `method`, child of the caller's `traceparent` when it sent one;
-    /// `None` when traces are not exported.
+    /// Starts the span of a request made with `method`, child of the caller's `traceparent`
+    /// when it sent one; `None` when traces are not exported.
     pub fn start(method: &Method, headers: &HeaderMap) -> Option<Self> {
         let spans = SPANS.get()?;
         let parent = parent_of(headers);

@@ -130,10 +130,7 @@ pub(crate) async fn fetch(
             exchange.log(&format!("origin failed, serving stale: {error}"));
             return stale_on_error(exchange, validating, None, fill).await;
         }
-        Err(error) => {
-            let status = fill.status(CacheStatus::forward(EDGE, reason));
-            return origin_failed(exchange, &error, &status);
-        }
+        Err(error) => return failed(exchange, cache, fill, &validating, reason, &error).await,
         Ok(response)
             if response.status_code() >= 500
                 && validating.as_ref().is_some_and(|v| v.serve_if_error) =>
@@ -157,10 +154,7 @@ pub(crate) async fn fetch(
             exchange.log(&format!("origin body failed, serving stale: {error}"));
             return stale_on_error(exchange, validating, None, fill).await;
         }
-        Err(error) => {
-            let status = fill.status(CacheStatus::forward(EDGE, reason));
-            return origin_failed(exchange, &error, &status);
-        }
+        Err(error) => return failed(exchange, cache, fill, &validating, reason, &error).await,
     };
     store_and_answer(exchange, cache, fill, fetched, admitted, reason, times).await
 }
@@ -396,6 +390,51 @@ fn stands_in(validating: &Option<Validation>, error: &OriginError) -> bool {
     validating.as_ref().is_some_and(|validation| {
         validation.serve_if_error || (disconnected && !validation.stored.freshness.must_revalidate)
     })
+}
+
+/// The answer to a request the origin failed with `error` and no stored response stood in
+/// for. A miss looks once more: its lookup may have failed (it is then taken as a miss), or a
+/// response been stored since; one found stands in as it would have for a validation. Else the
+/// error, as JSON or an HTML page.
+async fn failed(
+    exchange: &Exchange<'_>,
+    cache: &Cache,
+    fill: &Fill<'_>,
+    validating: &Option<Validation>,
+    reason: ForwardReason,
+    error: &OriginError,
+) -> Result<Response> {
+    let found = match validating {
+        None => lookup(exchange, cache, fill).await?,
+        Some(_) => None,
+    };
+    if let Some(stored) = found {
+        let reuse = stored
+            .freshness
+            .reuse(stored.age, &RequestDirectives::default());
+        if let Reuse::Fresh { remaining } = reuse {
+            let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
+            return answer_stored(exchange, fill, stored, status).await;
+        }
+        let validation = Some(Validation {
+            serve_if_error: !matches!(
+                reuse,
+                Reuse::Validate {
+                    serve_if_error: false
+                }
+            ),
+            stored,
+            reason,
+        });
+        if stands_in(&validation, error) {
+            exchange.log(&format!(
+                "origin failed, serving a copy found on a second look: {error}"
+            ));
+            return stale_on_error(exchange, validation, None, fill).await;
+        }
+    }
+    let status = fill.status(CacheStatus::forward(EDGE, reason));
+    origin_failed(exchange, error, &status)
 }
 
 /// Serves the stored response kept for stale-if-error, naming the failure in `Cache-Status`.

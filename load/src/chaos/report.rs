@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::faults::{Fault, UncachedReads};
-use super::traffic::{Answer, Kind, Record};
+use super::traffic::{Answer, Kind, Lost, Record};
 use super::Window;
 
 /// What one fault cost.
@@ -22,7 +22,7 @@ pub struct Row {
     pub failed_writes: usize,
     /// How the failed writes were answered (`503 DATABASE_UNAVAILABLE +Retry-After` …).
     pub write_failures: Vec<String>,
-    /// The failed reads, each described (`edge read 12 ms (502) at 181.2 s`).
+    /// The failed reads, each described (`edge read /api/tasks/7 12 ms (502 ORIGIN_UNREACHABLE, Cache-Status: …) at 181.2 s`).
     pub read_failures: Vec<String>,
     /// Reads of pages never read before without a 2xx answer during the fault.
     pub failed_uncached: usize,
@@ -199,7 +199,7 @@ fn failed_cleanly(answer: &Answer) -> bool {
     matches!(answer.status, Some(502..=504)) && (answer.code.is_some() || answer.html)
 }
 
-/// `edge write 512 ms (201) at 7.3 s`.
+/// `edge write /api/tasks/3/comments 512 ms (201) at 7.3 s`, with `Cache-Status` when one came.
 fn describe(answer: &Answer) -> String {
     let kind = match answer.kind {
         Kind::Read => "read",
@@ -207,13 +207,18 @@ fn describe(answer: &Answer) -> String {
         Kind::Uncached => "uncached read",
     };
     let status = match (answer.status, &answer.code) {
-        (None, _) => "no answer".to_owned(),
+        (None, _) => answer.lost.map_or("no answer", Lost::as_str).to_owned(),
         (Some(status), None) => status.to_string(),
         (Some(status), Some(code)) => format!("{status} {code}"),
     };
+    let cache = answer
+        .cache_status
+        .as_deref()
+        .map_or_else(String::new, |value| format!(", Cache-Status: {value}"));
     format!(
-        "{} {kind} {} ms ({status}) at {:.1} s",
+        "{} {kind} {} {} ms ({status}{cache}) at {:.1} s",
         answer.lane,
+        answer.target,
         ms(answer.latency),
         answer.at.as_secs_f64()
     )

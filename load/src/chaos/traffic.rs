@@ -47,14 +47,42 @@ pub struct Answer {
     pub at: Duration,
     /// From when it was due to its whole answer.
     pub latency: Duration,
+    /// The path and query asked for.
+    pub target: String,
     /// The status, or `None` when no answer came (refused, reset, timed out).
     pub status: Option<u16>,
+    /// Why no whole answer came, when none did.
+    pub lost: Option<Lost>,
+    /// `Cache-Status`, when one came.
+    pub cache_status: Option<String>,
     /// The error body's `code`, for answers outside 2xx.
     pub code: Option<String>,
     /// Whether a `Retry-After` came with it.
     pub retry_after: bool,
     /// Whether the answer was an HTML page (`Content-Type: text/html`).
     pub html: bool,
+}
+
+/// How an answer failed to come whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// No response head: the connection was refused, reset or closed first.
+    NoHead,
+    /// The head came, then the body broke off.
+    BodyBrokeOff,
+    /// Nothing whole within the client's timeout.
+    TimedOut,
+}
+
+impl Lost {
+    /// How a report names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoHead => "no response head",
+            Self::BodyBrokeOff => "body broke off",
+            Self::TimedOut => "timed out",
+        }
+    }
 }
 
 impl Answer {
@@ -144,16 +172,23 @@ async fn stream(
         sent.spawn(async move {
             let task = 1 + n % TASKS;
             let (request, comment) = request(&lane, kind, task, n, due - start);
-            let (status, code, retry_after, html) = send(&http, request).await;
+            let target = request
+                .uri()
+                .path_and_query()
+                .map_or_else(String::new, ToString::to_string);
+            let seen = send(&http, request).await;
             let answer = Answer {
                 lane: lane.name,
                 kind,
                 at: due - start,
                 latency: due.elapsed(),
-                status,
-                code,
-                retry_after,
-                html,
+                target,
+                status: seen.status,
+                lost: seen.lost,
+                cache_status: seen.cache_status,
+                code: seen.code,
+                retry_after: seen.retry_after,
+                html: seen.html,
             };
             let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
             if let (Some(201), Some(comment)) = (answer.status, comment) {
@@ -210,31 +245,59 @@ fn request(
     (request, comment)
 }
 
-/// What [`send`] saw: status, error code, `Retry-After`, HTML.
-type Seen = (Option<u16>, Option<String>, bool, bool);
+/// What [`send`] saw of an answer.
+#[derive(Debug, Default)]
+struct Seen {
+    status: Option<u16>,
+    lost: Option<Lost>,
+    cache_status: Option<String>,
+    /// The error body's `code`, outside 2xx.
+    code: Option<String>,
+    retry_after: bool,
+    html: bool,
+}
 
-/// The status, error code, whether `Retry-After` came and whether the answer was HTML; `None`
-/// status when no answer came.
+/// What came back for `request`, within the client's timeout.
 async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
     let exchange = async {
-        let response = http.request(request).await.ok()?;
+        let Ok(response) = http.request(request).await else {
+            return Seen {
+                lost: Some(Lost::NoHead),
+                ..Seen::default()
+            };
+        };
         let status = response.status().as_u16();
-        let retry_after = response.headers().contains_key("retry-after");
-        let html = response
-            .headers()
-            .get("content-type")
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("text/html"));
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        let code = (!(200..300).contains(&status))
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let mut seen = Seen {
+            status: Some(status),
+            cache_status: header("cache-status"),
+            retry_after: response.headers().contains_key("retry-after"),
+            html: header("content-type").is_some_and(|value| value.starts_with("text/html")),
+            ..Seen::default()
+        };
+        let Ok(body) = response.into_body().collect().await else {
+            // The head came but not the whole body: as failed as no answer.
+            seen.status = None;
+            seen.lost = Some(Lost::BodyBrokeOff);
+            return seen;
+        };
+        let body = body.to_bytes();
+        seen.code = (!(200..300).contains(&status))
             .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
             .flatten()
             .and_then(|error| error["code"].as_str().map(str::to_owned));
-        Some((Some(status), code, retry_after, html))
+        seen
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
-        .ok()
-        .flatten()
-        .unwrap_or((None, None, false, false))
+        .unwrap_or_else(|_| Seen {
+            lost: Some(Lost::TimedOut),
+            ..Seen::default()
+        })
 }

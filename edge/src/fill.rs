@@ -33,12 +33,12 @@ pub(crate) struct Fill<'a> {
     pub(crate) cache_url: String,
     /// The route lets the edge minify and compress what it stores ([`crate::prepare`]).
     pub(crate) compress: bool,
-    /// The request said `no-store`.
-    pub(crate) no_store: bool,
     /// The request carries `Authorization`.
     pub(crate) authorized: bool,
     /// The route lets responses that set cookies be stored.
     pub(crate) store_set_cookie: bool,
+    /// The request's cache directives, as the policy lets it steer the cache.
+    pub(crate) directives: RequestDirectives,
     /// The key, when `Cache-Status` names it.
     pub(crate) shown_key: Option<String>,
 }
@@ -82,7 +82,8 @@ pub(crate) fn validators_of(stored: &Stored) -> Result<Validators> {
 
 /// Fetches from the origin for a miss or a validation. Concurrent GETs of one key share one
 /// fetch; a `304` freshens the stored response and answers from it; a failure falls back on
-/// the stored response inside its stale-if-error window.
+/// the stored response inside its stale-if-error window, or, for a miss, on one a second
+/// look at the cache finds.
 pub(crate) async fn fetch(
     exchange: &Exchange<'_>,
     cache: &Cache,
@@ -130,7 +131,13 @@ pub(crate) async fn fetch(
             exchange.log(&format!("origin failed, serving stale: {error}"));
             return stale_on_error(exchange, validating, None, fill).await;
         }
-        Err(error) => return failed(exchange, cache, fill, &validating, reason, &error).await,
+        Err(error) if validating.is_none() => {
+            return second_look(exchange, cache, fill, reason, &error).await
+        }
+        Err(error) => {
+            let status = fill.status(CacheStatus::forward(EDGE, reason));
+            return origin_failed(exchange, &error, &status);
+        }
         Ok(response)
             if response.status_code() >= 500
                 && validating.as_ref().is_some_and(|v| v.serve_if_error) =>
@@ -154,7 +161,13 @@ pub(crate) async fn fetch(
             exchange.log(&format!("origin body failed, serving stale: {error}"));
             return stale_on_error(exchange, validating, None, fill).await;
         }
-        Err(error) => return failed(exchange, cache, fill, &validating, reason, &error).await,
+        Err(error) if validating.is_none() => {
+            return second_look(exchange, cache, fill, reason, &error).await
+        }
+        Err(error) => {
+            let status = fill.status(CacheStatus::forward(EDGE, reason));
+            return origin_failed(exchange, &error, &status);
+        }
     };
     store_and_answer(exchange, cache, fill, fetched, admitted, reason, times).await
 }
@@ -189,7 +202,7 @@ fn admission(
     response: &Response,
     times: (u64, u64),
 ) -> Result<Option<u32>> {
-    if exchange.head() || fill.no_store {
+    if exchange.head() || fill.directives.no_store {
         return Ok(None);
     }
     let owned = store::OwnedFacts::of(response)?;
@@ -392,49 +405,49 @@ fn stands_in(validating: &Option<Validation>, error: &OriginError) -> bool {
     })
 }
 
-/// The answer to a request the origin failed with `error` and no stored response stood in
-/// for. A miss looks once more: its lookup may have failed (it is then taken as a miss), or a
-/// response been stored since; one found stands in as it would have for a validation. Else the
-/// error, as JSON or an HTML page.
-async fn failed(
+/// The answer to a miss the origin failed with `error`. The cache is read once more (while
+/// the request has time left): its first read may have failed, which is taken as a miss, or a
+/// response been stored since. A response found is judged with the request's directives as the
+/// first read would have judged it: served when usable as it is, or standing in as a
+/// validated one would; else the error, as JSON or an HTML page.
+async fn second_look(
     exchange: &Exchange<'_>,
     cache: &Cache,
     fill: &Fill<'_>,
-    validating: &Option<Validation>,
     reason: ForwardReason,
     error: &OriginError,
 ) -> Result<Response> {
-    let found = match validating {
-        None => lookup(exchange, cache, fill).await?,
-        Some(_) => None,
+    let found = match exchange.deadline.remaining().is_zero() {
+        true => None,
+        false => lookup(exchange, cache, fill).await?,
     };
-    if let Some(stored) = found {
-        let reuse = stored
-            .freshness
-            .reuse(stored.age, &RequestDirectives::default());
-        if let Reuse::Fresh { remaining } = reuse {
-            let status = CacheStatus::hit(EDGE).with_ttl(i64::from(remaining));
-            return answer_stored(exchange, fill, stored, status).await;
+    let Some(stored) = found else {
+        let status = fill.status(CacheStatus::forward(EDGE, reason));
+        return origin_failed(exchange, error, &status);
+    };
+    exchange.log(&format!(
+        "origin failed on a miss, found a stored copy: {error}"
+    ));
+    let forward = CacheStatus::forward(EDGE, reason).with_detail("found-on-origin-error");
+    let ttl = match stored.freshness.reuse(stored.age, &fill.directives) {
+        Reuse::Fresh { remaining } => i64::from(remaining),
+        Reuse::WhileRevalidating { stale_for } | Reuse::StaleAccepted { stale_for } => {
+            -i64::from(stale_for)
         }
-        let validation = Some(Validation {
-            serve_if_error: !matches!(
-                reuse,
-                Reuse::Validate {
-                    serve_if_error: false
-                }
-            ),
-            stored,
-            reason,
-        });
-        if stands_in(&validation, error) {
-            exchange.log(&format!(
-                "origin failed, serving a copy found on a second look: {error}"
-            ));
+        Reuse::Validate { serve_if_error } => {
+            let validation = Some(Validation {
+                stored,
+                serve_if_error,
+                reason,
+            });
+            if !stands_in(&validation, error) {
+                let status = fill.status(CacheStatus::forward(EDGE, reason));
+                return origin_failed(exchange, error, &status);
+            }
             return stale_on_error(exchange, validation, None, fill).await;
         }
-    }
-    let status = fill.status(CacheStatus::forward(EDGE, reason));
-    origin_failed(exchange, error, &status)
+    };
+    answer_stored(exchange, fill, stored, forward.with_ttl(ttl)).await
 }
 
 /// Serves the stored response kept for stale-if-error, naming the failure in `Cache-Status`.

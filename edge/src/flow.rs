@@ -224,9 +224,9 @@ async fn cached(
         cache_url: key.cache_url(),
         compress: route.is_some_and(|route| route.compress),
         store_set_cookie: route.is_some_and(|route| route.store_set_cookie),
-        no_store: directives.no_store,
         authorized: exchange.request.headers().has("authorization")?,
         shown_key: exchange.config.expose_cache_key.then(|| key.to_string()),
+        directives,
     };
     let Some(stored) = lookup(exchange, &cache, &fill).await? else {
         if directives.only_if_cached {

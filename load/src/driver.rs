@@ -25,13 +25,19 @@ use crate::vars::{Template, TemplateError, Vars};
 /// The pooled HTTP/1.1 client every run shares.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
+/// How long an idle connection is kept for reuse: below every keep-alive timeout of the
+/// servers it talks to (workerd closes an idle connection after 5 s, the origin after 30 s), so
+/// that a request is never sent on a connection the server is closing at that moment (it would
+/// fail with no response, though nothing went wrong).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A client keeping every connection it opens alive for reuse.
 pub fn client() -> Client {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(usize::MAX)
         .build(connector)
 }

@@ -67,6 +67,9 @@ pub struct Promise {
     pub recovery: Option<Duration>,
     /// Reads that no cache can answer.
     pub uncached: UncachedReads,
+    /// Some reads through the edge are answered by a stored copy standing in for the origin
+    /// (`Cache-Status: …; fwd=stale`): the reloads, whose copies must be validated.
+    pub serves_stale: bool,
 }
 
 impl Fault {
@@ -151,11 +154,13 @@ impl Fault {
                 ..Promise::default()
             },
             Self::OriginDrained | Self::SlowNetwork => none_lost,
-            // Through the edge, every page read before is served stale; the others get the
-            // edge's 502 (JSON, or HTML for a browser).
+            // Through the edge, every page read before is served from the cache (stale, where
+            // it must be validated); the others get the edge's 502 (JSON, or HTML for a
+            // browser).
             Self::AllOriginsDown => Promise {
                 failed_reads: Some(0),
                 uncached: UncachedReads::FailCleanly,
+                serves_stale: true,
                 ..Promise::default()
             },
         }

@@ -1,9 +1,10 @@
 //! The chaos campaign: under steady traffic (through the edge in workerd, and directly at an
 //! origin), each fault of [`faults::Fault::ALL`] is injected, held, and undone, and one row says
-//! what it cost: requests sent, failed reads and writes, writes lost (acknowledged, then not in
-//! the database), p99 during the fault against p99 before, and the time to recover (every
-//! origin ready and every breaker closed again). Each row is checked against what Rampart
-//! promises for that fault; the table goes to the terminal and to a Markdown report.
+//! what it cost: requests sent, failed reads and writes, reads a stored copy answered in the
+//! origin's place, writes lost (acknowledged, then not in the database), p99 during the fault
+//! against p99 before, and the time to recover (every origin ready and every breaker closed
+//! again). Each row is checked against what Rampart promises for that fault; the table goes to
+//! the terminal and to a Markdown report.
 
 pub mod faults;
 pub mod proxy;
@@ -47,6 +48,7 @@ impl Profile {
         before: Duration::from_secs(4),
         rates: Rates {
             reads: 40.0,
+            reloads: 5.0,
             writes: 5.0,
             uncached: 4.0,
         },
@@ -58,6 +60,7 @@ impl Profile {
         before: Duration::from_secs(10),
         rates: Rates {
             reads: 80.0,
+            reloads: 10.0,
             writes: 10.0,
             uncached: 8.0,
         },

@@ -16,8 +16,11 @@ pub struct Row {
     pub fault: Fault,
     /// Requests due from the steady traffic before it to its recovery.
     pub requests: usize,
-    /// Reads without a 2xx answer during the fault (lanes that were up).
+    /// Reads and reloads without a 2xx answer during the fault (lanes that were up).
     pub failed_reads: usize,
+    /// Answers during the fault by a stored copy standing in for the origin
+    /// (`Cache-Status: …; fwd=stale`).
+    pub served_stale: usize,
     /// Writes without a 2xx answer during the fault.
     pub failed_writes: usize,
     /// How the failed writes were answered (`503 DATABASE_UNAVAILABLE +Retry-After` …).
@@ -62,15 +65,16 @@ impl Row {
             .filter(|a| within(a, window.injected, end))
             .filter(|a| !(fault.takes_down_direct_lane() && a.lane == "origin"))
             .collect();
-        let failed = |kind: Kind| -> Vec<&Answer> {
+        let failed = |kinds: &[Kind]| -> Vec<&Answer> {
             during
                 .iter()
                 .copied()
-                .filter(|a| a.kind == kind && !a.ok())
+                .filter(|a| kinds.contains(&a.kind) && !a.ok())
                 .collect()
         };
-        let failed_writes = failed(Kind::Write);
-        let failed_uncached = failed(Kind::Uncached);
+        let failed_reads = failed(&[Kind::Read, Kind::Reload]);
+        let failed_writes = failed(&[Kind::Write]);
+        let failed_uncached = failed(&[Kind::Uncached]);
         let before: Vec<Duration> = record
             .answers
             .iter()
@@ -101,8 +105,9 @@ impl Row {
                 .iter()
                 .filter(|a| within(a, window.before, end))
                 .count(),
-            failed_reads: failed(Kind::Read).len(),
-            read_failures: failed(Kind::Read).iter().map(|a| describe(a)).collect(),
+            failed_reads: failed_reads.len(),
+            read_failures: failed_reads.iter().map(|a| describe(a)).collect(),
+            served_stale: during.iter().filter(|a| a.ok() && stood_in(a)).count(),
             failed_writes: failed_writes.len(),
             write_failures: summary(&failed_writes),
             failed_uncached: failed_uncached.len(),
@@ -157,6 +162,9 @@ impl Row {
                 self.failed_reads
             ));
         }
+        if promise.serves_stale && self.served_stale == 0 {
+            broken.push("no read was answered by a stored copy standing in".to_owned());
+        }
         if let Some(limit) = promise.failed_writes.filter(|l| self.failed_writes > *l) {
             broken.push(format!(
                 "{} failed writes (allowed {limit})",
@@ -199,15 +207,32 @@ fn failed_cleanly(answer: &Answer) -> bool {
     matches!(answer.status, Some(502..=504)) && (answer.code.is_some() || answer.html)
 }
 
+/// Whether a stored copy answered in the origin's place: `Cache-Status` has a member with
+/// `fwd=stale` (stale-if-error, or an unreachable origin's stand-in).
+fn stood_in(answer: &Answer) -> bool {
+    answer.cache_status.as_deref().is_some_and(|value| {
+        value
+            .split(',')
+            .any(|member| member.split(';').any(|param| param.trim() == "fwd=stale"))
+    })
+}
+
 /// `edge write /api/tasks/3/comments 512 ms (201) at 7.3 s`, with `Cache-Status` when one came.
 fn describe(answer: &Answer) -> String {
     let kind = match answer.kind {
         Kind::Read => "read",
+        Kind::Reload => "reload",
         Kind::Write => "write",
         Kind::Uncached => "uncached read",
     };
     let status = match (answer.status, &answer.code) {
-        (None, _) => answer.lost.map_or("no answer", Lost::as_str).to_owned(),
+        (None, _) => {
+            let lost = answer.lost.map_or("no answer", Lost::as_str);
+            match &answer.error {
+                Some(error) => format!("{lost}: {error}"),
+                None => lost.to_owned(),
+            }
+        }
         (Some(status), None) => status.to_string(),
         (Some(status), Some(code)) => format!("{status} {code}"),
     };
@@ -281,8 +306,8 @@ type Items = fn(&Row) -> &[String];
 pub fn markdown(rows: &[Row], profile: &str) -> String {
     let mut text = format!(
         "# Chaos campaign ({profile})\n\n\
-         | fault | requests | failed reads | failed writes | writes lost | failed uncached reads | p99 before (ms) | p99 during (ms) | ratio | recovery (s) | verdict |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+         | fault | requests | failed reads | served stale | failed writes | writes lost | failed uncached reads | p99 before (ms) | p99 during (ms) | ratio | recovery (s) | verdict |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for row in rows {
         let verdict = if row.broken.is_empty() {
@@ -292,10 +317,11 @@ pub fn markdown(rows: &[Row], profile: &str) -> String {
         };
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {verdict} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {verdict} |",
             row.fault.name(),
             row.requests,
             row.failed_reads,
+            row.served_stale,
             row.failed_writes,
             row.writes_lost,
             row.failed_uncached,
@@ -339,6 +365,30 @@ mod tests {
             Duration::from_millis(7)
         );
         assert_eq!(p99(Vec::new()), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_stand_in_is_told_by_its_forward_reason() {
+        let answer = |value: &str| Answer {
+            lane: "edge",
+            kind: Kind::Reload,
+            at: Duration::ZERO,
+            latency: Duration::ZERO,
+            target: "/api/tasks/1".to_owned(),
+            status: Some(200),
+            lost: None,
+            error: None,
+            cache_status: Some(value.to_owned()),
+            code: None,
+            retry_after: false,
+            html: false,
+        };
+        let stale = "rampart-origin; hit, rampart-edge; fwd=stale; detail=stale-if-error";
+        assert!(stood_in(&answer(stale)));
+        assert!(!stood_in(&answer("rampart-edge; hit; ttl=120")));
+        assert!(!stood_in(&answer(
+            "rampart-edge; fwd=miss; detail=fwd=stale"
+        )));
     }
 
     #[test]

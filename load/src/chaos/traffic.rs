@@ -29,6 +29,10 @@ pub struct Lane {
 pub enum Kind {
     /// `GET /api/tasks/{id}` of a task read before (cached).
     Read,
+    /// The same, with `Cache-Control: max-age=0`, as a browser's reload sends it: the edge
+    /// validates its copy with an origin every time, and lets the copy stand in (stale-if-error)
+    /// when no origin answers.
+    Reload,
     /// `POST /api/tasks/{id}/comments`.
     Write,
     /// A page never read before (a query of its own): the task as JSON, or its HTML page
@@ -53,6 +57,8 @@ pub struct Answer {
     pub status: Option<u16>,
     /// Why no whole answer came, when none did.
     pub lost: Option<Lost>,
+    /// The client's error then, with its causes (`connection closed before message completed`).
+    pub error: Option<String>,
     /// `Cache-Status`, when one came.
     pub cache_status: Option<String>,
     /// The error body's `code`, for answers outside 2xx.
@@ -110,6 +116,8 @@ pub type Shared = Arc<Mutex<Record>>;
 pub struct Rates {
     /// Reads per second.
     pub reads: f64,
+    /// Reloads per second.
+    pub reloads: f64,
     /// Writes per second.
     pub writes: f64,
     /// Reads of pages never read before, per second.
@@ -134,6 +142,7 @@ pub async fn run(
     for lane in lanes {
         let kinds = [
             (Kind::Read, rates.reads),
+            (Kind::Reload, rates.reloads),
             (Kind::Write, rates.writes),
             (Kind::Uncached, rates.uncached),
         ];
@@ -185,6 +194,7 @@ async fn stream(
                 target,
                 status: seen.status,
                 lost: seen.lost,
+                error: seen.error,
                 cache_status: seen.cache_status,
                 code: seen.code,
                 retry_after: seen.retry_after,
@@ -212,7 +222,7 @@ fn request(
 ) -> (Request<Full<Bytes>>, Option<String>) {
     let mut accept = "application/json";
     let (method, uri, body, comment) = match kind {
-        Kind::Read => (
+        Kind::Read | Kind::Reload => (
             Method::GET,
             format!("{}/api/tasks/{task}", lane.base),
             String::new(),
@@ -235,11 +245,15 @@ fn request(
             (Method::POST, uri, body, Some(comment))
         }
     };
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
-        .header("accept", accept)
+        .header("accept", accept);
+    if kind == Kind::Reload {
+        request = request.header("cache-control", "max-age=0");
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_default();
     (request, comment)
@@ -250,6 +264,7 @@ fn request(
 struct Seen {
     status: Option<u16>,
     lost: Option<Lost>,
+    error: Option<String>,
     cache_status: Option<String>,
     /// The error body's `code`, outside 2xx.
     code: Option<String>,
@@ -260,11 +275,15 @@ struct Seen {
 /// What came back for `request`, within the client's timeout.
 async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
     let exchange = async {
-        let Ok(response) = http.request(request).await else {
-            return Seen {
-                lost: Some(Lost::NoHead),
-                ..Seen::default()
-            };
+        let response = match http.request(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                return Seen {
+                    lost: Some(Lost::NoHead),
+                    error: Some(with_causes(&error)),
+                    ..Seen::default()
+                }
+            }
         };
         let status = response.status().as_u16();
         let header = |name: &str| {
@@ -281,11 +300,15 @@ async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
             html: header("content-type").is_some_and(|value| value.starts_with("text/html")),
             ..Seen::default()
         };
-        let Ok(body) = response.into_body().collect().await else {
-            // The head came but not the whole body: as failed as no answer.
-            seen.status = None;
-            seen.lost = Some(Lost::BodyBrokeOff);
-            return seen;
+        let body = match response.into_body().collect().await {
+            Ok(body) => body,
+            Err(error) => {
+                // The head came but not the whole body: as failed as no answer.
+                seen.status = None;
+                seen.lost = Some(Lost::BodyBrokeOff);
+                seen.error = Some(with_causes(&error));
+                return seen;
+            }
         };
         let body = body.to_bytes();
         seen.code = (!(200..300).contains(&status))
@@ -300,4 +323,17 @@ async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
             lost: Some(Lost::TimedOut),
             ..Seen::default()
         })
+}
+
+/// `error` and each of its causes, from the outermost: `client error (SendRequest): connection
+/// closed before message completed`.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }

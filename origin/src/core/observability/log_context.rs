@@ -11,6 +11,7 @@ use std::fmt::{self, Write as _};
 use std::future::Future;
 
 use axum::http::HeaderValue;
+use futures::future::Either;
 use opentelemetry::trace::SpanContext;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -82,14 +83,12 @@ pub fn scope<F: Future>(labels: Labels, work: F) -> impl Future<Output = F::Outp
     REQUEST.scope(labels, work)
 }
 
-/// `work`, to run in a task of its own, still logging as the current request.
+/// `work`, to run in a task of its own, still logging as the current request. Holds `work`
+/// once, as [`scope`] does.
 pub fn carried<F: Future>(work: F) -> impl Future<Output = F::Output> {
-    let labels = REQUEST.try_with(Labels::clone).ok();
-    async move {
-        match labels {
-            Some(labels) => REQUEST.scope(labels, work).await,
-            None => work.await,
-        }
+    match REQUEST.try_with(Labels::clone) {
+        Ok(labels) => Either::Left(REQUEST.scope(labels, work)),
+        Err(_) => Either::Right(work),
     }
 }
 

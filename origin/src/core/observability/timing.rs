@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::response::Response;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use futures::FutureExt;
 use tower::Service;
 
@@ -72,14 +72,12 @@ pub fn measure<F: Future>(work: F) -> impl Future<Output = (F::Output, Measured)
 }
 
 /// `work`, to run in a task of its own, still adding to the current request's timings (the
-/// cache's loads run apart from the request that started them).
+/// cache's loads run apart from the request that started them). Not an `async` block, so that
+/// the future holds `work` once (a block awaiting it in two arms keeps three places for it).
 pub fn carried<F: Future>(work: F) -> impl Future<Output = F::Output> {
-    let timings = TIMINGS.try_with(Arc::clone).ok();
-    async move {
-        match timings {
-            Some(timings) => TIMINGS.scope(timings, work).await,
-            None => work.await,
-        }
+    match TIMINGS.try_with(Arc::clone) {
+        Ok(timings) => Either::Left(TIMINGS.scope(timings, work)),
+        Err(_) => Either::Right(work),
     }
 }
 

@@ -299,8 +299,9 @@ impl Run {
     }
 }
 
-/// An error and its causes, on one line.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its causes, on one line: `client error (SendRequest): connection closed
+/// before message completed`.
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -13,7 +13,7 @@ use hyper::{Method, Request};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::driver::{client, Client};
+use crate::driver::{client, describe, Client};
 
 /// Requests to one base URL.
 #[derive(Debug, Clone)]
@@ -280,7 +280,7 @@ async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
             Err(error) => {
                 return Seen {
                     lost: Some(Lost::NoHead),
-                    error: Some(with_causes(&error)),
+                    error: Some(describe(&error)),
                     ..Seen::default()
                 }
             }
@@ -306,7 +306,7 @@ async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
                 // The head came but not the whole body: as failed as no answer.
                 seen.status = None;
                 seen.lost = Some(Lost::BodyBrokeOff);
-                seen.error = Some(with_causes(&error));
+                seen.error = Some(describe(&error));
                 return seen;
             }
         };
@@ -323,17 +323,4 @@ async fn send(http: &Client, request: Request<Full<Bytes>>) -> Seen {
             lost: Some(Lost::TimedOut),
             ..Seen::default()
         })
-}
-
-/// `error` and each of its causes, from the outermost: `client error (SendRequest): connection
-/// closed before message completed`.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }

@@ -17,6 +17,9 @@ const STATE_PREFIX: &str = "rampart-edge-state-";
 /// How long `wrangler dev` may take to answer (it builds the Worker first when the build is stale).
 const EDGE_START_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How many ports `wrangler dev` is tried on, when the one chosen is taken before it binds it.
+const EDGE_START_ATTEMPTS: u32 = 3;
+
 /// The longest any test request may take, body included: a stalled answer fails its test, with
 /// the edge's log, instead of holding the whole suite.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -161,7 +164,9 @@ impl Edge {
         Self::start_with_vars(origin_url, &[]).await
     }
 
-    /// Like [`Edge::start`], with extra `[vars]`.
+    /// Like [`Edge::start`], with extra `[vars]`. A port taken between choosing it and
+    /// `wrangler dev` binding it (another test's server) is chosen again, up to
+    /// [`EDGE_START_ATTEMPTS`] times; any other exit fails at once, with the log.
     pub async fn start_with_vars(origin_url: &str, vars: &[(&str, &str)]) -> Self {
         let root = repo_root();
         let wrangler = root.join("node_modules/.bin/wrangler");
@@ -172,12 +177,35 @@ impl Edge {
         );
         ensure_worker_built(&root);
         reap_orphans();
+        for attempt in 1..=EDGE_START_ATTEMPTS {
+            let mut edge = Self::spawn(&root, &wrangler, origin_url, vars);
+            match edge.wait_ready().await {
+                Ok(()) => return edge,
+                Err(Startup::PortTaken) if attempt < EDGE_START_ATTEMPTS => continue,
+                Err(Startup::PortTaken) => panic!(
+                    "wrangler dev found its port taken {EDGE_START_ATTEMPTS} times; its log:\n{}",
+                    edge.log()
+                ),
+                Err(Startup::Exited(status)) => {
+                    panic!("wrangler dev exited ({status}); its log:\n{}", edge.log())
+                }
+                Err(Startup::TimedOut) => panic!(
+                    "wrangler dev did not become ready within {EDGE_START_TIMEOUT:?}; its log:\n{}",
+                    edge.log()
+                ),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// `wrangler dev` started on a free port against `origin_url`, not yet ready.
+    fn spawn(root: &Path, wrangler: &Path, origin_url: &str, vars: &[(&str, &str)]) -> Self {
         let port = free_port();
         let state = TempDir::new("edge-state");
         let log = std::fs::File::create(state.path.join("wrangler.log")).expect("log file");
-        let mut command = Command::new(&wrangler);
+        let mut command = Command::new(wrangler);
         command
-            .current_dir(&root)
+            .current_dir(root)
             .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--var", &format!("ORIGIN_URL:{origin_url}")])
@@ -199,13 +227,11 @@ impl Edge {
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("start wrangler dev");
-        let edge = Self {
+        Self {
             url: format!("http://127.0.0.1:{port}"),
             child,
             _state: state,
-        };
-        edge.wait_ready().await;
-        edge
+        }
     }
 
     /// What `wrangler dev` (and the Worker's console) has written so far.
@@ -213,21 +239,38 @@ impl Edge {
         std::fs::read_to_string(self._state.path.join("wrangler.log")).unwrap_or_default()
     }
 
-    async fn wait_ready(&self) {
+    /// Waits until a request passes through the edge, or `wrangler dev` exits or says its
+    /// port is taken (it reports that and stays up, serving nothing).
+    async fn wait_ready(&mut self) -> Result<(), Startup> {
         let started = Instant::now();
         let client = client();
         while started.elapsed() < EDGE_START_TIMEOUT {
+            if self.log().contains("Address already in use") {
+                return Err(Startup::PortTaken);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Startup::Exited(status));
+            }
             if let Ok(response) = client.get(format!("{}/health", self.url)).send().await {
                 if response.status().is_success() {
-                    return;
+                    return Ok(());
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let log =
-            std::fs::read_to_string(self._state.path.join("wrangler.log")).unwrap_or_default();
-        panic!("wrangler dev did not become ready within {EDGE_START_TIMEOUT:?}; its log:\n{log}");
+        Err(Startup::TimedOut)
     }
+}
+
+/// Why `wrangler dev` did not become ready.
+#[derive(Debug)]
+enum Startup {
+    /// Its port was taken before it bound it.
+    PortTaken,
+    /// It exited, with this status.
+    Exited(std::process::ExitStatus),
+    /// It did not answer within [`EDGE_START_TIMEOUT`].
+    TimedOut,
 }
 
 impl Drop for Edge {

@@ -5,6 +5,8 @@
 #   origin-uncached  the same data with CACHE_ENABLED=false (what the caches buy, as a ratio)
 #   nginx            nginx serving a cached task's bytes and headers as a static file, same path
 #   edge             the edge Worker in workerd (wrangler dev) in front of origin
+#   edge-plain       the plain caching Worker of scripts/peers/plain-worker, in front of origin
+#                    in workerd the same way: the edge's peer
 # Nothing is pinned: every process may use every core, as on a user's machine.
 #
 #   scripts/load.sh [smoke|full] [rampart-load options…]
@@ -97,9 +99,22 @@ setsid env WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
   --var "ORIGIN_URL:$ORIGIN" --persist-to "$WORK/edge-state" \
   --show-interactive-dev-session=false --log-level warn >"$WORK/edge.log" 2>&1 &
 PIDS+=($!)
+EDGE_GROUP=$!
 EDGE="http://127.0.0.1:$EDGE_PORT"
 for _ in $(seq 600); do curl -sf "$EDGE/health" >/dev/null && break; sleep 0.25; done
 curl -sf "$EDGE/health" >/dev/null || die "the edge did not start: $(tail -20 "$WORK/edge.log")"
+
+log "starting the plain caching Worker (scripts/peers/plain-worker), the edge's peer"
+PLAIN_PORT=$(free_port)
+(cd scripts/peers/plain-worker && exec setsid env WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
+  "$ROOT/node_modules/.bin/wrangler" dev --ip 127.0.0.1 --port "$PLAIN_PORT" --inspector-port "$(free_port)" \
+  --var "ORIGIN_URL:$ORIGIN" --persist-to "$WORK/plain-state" \
+  --show-interactive-dev-session=false --log-level warn >"$WORK/plain.log" 2>&1) &
+PIDS+=($!)
+PLAIN_GROUP=$!
+PLAIN="http://127.0.0.1:$PLAIN_PORT"
+for _ in $(seq 600); do curl -sf "$PLAIN/health" >/dev/null && break; sleep 0.25; done
+curl -sf "$PLAIN/health" >/dev/null || die "the plain Worker did not start: $(tail -20 "$WORK/plain.log")"
 
 # A stored image, for the transform scenario.
 IMAGE=$(curl -sf "$ORIGIN/api/tasks/1" | grep -o '"/images/[^"]*"' | head -n 1 | tr -d '"')
@@ -108,11 +123,12 @@ IMAGE=$(curl -sf "$ORIGIN/api/tasks/1" | grep -o '"/images/[^"]*"' | head -n 1 |
 # Each target's processes, for its CPU time per answer: nginx's master and workers, the edge's
 # workerd processes (wrangler's local proxy and the Worker's).
 NGINX_PIDS=$(echo "$NGINX_PID" $(pgrep -P "$NGINX_PID") | tr ' ' ',')
-EDGE_PIDS=$(pgrep -g "${PIDS[-1]}" -x workerd | paste -sd, -)
+EDGE_PIDS=$(pgrep -g "$EDGE_GROUP" -x workerd | paste -sd, - || true)
+PLAIN_PIDS=$(pgrep -g "$PLAIN_GROUP" -x workerd | paste -sd, - || true)
 
 log "running the $PROFILE profile of load/plan.toml"
 "$ROOT/target/release/rampart-load" --plan load/plan.toml --profile "$PROFILE" --out "$OUT" \
   --target "origin=$ORIGIN" --target "origin-uncached=$UNCACHED" --target "nginx=$NGINX" \
-  --target "edge=$EDGE" --var "image=$IMAGE" \
+  --target "edge=$EDGE" --target "edge-plain=$PLAIN" --var "image=$IMAGE" \
   --cpu "origin=$ORIGIN_PID" --cpu "origin-uncached=$UNCACHED_PID" --cpu "nginx=$NGINX_PIDS" \
-  ${EDGE_PIDS:+--cpu "edge=$EDGE_PIDS"} "$@"
+  ${EDGE_PIDS:+--cpu "edge=$EDGE_PIDS"} ${PLAIN_PIDS:+--cpu "edge-plain=$PLAIN_PIDS"} "$@"

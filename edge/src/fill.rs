@@ -10,12 +10,13 @@ use worker::{Cache, Response, Result};
 use crate::answer::{answer, origin_failed, wants_html};
 use crate::exchange::Exchange;
 use crate::forward::{self, OriginError, Validators};
-use crate::server_timing::cache_io;
+use crate::server_timing::{bounded, cache_io, CACHE_IO_TIMEOUT};
 use crate::store::{self, Stored};
 use crate::{coalesce, prepare, respond};
 
-/// Responses up to this size are buffered, stored before answering, and answered from the same
-/// bytes; larger ones are streamed to the client while a copy is stored in the background.
+/// Responses up to this size are buffered, answered, and then stored in the background from
+/// the same bytes; larger ones are streamed to the client while a copy is stored in the
+/// background.
 const INLINE_STORE_LIMIT: usize = 4 << 20;
 
 /// A stored response that must be validated before it is used.
@@ -60,7 +61,11 @@ pub(crate) async fn lookup(
     fill: &Fill<'_>,
 ) -> Result<Option<Stored>> {
     let ranged = exchange.request.headers().has("range")?;
-    let lookup = store::lookup_as(cache, &fill.cache_url, exchange.request, ranged);
+    let lookup = async {
+        // A response just answered to another request may still be on its way into the cache.
+        coalesce::settled(&fill.cache_url, CACHE_IO_TIMEOUT).await;
+        store::lookup_as(cache, &fill.cache_url, exchange.request, ranged).await
+    };
     let stored = cache_io(exchange.config, lookup)
         .await
         .unwrap_or_else(|error| {
@@ -94,7 +99,7 @@ pub(crate) async fn fetch(
         .as_ref()
         .map_or(ForwardReason::UriMiss, |v| v.reason);
     // Held to the end: the key's followers go on once this request has stored its response.
-    let _leader = if exchange.head() {
+    let leader = if exchange.head() {
         None
     } else {
         match coalesce::lead(&fill.cache_url) {
@@ -169,7 +174,13 @@ pub(crate) async fn fetch(
             return origin_failed(exchange, &error, &status);
         }
     };
-    store_and_answer(exchange, cache, fill, fetched, admitted, reason, times).await
+    let received = Received {
+        fetched,
+        admitted,
+        reason,
+        times,
+    };
+    store_and_answer(exchange, fill, received, leader).await
 }
 
 /// Answers from a stored response, with its current age as `Age`.
@@ -292,16 +303,31 @@ async fn freshen_from_head(
     Ok(())
 }
 
-/// Stores a fetched response when it may be, and answers with it.
+/// What the origin sent for a miss or a validation, and what may be done with it.
+struct Received {
+    fetched: Fetched,
+    /// How long it may be stored, if at all.
+    admitted: Option<u32>,
+    /// Why it was fetched.
+    reason: ForwardReason,
+    /// When the request was sent and the response received.
+    times: (u64, u64),
+}
+
+/// Answers with a fetched response, and stores it in the background when it may be stored.
+/// `leader` (this request's hold on the key, if it has one) is let go once it is stored.
 async fn store_and_answer(
     exchange: &Exchange<'_>,
-    cache: &Cache,
     fill: &Fill<'_>,
-    fetched: Fetched,
-    admitted: Option<u32>,
-    reason: ForwardReason,
-    times: (u64, u64),
+    received: Received,
+    leader: Option<coalesce::Leader>,
 ) -> Result<Response> {
+    let Received {
+        fetched,
+        admitted,
+        reason,
+        times,
+    } = received;
     let (head, body) = match fetched {
         Fetched::Whole(head, body) => (head, body),
         Fetched::Streaming(response) => {
@@ -324,27 +350,75 @@ async fn store_and_answer(
             .with_headers(headers);
         return answer(exchange, whole, None, status).await;
     };
-    let prepared = prepare::for_storing(code, &headers, body, fill.compress)?;
-    let body = prepared.identity().to_vec();
-    let entry = store::Entry {
-        status: code,
-        headers: &headers,
-        body: prepared,
-        retention,
-        times,
-        authorized: fill.authorized,
-        keep_set_cookie: fill.store_set_cookie,
-    };
-    let put = store::put(cache, &fill.cache_url, exchange.request.headers(), entry);
-    let stored = cache_io(exchange.config, put).await;
-    if let Err(error) = &stored {
-        // A cache that cannot store must not fail the request: serve what the origin sent.
-        exchange.log(&format!("cache put failed: {error}"));
-    }
-    let whole = Response::from_bytes(body)?
+    let answerable = prepare::for_answering(code, &headers, body, fill.compress)?;
+    let whole = Response::from_bytes(answerable.identity().to_vec())?
         .with_status(code)
-        .with_headers(headers);
-    answer(exchange, whole, None, status.stored(stored.is_ok())).await
+        .with_headers(headers.clone());
+    let storing = Storing::new(exchange, fill, code, headers, (retention, times));
+    let leader = leader.map(coalesce::Leader::storing);
+    exchange.ctx.wait_until(async move {
+        storing.put(answerable.finish()).await;
+        drop(leader);
+    });
+    answer(exchange, whole, None, status.stored(true)).await
+}
+
+/// A response answered and to be stored in the background, as Cloudflare advises for
+/// `cache.put` (`ctx.waitUntil`): the client does not wait for the brotli copy or the store.
+/// A store that fails or times out is logged; the next request for the key fetches again.
+struct Storing {
+    cache_url: String,
+    /// The request's headers, for the response's `Vary`.
+    request_headers: worker::Headers,
+    status: u16,
+    headers: worker::Headers,
+    retention: u32,
+    times: (u64, u64),
+    authorized: bool,
+    keep_set_cookie: bool,
+    request_id: String,
+}
+
+impl Storing {
+    /// The store of a response with `status` and `headers`, kept for `retention` seconds,
+    /// fetched between `times`.
+    fn new(
+        exchange: &Exchange<'_>,
+        fill: &Fill<'_>,
+        status: u16,
+        headers: worker::Headers,
+        (retention, times): (u32, (u64, u64)),
+    ) -> Self {
+        Self {
+            cache_url: fill.cache_url.clone(),
+            request_headers: exchange.request.headers().clone(),
+            status,
+            headers,
+            retention,
+            times,
+            authorized: fill.authorized,
+            keep_set_cookie: fill.store_set_cookie,
+            request_id: exchange.id().to_owned(),
+        }
+    }
+
+    async fn put(self, body: prepare::Prepared) {
+        let entry = store::Entry {
+            status: self.status,
+            headers: &self.headers,
+            body,
+            retention: self.retention,
+            times: self.times,
+            authorized: self.authorized,
+            keep_set_cookie: self.keep_set_cookie,
+        };
+        let cache = Cache::default();
+        let put = store::put(&cache, &self.cache_url, &self.request_headers, entry);
+        if let Err(error) = bounded(put).await {
+            let id = &self.request_id;
+            worker::console_error!("rampart-edge: request {id}: cache put failed: {error}");
+        }
+    }
 }
 
 /// A large response: streamed to the client while a copy is stored in the background.
@@ -357,39 +431,25 @@ fn stream_and_store(
     status: CacheStatus,
 ) -> Result<Response> {
     let mut copy = response.cloned()?;
-    let headers = copy.headers().clone();
-    let request_headers = exchange.request.headers().clone();
     let code = copy.status_code();
-    let (cache_url, compress, authorized, keep_set_cookie) = (
-        fill.cache_url.clone(),
-        fill.compress,
-        fill.authorized,
-        fill.store_set_cookie,
+    let storing = Storing::new(
+        exchange,
+        fill,
+        code,
+        copy.headers().clone(),
+        (retention, times),
     );
-    let id = exchange.id().to_owned();
+    let compress = fill.compress;
     exchange.ctx.wait_until(async move {
         let Ok(body) = copy.bytes().await else {
             return;
         };
-        let body = match prepare::for_storing(code, &headers, body, compress) {
-            Ok(prepared) => prepared,
+        match prepare::for_storing(code, &storing.headers, body, compress) {
+            Ok(prepared) => storing.put(prepared).await,
             Err(error) => {
+                let id = &storing.request_id;
                 worker::console_error!("rampart-edge: request {id}: preparing failed: {error}");
-                return;
             }
-        };
-        let entry = store::Entry {
-            status: code,
-            headers: &headers,
-            body,
-            retention,
-            times,
-            authorized,
-            keep_set_cookie,
-        };
-        if let Err(error) = store::put(&Cache::default(), &cache_url, &request_headers, entry).await
-        {
-            worker::console_error!("rampart-edge: request {id}: cache put failed: {error}");
         }
     });
     respond::finish(response, &status.stored(true), &exchange.security)

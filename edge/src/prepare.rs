@@ -1,6 +1,10 @@
 //! A response body made ready for storing, the same way on every path that stores one: a miss
-//! stored before it is answered, a large response stored in the background while it streams to
-//! the client, and a background refresh (stale-while-revalidate).
+//! answered and then stored in the background, a large response stored in the background while
+//! it streams to the client, and a background refresh (stale-while-revalidate).
+//!
+//! Preparing is two steps, so that a miss is answered before its brotli copy is made:
+//! [`for_answering`] minifies (what the client gets), [`Answerable::finish`] compresses (what
+//! is stored).
 //!
 //! | step | applies to | gives |
 //! | --- | --- | --- |
@@ -50,21 +54,66 @@ impl Prepared {
     }
 }
 
-/// Prepares `body`, sent with `status` and `headers`, for storing; `compress` is the route's
+/// A body ready to be answered with, its brotli copy not made yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answerable {
+    /// What clients get: the minified page, or the origin's bytes.
+    identity: Vec<u8>,
+    /// It is text the edge may compress.
+    compressible: bool,
+}
+
+impl Answerable {
+    /// `body`, answered and stored as it is.
+    fn as_is(body: Vec<u8>) -> Self {
+        Self {
+            identity: body,
+            compressible: false,
+        }
+    }
+
+    /// The body clients get.
+    pub fn identity(&self) -> &[u8] {
+        &self.identity
+    }
+
+    /// Makes the brotli copy, when one is worth storing.
+    pub fn finish(self) -> Prepared {
+        let brotli = self
+            .compressible
+            .then(|| precompress::brotli(&self.identity));
+        Prepared {
+            identity: self.identity,
+            brotli,
+        }
+    }
+}
+
+/// Prepares `body`, sent with `status` and `headers`, for answering; `compress` is the route's
 /// policy. `headers` (a mutable copy) are updated to describe the identity body: when the page
 /// was minified, its `ETag` is weakened and its `Content-Length` dropped.
+pub fn for_answering(
+    status: u16,
+    headers: &Headers,
+    body: Vec<u8>,
+    compress: bool,
+) -> Result<Answerable> {
+    let facts = BodyFacts::of(status, headers, compress)?;
+    let (answerable, minified) = prepare(&facts, body);
+    if minified {
+        respond::body_changed(headers)?;
+    }
+    Ok(answerable)
+}
+
+/// [`for_answering`], then [`Answerable::finish`]: for paths that answer from elsewhere.
 pub fn for_storing(
     status: u16,
     headers: &Headers,
     body: Vec<u8>,
     compress: bool,
 ) -> Result<Prepared> {
-    let facts = BodyFacts::of(status, headers, compress)?;
-    let (prepared, minified) = prepare(&facts, body);
-    if minified {
-        respond::body_changed(headers)?;
-    }
-    Ok(prepared)
+    Ok(for_answering(status, headers, body, compress)?.finish())
 }
 
 /// What a response says about changing its body.
@@ -89,19 +138,22 @@ impl BodyFacts {
     }
 }
 
-/// The prepared body, and whether minification changed it.
-fn prepare(facts: &BodyFacts, body: Vec<u8>) -> (Prepared, bool) {
+/// The body to answer with, and whether minification changed it.
+fn prepare(facts: &BodyFacts, body: Vec<u8>) -> (Answerable, bool) {
     if !facts.changeable {
-        return (Prepared::as_is(body), false);
+        return (Answerable::as_is(body), false);
     }
     let (identity, minified) = if facts.content_type.starts_with("text/html") {
         minified(body)
     } else {
         (body, false)
     };
-    let brotli = precompress::worthwhile(&facts.content_type, identity.len())
-        .then(|| precompress::brotli(&identity));
-    (Prepared { identity, brotli }, minified)
+    let compressible = precompress::worthwhile(&facts.content_type, identity.len());
+    let answerable = Answerable {
+        identity,
+        compressible,
+    };
+    (answerable, minified)
 }
 
 /// A page minified, if that makes it smaller (and it is UTF-8); whether it did.
@@ -139,6 +191,7 @@ mod tests {
     #[test]
     fn a_small_page_is_minified_and_stored_as_it_is() {
         let (prepared, minified) = prepare(&facts("text/html; charset=utf-8"), PAGE.into());
+        let prepared = prepared.finish();
         assert!(minified);
         assert_eq!(prepared.identity(), minify::html(PAGE).as_bytes());
         assert!(!prepared.is_brotli(), "under 1 KiB: no brotli copy");
@@ -149,6 +202,7 @@ mod tests {
     fn a_large_page_is_minified_then_stored_as_brotli() {
         let page = PAGE.repeat(100);
         let (prepared, minified) = prepare(&facts("text/html"), page.clone().into_bytes());
+        let prepared = prepared.finish();
         assert!(minified);
         let identity = minify::html(&page).into_bytes();
         assert_eq!(prepared.identity(), &identity[..]);
@@ -160,6 +214,7 @@ mod tests {
     fn other_text_is_compressed_but_not_minified() {
         let json = br#"{"title":  "a task"}"#.repeat(100);
         let (prepared, minified) = prepare(&facts("application/json"), json.clone());
+        let prepared = prepared.finish();
         assert!(!minified);
         assert_eq!(prepared.identity(), &json[..]);
         assert_eq!(decoded(&prepared.into_stored()), json);
@@ -174,17 +229,17 @@ mod tests {
         };
         assert_eq!(
             prepare(&fixed, page.clone()),
-            (Prepared::as_is(page.clone()), false)
+            (Answerable::as_is(page.clone()), false)
         );
         let image = vec![0u8; 4096];
         assert_eq!(
             prepare(&facts("image/png"), image.clone()),
-            (Prepared::as_is(image), false)
+            (Answerable::as_is(image), false)
         );
         let minimal = b"<p>a</p>".to_vec();
         assert_eq!(
             prepare(&facts("text/html"), minimal.clone()),
-            (Prepared::as_is(minimal), false),
+            (Answerable::as_is(minimal), false),
             "a page minification cannot shrink keeps its bytes and its ETag"
         );
     }

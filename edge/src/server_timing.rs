@@ -142,16 +142,25 @@ where
     F: Future<Output = worker::Result<T>>,
 {
     let started = Date::now().as_millis();
-    let output = match select(Box::pin(work), Delay::from(CACHE_IO_TIMEOUT)).await {
+    let output = bounded(work).await;
+    let spent = Date::now().as_millis().saturating_sub(started);
+    config.trace(|span| span.add_cache_time(spent as f64));
+    output
+}
+
+/// `work` on the cache, failed when the cache does not answer within [`CACHE_IO_TIMEOUT`]:
+/// for work off the request path, which no span times.
+pub async fn bounded<T, F>(work: F) -> worker::Result<T>
+where
+    F: Future<Output = worker::Result<T>>,
+{
+    match select(Box::pin(work), Delay::from(CACHE_IO_TIMEOUT)).await {
         Either::Left((output, _)) => output,
         Either::Right(((), _)) => Err(worker::Error::RustError(format!(
             "the cache did not answer within {} s",
             CACHE_IO_TIMEOUT.as_secs()
         ))),
-    };
-    let spent = Date::now().as_millis().saturating_sub(started);
-    config.trace(|span| span.add_cache_time(spent as f64));
-    output
+    }
 }
 
 #[cfg(test)]

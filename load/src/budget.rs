@@ -99,7 +99,8 @@ pub fn evaluate(
 }
 
 fn relative(budget: &Budget, outcome: &Outcome, peer: &Outcome) -> Vec<Check> {
-    if budget.p99_vs_peer.is_none() && budget.rps_vs_peer.is_none() {
+    if budget.p95_vs_peer.is_none() && budget.p99_vs_peer.is_none() && budget.rps_vs_peer.is_none()
+    {
         return Vec::new();
     }
     let name = &peer.target;
@@ -108,15 +109,25 @@ fn relative(budget: &Budget, outcome: &Outcome, peer: &Outcome) -> Vec<Check> {
         peer.error_rate,
         PEER_ERROR_RATE,
     )];
-    if let Some(factor) = budget.p99_vs_peer {
-        let slack = budget.peer_slack_ms.unwrap_or(0.0);
-        let peer_p99 = peer.latency_ms.p99;
-        let what = format!("p99 ≤ {factor} × {name}'s ({peer_p99:.2} ms) + {slack} ms");
-        checks.push(Check::at_most(
-            what,
+    let slack = budget.peer_slack_ms.unwrap_or(0.0);
+    let percentiles = [
+        (
+            "p95",
+            budget.p95_vs_peer,
+            outcome.latency_ms.p95,
+            peer.latency_ms.p95,
+        ),
+        (
+            "p99",
+            budget.p99_vs_peer,
             outcome.latency_ms.p99,
-            factor * peer_p99 + slack,
-        ));
+            peer.latency_ms.p99,
+        ),
+    ];
+    for (percentile, factor, own, peers) in percentiles {
+        let Some(factor) = factor else { continue };
+        let what = format!("{percentile} ≤ {factor} × {name}'s ({peers:.2} ms) + {slack} ms");
+        checks.push(Check::at_most(what, own, factor * peers + slack));
     }
     if let Some(factor) = budget.rps_vs_peer {
         let what = format!("req/s ≥ {factor} × {name}'s ({:.0})", peer.rps);
@@ -227,6 +238,37 @@ mod tests {
             !unfair[0].ok,
             "a failing peer fails the run: {:?}",
             verdicts(&unfair)
+        );
+    }
+
+    #[test]
+    fn a_p95_budget_follows_the_peers_p95() {
+        let budget = Budget {
+            p95_vs_peer: Some(2.0),
+            peer_slack_ms: Some(1.0),
+            ..Budget::default()
+        };
+        // The helper's p95 is p99 / 1.5: the peer's is 10 ms, so the limit is 21 ms.
+        let peer = outcome("plain", 100.0, 15.0, 0.0);
+        let within = evaluate(
+            &budget,
+            None,
+            &outcome("edge", 100.0, 31.5, 0.0),
+            Some(&peer),
+        );
+        assert!(within.iter().all(|c| c.ok), "{:?}", verdicts(&within));
+        let beyond = evaluate(
+            &budget,
+            None,
+            &outcome("edge", 100.0, 31.6, 0.0),
+            Some(&peer),
+        );
+        let missed: Vec<_> = beyond.iter().filter(|c| !c.ok).collect();
+        assert_eq!(missed.len(), 1, "{:?}", verdicts(&beyond));
+        assert!(
+            missed[0].what.starts_with("p95 ≤ 2 × plain's (10.00 ms)"),
+            "{}",
+            missed[0].what
         );
     }
 }

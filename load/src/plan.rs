@@ -127,6 +127,8 @@ pub struct Budget {
     /// Answers per second at least. An open-model scenario without it must answer 90% of its
     /// offered rate.
     pub min_rps: Option<f64>,
+    /// p95 at most this many times the peer's p95 (plus `peer_slack_ms`).
+    pub p95_vs_peer: Option<f64>,
     /// p99 at most this many times the peer's p99 (plus `peer_slack_ms`).
     pub p99_vs_peer: Option<f64>,
     /// Answers per second at least this many times the peer's.
@@ -260,7 +262,8 @@ impl Scenario {
                 .map_err(|_| format!("{:?} is not an HTTP method", request.method))?;
         }
         let budget = &self.budget;
-        if (budget.p99_vs_peer.is_some() || budget.rps_vs_peer.is_some()) && self.peer.is_none() {
+        let relative = [budget.p95_vs_peer, budget.p99_vs_peer, budget.rps_vs_peer];
+        if relative.iter().any(Option::is_some) && self.peer.is_none() {
             return Err("its budget compares with a peer, but it names no `peer`".into());
         }
         if budget

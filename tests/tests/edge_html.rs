@@ -127,12 +127,14 @@ async fn text_reaches_clients_compressed_as_they_accept_it() {
         "{}",
         brotli.vary
     );
-    // The edge's stored copy itself (brotli quality 9, the edge's setting), not the runtime's
-    // own compression.
+    // The edge's stored copy itself (brotli quality 6, its window fitted to the body: the
+    // edge's settings in edge/src/precompress.rs), not the runtime's own compression.
     let mut stored = Vec::new();
+    let fitted = usize::BITS - (identity.len() - 1).leading_zeros();
     let params = ::brotli::enc::BrotliEncoderParams {
-        quality: 9,
-        lgwin: 22,
+        quality: 6,
+        lgwin: fitted.clamp(10, 22) as i32,
+        size_hint: identity.len(),
         ..Default::default()
     };
     ::brotli::BrotliCompress(&mut &identity[..], &mut stored, &params).expect("compresses");
